@@ -1,0 +1,215 @@
+//! The `SlackToken` custom resource. `crds/slacktoken.yaml` is generated from these types
+//! (`slack-token-operator crd`), so doc comments here are what `kubectl explain` shows.
+
+use crate::duration::GoDuration;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const GROUP: &str = "slack.rotator.dev";
+
+/// Desired state of a Slack token kept fresh in a Kubernetes Secret.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "slack.rotator.dev",
+    version = "v1alpha1",
+    kind = "SlackToken",
+    plural = "slacktokens",
+    shortname = "stk",
+    namespaced,
+    status = "SlackTokenStatus",
+    derive = "PartialEq",
+    doc = "A Slack token that the operator keeps fresh in a Kubernetes Secret.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
+    printcolumn(name = "Secret", type_ = "string", json_path = ".spec.secretRef.name"),
+    printcolumn(name = "Expires", type_ = "date", json_path = ".status.expirationTime"),
+    printcolumn(
+        name = "Next Rotation",
+        type_ = "date",
+        json_path = ".status.nextRotationTime"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SlackTokenSpec {
+    /// How the token is rotated. `OAuth`: bot or user token of an app with token rotation on
+    /// (oauth.v2.access). `AppConfiguration`: app configuration token (tooling.tokens.rotate).
+    /// `Manual`: long-lived token that only a person can re-issue; the operator tracks its age and
+    /// publishes the replacement a person supplies.
+    #[serde(rename = "type")]
+    pub token_type: TokenType,
+
+    /// Secret in the same namespace holding the rotation state. OAuth: `clientId`, `clientSecret`
+    /// and `refreshToken` (or `legacyToken` to move a long-lived token onto rotation).
+    /// AppConfiguration: `refreshToken`. Manual: `accessToken`. The operator writes
+    /// `refreshToken`, `accessToken` and `expiresAt` back into it on every rotation.
+    pub credentials_ref: CredentialsRef,
+
+    /// Secret in the same namespace that applications mount. The operator creates and owns it.
+    pub secret_ref: OutputSecretRef,
+
+    /// Rotate at least this often (Go duration, e.g. `6h`). Required for `Manual` tokens.
+    /// Slack keeps at most two access tokens per installation active, so consumers must reload
+    /// the Secret within one period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_period: Option<GoDuration>,
+
+    /// Rotate this long before Slack's expiry (Go duration). Default: the smaller of 2h and a
+    /// third of the token's lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_before: Option<GoDuration>,
+
+    /// Labels and annotations put on the output Secret (for example for Reloader).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_template: Option<SecretTemplate>,
+
+    /// Stop rotating while true. The current token stays published.
+    #[serde(default)]
+    pub suspend: bool,
+
+    /// Settings for `type: Manual`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manual: Option<ManualSpec>,
+
+    /// Revoke the current token with auth.revoke when this SlackToken is deleted.
+    #[serde(default)]
+    pub revoke_on_delete: bool,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum TokenType {
+    OAuth,
+    AppConfiguration,
+    Manual,
+}
+
+/// Reference to the credentials Secret (same namespace).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct CredentialsRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Reference to the output Secret (same namespace).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct OutputSecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key under which the token is written.
+    #[serde(default = "default_key")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+}
+
+fn default_key() -> String {
+    "token".to_owned()
+}
+
+/// Metadata copied onto the output Secret.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct SecretTemplate {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Settings for long-lived tokens that only a person can re-issue.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ManualSpec {
+    /// Which kind of long-lived token this is; decides the re-issue steps the operator shows.
+    pub kind: ManualKind,
+    /// Accept a replacement token that belongs to another user or bot of the same team.
+    #[serde(default)]
+    pub allow_identity_change: bool,
+    /// Revoke the replaced token with auth.revoke once the new one is published.
+    #[serde(default = "default_true")]
+    pub revoke_replaced: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ManualKind {
+    LegacyTestToken,
+    CustomIntegrationBot,
+    HubotLita,
+    App,
+}
+
+/// Observed state. Never contains a token.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SlackTokenStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// When the current token was issued or adopted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotation_time: Option<String>,
+    /// When the operator will rotate next (or, for Manual tokens, when rotation is due).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_rotation_time: Option<String>,
+    /// When Slack expires the current token; empty for tokens that do not expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration_time: Option<String>,
+    /// Rotations performed by the operator.
+    #[serde(default)]
+    pub rotation_count: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure_time: Option<String>,
+    /// Consecutive failed attempts; reset by a success. Drives the retry backoff.
+    #[serde(default)]
+    pub failed_attempts: u32,
+    /// Who the token belongs to, as Slack reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
+    /// The last value of the `slack.rotator.dev/rotate` annotation that was handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotate_request: Option<String>,
+}
+
+/// Identity of the token's owner, as Slack reports it. Never a token.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Identity {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enterprise_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot_user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<String>,
+}
+
+/// A standard Kubernetes condition (metav1.Condition).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// True, False or Unknown.
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    pub last_transition_time: String,
+}
