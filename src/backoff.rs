@@ -35,9 +35,7 @@ pub fn delay(error: &Error, attempts: u32, time_left: Option<Duration>, seed: &s
         return PERMANENT.max(retry_after);
     }
     let cap = time_left.map_or(MAX, |left| (left / 4).clamp(MIN_CAP, MAX));
-    let exp = BASE
-        .saturating_mul(1u32 << attempts.saturating_sub(1).min(16))
-        .min(cap);
+    let exp = BASE.saturating_mul(1u32 << attempts.saturating_sub(1).min(16)).min(cap);
     let mut h = DefaultHasher::new();
     (seed, attempts).hash(&mut h);
     let jitter = 0.8 + (h.finish() % 400) as f64 / 1000.0; // 0.8 ..= 1.2
@@ -80,10 +78,7 @@ impl Gate {
     }
 
     pub fn clear(&self, stk: &crate::crd::SlackToken) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&Self::key(stk));
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&Self::key(stk));
     }
 
     /// Time left to wait, if a failure is being held and nothing relevant changed since.
@@ -108,24 +103,15 @@ mod tests {
     use crate::slack::SlackError;
 
     fn transient() -> Error {
-        Error::Slack(SlackError::Http {
-            method: "oauth.v2.access",
-            status: 503,
-        })
+        Error::Slack(SlackError::Http { method: "oauth.v2.access", status: 503 })
     }
 
     #[test]
     fn transient_failures_back_off_exponentially_up_to_the_cap() {
         let d1 = delay(&transient(), 1, None, "uid");
         let d4 = delay(&transient(), 4, None, "uid");
-        assert!(
-            d1 >= Duration::from_secs(4) && d1 <= Duration::from_secs(6),
-            "{d1:?}"
-        );
-        assert!(
-            d4 >= Duration::from_secs(32) && d4 <= Duration::from_secs(48),
-            "{d4:?}"
-        );
+        assert!(d1 >= Duration::from_secs(4) && d1 <= Duration::from_secs(6), "{d1:?}");
+        assert!(d4 >= Duration::from_secs(32) && d4 <= Duration::from_secs(48), "{d4:?}");
         assert!(delay(&transient(), 30, None, "uid") <= MAX.mul_f64(1.2));
     }
 
@@ -137,19 +123,13 @@ mod tests {
 
     #[test]
     fn rate_limit_waits_at_least_retry_after() {
-        let e = Error::Slack(SlackError::RateLimited {
-            method: "m",
-            retry_after: Duration::from_secs(90),
-        });
+        let e = Error::Slack(SlackError::RateLimited { method: "m", retry_after: Duration::from_secs(90) });
         assert!(delay(&e, 1, None, "uid") >= Duration::from_secs(90));
     }
 
     #[test]
     fn permanent_failures_are_retried_rarely() {
-        let e = Error::Slack(SlackError::Api {
-            method: "m",
-            code: "invalid_refresh_token".into(),
-        });
+        let e = Error::Slack(SlackError::Api { method: "m", code: "invalid_refresh_token".into() });
         assert_eq!(delay(&e, 1, None, "uid"), PERMANENT);
     }
 }

@@ -62,10 +62,7 @@ pub struct Context {
 
 impl Context {
     pub fn new(client: Client, slack: SlackClient, clock: SharedClock) -> Arc<Self> {
-        let reporter = Reporter {
-            controller: MANAGER.into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
+        let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
         Arc::new(Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -80,11 +77,8 @@ impl Context {
 
 /// Runs the controller until a shutdown signal. `namespaces` empty = all namespaces.
 pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>) {
-    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
-        vec![None]
-    } else {
-        namespaces.into_iter().map(Some).collect()
-    };
+    let scopes: Vec<Option<String>> =
+        if namespaces.is_empty() { vec![None] } else { namespaces.into_iter().map(Some).collect() };
     futures::future::join_all(scopes.into_iter().map(|ns| run_scope(ctx.clone(), ns))).await;
 }
 
@@ -163,10 +157,7 @@ pub async fn reconcile(stk: Arc<SlackToken>, ctx: Arc<Context>) -> Result<Action
         }
         Err(error) => {
             let attempts = old.failed_attempts.saturating_add(1);
-            let expiry = old
-                .expiration_time
-                .as_deref()
-                .and_then(|t| t.parse::<Timestamp>().ok());
+            let expiry = old.expiration_time.as_deref().and_then(|t| t.parse::<Timestamp>().ok());
             let delay = backoff::delay(
                 &error,
                 attempts,
@@ -174,12 +165,7 @@ pub async fn reconcile(stk: Arc<SlackToken>, ctx: Arc<Context>) -> Result<Action
                 &stk.uid().unwrap_or_default(),
             );
             ctx.backoff.hold(&stk, delay);
-            ctx.metrics
-                .failures
-                .get_or_create(&ReasonLabels {
-                    reason: error.reason().to_owned(),
-                })
-                .inc();
+            ctx.metrics.failures.get_or_create(&ReasonLabels { reason: error.reason().to_owned() }).inc();
             let credentials = &stk.spec.credentials_ref.name;
             let message = error.user_message(credentials);
             warn!(reason = error.reason(), %message, attempts, retry_in_secs = delay.as_secs(), "reconcile failed");
@@ -191,10 +177,7 @@ pub async fn reconcile(stk: Arc<SlackToken>, ctx: Arc<Context>) -> Result<Action
                 format!("{}: {message}", error.reason()),
             )
             .await;
-            (
-                failure_status(&stk, &old, error.reason(), &message, attempts, now),
-                Action::requeue(delay),
-            )
+            (failure_status(&stk, &old, error.reason(), &message, attempts, now), Action::requeue(delay))
         }
     };
     write_status(&ctx, &stk, &old, status).await?;
@@ -230,40 +213,31 @@ async fn converge(
     let rotate_request = stk.annotations().get(ROTATE_ANNOTATION).cloned();
     let fresh_request = rotate_request.is_some()
         && rotate_request.as_ref() != stk.status.as_ref().and_then(|s| s.last_rotate_request.as_ref());
-    let rotator = Rotator {
-        secrets,
-        slack: &ctx.slack,
-        clock: &ctx.clock,
-        unsaved: &ctx.unsaved,
-    };
+    let rotator = Rotator { secrets, slack: &ctx.slack, clock: &ctx.clock, unsaved: &ctx.unsaved };
     if !fresh_request && !rotator.has_unsaved(stk) {
         let creds_version = creds_secret.as_ref().and_then(|s| s.resource_version());
         if let Some(wait) = ctx.backoff.remaining(stk, creds_version.as_deref()) {
             return Ok(Converged::Waiting(wait));
         }
     }
-    ctx.backoff
-        .observe(stk, creds_secret.as_ref().and_then(|s| s.resource_version()));
-    let creds_secret = creds_secret.ok_or_else(|| Error::CredentialsNotFound {
-        name: creds_name.clone(),
-    })?;
+    ctx.backoff.observe(stk, creds_secret.as_ref().and_then(|s| s.resource_version()));
+    let creds_secret = creds_secret.ok_or_else(|| Error::CredentialsNotFound { name: creds_name.clone() })?;
     if let Some(owner) = creds_secret.labels().get(SLACKTOKEN_LABEL) {
         if owner != &stk.name_any() {
-            return Err(Error::CredentialsInUse {
-                name: creds_name.clone(),
-                owner: owner.clone(),
-            });
+            return Err(Error::CredentialsInUse { name: creds_name.clone(), owner: owner.clone() });
         }
     }
-    let bad = |source| Error::BadCredentials {
-        name: creds_name.clone(),
-        source,
+    // Label the credentials Secret before anything can fail on its content, so that the user's
+    // fix to it wakes us through the watch.
+    let creds_secret = if creds_secret.labels().get(SLACKTOKEN_LABEL) == Some(&stk.name_any()) {
+        creds_secret
+    } else {
+        let patch = json!({"metadata": {"labels": {SLACKTOKEN_LABEL: stk.name_any()}}});
+        secrets.patch(creds_name, &PatchParams::default(), &Patch::Merge(&patch)).await?
     };
+    let bad = |source| Error::BadCredentials { name: creds_name.clone(), source };
     let creds = Credentials::from_secret(&creds_secret).map_err(bad)?;
-    let mut times = TokenTimes {
-        issued_at: creds.issued_at,
-        expires_at: creds.expires_at,
-    };
+    let mut times = TokenTimes { issued_at: creds.issued_at, expires_at: creds.expires_at };
     let period = spec.rotation_period.map(|d| d.as_std());
     let renew_before = spec.renew_before.map(|d| d.as_std());
     let due = schedule::next_rotation(times, period, renew_before).is_some_and(|next| next <= now);
@@ -288,41 +262,22 @@ async fn converge(
             let (saved, issued) = rotator.rotate(stk, creds_secret, &creds, trigger).await?;
             identity = Some(issued.identity.clone());
             let saved_creds = Credentials::from_secret(&saved).map_err(bad)?;
-            times = TokenTimes {
-                issued_at: saved_creds.issued_at,
-                expires_at: saved_creds.expires_at,
-            };
+            times = TokenTimes { issued_at: saved_creds.issued_at, expires_at: saved_creds.expires_at };
             (saved, issued.access_token)
         }
         None => {
-            let token =
-                creds
-                    .access_token
-                    .clone()
-                    .ok_or(bad(crate::credentials::CredentialsError::Missing(
-                        crate::credentials::ACCESS_TOKEN,
-                    )))?;
+            let token = creds.access_token.clone().ok_or(bad(
+                crate::credentials::CredentialsError::Missing(crate::credentials::ACCESS_TOKEN),
+            ))?;
             (creds_secret, token)
         }
     };
-    // Label the credentials Secret once, so later edits to it wake us through the watch.
-    if creds_secret.labels().get(SLACKTOKEN_LABEL) != Some(&stk.name_any()) {
-        let patch = json!({"metadata": {"labels": {SLACKTOKEN_LABEL: stk.name_any()}}});
-        secrets
-            .patch(creds_name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
-    }
     rotation::publish(secrets, stk, &token).await?;
 
     if let Some(trigger) = trigger {
-        let expiry = times
-            .expires_at
-            .map(format_time)
-            .unwrap_or_else(|| "never".into());
+        let expiry = times.expires_at.map(format_time).unwrap_or_else(|| "never".into());
         info!(?trigger, expires = %expiry, "rotated");
-        let labels = TypeLabels {
-            r#type: format!("{:?}", spec.token_type),
-        };
+        let labels = TypeLabels { r#type: format!("{:?}", spec.token_type) };
         ctx.metrics.rotations.get_or_create(&labels).inc();
         let note = format!(
             "Rotated ({trigger:?}); published to Secret {}; new token expires {expiry}",
@@ -353,15 +308,10 @@ fn validate(stk: &SlackToken) -> Result<Vec<String>, Error> {
         return Err(Error::InvalidSpec("type Manual is not supported yet".into()));
     }
     if spec.rotation_period.is_some_and(|p| p.as_std().is_zero()) {
-        return Err(Error::InvalidSpec(
-            "rotationPeriod must be greater than zero".into(),
-        ));
+        return Err(Error::InvalidSpec("rotationPeriod must be greater than zero".into()));
     }
     let mut warnings = Vec::new();
-    if let Some(period) = spec
-        .rotation_period
-        .filter(|p| p.as_std() < schedule::SHORT_ROTATION_PERIOD)
-    {
+    if let Some(period) = spec.rotation_period.filter(|p| p.as_std() < schedule::SHORT_ROTATION_PERIOD) {
         warnings.push(format!(
             "rotationPeriod {period} is under 1h: Slack keeps only two access tokens active, so consumers must reload Secret {} within {period}",
             spec.secret_ref.name
@@ -372,10 +322,7 @@ fn validate(stk: &SlackToken) -> Result<Vec<String>, Error> {
 
 fn success_status(stk: &SlackToken, old: &SlackTokenStatus, done: &Done, now: Timestamp) -> SlackTokenStatus {
     let mut message = if stk.spec.suspend {
-        format!(
-            "rotation suspended; token published to Secret {}",
-            stk.spec.secret_ref.name
-        )
+        format!("rotation suspended; token published to Secret {}", stk.spec.secret_ref.name)
     } else {
         format!("token published to Secret {}", stk.spec.secret_ref.name)
     };
@@ -383,37 +330,19 @@ fn success_status(stk: &SlackToken, old: &SlackTokenStatus, done: &Done, now: Ti
         message.push_str("; warning: ");
         message.push_str(warning);
     }
-    let reason = if stk.spec.suspend {
-        "Suspended"
-    } else {
-        "TokenPublished"
-    };
+    let reason = if stk.spec.suspend { "Suspended" } else { "TokenPublished" };
     SlackTokenStatus {
-        conditions: set_condition(
-            &old.conditions,
-            condition(stk, READY, true, reason, &message, now),
-        ),
+        conditions: set_condition(&old.conditions, condition(stk, READY, true, reason, &message, now)),
         observed_generation: stk.meta().generation,
-        last_rotation_time: done
-            .times
-            .issued_at
-            .map(format_time)
-            .or_else(|| old.last_rotation_time.clone()),
-        next_rotation_time: if stk.spec.suspend {
-            None
-        } else {
-            done.next_rotation.map(format_time)
-        },
+        last_rotation_time: done.times.issued_at.map(format_time).or_else(|| old.last_rotation_time.clone()),
+        next_rotation_time: if stk.spec.suspend { None } else { done.next_rotation.map(format_time) },
         expiration_time: done.times.expires_at.map(format_time),
         rotation_count: old.rotation_count
             + u64::from(done.rotated.is_some_and(|t| t != Trigger::SavePending)),
         last_failure_time: None,
         failed_attempts: 0,
         identity: done.identity.clone().or_else(|| old.identity.clone()),
-        last_rotate_request: done
-            .handled_rotate_request
-            .clone()
-            .or_else(|| old.last_rotate_request.clone()),
+        last_rotate_request: done.handled_rotate_request.clone().or_else(|| old.last_rotate_request.clone()),
     }
 }
 
@@ -426,10 +355,7 @@ fn failure_status(
     now: Timestamp,
 ) -> SlackTokenStatus {
     SlackTokenStatus {
-        conditions: set_condition(
-            &old.conditions,
-            condition(stk, READY, false, reason, message, now),
-        ),
+        conditions: set_condition(&old.conditions, condition(stk, READY, false, reason, message, now)),
         observed_generation: stk.meta().generation,
         last_failure_time: Some(format_time(now)),
         failed_attempts: attempts,
@@ -457,11 +383,7 @@ fn condition(
 
 /// Replaces the condition of the same type, keeping its transition time when the status is unchanged.
 fn set_condition(conditions: &[Condition], mut new: Condition) -> Vec<Condition> {
-    let mut out: Vec<Condition> = conditions
-        .iter()
-        .filter(|c| c.type_ != new.type_)
-        .cloned()
-        .collect();
+    let mut out: Vec<Condition> = conditions.iter().filter(|c| c.type_ != new.type_).cloned().collect();
     if let Some(old) = conditions.iter().find(|c| c.type_ == new.type_) {
         if old.status == new.status {
             new.last_transition_time = old.last_transition_time.clone();
@@ -489,23 +411,14 @@ async fn write_status(
         }
     }
     let api: Api<SlackToken> = Api::namespaced(ctx.client.clone(), &stk.namespace().unwrap_or_default());
-    api.patch_status(
-        &stk.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": value })),
-    )
-    .await?;
+    api.patch_status(&stk.name_any(), &PatchParams::default(), &Patch::Merge(json!({ "status": value })))
+        .await?;
     Ok(())
 }
 
 async fn publish_event(ctx: &Context, stk: &SlackToken, type_: EventType, reason: &str, note: String) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: reason.into(),
-        secondary: None,
-    };
+    let event =
+        Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
     if let Err(e) = ctx.recorder.publish(&event, &stk.object_ref(&())).await {
         // An Event is a courtesy; failing to record one must not fail the rotation.
         warn!(error = %e, "could not publish event");

@@ -72,14 +72,8 @@ impl Credentials {
     }
 
     pub fn require_client(&self) -> Result<(&str, &SecretString), CredentialsError> {
-        let id = self
-            .client_id
-            .as_deref()
-            .ok_or(CredentialsError::Missing(CLIENT_ID))?;
-        let secret = self
-            .client_secret
-            .as_ref()
-            .ok_or(CredentialsError::Missing(CLIENT_SECRET))?;
+        let id = self.client_id.as_deref().ok_or(CredentialsError::Missing(CLIENT_ID))?;
+        let secret = self.client_secret.as_ref().ok_or(CredentialsError::Missing(CLIENT_SECRET))?;
         Ok((id, secret))
     }
 }
@@ -154,11 +148,7 @@ mod tests {
 
     #[test]
     fn recording_a_rotation_replaces_tokens_and_drops_the_legacy_token() {
-        let mut secret = secret_with(&[
-            (REFRESH_TOKEN, "old"),
-            (LEGACY_TOKEN, "xoxb-old"),
-            (CLIENT_ID, "c"),
-        ]);
+        let mut secret = secret_with(&[(REFRESH_TOKEN, "old"), (LEGACY_TOKEN, "xoxb-old"), (CLIENT_ID, "c")]);
         let issued = Issued {
             access_token: SecretString::from("xoxe.xoxb-1-new".to_owned()),
             refresh_token: SecretString::from("xoxe-1-new".to_owned()),

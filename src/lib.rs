@@ -6,6 +6,8 @@ pub mod clock;
 pub mod controller;
 pub mod crd;
 pub mod credentials;
+#[cfg(feature = "emulator")]
+pub mod demo;
 pub mod duration;
 pub mod error;
 pub mod http;

@@ -7,11 +7,7 @@ use slack_token_operator::{clock::SystemClock, controller, crd::SlackToken, slac
 use std::{net::SocketAddr, sync::Arc};
 
 #[derive(Parser)]
-#[command(
-    name = "slack-token-operator",
-    version,
-    about = "Keeps Slack tokens fresh in Kubernetes Secrets"
-)]
+#[command(name = "slack-token-operator", version, about = "Keeps Slack tokens fresh in Kubernetes Secrets")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -89,15 +85,10 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
-    let client = kube::Client::try_default()
-        .await
-        .context("connecting to the Kubernetes API")?;
+    let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
     let slack = SlackClient::new(&args.slack_api_url).context("building the Slack client")?;
     let ctx = controller::Context::new(client.clone(), slack, Arc::new(SystemClock));
-    let http = tokio::spawn(slack_token_operator::http::serve(
-        args.http_addr,
-        ctx.metrics.clone(),
-    ));
+    let http = tokio::spawn(slack_token_operator::http::serve(args.http_addr, ctx.metrics.clone()));
     let leadership = match args.leader_elect {
         true => Some(slack_token_operator::leader::acquire(client).await?),
         false => None,

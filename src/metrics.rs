@@ -32,29 +32,15 @@ impl Default for Metrics {
         let failures = Family::<ReasonLabels, Counter>::default();
         let reconciles = Counter::default();
         let unsaved_tokens = Gauge::default();
-        registry.register(
-            "rotations",
-            "Rotations performed, by token type",
-            rotations.clone(),
-        );
-        registry.register(
-            "failures",
-            "Failed reconciles, by condition reason",
-            failures.clone(),
-        );
+        registry.register("rotations", "Rotations performed, by token type", rotations.clone());
+        registry.register("failures", "Failed reconciles, by condition reason", failures.clone());
         registry.register("reconciles", "Reconciles run", reconciles.clone());
         registry.register(
             "unsaved_tokens",
             "Issued token pairs not yet saved to their Secret",
             unsaved_tokens.clone(),
         );
-        Self {
-            rotations,
-            failures,
-            reconciles,
-            unsaved_tokens,
-            registry,
-        }
+        Self { rotations, failures, reconciles, unsaved_tokens, registry }
     }
 }
 

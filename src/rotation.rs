@@ -41,10 +41,7 @@ impl Unsaved {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).get(uid).cloned()
     }
     fn put(&self, uid: &str, issued: Issued) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(uid.to_owned(), issued);
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(uid.to_owned(), issued);
     }
     fn remove(&self, uid: &str) {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(uid);
@@ -112,10 +109,7 @@ impl Rotator<'_> {
         creds: &Credentials,
         trigger: Trigger,
     ) -> Result<Issued, Error> {
-        let bad = |source| Error::BadCredentials {
-            name: stk.spec.credentials_ref.name.clone(),
-            source,
-        };
+        let bad = |source| Error::BadCredentials { name: stk.spec.credentials_ref.name.clone(), source };
         match (stk.spec.token_type, trigger) {
             (TokenType::OAuth, Trigger::Exchange) => {
                 let (id, secret) = creds.require_client().map_err(bad)?;
@@ -130,13 +124,12 @@ impl Rotator<'_> {
                 let refresh = refresh_token(creds).map_err(bad)?;
                 Ok(self.slack.refresh_oauth(id, secret, refresh).await?)
             }
-            (TokenType::AppConfiguration, _) => Ok(self
-                .slack
-                .rotate_config_token(refresh_token(creds).map_err(bad)?)
-                .await?),
-            (TokenType::Manual, _) => Err(Error::InvalidSpec(
-                "Manual tokens cannot be rotated through Slack's API".into(),
-            )),
+            (TokenType::AppConfiguration, _) => {
+                Ok(self.slack.rotate_config_token(refresh_token(creds).map_err(bad)?).await?)
+            }
+            (TokenType::Manual, _) => {
+                Err(Error::InvalidSpec("Manual tokens cannot be rotated through Slack's API".into()))
+            }
         }
     }
 
@@ -149,10 +142,7 @@ impl Rotator<'_> {
         issued: &Issued,
     ) -> Result<Secret, Error> {
         let name = stk.spec.credentials_ref.name.clone();
-        let params = PostParams {
-            field_manager: Some(MANAGER.to_owned()),
-            ..Default::default()
-        };
+        let params = PostParams { field_manager: Some(MANAGER.to_owned()), ..Default::default() };
         let now = self.clock.now();
         for _ in 0..SAVE_ATTEMPTS {
             let mut updated = latest.clone();
@@ -165,10 +155,7 @@ impl Rotator<'_> {
                     // Someone deleted the Secret after Slack answered: these tokens are the only
                     // copy, so recreate it with everything we know rather than lose them.
                     let mut fresh = Secret {
-                        metadata: ObjectMeta {
-                            name: Some(name.clone()),
-                            ..Default::default()
-                        },
+                        metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() },
                         ..Default::default()
                     };
                     if let Some((id, secret)) = creds.client_id.as_ref().zip(creds.client_secret.as_ref()) {
@@ -198,10 +185,7 @@ impl Rotator<'_> {
 }
 
 fn refresh_token(creds: &Credentials) -> Result<&SecretString, credentials::CredentialsError> {
-    creds
-        .refresh_token
-        .as_ref()
-        .ok_or(credentials::CredentialsError::Missing(credentials::REFRESH_TOKEN))
+    creds.refresh_token.as_ref().ok_or(credentials::CredentialsError::Missing(credentials::REFRESH_TOKEN))
 }
 
 /// Marks a Secret as belonging to a SlackToken, so the operator's label-selected watch sees it.
@@ -219,10 +203,7 @@ pub async fn publish(secrets: &Api<Secret>, stk: &SlackToken, token: &SecretStri
         .controller_owner_ref(&())
         .ok_or_else(|| Error::InvalidSpec("SlackToken has no uid yet".into()))?;
     let template = stk.spec.secret_template.clone().unwrap_or_default();
-    let params = PostParams {
-        field_manager: Some(MANAGER.to_owned()),
-        ..Default::default()
-    };
+    let params = PostParams { field_manager: Some(MANAGER.to_owned()), ..Default::default() };
     let existing = secrets.get_opt(&spec.name).await?;
     let mut desired = match &existing {
         Some(current) => {
@@ -230,39 +211,30 @@ pub async fn publish(secrets: &Api<Secret>, stk: &SlackToken, token: &SecretStri
                 || (current.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
                     && current.labels().get(SLACKTOKEN_LABEL) == Some(&stk.name_any()));
             if !ours {
-                return Err(Error::OutputSecretConflict {
-                    name: spec.name.clone(),
-                });
+                return Err(Error::OutputSecretConflict { name: spec.name.clone() });
             }
             current.clone()
         }
         None => Secret {
-            metadata: ObjectMeta {
-                name: Some(spec.name.clone()),
-                ..Default::default()
-            },
+            metadata: ObjectMeta { name: Some(spec.name.clone()), ..Default::default() },
             type_: Some("Opaque".to_owned()),
             ..Default::default()
         },
     };
     let meta = &mut desired.metadata;
-    meta.owner_references
-        .get_or_insert_with(Vec::new)
-        .retain(|o| o.controller != Some(true));
+    meta.owner_references.get_or_insert_with(Vec::new).retain(|o| o.controller != Some(true));
     meta.owner_references.get_or_insert_with(Vec::new).push(owner);
     let labels = meta.labels.get_or_insert_with(Default::default);
     labels.extend(template.labels);
     labels.insert(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned());
     label_for(meta, &stk.name_any());
     if !template.annotations.is_empty() {
-        meta.annotations
-            .get_or_insert_with(Default::default)
-            .extend(template.annotations);
+        meta.annotations.get_or_insert_with(Default::default).extend(template.annotations);
     }
-    desired.data.get_or_insert_with(Default::default).insert(
-        spec.key.clone(),
-        ByteString(token.expose_secret().as_bytes().to_vec()),
-    );
+    desired
+        .data
+        .get_or_insert_with(Default::default)
+        .insert(spec.key.clone(), ByteString(token.expose_secret().as_bytes().to_vec()));
 
     match existing {
         Some(current) if current == desired => Ok(false),

@@ -36,10 +36,8 @@ pub fn next_rotation(
     rotation_period: Option<Duration>,
     renew_before: Option<Duration>,
 ) -> Option<Timestamp> {
-    let by_period = times
-        .issued_at
-        .zip(rotation_period)
-        .and_then(|(issued, period)| issued.checked_add(period).ok());
+    let by_period =
+        times.issued_at.zip(rotation_period).and_then(|(issued, period)| issued.checked_add(period).ok());
     let by_expiry = times.expires_at.and_then(|expiry| {
         let before = renew_before.unwrap_or_else(|| default_renew_before(times.lifetime()));
         expiry.checked_sub(before).ok()
@@ -65,18 +63,12 @@ mod tests {
     const H: u64 = 3600;
 
     fn slack_token() -> TokenTimes {
-        TokenTimes {
-            issued_at: Some(t("2026-01-01T00:00:00Z")),
-            expires_at: Some(t("2026-01-01T12:00:00Z")),
-        }
+        TokenTimes { issued_at: Some(t("2026-01-01T00:00:00Z")), expires_at: Some(t("2026-01-01T12:00:00Z")) }
     }
 
     #[test]
     fn twelve_hour_token_rotates_two_hours_before_expiry() {
-        assert_eq!(
-            next_rotation(slack_token(), None, None),
-            Some(t("2026-01-01T10:00:00Z"))
-        );
+        assert_eq!(next_rotation(slack_token(), None, None), Some(t("2026-01-01T10:00:00Z")));
     }
 
     #[test]
@@ -102,19 +94,13 @@ mod tests {
 
     #[test]
     fn long_lived_token_without_period_is_never_due() {
-        let times = TokenTimes {
-            issued_at: Some(t("2026-01-01T00:00:00Z")),
-            expires_at: None,
-        };
+        let times = TokenTimes { issued_at: Some(t("2026-01-01T00:00:00Z")), expires_at: None };
         assert_eq!(next_rotation(times, None, None), None);
     }
 
     #[test]
     fn adopted_token_with_unknown_issue_time_assumes_slack_lifetime() {
-        let times = TokenTimes {
-            issued_at: None,
-            expires_at: Some(t("2026-01-01T12:00:00Z")),
-        };
+        let times = TokenTimes { issued_at: None, expires_at: Some(t("2026-01-01T12:00:00Z")) };
         assert_eq!(next_rotation(times, None, None), Some(t("2026-01-01T10:00:00Z")));
     }
 }

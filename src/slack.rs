@@ -11,12 +11,7 @@ use serde_json::Value;
 use std::time::Duration;
 
 /// Errors Slack's documentation lists as temporary.
-const TRANSIENT_CODES: &[&str] = &[
-    "internal_error",
-    "fatal_error",
-    "service_unavailable",
-    "request_timeout",
-];
+const TRANSIENT_CODES: &[&str] = &["internal_error", "fatal_error", "service_unavailable", "request_timeout"];
 
 /// What Slack says when no `Retry-After` comes with a 429; Slack's tier-1 limit is one call a minute.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -26,10 +21,7 @@ pub enum SlackError {
     #[error("Slack answered {method} with error `{code}`")]
     Api { method: &'static str, code: String },
     #[error("Slack rate-limited {method}; retry after {}s", retry_after.as_secs())]
-    RateLimited {
-        method: &'static str,
-        retry_after: Duration,
-    },
+    RateLimited { method: &'static str, retry_after: Duration },
     #[error("Slack answered {method} with HTTP {status}")]
     Http { method: &'static str, status: u16 },
     #[error("could not reach Slack for {method}: {source}")]
@@ -119,13 +111,8 @@ impl SlackClient {
         refresh_token: &SecretString,
     ) -> Result<Issued, SlackError> {
         const METHOD: &str = "oauth.v2.access";
-        let form = [
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token.expose_secret()),
-        ];
-        let body = self
-            .call_with_client(METHOD, client_id, client_secret, &form)
-            .await?;
+        let form = [("grant_type", "refresh_token"), ("refresh_token", refresh_token.expose_secret())];
+        let body = self.call_with_client(METHOD, client_id, client_secret, &form).await?;
         issued_from_oauth(METHOD, &body)
     }
 
@@ -138,39 +125,28 @@ impl SlackClient {
     ) -> Result<Issued, SlackError> {
         const METHOD: &str = "oauth.v2.exchange";
         let form = [("token", long_lived.expose_secret())];
-        let body = self
-            .call_with_client(METHOD, client_id, client_secret, &form)
-            .await?;
+        let body = self.call_with_client(METHOD, client_id, client_secret, &form).await?;
         issued_from_oauth(METHOD, &body)
     }
 
     /// `tooling.tokens.rotate`: rotate an app configuration token.
     pub async fn rotate_config_token(&self, refresh_token: &SecretString) -> Result<Issued, SlackError> {
         const METHOD: &str = "tooling.tokens.rotate";
-        let request = self
-            .post(METHOD)
-            .form(&[("refresh_token", refresh_token.expose_secret())]);
+        let request = self.post(METHOD).form(&[("refresh_token", refresh_token.expose_secret())]);
         let body = self.send(METHOD, request).await?;
         let access_token = required_secret(METHOD, &body, "token")?;
         let refresh_token = required_secret(METHOD, &body, "refresh_token")?;
-        let expires_in = match (
-            body.get("exp").and_then(Value::as_i64),
-            body.get("iat").and_then(Value::as_i64),
-        ) {
-            (Some(exp), Some(iat)) if exp > iat => Some(Duration::from_secs((exp - iat) as u64)),
-            _ => None,
-        };
+        let expires_in =
+            match (body.get("exp").and_then(Value::as_i64), body.get("iat").and_then(Value::as_i64)) {
+                (Some(exp), Some(iat)) if exp > iat => Some(Duration::from_secs((exp - iat) as u64)),
+                _ => None,
+            };
         let identity = crate::crd::Identity {
             team_id: string(&body, "team_id"),
             user_id: string(&body, "user_id"),
             ..Default::default()
         };
-        Ok(Issued {
-            access_token,
-            refresh_token,
-            expires_in,
-            identity,
-        })
+        Ok(Issued { access_token, refresh_token, expires_in, identity })
     }
 
     /// `auth.test`: who a token belongs to, and whether it still works.
@@ -208,10 +184,7 @@ impl SlackClient {
         client_secret: &SecretString,
         form: &[(&str, &str)],
     ) -> Result<Value, SlackError> {
-        let request = self
-            .post(method)
-            .basic_auth(client_id, Some(client_secret.expose_secret()))
-            .form(form);
+        let request = self.post(method).basic_auth(client_id, Some(client_secret.expose_secret())).form(form);
         self.send(method, request).await
     }
 
@@ -221,45 +194,29 @@ impl SlackClient {
         request: reqwest::RequestBuilder,
     ) -> Result<Value, SlackError> {
         // Error texts of reqwest carry the URL; ours never contains a token, but strip it anyway.
-        let transport = |source: reqwest::Error| SlackError::Transport {
-            method,
-            source: source.without_url(),
-        };
+        let transport =
+            |source: reqwest::Error| SlackError::Transport { method, source: source.without_url() };
         let response = request.send().await.map_err(transport)?;
         let status = response.status();
         if status.as_u16() == 429 {
-            return Err(SlackError::RateLimited {
-                method,
-                retry_after: retry_after(&response),
-            });
+            return Err(SlackError::RateLimited { method, retry_after: retry_after(&response) });
         }
         if !status.is_success() {
-            return Err(SlackError::Http {
-                method,
-                status: status.as_u16(),
-            });
+            return Err(SlackError::Http { method, status: status.as_u16() });
         }
         let text = response.text().await.map_err(transport)?;
-        let body: Value = serde_json::from_str(&text).map_err(|e| SlackError::Decode {
-            method,
-            detail: format!("not JSON ({e})"),
-        })?;
+        let body: Value = serde_json::from_str(&text)
+            .map_err(|e| SlackError::Decode { method, detail: format!("not JSON ({e})") })?;
         match body.get("ok").and_then(Value::as_bool) {
             Some(true) => Ok(body),
             Some(false) => {
                 let code = string(&body, "error").unwrap_or_else(|| "unknown_error".to_owned());
                 if code == "ratelimited" {
-                    return Err(SlackError::RateLimited {
-                        method,
-                        retry_after: DEFAULT_RETRY_AFTER,
-                    });
+                    return Err(SlackError::RateLimited { method, retry_after: DEFAULT_RETRY_AFTER });
                 }
                 Err(SlackError::Api { method, code })
             }
-            None => Err(SlackError::Decode {
-                method,
-                detail: "no `ok` field".to_owned(),
-            }),
+            None => Err(SlackError::Decode { method, detail: "no `ok` field".to_owned() }),
         }
     }
 }
@@ -275,10 +232,7 @@ fn retry_after(response: &reqwest::Response) -> Duration {
 }
 
 fn string(body: &Value, field: &str) -> Option<String> {
-    body.get(field)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
+    body.get(field).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned)
 }
 
 fn required_secret(method: &'static str, body: &Value, field: &str) -> Result<SecretString, SlackError> {
@@ -286,10 +240,7 @@ fn required_secret(method: &'static str, body: &Value, field: &str) -> Result<Se
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .map(|s| SecretString::from(s.to_owned()))
-        .ok_or_else(|| SlackError::Decode {
-            method,
-            detail: format!("no `{field}` in the answer"),
-        })
+        .ok_or_else(|| SlackError::Decode { method, detail: format!("no `{field}` in the answer") })
 }
 
 #[derive(Deserialize, Default)]
@@ -300,15 +251,9 @@ struct Named {
 fn issued_from_oauth(method: &'static str, body: &Value) -> Result<Issued, SlackError> {
     let access_token = required_secret(method, body, "access_token")?;
     let refresh_token = required_secret(method, body, "refresh_token")?;
-    let expires_in = body
-        .get("expires_in")
-        .and_then(Value::as_u64)
-        .map(Duration::from_secs);
+    let expires_in = body.get("expires_in").and_then(Value::as_u64).map(Duration::from_secs);
     let id_of = |field: &str| {
-        body.get(field)
-            .cloned()
-            .and_then(|v| serde_json::from_value::<Named>(v).ok())
-            .and_then(|n| n.id)
+        body.get(field).cloned().and_then(|v| serde_json::from_value::<Named>(v).ok()).and_then(|n| n.id)
     };
     let user_id = string(body, "user_id").or_else(|| id_of("authed_user"));
     let identity = crate::crd::Identity {
@@ -319,30 +264,17 @@ fn issued_from_oauth(method: &'static str, body: &Value) -> Result<Issued, Slack
         bot_user_id: string(body, "bot_user_id"),
         scopes: string(body, "scope"),
     };
-    Ok(Issued {
-        access_token,
-        refresh_token,
-        expires_in,
-        identity,
-    })
+    Ok(Issued { access_token, refresh_token, expires_in, identity })
 }
 
 /// A token shown to people: its kind prefix only (`xoxe.xoxb-1-…`), never the secret part.
 pub fn redacted(token: &SecretString) -> String {
     let t = token.expose_secret();
-    let prefix_len = [
-        "xoxe.xoxb-1-",
-        "xoxe.xoxp-1-",
-        "xoxe-1-",
-        "xoxb-",
-        "xoxp-",
-        "xoxe-",
-        "xapp-",
-    ]
-    .iter()
-    .find(|p| t.starts_with(*p))
-    .map(|p| p.len())
-    .unwrap_or(0);
+    let prefix_len = ["xoxe.xoxb-1-", "xoxe.xoxp-1-", "xoxe-1-", "xoxb-", "xoxp-", "xoxe-", "xapp-"]
+        .iter()
+        .find(|p| t.starts_with(*p))
+        .map(|p| p.len())
+        .unwrap_or(0);
     format!("{}…", &t[..prefix_len])
 }
 
@@ -352,24 +284,13 @@ mod tests {
 
     #[test]
     fn transient_errors_are_the_ones_slack_documents_as_temporary() {
-        let api = |code: &str| SlackError::Api {
-            method: "m",
-            code: code.into(),
-        };
+        let api = |code: &str| SlackError::Api { method: "m", code: code.into() };
         assert!(api("internal_error").is_transient());
         assert!(api("service_unavailable").is_transient());
         assert!(!api("invalid_refresh_token").is_transient());
         assert!(!api("bad_client_secret").is_transient());
-        assert!(SlackError::Http {
-            method: "m",
-            status: 503
-        }
-        .is_transient());
-        assert!(!SlackError::Http {
-            method: "m",
-            status: 404
-        }
-        .is_transient());
+        assert!(SlackError::Http { method: "m", status: 503 }.is_transient());
+        assert!(!SlackError::Http { method: "m", status: 404 }.is_transient());
     }
 
     #[test]
@@ -391,9 +312,6 @@ mod tests {
         assert_eq!(issued.identity.team_id.as_deref(), Some("T1"));
         assert_eq!(issued.identity.bot_user_id.as_deref(), Some("U1"));
         assert_eq!(issued.identity.enterprise_id, None);
-        assert!(
-            !format!("{issued:?}").contains("xoxe-1-r"),
-            "Debug must not show tokens"
-        );
+        assert!(!format!("{issued:?}").contains("xoxe-1-r"), "Debug must not show tokens");
     }
 }
