@@ -257,20 +257,18 @@ async fn converge(
     };
 
     let mut identity = None;
-    let (creds_secret, token): (Secret, SecretString) = match trigger {
+    let token: SecretString = match trigger {
         Some(trigger) => {
             let (saved, issued) = rotator.rotate(stk, creds_secret, &creds, trigger).await?;
             identity = Some(issued.identity.clone());
             let saved_creds = Credentials::from_secret(&saved).map_err(bad)?;
             times = TokenTimes { issued_at: saved_creds.issued_at, expires_at: saved_creds.expires_at };
-            (saved, issued.access_token)
+            issued.access_token
         }
-        None => {
-            let token = creds.access_token.clone().ok_or(bad(
-                crate::credentials::CredentialsError::Missing(crate::credentials::ACCESS_TOKEN),
-            ))?;
-            (creds_secret, token)
-        }
+        None => creds
+            .access_token
+            .clone()
+            .ok_or(bad(crate::credentials::CredentialsError::Missing(crate::credentials::ACCESS_TOKEN)))?,
     };
     rotation::publish(secrets, stk, &token).await?;
 
