@@ -84,14 +84,7 @@ impl Faults {
         if per_minute == 0 {
             self.limits.remove(method);
         } else {
-            self.limits.insert(
-                method.to_string(),
-                Window {
-                    per_minute,
-                    start: None,
-                    used: 0,
-                },
-            );
+            self.limits.insert(method.to_string(), Window { per_minute, start: None, used: 0 });
         }
     }
 
