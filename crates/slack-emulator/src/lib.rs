@@ -306,3 +306,17 @@ fn default_clock() -> NowFn {
             .unwrap_or(jiff::Timestamp::MAX)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Handles are shared across tasks by the operator's tests and the `emulate` subcommand.
+    #[test]
+    fn handle_and_config_are_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<SlackEmulator>();
+        assert_send_sync::<Config>();
+        assert_send_sync::<Fault>();
+    }
+}
