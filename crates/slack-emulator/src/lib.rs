@@ -124,7 +124,9 @@ pub struct SlackEmulator {
 
 impl std::fmt::Debug for SlackEmulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SlackEmulator").field("addr", &self.guard.addr).finish()
+        f.debug_struct("SlackEmulator")
+            .field("addr", &self.guard.addr)
+            .finish()
     }
 }
 
@@ -136,8 +138,17 @@ impl SlackEmulator {
 
     /// Starts with the given settings; the server runs on a tokio task until shutdown.
     pub async fn start_with(config: Config) -> anyhow::Result<Self> {
-        let now = config.now.clone().unwrap_or_else(default_clock);
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
+        Self::start_with_listener(listener, config).await
+    }
+
+    /// Serves on a listener bound by the caller (e.g. `0.0.0.0` so a cluster can reach a separate
+    /// emulator process); `config.port` is ignored and [`SlackEmulator::base_url`] uses the listener's address.
+    pub async fn start_with_listener(
+        listener: tokio::net::TcpListener,
+        config: Config,
+    ) -> anyhow::Result<Self> {
+        let now = config.now.clone().unwrap_or_else(default_clock);
         let addr = listener.local_addr()?;
         let (tx, rx) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -152,14 +163,18 @@ impl SlackEmulator {
         let app = http::router(shared.clone());
         let stop = shared.clone();
         tokio::spawn(async move {
-            let served =
-                axum::serve(listener, app).with_graceful_shutdown(async move { stop.stopped().await }).await;
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.stopped().await })
+                .await;
             if let Err(error) = served {
                 tracing::error!(%error, "slack emulator server failed");
             }
         });
         tracing::info!(%addr, "slack emulator listening");
-        Ok(SlackEmulator { shared, guard: Arc::new(ServerGuard { addr, shutdown: tx }) })
+        Ok(SlackEmulator {
+            shared,
+            guard: Arc::new(ServerGuard { addr, shutdown: tx }),
+        })
     }
 
     /// Stops accepting requests and releases hanging ones; clones stop working too.
@@ -194,7 +209,9 @@ impl SlackEmulator {
     pub fn enable_token_rotation(&self, app: &App) -> App {
         let mut g = self.shared.lock();
         g.store.ensure_app(app);
-        g.store.enable_token_rotation(&app.app_id).unwrap_or_else(|| app.clone())
+        g.store
+            .enable_token_rotation(&app.app_id)
+            .unwrap_or_else(|| app.clone())
     }
 
     /// Installs the app into a workspace. Rotation on: an expiring `xoxe.xoxb-1-`/`xoxe.xoxp-1-` token and
@@ -208,13 +225,19 @@ impl SlackEmulator {
     /// An app configuration token (for the App Manifest APIs) and its refresh token.
     pub fn create_config_token(&self, team_id: &str, user_id: &str) -> ConfigToken {
         let now = self.shared.now();
-        self.shared.lock().store.create_config_token(team_id, user_id, now)
+        self.shared
+            .lock()
+            .store
+            .create_config_token(team_id, user_id, now)
     }
 
     /// A long-lived token with no app behind it: a legacy test token (`xoxp-`) or a custom-integration /
     /// Hubot bot token (`xoxb-`). No API can rotate it.
     pub fn create_legacy_token(&self, team_id: &str, user_id: &str, kind: TokenKind) -> String {
-        self.shared.lock().store.create_legacy_token(team_id, user_id, kind)
+        self.shared
+            .lock()
+            .store
+            .create_legacy_token(team_id, user_id, kind)
     }
 
     // ------------------------------------------------------------------ introspection
@@ -282,4 +305,18 @@ fn default_clock() -> NowFn {
             .and_then(|d| wall.checked_add(d).ok())
             .unwrap_or(jiff::Timestamp::MAX)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Handles are shared across tasks by the operator's tests and the `emulate` subcommand.
+    #[test]
+    fn handle_and_config_are_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<SlackEmulator>();
+        assert_send_sync::<Config>();
+        assert_send_sync::<Fault>();
+    }
 }
