@@ -6,15 +6,17 @@
 //! writes nothing.
 
 use crate::{
-    backoff,
+    backoff, cleanup,
     clock::{format_time, SharedClock},
-    crd::{Condition, SlackToken, SlackTokenStatus, TokenType},
+    crd::{SlackToken, TokenType},
     credentials::{Credentials, SLACKTOKEN_LABEL},
     error::Error,
+    manual,
     metrics::{ReasonLabels, TypeLabels},
     rotation::{self, Rotator, Trigger, Unsaved},
     schedule::{self, TokenTimes},
     slack::SlackClient,
+    status::{self, Done, READY},
 };
 use futures::StreamExt;
 use jiff::Timestamp;
@@ -31,7 +33,7 @@ use kube::{
     Client, Resource, ResourceExt,
 };
 use secrecy::SecretString;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::{
     collections::hash_map::DefaultHasher,
     hash::{Hash, Hasher},
@@ -47,7 +49,21 @@ pub const MANAGED_BY: &str = "slack-token-operator";
 /// Any new value triggers one immediate rotation (like cert-manager's renew).
 pub const ROTATE_ANNOTATION: &str = "slack.rotator.dev/rotate";
 
-pub const READY: &str = "Ready";
+/// The shortest wait before a scheduled reconcile.
+const MIN_REQUEUE: Duration = Duration::from_secs(1);
+
+/// Settings from the command line.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// How often long-lived tokens are checked with auth.test.
+    pub health_check_interval: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { health_check_interval: Duration::from_secs(6 * 3600) }
+    }
+}
 
 /// Shared state of all reconciles.
 pub struct Context {
@@ -58,10 +74,20 @@ pub struct Context {
     pub unsaved: Unsaved,
     pub backoff: backoff::Gate,
     pub metrics: Arc<crate::metrics::Metrics>,
+    pub settings: Settings,
 }
 
 impl Context {
     pub fn new(client: Client, slack: SlackClient, clock: SharedClock) -> Arc<Self> {
+        Self::with_settings(client, slack, clock, Settings::default())
+    }
+
+    pub fn with_settings(
+        client: Client,
+        slack: SlackClient,
+        clock: SharedClock,
+        settings: Settings,
+    ) -> Arc<Self> {
         let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
         Arc::new(Self {
             recorder: Recorder::new(client.clone(), reporter),
@@ -71,7 +97,18 @@ impl Context {
             unsaved: Unsaved::default(),
             backoff: backoff::Gate::default(),
             metrics: Arc::default(),
+            settings,
         })
+    }
+
+    /// Publishes an Event about `stk`. Never contains a token: callers pass fixed texts and names.
+    pub async fn event(&self, stk: &SlackToken, type_: EventType, reason: &str, note: String) {
+        let event =
+            Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
+        if let Err(e) = self.recorder.publish(&event, &stk.object_ref(&())).await {
+            // An Event is a courtesy; failing to record one must not fail the rotation.
+            warn!(error = %e, "could not publish event");
+        }
     }
 }
 
@@ -118,7 +155,8 @@ async fn run_scope(ctx: Arc<Context>, namespace: Option<String>) {
 fn inputs_hash(stk: &SlackToken) -> Option<u64> {
     let mut h = DefaultHasher::new();
     stk.meta().generation.hash(&mut h);
-    stk.annotations().get(ROTATE_ANNOTATION).hash(&mut h);
+    // Annotations carry requests (rotate now, skip revoke); status-only writes must not wake us.
+    stk.annotations().hash(&mut h);
     stk.meta().deletion_timestamp.is_some().hash(&mut h);
     stk.finalizers().hash(&mut h);
     Some(h.finish())
@@ -141,27 +179,38 @@ pub async fn reconcile(cached: Arc<SlackToken>, ctx: Arc<Context>) -> Result<Act
     let Some(stk) = tokens.get_opt(&cached.name_any()).await? else {
         return Ok(Action::await_change());
     };
-    if stk.meta().deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
-    }
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let now = ctx.clock.now();
     ctx.metrics.reconciles.inc();
 
-    let outcome = converge(&stk, &ctx, &secrets, now).await;
+    let outcome = if stk.meta().deletion_timestamp.is_some() {
+        match cleanup::on_delete(&ctx, &tokens, &secrets, &stk).await {
+            Ok(()) => return Ok(Action::await_change()),
+            Err(e) => Err(e),
+        }
+    } else {
+        match cleanup::sync_finalizer(&tokens, &stk).await {
+            Ok(()) => converge(&stk, &ctx, &secrets, now).await,
+            Err(e) => Err(e),
+        }
+    };
     ctx.metrics.unsaved_tokens.set(ctx.unsaved.len() as i64);
-    let old = stk.status.clone().unwrap_or_default();
     let action = match outcome {
         Ok(Converged::Waiting(retry_in)) => return Ok(Action::requeue(retry_in)),
         Ok(Converged::Done(done)) => {
             ctx.backoff.clear(&stk);
-            write_status(&tokens, stk.clone(), |stk, old| success_status(stk, old, &done, now)).await?;
-            match done.next_rotation {
-                Some(next) if !stk.spec.suspend => Action::requeue(schedule::until(ctx.clock.now(), next)),
+            report_warnings(&ctx, &stk, &done).await;
+            status::write(&tokens, stk.clone(), |stk, old| status::success(stk, old, &done, now)).await?;
+            match done.wake_at() {
+                // Never sooner than MIN_REQUEUE: a time already past must not become a hot loop.
+                Some(at) if !stk.spec.suspend => {
+                    Action::requeue(schedule::until(ctx.clock.now(), at).max(MIN_REQUEUE))
+                }
                 _ => Action::await_change(),
             }
         }
         Err(error) => {
+            let old = stk.status.clone().unwrap_or_default();
             let attempts = old.failed_attempts.saturating_add(1);
             let expiry = old.expiration_time.as_deref().and_then(|t| t.parse::<Timestamp>().ok());
             let time_left = expiry.map(|e| schedule::until(now, e));
@@ -171,9 +220,9 @@ pub async fn reconcile(cached: Arc<SlackToken>, ctx: Arc<Context>) -> Result<Act
             let message = error.user_message(&stk.spec.credentials_ref.name);
             warn!(reason = error.reason(), %message, attempts, retry_in_secs = delay.as_secs(), "reconcile failed");
             let note = format!("{}: {message}", error.reason());
-            publish_event(&ctx, &stk, EventType::Warning, "RotationFailed", note).await;
-            write_status(&tokens, stk.clone(), |stk, old| {
-                failure_status(stk, old, error.reason(), &message, old.failed_attempts.saturating_add(1), now)
+            ctx.event(&stk, EventType::Warning, "RotationFailed", note).await;
+            status::write(&tokens, stk.clone(), |stk, old| {
+                status::failure(stk, old, error.reason(), &message, now)
             })
             .await?;
             Action::requeue(delay)
@@ -189,15 +238,7 @@ pub enum Converged {
     Done(Done),
 }
 
-pub struct Done {
-    pub rotated: Option<Trigger>,
-    pub times: TokenTimes,
-    pub next_rotation: Option<Timestamp>,
-    pub identity: Option<crate::crd::Identity>,
-    pub handled_rotate_request: Option<String>,
-    pub warnings: Vec<String>,
-}
-
+/// Reads and checks the credentials, then hands over to the path for the token's type.
 async fn converge(
     stk: &SlackToken,
     ctx: &Context,
@@ -208,11 +249,7 @@ async fn converge(
     let warnings = validate(stk)?;
     let creds_name = &spec.credentials_ref.name;
     let creds_secret = secrets.get_opt(creds_name).await?;
-    let rotate_request = stk.annotations().get(ROTATE_ANNOTATION).cloned();
-    let fresh_request = rotate_request.is_some()
-        && rotate_request.as_ref() != stk.status.as_ref().and_then(|s| s.last_rotate_request.as_ref());
-    let rotator = Rotator { secrets, slack: &ctx.slack, clock: &ctx.clock, unsaved: &ctx.unsaved };
-    if !fresh_request && !rotator.has_unsaved(stk) {
+    if !fresh_rotate_request(stk) && !ctx_has_unsaved(ctx, stk) {
         let creds_version = creds_secret.as_ref().and_then(|s| s.resource_version());
         if let Some(wait) = ctx.backoff.remaining(stk, creds_version.as_deref()) {
             return Ok(Converged::Waiting(wait));
@@ -237,20 +274,59 @@ async fn converge(
     };
     // A failure from here on holds retries until the SlackToken or these credentials change.
     ctx.backoff.observe(stk, creds_secret.resource_version());
-    let bad = |source| Error::BadCredentials { name: creds_name.clone(), source };
-    let creds = Credentials::from_secret(&creds_secret).map_err(bad)?;
+    let creds = Credentials::from_secret(&creds_secret)
+        .map_err(|source| Error::BadCredentials { name: creds_name.clone(), source })?;
+    let mut done = match spec.token_type {
+        TokenType::Manual => manual::converge(stk, ctx, secrets, creds_secret, creds, now).await?,
+        TokenType::OAuth | TokenType::AppConfiguration => {
+            converge_rotating(stk, ctx, secrets, creds_secret, creds, now).await?
+        }
+    };
+    done.warnings = warnings;
+    Ok(Converged::Done(done))
+}
+
+fn fresh_rotate_request(stk: &SlackToken) -> bool {
+    let request = stk.annotations().get(ROTATE_ANNOTATION);
+    stk.spec.token_type != TokenType::Manual
+        && request.is_some()
+        && request != stk.status.as_ref().and_then(|s| s.last_rotate_request.as_ref())
+}
+
+fn ctx_has_unsaved(ctx: &Context, stk: &SlackToken) -> bool {
+    ctx.unsaved.contains(&stk.uid().unwrap_or_default())
+}
+
+/// OAuth and AppConfiguration tokens: rotate through Slack when due, then publish.
+async fn converge_rotating(
+    stk: &SlackToken,
+    ctx: &Context,
+    secrets: &Api<Secret>,
+    creds_secret: Secret,
+    creds: Credentials,
+    now: Timestamp,
+) -> Result<Done, Error> {
+    let spec = &stk.spec;
+    let bad = |source| Error::BadCredentials { name: spec.credentials_ref.name.clone(), source };
+    let rotator = Rotator { secrets, slack: &ctx.slack, clock: &ctx.clock, unsaved: &ctx.unsaved };
     let mut times = TokenTimes { issued_at: creds.issued_at, expires_at: creds.expires_at };
     let period = spec.rotation_period.map(|d| d.as_std());
     let renew_before = spec.renew_before.map(|d| d.as_std());
     let due = schedule::next_rotation(times, period, renew_before).is_some_and(|next| next <= now);
+    let rotate_request = stk.annotations().get(ROTATE_ANNOTATION).cloned();
 
     let trigger = if rotator.has_unsaved(stk) {
         Some(Trigger::SavePending)
     } else if spec.suspend {
         None
+    } else if spec.token_type == TokenType::OAuth
+        && creds.refresh_token.is_none()
+        && creds.legacy_token.is_some()
+    {
+        Some(Trigger::Exchange)
     } else if creds.access_token.is_none() || creds.expires_at.is_none() {
         Some(Trigger::FirstToken)
-    } else if fresh_request {
+    } else if fresh_rotate_request(stk) {
         Some(Trigger::Requested)
     } else if due {
         Some(Trigger::Due)
@@ -283,16 +359,16 @@ async fn converge(
             "Rotated ({trigger:?}); published to Secret {}; new token expires {expiry}",
             spec.secret_ref.name
         );
-        publish_event(ctx, stk, EventType::Normal, "Rotated", note).await;
+        ctx.event(stk, EventType::Normal, "Rotated", note).await;
     }
-    Ok(Converged::Done(Done {
+    Ok(Done {
         rotated: trigger,
         next_rotation: schedule::next_rotation(times, period, renew_before),
         times,
         identity,
         handled_rotate_request: if trigger.is_some() { rotate_request } else { None },
-        warnings,
-    }))
+        ..Done::default()
+    })
 }
 
 /// Checks a spec can work. Returns warnings that do not stop rotation.
@@ -304,11 +380,19 @@ fn validate(stk: &SlackToken) -> Result<Vec<String>, Error> {
                 .into(),
         ));
     }
-    if spec.token_type == TokenType::Manual {
-        return Err(Error::InvalidSpec("type Manual is not supported yet".into()));
-    }
     if spec.rotation_period.is_some_and(|p| p.as_std().is_zero()) {
         return Err(Error::InvalidSpec("rotationPeriod must be greater than zero".into()));
+    }
+    if spec.token_type == TokenType::Manual {
+        if spec.manual.is_none() {
+            return Err(Error::InvalidSpec("type Manual needs spec.manual.kind".into()));
+        }
+        if spec.rotation_period.is_none() {
+            return Err(Error::InvalidSpec(
+                "type Manual needs rotationPeriod: how often a person should re-issue the token".into(),
+            ));
+        }
+        return Ok(Vec::new());
     }
     let mut warnings = Vec::new();
     if let Some(period) = spec.rotation_period.filter(|p| p.as_std() < schedule::SHORT_ROTATION_PERIOD) {
@@ -320,118 +404,10 @@ fn validate(stk: &SlackToken) -> Result<Vec<String>, Error> {
     Ok(warnings)
 }
 
-fn success_status(stk: &SlackToken, old: &SlackTokenStatus, done: &Done, now: Timestamp) -> SlackTokenStatus {
-    let mut message = if stk.spec.suspend {
-        format!("rotation suspended; token published to Secret {}", stk.spec.secret_ref.name)
-    } else {
-        format!("token published to Secret {}", stk.spec.secret_ref.name)
-    };
-    for warning in &done.warnings {
-        message.push_str("; warning: ");
-        message.push_str(warning);
-    }
-    let reason = if stk.spec.suspend { "Suspended" } else { "TokenPublished" };
-    SlackTokenStatus {
-        conditions: set_condition(&old.conditions, condition(stk, READY, true, reason, &message, now)),
-        observed_generation: stk.meta().generation,
-        last_rotation_time: done.times.issued_at.map(format_time).or_else(|| old.last_rotation_time.clone()),
-        next_rotation_time: if stk.spec.suspend { None } else { done.next_rotation.map(format_time) },
-        expiration_time: done.times.expires_at.map(format_time),
-        rotation_count: old.rotation_count + u64::from(done.rotated.is_some()),
-        last_failure_time: None,
-        failed_attempts: 0,
-        identity: done.identity.clone().or_else(|| old.identity.clone()),
-        last_rotate_request: done.handled_rotate_request.clone().or_else(|| old.last_rotate_request.clone()),
-    }
-}
-
-fn failure_status(
-    stk: &SlackToken,
-    old: &SlackTokenStatus,
-    reason: &str,
-    message: &str,
-    attempts: u32,
-    now: Timestamp,
-) -> SlackTokenStatus {
-    SlackTokenStatus {
-        conditions: set_condition(&old.conditions, condition(stk, READY, false, reason, message, now)),
-        observed_generation: stk.meta().generation,
-        last_failure_time: Some(format_time(now)),
-        failed_attempts: attempts,
-        ..old.clone()
-    }
-}
-
-fn condition(
-    stk: &SlackToken,
-    type_: &str,
-    ok: bool,
-    reason: &str,
-    message: &str,
-    now: Timestamp,
-) -> Condition {
-    Condition {
-        type_: type_.to_owned(),
-        status: if ok { "True" } else { "False" }.to_owned(),
-        reason: reason.to_owned(),
-        message: message.to_owned(),
-        observed_generation: stk.meta().generation,
-        last_transition_time: format_time(now),
-    }
-}
-
-/// Replaces the condition of the same type, keeping its transition time when the status is unchanged.
-fn set_condition(conditions: &[Condition], mut new: Condition) -> Vec<Condition> {
-    let mut out: Vec<Condition> = conditions.iter().filter(|c| c.type_ != new.type_).cloned().collect();
-    if let Some(old) = conditions.iter().find(|c| c.type_ == new.type_) {
-        if old.status == new.status {
-            new.last_transition_time = old.last_transition_time.clone();
-        }
-    }
-    out.push(new);
-    out.sort_by(|a, b| a.type_.cmp(&b.type_));
-    out
-}
-
-/// Merge-patches status with a resourceVersion precondition, nulling fields that disappeared;
-/// skips the write if nothing changed. On a conflict the status is recomputed from the newer object
-/// (`compute` is a function of the old status), so a concurrent write is never overwritten.
-async fn write_status(
-    tokens: &Api<SlackToken>,
-    mut stk: SlackToken,
-    compute: impl Fn(&SlackToken, &SlackTokenStatus) -> SlackTokenStatus,
-) -> Result<(), Error> {
-    const ATTEMPTS: usize = 3;
-    for attempt in 1..=ATTEMPTS {
-        let old = stk.status.clone().unwrap_or_default();
-        let new = compute(&stk, &old);
-        if new == old && stk.status.is_some() {
-            return Ok(());
-        }
-        let mut value = serde_json::to_value(&new).map_err(|e| Error::InvalidSpec(e.to_string()))?;
-        if let (Value::Object(new_map), Ok(Value::Object(old_map))) = (&mut value, serde_json::to_value(&old))
-        {
-            for key in old_map.keys() {
-                new_map.entry(key.clone()).or_insert(Value::Null);
-            }
-        }
-        let patch = json!({ "metadata": { "resourceVersion": stk.resource_version() }, "status": value });
-        match tokens.patch_status(&stk.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await {
-            Ok(_) => return Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 409 && attempt < ATTEMPTS => {
-                stk = tokens.get(&stk.name_any()).await?;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
-}
-
-async fn publish_event(ctx: &Context, stk: &SlackToken, type_: EventType, reason: &str, note: String) {
-    let event =
-        Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
-    if let Err(e) = ctx.recorder.publish(&event, &stk.object_ref(&())).await {
-        // An Event is a courtesy; failing to record one must not fail the rotation.
-        warn!(error = %e, "could not publish event");
+/// A warning is announced by an Event once, when it first appears in the Ready message.
+async fn report_warnings(ctx: &Context, stk: &SlackToken, done: &Done) {
+    let ready = status::find(stk.status.as_ref(), READY).map(|c| c.message.as_str()).unwrap_or_default();
+    for warning in done.warnings.iter().filter(|w| !ready.contains(w.as_str())) {
+        ctx.event(stk, EventType::Warning, "ShortRotationPeriod", warning.clone()).await;
     }
 }

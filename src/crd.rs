@@ -172,6 +172,9 @@ pub struct SlackTokenStatus {
     /// Who the token belongs to, as Slack reported it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<Identity>,
+    /// When a long-lived token was last checked with auth.test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check_time: Option<String>,
     /// The last value of the `slack.rotator.dev/rotate` annotation that was handled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rotate_request: Option<String>,

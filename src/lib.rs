@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backoff;
+pub mod cleanup;
 pub mod clock;
 pub mod controller;
 pub mod crd;
@@ -12,7 +13,9 @@ pub mod duration;
 pub mod error;
 pub mod http;
 pub mod leader;
+pub mod manual;
 pub mod metrics;
 pub mod rotation;
 pub mod schedule;
 pub mod slack;
+pub mod status;

@@ -87,7 +87,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
     let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
     let slack = SlackClient::new(&args.slack_api_url).context("building the Slack client")?;
-    let ctx = controller::Context::new(client.clone(), slack, Arc::new(SystemClock));
+    let settings = controller::Settings { health_check_interval: args.health_check_interval.as_std() };
+    let ctx = controller::Context::with_settings(client.clone(), slack, Arc::new(SystemClock), settings);
     let http = tokio::spawn(slack_token_operator::http::serve(args.http_addr, ctx.metrics.clone()));
     let leadership = match args.leader_elect {
         true => Some(slack_token_operator::leader::acquire(client).await?),
@@ -100,7 +101,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
     tracing::info!(namespaces = ?args.namespaces, slack = %args.slack_api_url, "starting controller");
-    let _ = args.health_check_interval;
     tokio::select! {
         () = controller::run(ctx, args.namespaces) => Ok(()),
         result = http => result.context("http server task")?.context("http server"),

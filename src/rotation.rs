@@ -46,6 +46,9 @@ impl Unsaved {
     fn remove(&self, uid: &str) {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(uid);
     }
+    pub fn contains(&self, uid: &str) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).contains_key(uid)
+    }
     pub fn len(&self) -> usize {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
@@ -67,6 +70,8 @@ pub enum Trigger {
     Exchange,
     /// A previous attempt got new tokens but could not save them; this one only saves.
     SavePending,
+    /// A person supplied a new long-lived token as `pendingToken`.
+    HandOver,
 }
 
 pub struct Rotator<'a> {

@@ -11,7 +11,6 @@ use kube::{
     api::{Api, DeleteParams, PostParams},
     Client, ResourceExt,
 };
-use secrecy::ExposeSecret;
 use slack_emulator::{SlackEmulator, TokenKind};
 use slack_token_operator::{
     clock::{SharedClock, TokioClock},
@@ -94,7 +93,13 @@ impl TestEnv {
         let namespace: Namespace =
             serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap();
         namespaces.create(&PostParams::default(), &namespace).await.expect("namespace created");
-        let ctx = Context::new(client.clone(), SlackClient::new(&slack.base_url()).unwrap(), clock.clone());
+        let settings = controller::Settings { health_check_interval: ttl / 4 };
+        let ctx = Context::with_settings(
+            client.clone(),
+            SlackClient::new(&slack.base_url()).unwrap(),
+            clock.clone(),
+            settings,
+        );
         let controller = tokio::spawn(controller::run(ctx.clone(), vec![ns.clone()]));
         Self { kube, client, slack, ns, clock, ctx, controller }
     }
@@ -213,6 +218,27 @@ impl TestEnv {
         ]
     }
 
+    /// Reasons of the Events recorded about SlackToken `name`.
+    pub async fn event_reasons(&self, name: &str) -> Vec<String> {
+        let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), &self.ns);
+        let list = events.list(&Default::default()).await.expect("events listed");
+        list.items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .filter_map(|e| e.reason)
+            .collect()
+    }
+
+    /// The condition `type_` of SlackToken `name`, once it has `status`.
+    pub async fn condition(&self, name: &str, type_: &str, status: &str) -> (String, String) {
+        self.eventually(&format!("{name} {type_}={status}"), self.patience(), || async {
+            let s = self.tokens().get_opt(name).await.ok()??.status?;
+            let c = s.conditions.iter().find(|c| c.type_ == type_)?;
+            (c.status == status).then(|| (c.reason.clone(), c.message.clone()))
+        })
+        .await
+    }
+
     /// The refresh token currently saved in the credentials Secret.
     pub async fn saved_refresh_token(&self, f: &Fixture) -> Option<String> {
         self.secret_value(&f.creds(), "refreshToken").await
@@ -264,9 +290,4 @@ fn rand_suffix() -> String {
     use rand::Rng;
     let mut rng = rand::rng();
     (0..6).map(|_| char::from(b'a' + rng.random_range(0..26u8))).collect()
-}
-
-/// Keeps `secrecy` imported for tests that compare exposed values.
-pub fn expose(s: &secrecy::SecretString) -> &str {
-    s.expose_secret()
 }

@@ -38,10 +38,7 @@ fn not_found(what: &str) -> Response {
 fn ok<T: serde::Serialize>(value: &T) -> Response {
     match serde_json::to_value(value) {
         Ok(v) => json_response(StatusCode::OK, &v),
-        Err(e) => json_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &json!({"error": e.to_string()}),
-        ),
+        Err(e) => json_response(StatusCode::INTERNAL_SERVER_ERROR, &json!({"error": e.to_string()})),
     }
 }
 
@@ -86,9 +83,7 @@ async fn install(State(s): State<Arc<Shared>>, Json(req): Json<NewInstallation>)
         (None, None) => None,
     };
     let Some(app) = app else {
-        return not_found(
-            "unknown app: give client_id or app_id of an app made with POST /admin/apps",
-        );
+        return not_found("unknown app: give client_id or app_id of an app made with POST /admin/apps");
     };
     let inst = g.store.install(&app, &req.team_id, req.kind, now);
     ok(&inst)
@@ -102,10 +97,7 @@ struct NewConfigToken {
 
 async fn config_token(State(s): State<Arc<Shared>>, Json(req): Json<NewConfigToken>) -> Response {
     let now = s.now();
-    let token = s
-        .lock()
-        .store
-        .create_config_token(&req.team_id, &req.user_id, now);
+    let token = s.lock().store.create_config_token(&req.team_id, &req.user_id, now);
     ok(&token)
 }
 
@@ -118,10 +110,7 @@ struct NewLegacyToken {
 }
 
 async fn legacy_token(State(s): State<Arc<Shared>>, Json(req): Json<NewLegacyToken>) -> Response {
-    let token = s
-        .lock()
-        .store
-        .create_legacy_token(&req.team_id, &req.user_id, req.kind);
+    let token = s.lock().store.create_legacy_token(&req.team_id, &req.user_id, req.kind);
     ok(&json!({"token": token}))
 }
 

@@ -84,14 +84,7 @@ impl Faults {
         if per_minute == 0 {
             self.limits.remove(method);
         } else {
-            self.limits.insert(
-                method.to_string(),
-                Window {
-                    per_minute,
-                    start: None,
-                    used: 0,
-                },
-            );
+            self.limits.insert(method.to_string(), Window { per_minute, start: None, used: 0 });
         }
     }
 
@@ -132,29 +125,14 @@ mod tests {
     fn faults_parse_from_admin_json() {
         let cases = [
             (r#"{"http":503}"#, Fault::Http(503)),
-            (
-                r#"{"rate_limited":{"retry_after_secs":30}}"#,
-                Fault::RateLimited {
-                    retry_after_secs: 30,
-                },
-            ),
-            (
-                r#"{"slack_error":"internal_error"}"#,
-                Fault::SlackError("internal_error".into()),
-            ),
+            (r#"{"rate_limited":{"retry_after_secs":30}}"#, Fault::RateLimited { retry_after_secs: 30 }),
+            (r#"{"slack_error":"internal_error"}"#, Fault::SlackError("internal_error".into())),
             (r#""malformed_json""#, Fault::MalformedJson),
-            (
-                r#"{"delay":1500}"#,
-                Fault::Delay(Duration::from_millis(1500)),
-            ),
+            (r#"{"delay":1500}"#, Fault::Delay(Duration::from_millis(1500))),
             (r#""hang""#, Fault::Hang),
         ];
         for (text, fault) in cases {
-            assert_eq!(
-                serde_json::from_str::<Fault>(text).unwrap(),
-                fault,
-                "{text}"
-            );
+            assert_eq!(serde_json::from_str::<Fault>(text).unwrap(), fault, "{text}");
         }
     }
 

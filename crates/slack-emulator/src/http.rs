@@ -18,17 +18,10 @@ use crate::{admin, Shared};
 
 /// Methods whose documented content type is only `application/x-www-form-urlencoded`; Slack ignores a
 /// JSON body for them, so their arguments must come from the form (or query string).
-const FORM_ONLY: &[&str] = &[
-    "oauth.v2.access",
-    "oauth.v2.exchange",
-    "tooling.tokens.rotate",
-];
+const FORM_ONLY: &[&str] = &["oauth.v2.access", "oauth.v2.exchange", "tooling.tokens.rotate"];
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/api/{method}", any(api))
-        .nest("/admin", admin::router())
-        .with_state(shared)
+    Router::new().route("/api/{method}", any(api)).nest("/admin", admin::router()).with_state(shared)
 }
 
 /// The arguments of one call, wherever they came from.
@@ -40,12 +33,7 @@ struct Args {
 }
 
 impl Args {
-    fn parse(
-        method: &str,
-        headers: &HeaderMap,
-        uri: &Uri,
-        body: &Bytes,
-    ) -> Result<Self, SlackError> {
+    fn parse(method: &str, headers: &HeaderMap, uri: &Uri, body: &Bytes) -> Result<Self, SlackError> {
         let mut args = Args::default();
         // Slack reads arguments from the query string too; body values win.
         if let Some(q) = uri.query() {
@@ -58,8 +46,7 @@ impl Args {
             .to_ascii_lowercase();
         if content_type.starts_with("application/json") {
             if !FORM_ONLY.contains(&method) && !body.is_empty() {
-                let value: Value =
-                    serde_json::from_slice(body).map_err(|_| SlackError::InvalidJson)?;
+                let value: Value = serde_json::from_slice(body).map_err(|_| SlackError::InvalidJson)?;
                 let Value::Object(map) = value else {
                     return Err(SlackError::InvalidJson);
                 };
@@ -78,10 +65,7 @@ impl Args {
         } else {
             args.params.extend(parse_form(body));
         }
-        if let Some(auth) = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-        {
+        if let Some(auth) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
             let auth = auth.trim();
             if let Some(token) = strip_scheme(auth, "bearer") {
                 args.bearer = Some(token.trim().to_string());
@@ -115,9 +99,7 @@ fn strip_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
 }
 
 fn decode_basic(encoded: &str) -> Option<(String, String)> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .ok()?;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
     let text = String::from_utf8(bytes).ok()?;
     let (id, secret) = text.split_once(':')?;
     Some((id.to_string(), secret.to_string()))
@@ -173,13 +155,7 @@ async fn api(
         match method.as_str() {
             "oauth.v2.access" => {
                 let (id, secret) = args.client();
-                store.oauth_v2_access(
-                    id,
-                    secret,
-                    args.get("grant_type"),
-                    args.get("refresh_token"),
-                    now,
-                )
+                store.oauth_v2_access(id, secret, args.get("grant_type"), args.get("refresh_token"), now)
             }
             "oauth.v2.exchange" => {
                 let (id, secret) = args.client();
@@ -213,14 +189,10 @@ fn fault_response(fault: Fault) -> Response {
             http_error(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         }
         Fault::RateLimited { retry_after_secs } => rate_limited(retry_after_secs),
-        Fault::SlackError(code) => {
-            json_response(StatusCode::OK, &json!({"ok": false, "error": code}))
-        }
+        Fault::SlackError(code) => json_response(StatusCode::OK, &json!({"ok": false, "error": code})),
         Fault::MalformedJson => {
-            let mut resp =
-                (StatusCode::OK, Body::from(r#"{"ok":true,"access_token":"#)).into_response();
-            resp.headers_mut()
-                .insert(header::CONTENT_TYPE, json_content_type());
+            let mut resp = (StatusCode::OK, Body::from(r#"{"ok":true,"access_token":"#)).into_response();
+            resp.headers_mut().insert(header::CONTENT_TYPE, json_content_type());
             resp
         }
         // Handled by the caller; answering normally here is the safe fallback.
@@ -234,8 +206,7 @@ fn json_content_type() -> HeaderValue {
 
 pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
     let mut resp = (status, Body::from(body.to_string())).into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, json_content_type());
+    resp.headers_mut().insert(header::CONTENT_TYPE, json_content_type());
     resp
 }
 
@@ -246,10 +217,7 @@ fn http_error(status: StatusCode) -> Response {
         status = status
     );
     let mut resp = (status, Body::from(text)).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     resp
 }
 
@@ -258,7 +226,6 @@ fn rate_limited(retry_after_secs: u64) -> Response {
         StatusCode::TOO_MANY_REQUESTS,
         &json!({"ok": false, "error": SlackError::RateLimited.code()}),
     );
-    resp.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
     resp
 }

@@ -124,9 +124,7 @@ pub struct SlackEmulator {
 
 impl std::fmt::Debug for SlackEmulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SlackEmulator")
-            .field("addr", &self.guard.addr)
-            .finish()
+        f.debug_struct("SlackEmulator").field("addr", &self.guard.addr).finish()
     }
 }
 
@@ -163,18 +161,14 @@ impl SlackEmulator {
         let app = http::router(shared.clone());
         let stop = shared.clone();
         tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.stopped().await })
-                .await;
+            let served =
+                axum::serve(listener, app).with_graceful_shutdown(async move { stop.stopped().await }).await;
             if let Err(error) = served {
                 tracing::error!(%error, "slack emulator server failed");
             }
         });
         tracing::info!(%addr, "slack emulator listening");
-        Ok(SlackEmulator {
-            shared,
-            guard: Arc::new(ServerGuard { addr, shutdown: tx }),
-        })
+        Ok(SlackEmulator { shared, guard: Arc::new(ServerGuard { addr, shutdown: tx }) })
     }
 
     /// Stops accepting requests and releases hanging ones; clones stop working too.
@@ -209,9 +203,7 @@ impl SlackEmulator {
     pub fn enable_token_rotation(&self, app: &App) -> App {
         let mut g = self.shared.lock();
         g.store.ensure_app(app);
-        g.store
-            .enable_token_rotation(&app.app_id)
-            .unwrap_or_else(|| app.clone())
+        g.store.enable_token_rotation(&app.app_id).unwrap_or_else(|| app.clone())
     }
 
     /// Installs the app into a workspace. Rotation on: an expiring `xoxe.xoxb-1-`/`xoxe.xoxp-1-` token and
@@ -225,19 +217,13 @@ impl SlackEmulator {
     /// An app configuration token (for the App Manifest APIs) and its refresh token.
     pub fn create_config_token(&self, team_id: &str, user_id: &str) -> ConfigToken {
         let now = self.shared.now();
-        self.shared
-            .lock()
-            .store
-            .create_config_token(team_id, user_id, now)
+        self.shared.lock().store.create_config_token(team_id, user_id, now)
     }
 
     /// A long-lived token with no app behind it: a legacy test token (`xoxp-`) or a custom-integration /
     /// Hubot bot token (`xoxb-`). No API can rotate it.
     pub fn create_legacy_token(&self, team_id: &str, user_id: &str, kind: TokenKind) -> String {
-        self.shared
-            .lock()
-            .store
-            .create_legacy_token(team_id, user_id, kind)
+        self.shared.lock().store.create_legacy_token(team_id, user_id, kind)
     }
 
     // ------------------------------------------------------------------ introspection

@@ -142,9 +142,7 @@ fn random_alnum(len: usize) -> String {
 
 fn random_digits(len: usize) -> String {
     let mut rng = rand::rng();
-    (0..len)
-        .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
-        .collect()
+    (0..len).map(|_| char::from(b'0' + rng.random_range(0..10u8))).collect()
 }
 
 fn team_name(team_id: &str) -> String {
@@ -153,10 +151,7 @@ fn team_name(team_id: &str) -> String {
 
 fn add(now: Timestamp, d: Duration) -> Timestamp {
     // Durations beyond jiff's range are configuration mistakes; saturate instead of panicking.
-    SignedDuration::try_from(d)
-        .ok()
-        .and_then(|d| now.checked_add(d).ok())
-        .unwrap_or(Timestamp::MAX)
+    SignedDuration::try_from(d).ok().and_then(|d| now.checked_add(d).ok()).unwrap_or(Timestamp::MAX)
 }
 
 impl Store {
@@ -201,10 +196,7 @@ impl Store {
     }
 
     pub(crate) fn app_by_client_id(&self, client_id: &str) -> Option<App> {
-        self.apps
-            .values()
-            .find(|a| a.client_id == client_id)
-            .cloned()
+        self.apps.values().find(|a| a.client_id == client_id).cloned()
     }
 
     pub(crate) fn app(&self, app_id: &str) -> Option<App> {
@@ -213,9 +205,7 @@ impl Store {
 
     /// Registers an app made elsewhere (e.g. a hand-written `App` in a test) unless it is already known.
     pub(crate) fn ensure_app(&mut self, app: &App) {
-        self.apps
-            .entry(app.app_id.clone())
-            .or_insert_with(|| app.clone());
+        self.apps.entry(app.app_id.clone()).or_insert_with(|| app.clone());
     }
 
     /// Installs an app; the stored app's rotation setting decides the kind of token.
@@ -293,27 +283,13 @@ impl Store {
         now: Timestamp,
     ) -> ConfigToken {
         let id = self.next_id("CFG");
-        self.configs.insert(
-            id.clone(),
-            ConfigRec {
-                team_id: team_id.to_string(),
-                user_id: user_id.to_string(),
-            },
-        );
+        self.configs
+            .insert(id.clone(), ConfigRec { team_id: team_id.to_string(), user_id: user_id.to_string() });
         let (token, refresh_token, exp) = self.issue_config_pair(&id, now);
-        ConfigToken {
-            token,
-            refresh_token,
-            exp,
-        }
+        ConfigToken { token, refresh_token, exp }
     }
 
-    pub(crate) fn create_legacy_token(
-        &mut self,
-        team_id: &str,
-        user_id: &str,
-        kind: TokenKind,
-    ) -> String {
+    pub(crate) fn create_legacy_token(&mut self, team_id: &str, user_id: &str, kind: TokenKind) -> String {
         let token = Self::long_lived_token(kind);
         let bot_id = match kind {
             TokenKind::Bot => Some(self.next_id("B")),
@@ -340,12 +316,7 @@ impl Store {
             TokenKind::Bot => "xoxb",
             TokenKind::User => "xoxp",
         };
-        format!(
-            "{prefix}-{}-{}-{}",
-            random_digits(12),
-            random_digits(13),
-            random_alnum(24)
-        )
+        format!("{prefix}-{}-{}-{}", random_digits(12), random_digits(13), random_alnum(24))
     }
 
     // ---------------------------------------------------------------- issuing
@@ -392,10 +363,7 @@ impl Store {
                 if let Some(rec) = self.access.get_mut(&oldest) {
                     rec.revoked = true;
                 }
-                tracing::debug!(
-                    installation = inst_id,
-                    "revoked oldest access token (two-active rule)"
-                );
+                tracing::debug!(installation = inst_id, "revoked oldest access token (two-active rule)");
             }
         }
         if let Some(inst) = self.installations.get_mut(inst_id) {
@@ -430,14 +398,7 @@ impl Store {
 
     fn new_refresh(&mut self, owner: Owner) -> String {
         let token = format!("xoxe-1-{}", random_alnum(64));
-        self.refresh.insert(
-            token.clone(),
-            RefreshRec {
-                owner,
-                spent_at: None,
-                revoked: false,
-            },
-        );
+        self.refresh.insert(token.clone(), RefreshRec { owner, spent_at: None, revoked: false });
         token
     }
 
@@ -456,9 +417,7 @@ impl Store {
 
     /// The access token's record if it may be used now, else the error Slack answers with.
     fn authorize(&self, token: Option<&str>, now: Timestamp) -> Result<&AccessRec, SlackError> {
-        let token = token
-            .filter(|t| !t.is_empty())
-            .ok_or(SlackError::NotAuthed)?;
+        let token = token.filter(|t| !t.is_empty()).ok_or(SlackError::NotAuthed)?;
         match self.liveness(token, now) {
             None => Err(SlackError::InvalidAuth),
             Some(Liveness::Revoked) => Err(SlackError::TokenRevoked),
@@ -470,14 +429,9 @@ impl Store {
     /// Checks a presented refresh token and spends it. A spent token still works within the grace
     /// period; after that it is rejected and its chain is recorded as broken.
     fn spend_refresh(&mut self, token: Option<&str>, now: Timestamp) -> Result<Owner, SlackError> {
-        let token = token
-            .filter(|t| !t.is_empty())
-            .ok_or(SlackError::InvalidRefreshToken)?;
+        let token = token.filter(|t| !t.is_empty()).ok_or(SlackError::InvalidRefreshToken)?;
         let grace = self.grace;
-        let rec = self
-            .refresh
-            .get_mut(token)
-            .ok_or(SlackError::InvalidRefreshToken)?;
+        let rec = self.refresh.get_mut(token).ok_or(SlackError::InvalidRefreshToken)?;
         if rec.revoked {
             return Err(SlackError::InvalidRefreshToken);
         }
@@ -499,14 +453,8 @@ impl Store {
         Ok(rec.owner.clone())
     }
 
-    fn check_client(
-        &self,
-        client_id: Option<&str>,
-        client_secret: Option<&str>,
-    ) -> Result<App, SlackError> {
-        let app = client_id
-            .and_then(|id| self.app_by_client_id(id))
-            .ok_or(SlackError::InvalidClientId)?;
+    fn check_client(&self, client_id: Option<&str>, client_secret: Option<&str>) -> Result<App, SlackError> {
+        let app = client_id.and_then(|id| self.app_by_client_id(id)).ok_or(SlackError::InvalidClientId)?;
         if client_secret != Some(app.client_secret.as_str()) {
             return Err(SlackError::BadClientSecret);
         }
@@ -538,8 +486,7 @@ impl Store {
         let Owner::Installation(inst_id) = owner else {
             return Err(SlackError::InvalidRefreshToken);
         };
-        if self.installations.get(&inst_id).map(|i| i.app_id.as_str()) != Some(app.app_id.as_str())
-        {
+        if self.installations.get(&inst_id).map(|i| i.app_id.as_str()) != Some(app.app_id.as_str()) {
             return Err(SlackError::InvalidRefreshToken);
         }
         self.spend_refresh(refresh_token, now)?;
@@ -570,18 +517,13 @@ impl Store {
         now: Timestamp,
     ) -> Result<Value, SlackError> {
         let app = self.check_client(client_id, client_secret)?;
-        let rec = token
-            .and_then(|t| self.access.get(t))
-            .ok_or(SlackError::InvalidToken)?;
+        let rec = token.and_then(|t| self.access.get(t)).ok_or(SlackError::InvalidToken)?;
         let inst_id = match &rec.owner {
             Owner::Installation(id) if !rec.rotating => id.clone(),
             _ => return Err(SlackError::InvalidToken),
         };
         let revoked = rec.revoked;
-        let inst = self
-            .installations
-            .get(&inst_id)
-            .ok_or(SlackError::InvalidToken)?;
+        let inst = self.installations.get(&inst_id).ok_or(SlackError::InvalidToken)?;
         if inst.app_id != app.app_id {
             return Err(SlackError::InvalidToken);
         }
@@ -647,10 +589,7 @@ impl Store {
         };
         self.spend_refresh(refresh_token, now)?;
         let (token, refresh, exp) = self.issue_config_pair(&config_id, now);
-        *self
-            .refreshes_by_owner
-            .entry(config_id.clone())
-            .or_default() += 1;
+        *self.refreshes_by_owner.entry(config_id.clone()).or_default() += 1;
         let cfg = self.configs.get(&config_id);
         tracing::debug!(method = "tooling.tokens.rotate", config = %config_id, "rotated");
         Ok(json!({
@@ -665,11 +604,7 @@ impl Store {
     }
 
     /// `auth.test`.
-    pub(crate) fn auth_test(
-        &self,
-        token: Option<&str>,
-        now: Timestamp,
-    ) -> Result<Value, SlackError> {
+    pub(crate) fn auth_test(&self, token: Option<&str>, now: Timestamp) -> Result<Value, SlackError> {
         let rec = self.authorize(token, now)?;
         let inst = match &rec.owner {
             Owner::Installation(id) => self.installations.get(id),
@@ -747,11 +682,8 @@ impl Store {
     }
 
     pub(crate) fn all_refreshes(&self) -> HashMap<String, usize> {
-        let mut out: HashMap<String, usize> = self
-            .installations
-            .iter()
-            .map(|(id, i)| (id.clone(), i.refreshes))
-            .collect();
+        let mut out: HashMap<String, usize> =
+            self.installations.iter().map(|(id, i)| (id.clone(), i.refreshes)).collect();
         out.extend(self.refreshes_by_owner.iter().map(|(k, v)| (k.clone(), *v)));
         out
     }
@@ -779,11 +711,8 @@ impl Store {
     }
 
     pub(crate) fn installation_of(&self, token: &str) -> Option<String> {
-        let owner = self
-            .access
-            .get(token)
-            .map(|r| &r.owner)
-            .or_else(|| self.refresh.get(token).map(|r| &r.owner))?;
+        let owner =
+            self.access.get(token).map(|r| &r.owner).or_else(|| self.refresh.get(token).map(|r| &r.owner))?;
         match owner {
             Owner::Installation(id) | Owner::Config(id) => Some(id.clone()),
             Owner::Legacy => None,
@@ -795,10 +724,7 @@ impl InstallRec {
     /// The user a token of this installation acts as: the bot user for bot tokens.
     fn token_user_id(&self) -> String {
         match self.kind {
-            TokenKind::Bot => self
-                .bot_user_id
-                .clone()
-                .unwrap_or_else(|| self.user_id.clone()),
+            TokenKind::Bot => self.bot_user_id.clone().unwrap_or_else(|| self.user_id.clone()),
             TokenKind::User => self.user_id.clone(),
         }
     }

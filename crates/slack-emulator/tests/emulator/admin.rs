@@ -17,12 +17,7 @@ async fn admin(slack: &Slack, path: &str, body: Value) -> Value {
 }
 
 async fn stats(slack: &Slack) -> Value {
-    let resp = slack
-        .http
-        .get(format!("{}stats", slack.emu.admin_url()))
-        .send()
-        .await
-        .unwrap();
+    let resp = slack.http.get(format!("{}stats", slack.emu.admin_url())).send().await.unwrap();
     resp.json().await.unwrap()
 }
 
@@ -55,12 +50,7 @@ async fn admin_endpoints_seed_an_installation() {
         )
         .await
         .ok();
-    let info = admin(
-        &slack,
-        "tokens/inspect",
-        json!({"token": r["access_token"]}),
-    )
-    .await;
+    let info = admin(&slack, "tokens/inspect", json!({"token": r["access_token"]})).await;
     assert_eq!(info["valid"], true);
     assert_eq!(info["installation"], inst["id"]);
 }
@@ -70,35 +60,16 @@ async fn admin_seeds_long_lived_config_and_legacy_tokens() {
     let slack = Slack::start().await;
     let app = admin(&slack, "apps", json!({})).await;
     assert_eq!(app["token_rotation"], false);
-    let inst = admin(
-        &slack,
-        "installations",
-        json!({"app_id": app["app_id"], "team_id": "T1"}),
-    )
-    .await;
+    let inst = admin(&slack, "installations", json!({"app_id": app["app_id"], "team_id": "T1"})).await;
     assert!(s(&inst["access_token"]).starts_with("xoxb-"));
     assert!(inst["refresh_token"].is_null());
-    let app = admin(
-        &slack,
-        &format!("apps/{}/token-rotation", s(&app["app_id"])),
-        json!({}),
-    )
-    .await;
+    let app = admin(&slack, &format!("apps/{}/token-rotation", s(&app["app_id"])), json!({})).await;
     assert_eq!(app["token_rotation"], true);
-    let cfg = admin(
-        &slack,
-        "config-tokens",
-        json!({"team_id": "T1", "user_id": "U1"}),
-    )
-    .await;
+    let cfg = admin(&slack, "config-tokens", json!({"team_id": "T1", "user_id": "U1"})).await;
     assert!(s(&cfg["token"]).starts_with("xoxe.xoxp-1-"));
     assert!(cfg["exp"].is_i64());
-    let legacy = admin(
-        &slack,
-        "legacy-tokens",
-        json!({"team_id": "T1", "user_id": "U1", "kind": "user"}),
-    )
-    .await;
+    let legacy =
+        admin(&slack, "legacy-tokens", json!({"team_id": "T1", "user_id": "U1", "kind": "user"})).await;
     assert!(s(&legacy["token"]).starts_with("xoxp-"));
     let resp = slack
         .http
@@ -114,9 +85,7 @@ async fn admin_seeds_long_lived_config_and_legacy_tokens() {
 async fn admin_stats_report_calls_refreshes_and_broken_chains() {
     let slack = Slack::start().await;
     let app = slack.emu.create_app(true);
-    let inst = slack
-        .emu
-        .install(&app, "T1", slack_emulator::TokenKind::Bot);
+    let inst = slack.emu.install(&app, "T1", slack_emulator::TokenKind::Bot);
     let refresh = inst.refresh_token.unwrap();
     slack.refresh(&app, &refresh).await.ok();
     slack.refresh(&app, &refresh).await.error();
@@ -132,33 +101,11 @@ async fn admin_stats_report_calls_refreshes_and_broken_chains() {
 #[tokio::test]
 async fn admin_injects_faults_outage_and_rate_limits() {
     let slack = Slack::start().await;
-    let token = slack
-        .emu
-        .create_legacy_token("T1", "U1", slack_emulator::TokenKind::Bot);
-    admin(
-        &slack,
-        "faults",
-        json!({"method": "auth.test", "count": 2, "fault": {"http": 500}}),
-    )
-    .await;
-    admin(
-        &slack,
-        "faults",
-        json!({"method": "auth.test", "fault": {"slack_error": "internal_error"}}),
-    )
-    .await;
-    admin(
-        &slack,
-        "faults",
-        json!({"method": "auth.test", "fault": {"delay": 10}}),
-    )
-    .await;
-    admin(
-        &slack,
-        "faults",
-        json!({"method": "auth.test", "fault": "malformed_json"}),
-    )
-    .await;
+    let token = slack.emu.create_legacy_token("T1", "U1", slack_emulator::TokenKind::Bot);
+    admin(&slack, "faults", json!({"method": "auth.test", "count": 2, "fault": {"http": 500}})).await;
+    admin(&slack, "faults", json!({"method": "auth.test", "fault": {"slack_error": "internal_error"}})).await;
+    admin(&slack, "faults", json!({"method": "auth.test", "fault": {"delay": 10}})).await;
+    admin(&slack, "faults", json!({"method": "auth.test", "fault": "malformed_json"})).await;
     assert_eq!(slack.auth_test(&token).await.status, 500);
     assert_eq!(slack.auth_test(&token).await.status, 500);
     assert_eq!(slack.auth_test(&token).await.error(), "internal_error");
@@ -170,12 +117,7 @@ async fn admin_injects_faults_outage_and_rate_limits() {
     assert_eq!(stats(&slack).await["outage"], true);
     admin(&slack, "outage", json!({"down": false})).await;
 
-    admin(
-        &slack,
-        "rate-limits",
-        json!({"method": "auth.test", "per_minute": 1}),
-    )
-    .await;
+    admin(&slack, "rate-limits", json!({"method": "auth.test", "per_minute": 1})).await;
     slack.auth_test(&token).await.ok();
     assert_eq!(slack.auth_test(&token).await.status, 429);
 }

@@ -42,14 +42,9 @@ impl Slack {
     }
 
     pub async fn start_with(config: Config) -> Self {
-        let emu = SlackEmulator::start_with(config)
-            .await
-            .expect("emulator starts");
+        let emu = SlackEmulator::start_with(config).await.expect("emulator starts");
         // No pooled connections: their idle timers would let a paused clock jump between requests.
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(0)
-            .build()
-            .expect("client");
+        let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client");
         Slack { emu, http }
     }
 
@@ -60,16 +55,10 @@ impl Slack {
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
         let resp = req.send().await.expect("request answered");
         let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get("retry-after")
-            .map(|v| v.to_str().unwrap_or_default().to_string());
+        let retry_after =
+            resp.headers().get("retry-after").map(|v| v.to_str().unwrap_or_default().to_string());
         let text = resp.text().await.expect("body");
-        Reply {
-            status,
-            retry_after,
-            text,
-        }
+        Reply { status, retry_after, text }
     }
 
     /// A form post with everything in the form.
@@ -78,13 +67,7 @@ impl Slack {
     }
 
     pub async fn call_bearer(&self, method: &str, token: &str, form: &[(&str, &str)]) -> Reply {
-        self.send(
-            self.http
-                .post(self.url(method))
-                .bearer_auth(token)
-                .form(form),
-        )
-        .await
+        self.send(self.http.post(self.url(method)).bearer_auth(token).form(form)).await
     }
 
     /// `oauth.v2.access` refresh with the client credentials in the form.
@@ -104,11 +87,7 @@ impl Slack {
     pub async fn exchange(&self, app: &App, token: &str) -> Reply {
         self.call(
             "oauth.v2.exchange",
-            &[
-                ("client_id", &app.client_id),
-                ("client_secret", &app.client_secret),
-                ("token", token),
-            ],
+            &[("client_id", &app.client_id), ("client_secret", &app.client_secret), ("token", token)],
         )
         .await
     }
@@ -119,7 +98,5 @@ impl Slack {
 }
 
 pub fn s(v: &Value) -> String {
-    v.as_str()
-        .unwrap_or_else(|| panic!("not a string: {v}"))
-        .to_string()
+    v.as_str().unwrap_or_else(|| panic!("not a string: {v}")).to_string()
 }

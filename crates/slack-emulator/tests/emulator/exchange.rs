@@ -31,14 +31,8 @@ async fn exchange_works_once_per_token() {
     assert_eq!(v["expires_in"], 43_200);
     assert_eq!(v["token_type"], "bot");
     assert_eq!(v["team"]["id"], "T1");
-    assert_eq!(
-        slack.emu.installation_of(&s(&v["access_token"])),
-        Some(inst.id.clone())
-    );
-    assert_eq!(
-        slack.exchange(&app, &inst.access_token).await.error(),
-        "token_already_exchanged"
-    );
+    assert_eq!(slack.emu.installation_of(&s(&v["access_token"])), Some(inst.id.clone()));
+    assert_eq!(slack.exchange(&app, &inst.access_token).await.error(), "token_already_exchanged");
     // The exchanged chain refreshes like any other.
     slack.refresh(&app, &s(&v["refresh_token"])).await.ok();
 }
@@ -48,10 +42,7 @@ async fn exchange_requires_rotation_enabled() {
     let slack = Slack::start().await;
     let app = slack.emu.create_app(false);
     let inst = slack.emu.install(&app, "T1", TokenKind::User);
-    assert_eq!(
-        slack.exchange(&app, &inst.access_token).await.error(),
-        "token_rotation_not_enabled"
-    );
+    assert_eq!(slack.exchange(&app, &inst.access_token).await.error(), "token_rotation_not_enabled");
     // Still exchangeable once rotation is on.
     let app = slack.emu.enable_token_rotation(&app);
     let v = slack.exchange(&app, &inst.access_token).await.ok();
@@ -67,27 +58,14 @@ async fn exchange_rejects_tokens_it_cannot_exchange() {
     let other_inst = slack.emu.install(&other, "T1", TokenKind::Bot);
     let rotating = slack.emu.install(&app, "T1", TokenKind::Bot);
     let legacy = slack.emu.create_legacy_token("T1", "U1", TokenKind::User);
-    assert_eq!(
-        slack.exchange(&app, "xoxb-unknown").await.error(),
-        "invalid_token"
-    );
-    assert_eq!(
-        slack.exchange(&app, &rotating.access_token).await.error(),
-        "invalid_token"
-    );
+    assert_eq!(slack.exchange(&app, "xoxb-unknown").await.error(), "invalid_token");
+    assert_eq!(slack.exchange(&app, &rotating.access_token).await.error(), "invalid_token");
     assert_eq!(slack.exchange(&app, &legacy).await.error(), "invalid_token");
-    assert_eq!(
-        slack.exchange(&app, &other_inst.access_token).await.error(),
-        "invalid_token"
-    );
+    assert_eq!(slack.exchange(&app, &other_inst.access_token).await.error(), "invalid_token");
     let r = slack
         .call(
             "oauth.v2.exchange",
-            &[
-                ("client_id", &app.client_id),
-                ("client_secret", "nope"),
-                ("token", &legacy),
-            ],
+            &[("client_id", &app.client_id), ("client_secret", "nope"), ("token", &legacy)],
         )
         .await;
     assert_eq!(r.error(), "bad_client_secret");
@@ -107,10 +85,7 @@ async fn long_lived_token_stops_after_first_refresh_of_exchanged_chain() {
     // Exchanging does not either: consumers can move over at their pace.
     slack.auth_test(&inst.access_token).await.ok();
     slack.refresh(&app, &s(&v["refresh_token"])).await.ok();
-    assert_eq!(
-        slack.auth_test(&inst.access_token).await.error(),
-        "token_expired"
-    );
+    assert_eq!(slack.auth_test(&inst.access_token).await.error(), "token_expired");
     assert!(!slack.emu.token_is_valid(&inst.access_token));
     assert!(!slack.emu.is_revoked(&inst.access_token));
 }
@@ -122,17 +97,8 @@ async fn revoking_long_lived_token_before_refresh_loses_the_installation() {
     let inst = slack.emu.install(&app, "T1", TokenKind::Bot);
     let app = slack.emu.enable_token_rotation(&app);
     let v = slack.exchange(&app, &inst.access_token).await.ok();
-    let r = slack
-        .call("auth.revoke", &[("token", &inst.access_token)])
-        .await
-        .ok();
+    let r = slack.call("auth.revoke", &[("token", &inst.access_token)]).await.ok();
     assert_eq!(r["revoked"], true);
-    assert_eq!(
-        slack.auth_test(&s(&v["access_token"])).await.error(),
-        "token_revoked"
-    );
-    assert_eq!(
-        slack.refresh(&app, &s(&v["refresh_token"])).await.error(),
-        "invalid_refresh_token"
-    );
+    assert_eq!(slack.auth_test(&s(&v["access_token"])).await.error(), "token_revoked");
+    assert_eq!(slack.refresh(&app, &s(&v["refresh_token"])).await.error(), "invalid_refresh_token");
 }

@@ -1,0 +1,272 @@
+//! End-to-end: every token kind of Slack's help article, onboarding onto rotation, rotate-now
+//! and revoke-on-delete.
+
+mod support;
+
+use kube::api::{DeleteParams, Patch, PatchParams};
+use secrecy::SecretString;
+use serde_json::json;
+use slack_emulator::{Fault, TokenKind};
+use slack_token_operator::slack::SlackClient;
+use std::time::Duration;
+use support::{e2e, token_yaml, TestEnv};
+
+fn period(env: &TestEnv) -> String {
+    slack_token_operator::duration::GoDuration(env.ttl() / 2).to_string()
+}
+
+async fn manual_token(env: &TestEnv, name: &str, kind: &str, token: &str) {
+    env.create_secret(&format!("{name}-creds"), &[("accessToken", token)]).await;
+    let extra = format!("rotationPeriod: {}\nmanual:\n  kind: {kind}", period(env));
+    env.create_token(&token_yaml(name, "Manual", &extra)).await;
+}
+
+async fn annotate(env: &TestEnv, name: &str, key: &str, value: &str) {
+    let patch = json!({"metadata": {"annotations": {key: value}}});
+    env.tokens().patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+}
+
+#[test]
+fn manual_token_due_shows_rotation_due_with_the_steps_for_its_kind() {
+    e2e(|env| async move {
+        let kinds = [
+            ("legacy", "LegacyTestToken", "legacy-tokens", TokenKind::User),
+            ("bot", "CustomIntegrationBot", "custom-integrations", TokenKind::Bot),
+            ("hubot", "HubotLita", "Regenerate", TokenKind::Bot),
+            ("app", "App", "reinstall", TokenKind::Bot),
+        ];
+        for (name, kind, _, token_kind) in kinds {
+            let token = env.slack.create_legacy_token("T1", &format!("U{name}"), token_kind);
+            manual_token(&env, name, kind, &token).await;
+            assert_eq!(env.published_token(&format!("{name}-token"), None).await, token);
+            let (reason, _) = env.condition(name, "RotationDue", "False").await;
+            assert_eq!(reason, "NotDue");
+        }
+        env.advance(env.ttl() / 2 + env.ttl() / 30).await;
+        for (name, _, step, _) in kinds {
+            let (_, message) = env.condition(name, "RotationDue", "True").await;
+            assert!(message.contains(step), "{name}: {message}");
+            assert!(message.contains("pendingToken"), "{name}: {message}");
+            let (reason, _) = env.ready(name, "True").await;
+            assert_eq!(reason, "TokenPublished", "the token still works");
+            assert!(env.event_reasons(name).await.contains(&"RotationDue".to_owned()));
+        }
+        // Once due, the controller waits for a person: no busy reconciles.
+        let reconciles = env.ctx.metrics.reconciles.get();
+        env.advance(env.ctx.settings.health_check_interval / 2).await;
+        assert_eq!(env.ctx.metrics.reconciles.get(), reconciles, "idle while due");
+    });
+}
+
+#[test]
+fn good_pending_token_is_published_and_the_old_one_revoked() {
+    e2e(|env| async move {
+        let old = env.slack.create_legacy_token("T1", "U1", TokenKind::User);
+        manual_token(&env, "legacy", "LegacyTestToken", &old).await;
+        env.published_token("legacy-token", None).await;
+        env.ready("legacy", "True").await;
+        let new = env.slack.create_legacy_token("T1", "U1", TokenKind::User);
+        let patch = json!({"stringData": {"pendingToken": new}});
+        env.secrets().patch("legacy-creds", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        assert_eq!(env.published_token("legacy-token", Some(&old)).await, new);
+        env.eventually("old token revoked", env.patience(), || async {
+            env.slack.is_revoked(&old).then_some(())
+        })
+        .await;
+        env.eventually("pendingToken moved to accessToken", env.patience(), || async {
+            let access = env.secret_value("legacy-creds", "accessToken").await?;
+            let pending = env.secret_value("legacy-creds", "pendingToken").await;
+            (access == new && pending.is_none()).then_some(())
+        })
+        .await;
+        assert!(env.slack.token_is_valid(&new));
+        env.condition("legacy", "RotationDue", "False").await;
+        env.eventually("hand-over counted", env.patience(), || async {
+            (env.status("legacy").await.rotation_count == 1).then_some(())
+        })
+        .await;
+    });
+}
+
+#[test]
+fn pending_token_from_another_team_is_refused_and_nothing_changes() {
+    e2e(|env| async move {
+        let old = env.slack.create_legacy_token("T1", "U1", TokenKind::Bot);
+        manual_token(&env, "bot", "CustomIntegrationBot", &old).await;
+        env.published_token("bot-token", None).await;
+        let foreign = env.slack.create_legacy_token("T2", "U1", TokenKind::Bot);
+        let patch = json!({"stringData": {"pendingToken": foreign}});
+        env.secrets().patch("bot-creds", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        let (reason, message) = env.condition("bot", "PendingToken", "False").await;
+        assert_eq!(reason, "PendingTokenRejected");
+        assert!(message.contains("T2") && message.contains("T1"), "{message}");
+        assert!(!message.contains(&foreign), "no token text in status");
+        assert_eq!(env.secret_value("bot-token", "token").await.as_deref(), Some(old.as_str()));
+        assert_eq!(env.secret_value("bot-creds", "accessToken").await.as_deref(), Some(old.as_str()));
+        assert_eq!(env.secret_value("bot-creds", "pendingToken").await.as_deref(), Some(foreign.as_str()));
+        assert!(!env.slack.is_revoked(&old));
+        assert!(env.event_reasons("bot").await.contains(&"PendingTokenRejected".to_owned()));
+    });
+}
+
+#[test]
+fn pending_token_of_another_user_needs_allow_identity_change() {
+    e2e(|env| async move {
+        let old = env.slack.create_legacy_token("T1", "U1", TokenKind::User);
+        env.create_secret("legacy-creds", &[("accessToken", &old)]).await;
+        let extra = format!(
+            "rotationPeriod: {}\nmanual:\n  kind: LegacyTestToken\n  allowIdentityChange: true",
+            period(&env)
+        );
+        env.create_token(&token_yaml("legacy", "Manual", &extra)).await;
+        env.published_token("legacy-token", None).await;
+        let other_user = env.slack.create_legacy_token("T1", "U2", TokenKind::User);
+        let patch = json!({"stringData": {"pendingToken": other_user}});
+        env.secrets().patch("legacy-creds", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        assert_eq!(env.published_token("legacy-token", Some(&old)).await, other_user);
+    });
+}
+
+#[test]
+fn revoked_long_lived_token_is_detected_by_the_health_check() {
+    e2e(|env| async move {
+        let token = env.slack.create_legacy_token("T1", "U1", TokenKind::Bot);
+        manual_token(&env, "hubot", "HubotLita", &token).await;
+        env.ready("hubot", "True").await;
+        let slack = SlackClient::new(&env.slack.base_url()).unwrap();
+        assert!(slack.revoke(&SecretString::from(token.clone())).await.unwrap());
+        env.advance(env.ctx.settings.health_check_interval + env.ttl() / 30).await;
+        let (reason, message) = env.ready("hubot", "False").await;
+        assert_eq!(reason, "TokenRevoked");
+        assert!(message.contains("pendingToken"), "{message}");
+    });
+}
+
+#[test]
+fn exchange_moves_a_long_lived_token_onto_rotation_without_revoking_it() {
+    e2e(|env| async move {
+        let app = env.slack.create_app(false);
+        let install = env.slack.install(&app, "T1", TokenKind::Bot);
+        let app = env.slack.enable_token_rotation(&app);
+        let legacy = install.access_token.clone();
+        env.create_secret(
+            "bot-creds",
+            &[("clientId", &app.client_id), ("clientSecret", &app.client_secret), ("legacyToken", &legacy)],
+        )
+        .await;
+        env.create_token(&token_yaml("bot", "OAuth", "")).await;
+        let rotating = env.published_token("bot-token", None).await;
+        assert!(rotating.starts_with("xoxe.xoxb-"), "a rotating token is published");
+        assert_eq!(env.slack.calls("oauth.v2.exchange"), 1);
+        assert!(!env.slack.is_revoked(&legacy), "the long-lived token must not be revoked after an exchange");
+        assert!(env.secret_value("bot-creds", "refreshToken").await.is_some());
+        assert!(env.secret_value("bot-creds", "legacyToken").await.is_none(), "legacyToken dropped");
+        env.ready("bot", "True").await;
+
+        // From here on it is an ordinary rotating token.
+        let next: jiff::Timestamp = env.status("bot").await.next_rotation_time.unwrap().parse().unwrap();
+        env.advance(slack_token_operator::schedule::until(env.clock.now(), next) + env.ttl() / 30).await;
+        env.published_token("bot-token", Some(&rotating)).await;
+        assert_eq!(env.slack.calls("oauth.v2.exchange"), 1);
+        assert!(env.slack.broken_chains().is_empty());
+    });
+}
+
+#[test]
+fn exchange_errors_say_what_to_do_in_the_slack_app_settings() {
+    e2e(|env| async move {
+        // Rotation still off in the app.
+        let off = env.slack.create_app(false);
+        let off_token = env.slack.install(&off, "T1", TokenKind::Bot).access_token;
+        // Already exchanged once, out of band.
+        let on = env.slack.create_app(false);
+        let done_token = env.slack.install(&on, "T1", TokenKind::Bot).access_token;
+        let on = env.slack.enable_token_rotation(&on);
+        let slack = SlackClient::new(&env.slack.base_url()).unwrap();
+        let secret = SecretString::from(on.client_secret.clone());
+        slack.exchange(&on.client_id, &secret, &SecretString::from(done_token.clone())).await.unwrap();
+        let cases = [
+            ("off", &off, off_token.as_str(), "token rotation"),
+            ("done", &on, done_token.as_str(), "already exchanged"),
+            ("unknown", &on, "xoxb-unknown", "legacyToken"),
+        ];
+        for (name, app, token, _) in cases {
+            env.create_secret(
+                &format!("{name}-creds"),
+                &[("clientId", &app.client_id), ("clientSecret", &app.client_secret), ("legacyToken", token)],
+            )
+            .await;
+            env.create_token(&token_yaml(name, "OAuth", "")).await;
+        }
+        for (name, _, _, hint) in cases {
+            let (reason, message) = env.ready(name, "False").await;
+            assert_eq!(reason, "ExchangeFailed", "{name}: {message}");
+            assert!(message.contains(hint), "{name}: {message}");
+        }
+    });
+}
+
+#[test]
+fn rotate_now_annotation_fires_once_per_value() {
+    e2e(|env| async move {
+        let f = env.oauth_token("bot", "").await;
+        let first = env.published_token(&f.output(), None).await;
+        annotate(&env, "bot", "slack.rotator.dev/rotate", "1").await;
+        let second = env.published_token(&f.output(), Some(&first)).await;
+        env.eventually("request recorded", env.patience(), || async {
+            (env.status("bot").await.last_rotate_request.as_deref() == Some("1")).then_some(())
+        })
+        .await;
+        // Any other change wakes the controller; the handled value must not fire again.
+        annotate(&env, "bot", "unrelated", "x").await;
+        let patch = json!({"spec": {"renewBefore": "3h"}});
+        env.tokens().patch("bot", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        env.advance(Duration::from_secs(60)).await;
+        assert_eq!(env.slack.refreshes(&f.installation_id), 2);
+        annotate(&env, "bot", "slack.rotator.dev/rotate", "2").await;
+        env.published_token(&f.output(), Some(&second)).await;
+        assert_eq!(env.slack.refreshes(&f.installation_id), 3);
+    });
+}
+
+#[test]
+fn revoke_on_delete_revokes_the_token_then_releases_the_finalizer() {
+    e2e(|env| async move {
+        let f = env.oauth_token("bot", "revokeOnDelete: true").await;
+        let token = env.published_token(&f.output(), None).await;
+        env.eventually("finalizer added", env.patience(), || async {
+            let t = env.tokens().get("bot").await.ok()?;
+            t.metadata.finalizers?.contains(&"slack.rotator.dev/revoke-on-delete".to_owned()).then_some(())
+        })
+        .await;
+        env.tokens().delete("bot", &DeleteParams::default()).await.unwrap();
+        env.eventually("SlackToken gone", env.patience(), || async {
+            env.tokens().get_opt("bot").await.ok()?.is_none().then_some(())
+        })
+        .await;
+        assert!(env.slack.is_revoked(&token));
+    });
+}
+
+#[test]
+fn revoke_on_delete_waits_out_a_slack_outage_and_can_be_skipped() {
+    e2e(|env| async move {
+        let f = env.oauth_token("bot", "revokeOnDelete: true").await;
+        let token = env.published_token(&f.output(), None).await;
+        env.eventually("finalizer added", env.patience(), || async {
+            env.tokens().get("bot").await.ok()?.metadata.finalizers.map(|_| ())
+        })
+        .await;
+        env.slack.fail_next("auth.revoke", 1000, Fault::Http(503));
+        env.tokens().delete("bot", &DeleteParams::default()).await.unwrap();
+        let (reason, _) = env.ready("bot", "False").await;
+        assert_eq!(reason, "SlackUnavailable");
+        assert!(env.tokens().get_opt("bot").await.unwrap().is_some(), "held while the token is not revoked");
+        annotate(&env, "bot", "slack.rotator.dev/skip-revoke", "true").await;
+        env.eventually("SlackToken gone", env.patience(), || async {
+            env.tokens().get_opt("bot").await.ok()?.is_none().then_some(())
+        })
+        .await;
+        assert!(!env.slack.is_revoked(&token), "skipped on request");
+    });
+}
