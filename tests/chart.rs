@@ -81,6 +81,8 @@ fn run_helm(args: &[&str]) -> std::process::Output {
     Command::new(repo().join("scripts/helm"))
         .args(args)
         .current_dir(repo())
+        // No test ever talks to a cluster, whatever the developer's kubeconfig says.
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
         .output()
         .unwrap_or_else(|e| panic!("cannot run scripts/helm (is python3 on PATH?): {e}"))
 }
@@ -211,8 +213,10 @@ scenario!(
     service_monitor_on,
     json!({ "metrics": { "serviceMonitor": { "enabled": true, "labels": { "release": "prometheus" } } } })
 );
-scenario!(
-    everything_on,
+scenario!(everything_on, everything_on_values());
+
+/// Every optional feature on, namespaced mode including the release namespace.
+fn everything_on_values() -> Value {
     json!({
         "replicaCount": 3,
         "watchNamespaces": ["team-a", RELEASE_NAMESPACE],
@@ -232,7 +236,7 @@ scenario!(
         "tolerations": [{ "key": "dedicated", "operator": "Equal", "value": "ops", "effect": "NoSchedule" }],
         "serviceAccount": { "annotations": { "eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/x" } },
     })
-);
+}
 
 fn all_scenarios() -> Vec<(&'static str, &'static Rendered)> {
     vec![
@@ -842,6 +846,38 @@ fn chart_passes_helm_lint_strict() {
         file.path().to_str().unwrap(),
     ]);
     assert!(report.contains("1 chart(s) linted, no failures"), "{report}");
+}
+
+#[test]
+fn helm_install_dry_run_produces_the_same_objects_as_template_and_prints_notes() {
+    let file = values_file(&everything_on_values());
+    let output = helm(&[
+        "install",
+        CHART,
+        "--name",
+        RELEASE,
+        "--namespace",
+        RELEASE_NAMESPACE,
+        "-f",
+        file.path().to_str().unwrap(),
+        "--dry-run",
+        "client",
+    ]);
+    let (_, rest) = output.split_once("\nMANIFEST:\n").expect("a MANIFEST section");
+    let (manifest, notes) = rest.split_once("\nNOTES:\n").expect("a NOTES section");
+    assert!(
+        parse_stream(manifest) == everything_on().objects,
+        "Helm's install manifest differs from scripts/helm template (objects or order)"
+    );
+    for expected in [
+        "installed as release \"sto\" in namespace \"operators\"",
+        "It watches SlackTokens in: team-a, operators.",
+        "Slack API: https://slack-gov.com/api/",
+        "Leader election is on (3 replicas)",
+        "kubectl apply --server-side --force-conflicts -f",
+    ] {
+        assert!(notes.contains(expected), "NOTES lack {expected:?}:\n{notes}");
+    }
 }
 
 #[test]
