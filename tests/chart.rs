@@ -323,14 +323,15 @@ fn watch_grants() -> BTreeSet<Grant> {
     .collect()
 }
 
-/// What leader election needs, in the release namespace only.
+/// What leader election needs, in the release namespace only. kube-lease-manager creates the
+/// Lease if missing, then reads it and renews it with patches (strategic merge and apply).
 fn lease_grants() -> BTreeSet<Grant> {
     [
         expand("coordination.k8s.io", &["leases"], &["create"], None),
         expand(
             "coordination.k8s.io",
             &["leases"],
-            &["get", "update"],
+            &["get", "update", "patch"],
             Some(LEASE_NAME),
         ),
     ]
