@@ -35,10 +35,7 @@ impl TokioClock {
     }
 
     pub fn starting_at(start_wall: Timestamp) -> Self {
-        Self {
-            start_wall,
-            start: tokio::time::Instant::now(),
-        }
+        Self { start_wall, start: tokio::time::Instant::now() }
     }
 }
 
@@ -58,10 +55,7 @@ impl Clock for TokioClock {
 
 /// Timestamps in status are RFC 3339 with second precision, like metav1.Time.
 pub fn format_time(t: Timestamp) -> String {
-    t.round(jiff::Unit::Second)
-        .unwrap_or(t)
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
+    t.round(jiff::Unit::Second).unwrap_or(t).strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 #[cfg(test)]

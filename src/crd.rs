@@ -29,11 +29,7 @@ pub const GROUP: &str = "slack.rotator.dev";
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
     printcolumn(name = "Secret", type_ = "string", json_path = ".spec.secretRef.name"),
     printcolumn(name = "Expires", type_ = "date", json_path = ".status.expirationTime"),
-    printcolumn(
-        name = "Next Rotation",
-        type_ = "date",
-        json_path = ".status.nextRotationTime"
-    ),
+    printcolumn(name = "Next Rotation", type_ = "date", json_path = ".status.nextRotationTime"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]

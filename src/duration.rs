@@ -32,26 +32,19 @@ impl FromStr for GoDuration {
     type Err = ParseDurationError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let err = |reason| ParseDurationError {
-            input: input.to_owned(),
-            reason,
-        };
+        let err = |reason| ParseDurationError { input: input.to_owned(), reason };
         if input.is_empty() {
             return Err(err("empty"));
         }
         let mut rest = input;
         let mut total_nanos: u128 = 0;
         while !rest.is_empty() {
-            let number_len = rest
-                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .unwrap_or(rest.len());
+            let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
             let (number, after) = rest.split_at(number_len);
             if number.is_empty() {
                 return Err(err("expected a number"));
             }
-            let unit_len = after
-                .find(|c: char| c.is_ascii_digit() || c == '.')
-                .unwrap_or(after.len());
+            let unit_len = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
             let (unit, after) = after.split_at(unit_len);
             let unit_nanos: u128 = match unit {
                 "ns" => 1,
@@ -69,25 +62,18 @@ impl FromStr for GoDuration {
                 None => (number, ""),
             };
             let whole: u128 = whole.parse().map_err(|_| err("number too large"))?;
-            let mut nanos = whole
-                .checked_mul(unit_nanos)
-                .ok_or_else(|| err("number too large"))?;
+            let mut nanos = whole.checked_mul(unit_nanos).ok_or_else(|| err("number too large"))?;
             // Fractions are exact to the nanosecond, like Go: scale digit by digit.
             let mut scale = unit_nanos;
             for digit in frac.bytes() {
                 scale /= 10;
                 nanos += u128::from(digit - b'0') * scale;
             }
-            total_nanos = total_nanos
-                .checked_add(nanos)
-                .ok_or_else(|| err("number too large"))?;
+            total_nanos = total_nanos.checked_add(nanos).ok_or_else(|| err("number too large"))?;
             rest = after;
         }
         let secs = u64::try_from(total_nanos / 1_000_000_000).map_err(|_| err("number too large"))?;
-        Ok(GoDuration(Duration::new(
-            secs,
-            (total_nanos % 1_000_000_000) as u32,
-        )))
+        Ok(GoDuration(Duration::new(secs, (total_nanos % 1_000_000_000) as u32)))
     }
 }
 

@@ -1,28 +1,109 @@
-use clap::{Parser, Subcommand};
+//! Command line: `run` (the operator), `crd`, and with the `emulator` feature `demo` and `emulate`.
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
 use kube::CustomResourceExt;
-use slack_token_operator::crd::SlackToken;
+use slack_token_operator::{clock::SystemClock, controller, crd::SlackToken, slack::SlackClient};
+use std::{net::SocketAddr, sync::Arc};
 
 #[derive(Parser)]
-#[command(
-    name = "slack-token-operator",
-    version,
-    about = "Keeps Slack tokens fresh in Kubernetes Secrets"
-)]
+#[command(name = "slack-token-operator", version, about = "Keeps Slack tokens fresh in Kubernetes Secrets")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the operator (the default).
+    Run(RunArgs),
     /// Print the SlackToken CustomResourceDefinition as YAML.
     Crd,
+    /// Run the operator against built-in Kubernetes and Slack emulators and print each rotation.
+    #[cfg(feature = "emulator")]
+    Demo(slack_token_operator::demo::DemoArgs),
+    /// Serve the Kubernetes and Slack emulators for people, tests and benchmarks.
+    #[cfg(feature = "emulator")]
+    Emulate(slack_token_operator::demo::EmulateArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+#[derive(clap::Args, Clone)]
+struct RunArgs {
+    /// Base URL of Slack's Web API (GovSlack: https://slack-gov.com/api/).
+    #[arg(long, env = "SLACK_API_URL", default_value = "https://slack.com/api/")]
+    slack_api_url: String,
+    /// Namespace to watch; repeat for several. Default: all namespaces.
+    #[arg(long = "namespace", env = "WATCH_NAMESPACES", value_delimiter = ',')]
+    namespaces: Vec<String>,
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Address for /healthz, /readyz and /metrics.
+    #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    http_addr: SocketAddr,
+    /// Take a Lease before working, so that only one replica rotates.
+    #[arg(long, env = "LEADER_ELECT", default_value_t = false)]
+    leader_elect: bool,
+    /// How often long-lived (Manual) tokens are checked with auth.test.
+    #[arg(long, env = "HEALTH_CHECK_INTERVAL", default_value = "6h")]
+    health_check_interval: slack_token_operator::duration::GoDuration,
+}
+
+#[derive(ValueEnum, Clone, Copy)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Crd) | None => print!("{}", serde_yaml::to_string(&SlackToken::crd())?),
+        Some(Command::Crd) => {
+            print!("{}", serde_yaml::to_string(&SlackToken::crd())?);
+            Ok(())
+        }
+        Some(Command::Run(args)) => run(args).await,
+        #[cfg(feature = "emulator")]
+        Some(Command::Demo(args)) => slack_token_operator::demo::demo(args).await,
+        #[cfg(feature = "emulator")]
+        Some(Command::Emulate(args)) => slack_token_operator::demo::emulate(args).await,
+        None => run(cli.run).await,
     }
-    Ok(())
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
+    let slack = SlackClient::new(&args.slack_api_url).context("building the Slack client")?;
+    let ctx = controller::Context::new(client.clone(), slack, Arc::new(SystemClock));
+    let http = tokio::spawn(slack_token_operator::http::serve(args.http_addr, ctx.metrics.clone()));
+    let leadership = match args.leader_elect {
+        true => Some(slack_token_operator::leader::acquire(client).await?),
+        false => None,
+    };
+    let lost = async move {
+        match leadership {
+            Some(l) => l.lost().await,
+            None => std::future::pending().await,
+        }
+    };
+    tracing::info!(namespaces = ?args.namespaces, slack = %args.slack_api_url, "starting controller");
+    let _ = args.health_check_interval;
+    tokio::select! {
+        () = controller::run(ctx, args.namespaces) => Ok(()),
+        result = http => result.context("http server task")?.context("http server"),
+        () = lost => anyhow::bail!("lost leadership; exiting so that only the leader rotates"),
+    }
 }

@@ -1,0 +1,127 @@
+//! Legacy (unaggregated) discovery documents. Clients that ask for aggregated discovery
+//! (kubectl) fall back to these when the response is plain `application/json`.
+
+use crate::resources::{Registry, ResourceType};
+use serde_json::{json, Value};
+
+pub fn version() -> Value {
+    json!({
+        "major": "1",
+        "minor": "33",
+        "gitVersion": "v1.33.0-kube-emulator",
+        "gitCommit": "0000000000000000000000000000000000000000",
+        "gitTreeState": "clean",
+        "buildDate": "2025-04-23T00:00:00Z",
+        "goVersion": "go1.24.0",
+        "compiler": "gc",
+        "platform": "linux/amd64"
+    })
+}
+
+pub fn api_versions(addr: &str) -> Value {
+    json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": addr}]
+    })
+}
+
+fn resource_entries(r: &ResourceType) -> Vec<Value> {
+    let mut main = json!({
+        "name": r.plural,
+        "singularName": r.singular,
+        "namespaced": r.namespaced,
+        "kind": r.kind,
+        "verbs": r.verbs(),
+    });
+    if !r.short_names.is_empty() {
+        main["shortNames"] = json!(r.short_names);
+    }
+    if !r.categories.is_empty() {
+        main["categories"] = json!(r.categories);
+    }
+    let mut out = vec![main];
+    if r.status_subresource {
+        out.push(json!({
+            "name": format!("{}/status", r.plural),
+            "singularName": "",
+            "namespaced": r.namespaced,
+            "kind": r.kind,
+            "verbs": ["get", "patch", "update"],
+        }));
+    }
+    out
+}
+
+pub fn resource_list(reg: &Registry, group: &str, version: &str) -> Option<Value> {
+    let resources: Vec<Value> = reg
+        .in_group_version(group, version)
+        .flat_map(resource_entries)
+        .collect();
+    if resources.is_empty() {
+        return None;
+    }
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": gv,
+        "resources": resources,
+    }))
+}
+
+fn group_doc(reg: &Registry, group: &str) -> Option<Value> {
+    let versions: Vec<Value> = reg
+        .group_versions()
+        .into_iter()
+        .filter(|(g, _)| g == group)
+        .map(|(g, v)| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+        .collect();
+    let preferred = versions.first()?.clone();
+    Some(json!({
+        "name": group,
+        "versions": versions,
+        "preferredVersion": preferred,
+    }))
+}
+
+pub fn group(reg: &Registry, group: &str) -> Option<Value> {
+    let mut doc = group_doc(reg, group)?;
+    doc["kind"] = json!("APIGroup");
+    doc["apiVersion"] = json!("v1");
+    Some(doc)
+}
+
+pub fn group_list(reg: &Registry) -> Value {
+    let mut names: Vec<String> = Vec::new();
+    for (g, _) in reg.group_versions() {
+        if !g.is_empty() && !names.contains(&g) {
+            names.push(g);
+        }
+    }
+    json!({
+        "kind": "APIGroupList",
+        "apiVersion": "v1",
+        "groups": names.iter().filter_map(|g| group_doc(reg, g)).collect::<Vec<_>>(),
+    })
+}
+
+pub fn root_paths(reg: &Registry) -> Value {
+    let mut paths = vec![
+        "/api".to_string(),
+        "/api/v1".into(),
+        "/apis".into(),
+        "/version".into(),
+    ];
+    for (g, v) in reg.group_versions() {
+        if !g.is_empty() {
+            paths.push(format!("/apis/{g}"));
+            paths.push(format!("/apis/{g}/{v}"));
+        }
+    }
+    json!({ "paths": paths })
+}

@@ -1,0 +1,57 @@
+//! Garbage collection of dependents through `metadata.ownerReferences`, run synchronously
+//! when an owner is removed (the real collector is asynchronous but reaches the same end
+//! state: a dependent whose owners are all gone is deleted; one that still has a live
+//! owner only loses the dangling reference).
+
+use crate::store::Key;
+use crate::verbs::{meta_str, Propagation, State};
+use serde_json::Value;
+use std::collections::HashSet;
+
+pub fn collect(state: &mut State, owner_uid: &str, policy: Propagation) {
+    if owner_uid.is_empty() {
+        return;
+    }
+    let mut dependents: Vec<(String, Key, Value)> = Vec::new();
+    let mut live_uids: HashSet<String> = HashSet::new();
+    for storage in state.store.storages() {
+        for (key, obj) in state.store.objects(&storage) {
+            if let Some(uid) = meta_str(obj, "uid") {
+                live_uids.insert(uid.to_string());
+            }
+            let owned = obj["metadata"]["ownerReferences"]
+                .as_array()
+                .is_some_and(|refs| refs.iter().any(|r| r["uid"].as_str() == Some(owner_uid)));
+            if owned {
+                dependents.push((storage.clone(), key.clone(), obj.clone()));
+            }
+        }
+    }
+    for (storage, key, obj) in dependents {
+        let refs = obj["metadata"]["ownerReferences"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let remaining: Vec<Value> = refs
+            .iter()
+            .filter(|r| r["uid"].as_str() != Some(owner_uid))
+            .cloned()
+            .collect();
+        let other_live_owner = remaining
+            .iter()
+            .any(|r| r["uid"].as_str().is_some_and(|u| live_uids.contains(u)));
+        if policy == Propagation::Orphan || other_live_owner {
+            let mut next = obj.clone();
+            if remaining.is_empty() {
+                if let Some(m) = next["metadata"].as_object_mut() {
+                    m.remove("ownerReferences");
+                }
+            } else {
+                next["metadata"]["ownerReferences"] = Value::Array(remaining);
+            }
+            state.gc_update(&storage, key, next, obj);
+        } else {
+            state.gc_delete(&storage, &key);
+        }
+    }
+}

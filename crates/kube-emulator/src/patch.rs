@@ -1,0 +1,89 @@
+//! PATCH body handling: JSON merge patch, JSON patch, strategic merge patch (treated as
+//! merge patch with the directives we can honour) and the apply-patch body parser.
+
+use crate::error::{ApiError, ApiResult};
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchType {
+    Merge,
+    Json,
+    Strategic,
+    Apply,
+}
+
+impl PatchType {
+    pub fn from_content_type(ct: &str) -> ApiResult<Self> {
+        let base = ct.split(';').next().unwrap_or_default().trim();
+        match base {
+            "application/merge-patch+json" => Ok(Self::Merge),
+            "application/json-patch+json" => Ok(Self::Json),
+            "application/strategic-merge-patch+json" => Ok(Self::Strategic),
+            "application/apply-patch+yaml" | "application/apply-patch+json" => Ok(Self::Apply),
+            other => Err(ApiError::unsupported_media_type(format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {other:?})"
+            ))),
+        }
+    }
+}
+
+/// Decodes a JSON (or, when `yaml_ok`, YAML) request body.
+pub fn parse_body(body: &[u8], yaml_ok: bool) -> ApiResult<Value> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) => Ok(v),
+        Err(json_err) if yaml_ok => serde_yaml::from_slice::<Value>(body).map_err(|e| {
+            ApiError::bad_request(format!("error decoding YAML: {e} (as JSON: {json_err})"))
+        }),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "the object provided is unrecognized or malformed: {e}"
+        ))),
+    }
+}
+
+/// Strategic-merge directives we do not implement are removed so they do not end up stored.
+fn strip_directives(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|k, _| !k.starts_with("$") && !k.starts_with("$setElementOrder/"));
+            for child in m.values_mut() {
+                strip_directives(child);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_directives),
+        _ => {}
+    }
+}
+
+pub fn apply_patch(ptype: PatchType, current: &Value, body: &[u8]) -> ApiResult<Value> {
+    let mut out = current.clone();
+    match ptype {
+        PatchType::Merge | PatchType::Strategic => {
+            let mut p = parse_body(body, false)?;
+            if !p.is_object() {
+                return Err(ApiError::bad_request("merge patch must be a JSON object"));
+            }
+            if ptype == PatchType::Strategic {
+                strip_directives(&mut p);
+            }
+            json_patch::merge(&mut out, &p);
+        }
+        PatchType::Json => {
+            let p = parse_body(body, false)?;
+            let ops: json_patch::Patch = serde_json::from_value(p)
+                .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+            json_patch::patch(&mut out, &ops).map_err(|e| {
+                ApiError::new(
+                    422,
+                    "Invalid",
+                    format!("the server rejected our request due to an error in our request: {e}"),
+                )
+            })?;
+        }
+        PatchType::Apply => {
+            return Err(ApiError::internal(
+                "apply patches are handled by the apply module",
+            ))
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,452 @@
+//! HTTP front end: path parsing, authentication/authorization, fault injection,
+//! content negotiation, and dispatch to the verbs.
+
+use crate::discovery;
+use crate::error::{ApiError, ApiResult};
+use crate::faults::{Faults, Stats, Verb};
+use crate::patch::{self, PatchType};
+use crate::rbac::{self, User};
+use crate::resources::ResourceType;
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::verbs::{DeleteOpts, ListOpts, Propagation, State, WriteOpts};
+use crate::watch::{self, WatchParams};
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub struct Shared {
+    pub state: Arc<Mutex<State>>,
+    pub faults: Faults,
+    pub stats: Mutex<Stats>,
+    pub rbac: bool,
+    pub admin_token: String,
+    /// bearer token -> service account user
+    pub tokens: Mutex<HashMap<String, User>>,
+    pub addr: String,
+}
+
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+fn json_response(code: u16, body: &Value) -> Response {
+    let mut resp = (
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        body.to_string(),
+    )
+        .into_response();
+    resp.headers_mut().insert(
+        "content-type",
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn error_response(e: &ApiError) -> Response {
+    json_response(e.code, &e.to_status())
+}
+
+/// A parsed resource URL.
+#[derive(Debug)]
+struct Target {
+    rt: ResourceType,
+    namespace: Option<String>,
+    name: Option<String>,
+    subresource: Option<String>,
+}
+
+fn lock(state: &Mutex<State>) -> ApiResult<std::sync::MutexGuard<'_, State>> {
+    state
+        .lock()
+        .map_err(|_| ApiError::internal("state lock poisoned"))
+}
+
+impl std::fmt::Debug for ResourceType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.api_version(), self.plural)
+    }
+}
+
+fn parse_target(state: &State, segs: &[&str]) -> ApiResult<Target> {
+    let (group, version, rest) = match segs {
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return Err(ApiError::path_not_found()),
+    };
+    let reg = &state.registry;
+    let find = |plural: &str| reg.find(group, version, plural).cloned();
+    let (namespace, rest): (Option<String>, &[&str]) = match rest {
+        ["namespaces", ns, plural, more @ ..] if *plural != "status" && *plural != "finalize" => {
+            match find(plural) {
+                Some(rt) if rt.namespaced => {
+                    let mut r = vec![*plural];
+                    r.extend_from_slice(more);
+                    return finish_target(rt, Some(ns.to_string()), &r[1..]);
+                }
+                _ => return Err(ApiError::path_not_found()),
+            }
+        }
+        other => (None, other),
+    };
+    match rest {
+        [plural, more @ ..] => {
+            let rt = find(plural).ok_or_else(ApiError::path_not_found)?;
+            if rt.namespaced && !more.is_empty() {
+                // Named namespaced objects need a namespace in the path.
+                return Err(ApiError::path_not_found());
+            }
+            finish_target(rt, namespace, more)
+        }
+        [] => Err(ApiError::path_not_found()),
+    }
+}
+
+fn finish_target(rt: ResourceType, namespace: Option<String>, more: &[&str]) -> ApiResult<Target> {
+    let (name, subresource) = match more {
+        [] => (None, None),
+        [name] => (Some(name.to_string()), None),
+        [name, sub] => {
+            let ok = (*sub == "status" && rt.status_subresource)
+                || (*sub == "finalize" && rt.plural == "namespaces" && rt.group.is_empty());
+            if !ok {
+                return Err(ApiError::path_not_found());
+            }
+            (Some(name.to_string()), Some(sub.to_string()))
+        }
+        _ => return Err(ApiError::path_not_found()),
+    };
+    Ok(Target {
+        rt,
+        namespace,
+        name,
+        subresource,
+    })
+}
+
+fn truthy(v: Option<&String>) -> bool {
+    matches!(v.map(String::as_str), Some("true") | Some("1"))
+}
+
+fn list_opts(q: &HashMap<String, String>, storage: &str) -> ApiResult<ListOpts> {
+    let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let fields = match q.get("fieldSelector").filter(|s| !s.is_empty()) {
+        Some(s) => Some(FieldSelector::parse(s, storage).map_err(ApiError::bad_request)?),
+        None => None,
+    };
+    let limit = match q.get("limit").filter(|s| !s.is_empty()) {
+        Some(l) => Some(
+            l.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid limit: {l}")))?
+                .max(0) as usize,
+        ),
+        None => None,
+    };
+    Ok(ListOpts {
+        labels,
+        fields,
+        limit,
+        continue_token: q.get("continue").filter(|s| !s.is_empty()).cloned(),
+        resource_version: q.get("resourceVersion").cloned(),
+        resource_version_match: q.get("resourceVersionMatch").cloned(),
+    })
+}
+
+fn default_manager(headers: &HeaderMap) -> String {
+    headers
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.split('/').next().unwrap_or(ua).to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn success_status(rt: &ResourceType, obj: &Value) -> Value {
+    let mut details = json!({
+        "name": obj["metadata"]["name"],
+        "kind": rt.plural,
+        "uid": obj["metadata"]["uid"],
+    });
+    if !rt.group.is_empty() {
+        details["group"] = json!(rt.group);
+    }
+    json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success","details":details})
+}
+
+pub async fn handle(shared: Arc<Shared>, req: Request) -> Response {
+    match handle_inner(shared, req).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let query: HashMap<String, String> =
+        axum::extract::Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
+            .map(|q| q.0)
+            .map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?;
+
+    // Authentication: with RBAC on, only the admin token and minted tokens are accepted.
+    let user = if shared.rbac {
+        let token = parts
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default()
+            .to_string();
+        if token == shared.admin_token {
+            None
+        } else {
+            match shared
+                .tokens
+                .lock()
+                .ok()
+                .and_then(|t| t.get(&token).cloned())
+            {
+                Some(u) => Some(u),
+                None => return Err(ApiError::new(401, "Unauthorized", "Unauthorized")),
+            }
+        }
+    } else {
+        None
+    };
+
+    // Non-resource endpoints.
+    if parts.method == Method::GET {
+        let st = lock(&shared.state)?;
+        let doc = match segs.as_slice() {
+            [] => Some(discovery::root_paths(&st.registry)),
+            ["version"] => Some(discovery::version()),
+            ["api"] => Some(discovery::api_versions(&shared.addr)),
+            ["api", "v1"] => discovery::resource_list(&st.registry, "", "v1"),
+            ["apis"] => Some(discovery::group_list(&st.registry)),
+            ["apis", g] => {
+                Some(discovery::group(&st.registry, g).ok_or_else(ApiError::path_not_found)?)
+            }
+            ["apis", g, v] => Some(
+                discovery::resource_list(&st.registry, g, v)
+                    .ok_or_else(ApiError::path_not_found)?,
+            ),
+            ["healthz"] | ["livez"] | ["readyz"] => {
+                return Ok((StatusCode::OK, "ok").into_response());
+            }
+            ["openapi", ..] | ["swagger.json"] => return Err(ApiError::path_not_found()),
+            _ => None,
+        };
+        if let Some(doc) = doc {
+            return Ok(json_response(200, &doc));
+        }
+    }
+
+    let target = {
+        let st = lock(&shared.state)?;
+        parse_target(&st, &segs)?
+    };
+    let rt = target.rt.clone();
+    let verb = match (&parts.method, &target.name) {
+        (&Method::GET, None) if truthy(query.get("watch")) => Verb::Watch,
+        (&Method::GET, None) => Verb::List,
+        (&Method::GET, Some(_)) => Verb::Get,
+        (&Method::POST, None) => Verb::Create,
+        (&Method::PUT, Some(_)) => Verb::Update,
+        (&Method::PATCH, Some(_)) => Verb::Patch,
+        (&Method::DELETE, Some(_)) => Verb::Delete,
+        (&Method::DELETE, None) => Verb::DeleteCollection,
+        _ => return Err(ApiError::method_not_allowed()),
+    };
+    if let Ok(mut s) = shared.stats.lock() {
+        s.record(verb);
+    }
+    if let Some(u) = &user {
+        let st = lock(&shared.state)?;
+        rbac::authorize(
+            &st,
+            u,
+            verb,
+            &rt,
+            target.namespace.as_deref(),
+            target.name.as_deref(),
+            target.subresource.as_deref(),
+        )?;
+    }
+    let (delay, fault) = shared
+        .faults
+        .check(verb, &rt.plural, target.subresource.as_deref());
+    if delay > Duration::ZERO {
+        tokio::time::sleep(delay).await;
+    }
+    if let Some(e) = fault {
+        return Err(e);
+    }
+
+    let ns = target.namespace.as_deref();
+    if rt.namespaced && ns.is_none() && !matches!(verb, Verb::List | Verb::Watch) {
+        return Err(ApiError::path_not_found());
+    }
+    let headers = &parts.headers;
+    let body = axum::body::to_bytes(Body::new(body), MAX_BODY)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("reading request body: {e}")))?;
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_string();
+    let yaml_body = content_type.contains("yaml");
+    let wopts = WriteOpts {
+        field_manager: query
+            .get("fieldManager")
+            .cloned()
+            .unwrap_or_else(|| default_manager(headers)),
+        dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
+        force: truthy(query.get("force")),
+    };
+    let as_table = headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.split(',').next().unwrap_or_default().contains("as=Table"));
+
+    match verb {
+        Verb::Watch => {
+            let lo = list_opts(&query, &rt.storage)?;
+            let p = WatchParams {
+                namespace: target.namespace.clone(),
+                resource_version: query.get("resourceVersion").cloned(),
+                bookmarks: truthy(query.get("allowWatchBookmarks")),
+                send_initial_events: truthy(query.get("sendInitialEvents")),
+                timeout: query
+                    .get("timeoutSeconds")
+                    .and_then(|t| t.parse::<u64>().ok())
+                    .map(Duration::from_secs),
+                labels: lo.labels,
+                fields: lo.fields,
+            };
+            watch::start(shared.state.clone(), rt, p)
+        }
+        Verb::Get => {
+            let st = lock(&shared.state)?;
+            let obj = st.get(&rt, ns, target.name.as_deref().unwrap_or_default())?;
+            if as_table {
+                let meta = json!({"resourceVersion": obj["metadata"]["resourceVersion"]});
+                let include = query
+                    .get("includeObject")
+                    .map(String::as_str)
+                    .unwrap_or("Metadata");
+                return Ok(json_response(
+                    200,
+                    &crate::table::render(&rt, &[obj], meta, (st.now)(), include),
+                ));
+            }
+            Ok(json_response(200, &obj))
+        }
+        Verb::List => {
+            let st = lock(&shared.state)?;
+            let list = st.list(&rt, ns, &list_opts(&query, &rt.storage)?)?;
+            if as_table {
+                let items = list["items"].as_array().cloned().unwrap_or_default();
+                let include = query
+                    .get("includeObject")
+                    .map(String::as_str)
+                    .unwrap_or("Metadata");
+                return Ok(json_response(
+                    200,
+                    &crate::table::render(
+                        &rt,
+                        &items,
+                        list["metadata"].clone(),
+                        (st.now)(),
+                        include,
+                    ),
+                ));
+            }
+            Ok(json_response(200, &list))
+        }
+        Verb::Create => {
+            let obj = patch::parse_body(&body, yaml_body)?;
+            let mut st = lock(&shared.state)?;
+            let created = st.create(&rt, ns, obj, &wopts)?;
+            Ok(json_response(201, &created))
+        }
+        Verb::Update => {
+            let obj = patch::parse_body(&body, yaml_body)?;
+            let mut st = lock(&shared.state)?;
+            let name = target.name.as_deref().unwrap_or_default();
+            let sub = target.subresource.as_deref().filter(|s| *s == "status");
+            let updated = st.update(&rt, ns, name, obj, sub, &wopts)?;
+            Ok(json_response(200, &updated))
+        }
+        Verb::Patch => {
+            let ptype = PatchType::from_content_type(&content_type)?;
+            let mut st = lock(&shared.state)?;
+            let name = target.name.as_deref().unwrap_or_default();
+            let sub = target.subresource.as_deref().filter(|s| *s == "status");
+            let patched = st.patch(&rt, ns, name, ptype, &body, sub, &wopts)?;
+            Ok(json_response(200, &patched))
+        }
+        Verb::Delete | Verb::DeleteCollection => {
+            let dopts = delete_opts(&query, &body)?;
+            let mut st = lock(&shared.state)?;
+            if verb == Verb::DeleteCollection {
+                let lo = list_opts(&query, &rt.storage)?;
+                return Ok(json_response(
+                    200,
+                    &st.delete_collection(&rt, ns, &lo, &dopts)?,
+                ));
+            }
+            let name = target.name.as_deref().unwrap_or_default();
+            let (obj, gone) = st.delete(&rt, ns, name, &dopts)?;
+            if gone && !rt.is_custom() {
+                return Ok(json_response(200, &success_status(&rt, &obj)));
+            }
+            Ok(json_response(200, &obj))
+        }
+    }
+}
+
+fn delete_opts(q: &HashMap<String, String>, body: &[u8]) -> ApiResult<DeleteOpts> {
+    let b: Value = if body.iter().all(|c| c.is_ascii_whitespace()) {
+        json!({})
+    } else {
+        patch::parse_body(body, false)?
+    };
+    let policy = b["propagationPolicy"]
+        .as_str()
+        .map(String::from)
+        .or_else(|| q.get("propagationPolicy").cloned());
+    let orphan_flag = b["orphanDependents"]
+        .as_bool()
+        .or_else(|| q.get("orphanDependents").map(|v| v == "true"));
+    let propagation = match (policy.as_deref(), orphan_flag) {
+        (Some("Orphan"), _) | (None, Some(true)) => Propagation::Orphan,
+        (Some("Foreground"), _) => Propagation::Foreground,
+        (Some("Background"), _) | (None, _) => Propagation::Background,
+        (Some(other), _) => {
+            return Err(ApiError::bad_request(format!(
+                "propagationPolicy: Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
+            )))
+        }
+    };
+    let dry_run = b["dryRun"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|v| v == "All"))
+        || q.get("dryRun").is_some_and(|d| d == "All");
+    Ok(DeleteOpts {
+        propagation,
+        precondition_uid: b["preconditions"]["uid"].as_str().map(String::from),
+        precondition_rv: b["preconditions"]["resourceVersion"]
+            .as_str()
+            .map(String::from),
+        dry_run,
+    })
+}

@@ -1,0 +1,327 @@
+//! CRD `openAPIV3Schema` handling: pruning of unknown fields, defaulting and
+//! validation, in the order the real server applies them (prune, default, validate).
+//!
+//! Validation is delegated to the `jsonschema` crate after converting the structural
+//! OpenAPI v3 schema to plain JSON Schema (draft 4, which matches OpenAPI 3.0's
+//! keyword semantics, e.g. boolean `exclusiveMaximum`).
+
+use crate::error::{invalid_value, required_value, Cause};
+use jsonschema::error::{TypeKind, ValidationErrorKind};
+use serde_json::{Map, Value};
+
+pub struct CrdSchema {
+    /// The OpenAPI schema as written in the CRD (drives pruning and defaulting).
+    raw: Value,
+    validator: jsonschema::Validator,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid openAPIV3Schema: {0}")]
+pub struct SchemaError(String);
+
+impl CrdSchema {
+    pub fn new(openapi: &Value) -> Result<Self, SchemaError> {
+        let converted = convert(openapi);
+        let validator =
+            jsonschema::draft4::new(&converted).map_err(|e| SchemaError(e.to_string()))?;
+        Ok(Self {
+            raw: openapi.clone(),
+            validator,
+        })
+    }
+
+    /// Drops fields the schema does not know (unless preserved) and non-nullable nulls.
+    pub fn prune(&self, obj: &mut Value) {
+        prune(obj, &self.raw, true);
+    }
+
+    pub fn apply_defaults(&self, obj: &mut Value) {
+        default(obj, &self.raw);
+    }
+
+    /// Field errors as apimachinery renders them. `metadata` is not checked here.
+    pub fn validate(&self, obj: &Value) -> Vec<Cause> {
+        let mut causes = Vec::new();
+        for err in self.validator.iter_errors(obj) {
+            let path = field_path(err.instance_path().as_str());
+            if path == "metadata" || path.starts_with("metadata.") {
+                continue;
+            }
+            let instance = err.instance().clone().into_owned();
+            let cause = match err.kind() {
+                ValidationErrorKind::Required { property } => {
+                    let prop = property.as_str().unwrap_or_default();
+                    let field = if path.is_empty() {
+                        prop.to_string()
+                    } else {
+                        format!("{path}.{prop}")
+                    };
+                    required_value(&field, "")
+                }
+                ValidationErrorKind::Type { kind } => {
+                    let t = match kind {
+                        TypeKind::Single(t) => t.to_string(),
+                        TypeKind::Multiple(ts) => ts
+                            .iter()
+                            .map(|t| t.to_string())
+                            .collect::<Vec<_>>()
+                            .join("/"),
+                    };
+                    let t = if t == "integer/string" {
+                        "integer or string".to_string()
+                    } else {
+                        t
+                    };
+                    let shown = short(&instance);
+                    invalid_value(
+                        &path,
+                        &instance,
+                        &format!("{path} in body must be of type {t}: {shown}"),
+                    )
+                }
+                ValidationErrorKind::Enum { options } => {
+                    let supported: Vec<String> = options
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(short)
+                        .collect();
+                    Cause {
+                        reason: "FieldValueNotSupported",
+                        field: path.clone(),
+                        message: format!(
+                            "{path}: Unsupported value: {}: supported values: {}",
+                            short(&instance),
+                            supported.join(", ")
+                        ),
+                    }
+                }
+                ValidationErrorKind::Pattern { pattern } => invalid_value(
+                    &path,
+                    &instance,
+                    &format!("{path} in body should match '{pattern}'"),
+                ),
+                ValidationErrorKind::Minimum { limit } => invalid_value(
+                    &path,
+                    &instance,
+                    &format!("{path} in body should be greater than or equal to {limit}"),
+                ),
+                ValidationErrorKind::Maximum { limit } => invalid_value(
+                    &path,
+                    &instance,
+                    &format!("{path} in body should be less than or equal to {limit}"),
+                ),
+                ValidationErrorKind::MaxLength { limit } => Cause {
+                    reason: "FieldValueTooLong",
+                    field: path.clone(),
+                    message: format!("{path}: Too long: may not be more than {limit} bytes"),
+                },
+                ValidationErrorKind::MinLength { limit } => invalid_value(
+                    &path,
+                    &instance,
+                    &format!("{path} in body should be at least {limit} chars long"),
+                ),
+                _ => invalid_value(&path, &instance, &err.to_string()),
+            };
+            causes.push(cause);
+        }
+        causes
+    }
+}
+
+fn short(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("\"{s}\""),
+        other => other.to_string(),
+    }
+}
+
+/// JSON pointer `/spec/items/0/name` -> `spec.items[0].name`.
+fn field_path(pointer: &str) -> String {
+    let mut out = String::new();
+    for seg in pointer.split('/').skip(1) {
+        let seg = seg.replace("~1", "/").replace("~0", "~");
+        if !seg.is_empty() && seg.chars().all(|c| c.is_ascii_digit()) {
+            out.push_str(&format!("[{seg}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&seg);
+        }
+    }
+    out
+}
+
+fn flag(s: &Value, key: &str) -> bool {
+    s.get(key).and_then(Value::as_bool).unwrap_or(false)
+}
+
+/// OpenAPI v3 (Kubernetes dialect) -> JSON Schema draft 4.
+fn convert(s: &Value) -> Value {
+    let Some(m) = s.as_object() else {
+        return s.clone();
+    };
+    let mut out = Map::new();
+    for (k, v) in m {
+        match k.as_str() {
+            "properties" | "patternProperties" | "definitions" => {
+                let props = v
+                    .as_object()
+                    .map(|p| p.iter().map(|(pk, pv)| (pk.clone(), convert(pv))).collect())
+                    .unwrap_or_default();
+                out.insert(k.clone(), Value::Object(props));
+            }
+            "items" | "not" => {
+                let conv = match v {
+                    Value::Array(a) => Value::Array(a.iter().map(convert).collect()),
+                    other => convert(other),
+                };
+                out.insert(k.clone(), conv);
+            }
+            "additionalProperties" => {
+                let conv = if v.is_object() { convert(v) } else { v.clone() };
+                out.insert(k.clone(), conv);
+            }
+            "allOf" | "anyOf" | "oneOf" => {
+                let arr = v
+                    .as_array()
+                    .map(|a| a.iter().map(convert).collect())
+                    .unwrap_or_default();
+                out.insert(k.clone(), Value::Array(arr));
+            }
+            // Formats are annotations for us; Kubernetes-specific keys have no JSON Schema meaning.
+            "nullable" | "format" | "description" | "example" | "externalDocs" | "default" => {}
+            key if key.starts_with("x-kubernetes-") => {}
+            _ => {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let nullable = flag(s, "nullable");
+    if flag(s, "x-kubernetes-int-or-string") {
+        out.remove("type");
+        let mut types = vec![Value::from("integer"), Value::from("string")];
+        if nullable {
+            types.push(Value::from("null"));
+        }
+        out.insert("type".into(), Value::Array(types));
+    } else if nullable {
+        if let Some(Value::String(t)) = out.get("type").cloned() {
+            out.insert(
+                "type".into(),
+                Value::Array(vec![Value::String(t), Value::from("null")]),
+            );
+        }
+        if let Some(Value::Array(e)) = out.get_mut("enum") {
+            if !e.contains(&Value::Null) {
+                e.push(Value::Null);
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+/// Structural-schema pruning. `keep_meta` is true at the root and for embedded resources,
+/// where apiVersion/kind/metadata are always kept.
+fn prune(v: &mut Value, s: &Value, keep_meta: bool) {
+    let preserve = flag(s, "x-kubernetes-preserve-unknown-fields");
+    match v {
+        Value::Object(m) => {
+            let props = s.get("properties").and_then(Value::as_object);
+            let additional = s.get("additionalProperties").filter(|a| a.is_object());
+            let additional_any = s.get("additionalProperties") == Some(&Value::Bool(true));
+            let keys: Vec<String> = m.keys().cloned().collect();
+            for k in keys {
+                if keep_meta && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+                    continue;
+                }
+                let sub = props.and_then(|p| p.get(&k)).or(additional);
+                match sub {
+                    Some(ps) => {
+                        let child = m.get_mut(&k).expect("key exists");
+                        if child.is_null() && !flag(ps, "nullable") {
+                            m.remove(&k);
+                            continue;
+                        }
+                        prune(child, ps, flag(ps, "x-kubernetes-embedded-resource"));
+                    }
+                    None if preserve || additional_any => {}
+                    None => {
+                        m.remove(&k);
+                    }
+                }
+            }
+        }
+        Value::Array(a) => {
+            if let Some(items) = s.get("items").filter(|i| i.is_object()) {
+                for item in a.iter_mut() {
+                    prune(item, items, flag(items, "x-kubernetes-embedded-resource"));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn default(v: &mut Value, s: &Value) {
+    match v {
+        Value::Object(m) => {
+            if let Some(props) = s.get("properties").and_then(Value::as_object) {
+                for (k, ps) in props {
+                    if !m.contains_key(k) {
+                        if let Some(d) = ps.get("default") {
+                            m.insert(k.clone(), d.clone());
+                        }
+                    }
+                    if let Some(child) = m.get_mut(k) {
+                        default(child, ps);
+                    }
+                }
+            }
+            if let Some(additional) = s.get("additionalProperties").filter(|a| a.is_object()) {
+                let known: Vec<String> = s
+                    .get("properties")
+                    .and_then(Value::as_object)
+                    .map(|p| p.keys().cloned().collect())
+                    .unwrap_or_default();
+                for (k, child) in m.iter_mut() {
+                    if !known.contains(k) {
+                        default(child, additional);
+                    }
+                }
+            }
+        }
+        Value::Array(a) => {
+            if let Some(items) = s.get("items").filter(|i| i.is_object()) {
+                for item in a.iter_mut() {
+                    default(item, items);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn field_paths_use_dots_and_brackets() {
+        assert_eq!(field_path("/spec/items/0/name"), "spec.items[0].name");
+        assert_eq!(field_path(""), "");
+    }
+
+    #[test]
+    fn int_or_string_accepts_both() {
+        let s = CrdSchema::new(
+            &json!({"type":"object","properties":{"p":{"x-kubernetes-int-or-string":true}}}),
+        )
+        .unwrap();
+        assert!(s.validate(&json!({"p": 1})).is_empty());
+        assert!(s.validate(&json!({"p": "1"})).is_empty());
+        assert_eq!(s.validate(&json!({"p": true})).len(), 1);
+    }
+}

@@ -1,0 +1,424 @@
+//! The controller: watches, the reconcile path, status and Events.
+//!
+//! `reconcile` reads top to bottom: validate, read the credentials, honour a pending backoff,
+//! rotate if due (see [`crate::rotation`] for the write order), publish, then report status and
+//! schedule the next wake-up at exactly the next rotation time. A reconcile that changes nothing
+//! writes nothing.
+
+use crate::{
+    backoff,
+    clock::{format_time, SharedClock},
+    crd::{Condition, SlackToken, SlackTokenStatus, TokenType},
+    credentials::{Credentials, SLACKTOKEN_LABEL},
+    error::Error,
+    metrics::{ReasonLabels, TypeLabels},
+    rotation::{self, Rotator, Trigger, Unsaved},
+    schedule::{self, TokenTimes},
+    slack::SlackClient,
+};
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    api::{Api, PartialObjectMeta, Patch, PatchParams},
+    runtime::{
+        controller::{Action, Controller},
+        events::{Event, EventType, Recorder, Reporter},
+        reflector,
+        reflector::ObjectRef,
+        watcher, WatchStreamExt,
+    },
+    Client, Resource, ResourceExt,
+};
+use secrecy::SecretString;
+use serde_json::{json, Value};
+use std::{
+    collections::hash_map::DefaultHasher,
+    hash::{Hash, Hasher},
+    sync::Arc,
+    time::Duration,
+};
+use tracing::{info, instrument, warn};
+
+/// Field manager for every write, and the reporting controller of Events.
+pub const MANAGER: &str = "slack-token-operator";
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "slack-token-operator";
+/// Any new value triggers one immediate rotation (like cert-manager's renew).
+pub const ROTATE_ANNOTATION: &str = "slack.rotator.dev/rotate";
+
+pub const READY: &str = "Ready";
+
+/// Shared state of all reconciles.
+pub struct Context {
+    pub client: Client,
+    pub slack: SlackClient,
+    pub clock: SharedClock,
+    pub recorder: Recorder,
+    pub unsaved: Unsaved,
+    pub backoff: backoff::Gate,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl Context {
+    pub fn new(client: Client, slack: SlackClient, clock: SharedClock) -> Arc<Self> {
+        let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
+        Arc::new(Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            slack,
+            clock,
+            unsaved: Unsaved::default(),
+            backoff: backoff::Gate::default(),
+            metrics: Arc::default(),
+        })
+    }
+}
+
+/// Runs the controller until a shutdown signal. `namespaces` empty = all namespaces.
+pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>) {
+    let scopes: Vec<Option<String>> =
+        if namespaces.is_empty() { vec![None] } else { namespaces.into_iter().map(Some).collect() };
+    futures::future::join_all(scopes.into_iter().map(|ns| run_scope(ctx.clone(), ns))).await;
+}
+
+async fn run_scope(ctx: Arc<Context>, namespace: Option<String>) {
+    let client = ctx.client.clone();
+    let (tokens, secrets): (Api<SlackToken>, Api<PartialObjectMeta<Secret>>) = match &namespace {
+        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client, ns)),
+        None => (Api::all(client.clone()), Api::all(client)),
+    };
+    let (reader, writer) = reflector::store();
+    // Our own status writes must not wake us: only spec, annotations, finalizers and deletion do.
+    let token_stream = reflector(writer, watcher(tokens, watcher::Config::default()))
+        .default_backoff()
+        .applied_objects()
+        .predicate_filter(inputs_hash, Default::default());
+    // Only Secrets we labelled, and only their metadata: memory stays flat however many other
+    // Secrets the cluster holds, and token values never enter this process through the watch.
+    let secret_stream = watcher(secrets, watcher::Config::default().labels(SLACKTOKEN_LABEL))
+        .default_backoff()
+        .touched_objects();
+    Controller::for_stream(token_stream, reader)
+        .watches_stream(secret_stream, |secret| {
+            let owner = secret.labels().get(SLACKTOKEN_LABEL)?;
+            Some(ObjectRef::new(owner).within(&secret.namespace()?))
+        })
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                warn!(error = %e, "reconcile failed");
+            }
+        })
+        .await;
+}
+
+/// What a change must touch to be worth a reconcile.
+fn inputs_hash(stk: &SlackToken) -> Option<u64> {
+    let mut h = DefaultHasher::new();
+    stk.meta().generation.hash(&mut h);
+    stk.annotations().get(ROTATE_ANNOTATION).hash(&mut h);
+    stk.meta().deletion_timestamp.is_some().hash(&mut h);
+    stk.finalizers().hash(&mut h);
+    Some(h.finish())
+}
+
+/// Only reached when writing status itself failed; reconcile reports every other failure in status.
+fn error_policy(_stk: Arc<SlackToken>, error: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(error = %error, "could not record reconcile result");
+    Action::requeue(Duration::from_secs(15))
+}
+
+#[instrument(skip_all, fields(slacktoken = %stk.name_any(), namespace = stk.namespace().unwrap_or_default()))]
+pub async fn reconcile(stk: Arc<SlackToken>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let Some(ns) = stk.namespace() else {
+        return Ok(Action::await_change());
+    };
+    if stk.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let now = ctx.clock.now();
+    ctx.metrics.reconciles.inc();
+
+    let outcome = converge(&stk, &ctx, &secrets, now).await;
+    ctx.metrics.unsaved_tokens.set(ctx.unsaved.len() as i64);
+    let old = stk.status.clone().unwrap_or_default();
+    let (status, action) = match outcome {
+        Ok(Converged::Waiting(retry_in)) => return Ok(Action::requeue(retry_in)),
+        Ok(Converged::Done(done)) => {
+            ctx.backoff.clear(&stk);
+            let action = match done.next_rotation {
+                Some(next) if !stk.spec.suspend => Action::requeue(schedule::until(ctx.clock.now(), next)),
+                _ => Action::await_change(),
+            };
+            (success_status(&stk, &old, &done, now), action)
+        }
+        Err(error) => {
+            let attempts = old.failed_attempts.saturating_add(1);
+            let expiry = old.expiration_time.as_deref().and_then(|t| t.parse::<Timestamp>().ok());
+            let delay = backoff::delay(
+                &error,
+                attempts,
+                expiry.map(|e| schedule::until(now, e)),
+                &stk.uid().unwrap_or_default(),
+            );
+            ctx.backoff.hold(&stk, delay);
+            ctx.metrics.failures.get_or_create(&ReasonLabels { reason: error.reason().to_owned() }).inc();
+            let credentials = &stk.spec.credentials_ref.name;
+            let message = error.user_message(credentials);
+            warn!(reason = error.reason(), %message, attempts, retry_in_secs = delay.as_secs(), "reconcile failed");
+            publish_event(
+                &ctx,
+                &stk,
+                EventType::Warning,
+                "RotationFailed",
+                format!("{}: {message}", error.reason()),
+            )
+            .await;
+            (failure_status(&stk, &old, error.reason(), &message, attempts, now), Action::requeue(delay))
+        }
+    };
+    write_status(&ctx, &stk, &old, status).await?;
+    Ok(action)
+}
+
+/// The result of a reconcile that did not fail.
+pub enum Converged {
+    /// Still backing off from an earlier failure and nothing relevant changed.
+    Waiting(Duration),
+    Done(Done),
+}
+
+pub struct Done {
+    pub rotated: Option<Trigger>,
+    pub times: TokenTimes,
+    pub next_rotation: Option<Timestamp>,
+    pub identity: Option<crate::crd::Identity>,
+    pub handled_rotate_request: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+async fn converge(
+    stk: &SlackToken,
+    ctx: &Context,
+    secrets: &Api<Secret>,
+    now: Timestamp,
+) -> Result<Converged, Error> {
+    let spec = &stk.spec;
+    let warnings = validate(stk)?;
+    let creds_name = &spec.credentials_ref.name;
+    let creds_secret = secrets.get_opt(creds_name).await?;
+    let rotate_request = stk.annotations().get(ROTATE_ANNOTATION).cloned();
+    let fresh_request = rotate_request.is_some()
+        && rotate_request.as_ref() != stk.status.as_ref().and_then(|s| s.last_rotate_request.as_ref());
+    let rotator = Rotator { secrets, slack: &ctx.slack, clock: &ctx.clock, unsaved: &ctx.unsaved };
+    if !fresh_request && !rotator.has_unsaved(stk) {
+        let creds_version = creds_secret.as_ref().and_then(|s| s.resource_version());
+        if let Some(wait) = ctx.backoff.remaining(stk, creds_version.as_deref()) {
+            return Ok(Converged::Waiting(wait));
+        }
+    }
+    ctx.backoff.observe(stk, creds_secret.as_ref().and_then(|s| s.resource_version()));
+    let creds_secret = creds_secret.ok_or_else(|| Error::CredentialsNotFound { name: creds_name.clone() })?;
+    if let Some(owner) = creds_secret.labels().get(SLACKTOKEN_LABEL) {
+        if owner != &stk.name_any() {
+            return Err(Error::CredentialsInUse { name: creds_name.clone(), owner: owner.clone() });
+        }
+    }
+    // Label the credentials Secret before anything can fail on its content, so that the user's
+    // fix to it wakes us through the watch.
+    let creds_secret = if creds_secret.labels().get(SLACKTOKEN_LABEL) == Some(&stk.name_any()) {
+        creds_secret
+    } else {
+        let patch = json!({"metadata": {"labels": {SLACKTOKEN_LABEL: stk.name_any()}}});
+        secrets.patch(creds_name, &PatchParams::default(), &Patch::Merge(&patch)).await?
+    };
+    let bad = |source| Error::BadCredentials { name: creds_name.clone(), source };
+    let creds = Credentials::from_secret(&creds_secret).map_err(bad)?;
+    let mut times = TokenTimes { issued_at: creds.issued_at, expires_at: creds.expires_at };
+    let period = spec.rotation_period.map(|d| d.as_std());
+    let renew_before = spec.renew_before.map(|d| d.as_std());
+    let due = schedule::next_rotation(times, period, renew_before).is_some_and(|next| next <= now);
+
+    let trigger = if rotator.has_unsaved(stk) {
+        Some(Trigger::SavePending)
+    } else if spec.suspend {
+        None
+    } else if creds.access_token.is_none() || creds.expires_at.is_none() {
+        Some(Trigger::FirstToken)
+    } else if fresh_request {
+        Some(Trigger::Requested)
+    } else if due {
+        Some(Trigger::Due)
+    } else {
+        None
+    };
+
+    let mut identity = None;
+    let token: SecretString = match trigger {
+        Some(trigger) => {
+            let (saved, issued) = rotator.rotate(stk, creds_secret, &creds, trigger).await?;
+            identity = Some(issued.identity.clone());
+            let saved_creds = Credentials::from_secret(&saved).map_err(bad)?;
+            times = TokenTimes { issued_at: saved_creds.issued_at, expires_at: saved_creds.expires_at };
+            issued.access_token
+        }
+        None => creds
+            .access_token
+            .clone()
+            .ok_or(bad(crate::credentials::CredentialsError::Missing(crate::credentials::ACCESS_TOKEN)))?,
+    };
+    rotation::publish(secrets, stk, &token).await?;
+
+    if let Some(trigger) = trigger {
+        let expiry = times.expires_at.map(format_time).unwrap_or_else(|| "never".into());
+        info!(?trigger, expires = %expiry, "rotated");
+        let labels = TypeLabels { r#type: format!("{:?}", spec.token_type) };
+        ctx.metrics.rotations.get_or_create(&labels).inc();
+        let note = format!(
+            "Rotated ({trigger:?}); published to Secret {}; new token expires {expiry}",
+            spec.secret_ref.name
+        );
+        publish_event(ctx, stk, EventType::Normal, "Rotated", note).await;
+    }
+    Ok(Converged::Done(Done {
+        rotated: trigger,
+        next_rotation: schedule::next_rotation(times, period, renew_before),
+        times,
+        identity,
+        handled_rotate_request: if trigger.is_some() { rotate_request } else { None },
+        warnings,
+    }))
+}
+
+/// Checks a spec can work. Returns warnings that do not stop rotation.
+fn validate(stk: &SlackToken) -> Result<Vec<String>, Error> {
+    let spec = &stk.spec;
+    if spec.credentials_ref.name == spec.secret_ref.name {
+        return Err(Error::InvalidSpec(
+            "credentialsRef and secretRef name the same Secret; the output Secret must be a separate one"
+                .into(),
+        ));
+    }
+    if spec.token_type == TokenType::Manual {
+        return Err(Error::InvalidSpec("type Manual is not supported yet".into()));
+    }
+    if spec.rotation_period.is_some_and(|p| p.as_std().is_zero()) {
+        return Err(Error::InvalidSpec("rotationPeriod must be greater than zero".into()));
+    }
+    let mut warnings = Vec::new();
+    if let Some(period) = spec.rotation_period.filter(|p| p.as_std() < schedule::SHORT_ROTATION_PERIOD) {
+        warnings.push(format!(
+            "rotationPeriod {period} is under 1h: Slack keeps only two access tokens active, so consumers must reload Secret {} within {period}",
+            spec.secret_ref.name
+        ));
+    }
+    Ok(warnings)
+}
+
+fn success_status(stk: &SlackToken, old: &SlackTokenStatus, done: &Done, now: Timestamp) -> SlackTokenStatus {
+    let mut message = if stk.spec.suspend {
+        format!("rotation suspended; token published to Secret {}", stk.spec.secret_ref.name)
+    } else {
+        format!("token published to Secret {}", stk.spec.secret_ref.name)
+    };
+    for warning in &done.warnings {
+        message.push_str("; warning: ");
+        message.push_str(warning);
+    }
+    let reason = if stk.spec.suspend { "Suspended" } else { "TokenPublished" };
+    SlackTokenStatus {
+        conditions: set_condition(&old.conditions, condition(stk, READY, true, reason, &message, now)),
+        observed_generation: stk.meta().generation,
+        last_rotation_time: done.times.issued_at.map(format_time).or_else(|| old.last_rotation_time.clone()),
+        next_rotation_time: if stk.spec.suspend { None } else { done.next_rotation.map(format_time) },
+        expiration_time: done.times.expires_at.map(format_time),
+        rotation_count: old.rotation_count
+            + u64::from(done.rotated.is_some_and(|t| t != Trigger::SavePending)),
+        last_failure_time: None,
+        failed_attempts: 0,
+        identity: done.identity.clone().or_else(|| old.identity.clone()),
+        last_rotate_request: done.handled_rotate_request.clone().or_else(|| old.last_rotate_request.clone()),
+    }
+}
+
+fn failure_status(
+    stk: &SlackToken,
+    old: &SlackTokenStatus,
+    reason: &str,
+    message: &str,
+    attempts: u32,
+    now: Timestamp,
+) -> SlackTokenStatus {
+    SlackTokenStatus {
+        conditions: set_condition(&old.conditions, condition(stk, READY, false, reason, message, now)),
+        observed_generation: stk.meta().generation,
+        last_failure_time: Some(format_time(now)),
+        failed_attempts: attempts,
+        ..old.clone()
+    }
+}
+
+fn condition(
+    stk: &SlackToken,
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) -> Condition {
+    Condition {
+        type_: type_.to_owned(),
+        status: if ok { "True" } else { "False" }.to_owned(),
+        reason: reason.to_owned(),
+        message: message.to_owned(),
+        observed_generation: stk.meta().generation,
+        last_transition_time: format_time(now),
+    }
+}
+
+/// Replaces the condition of the same type, keeping its transition time when the status is unchanged.
+fn set_condition(conditions: &[Condition], mut new: Condition) -> Vec<Condition> {
+    let mut out: Vec<Condition> = conditions.iter().filter(|c| c.type_ != new.type_).cloned().collect();
+    if let Some(old) = conditions.iter().find(|c| c.type_ == new.type_) {
+        if old.status == new.status {
+            new.last_transition_time = old.last_transition_time.clone();
+        }
+    }
+    out.push(new);
+    out.sort_by(|a, b| a.type_.cmp(&b.type_));
+    out
+}
+
+/// Merge-patches status, nulling fields that disappeared; skips the write if nothing changed.
+async fn write_status(
+    ctx: &Context,
+    stk: &SlackToken,
+    old: &SlackTokenStatus,
+    new: SlackTokenStatus,
+) -> Result<(), Error> {
+    if &new == old && stk.status.is_some() {
+        return Ok(());
+    }
+    let mut value = serde_json::to_value(&new).map_err(|e| Error::InvalidSpec(e.to_string()))?;
+    if let (Value::Object(new_map), Ok(Value::Object(old_map))) = (&mut value, serde_json::to_value(old)) {
+        for key in old_map.keys() {
+            new_map.entry(key.clone()).or_insert(Value::Null);
+        }
+    }
+    let api: Api<SlackToken> = Api::namespaced(ctx.client.clone(), &stk.namespace().unwrap_or_default());
+    api.patch_status(&stk.name_any(), &PatchParams::default(), &Patch::Merge(json!({ "status": value })))
+        .await?;
+    Ok(())
+}
+
+async fn publish_event(ctx: &Context, stk: &SlackToken, type_: EventType, reason: &str, note: String) {
+    let event =
+        Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
+    if let Err(e) = ctx.recorder.publish(&event, &stk.object_ref(&())).await {
+        // An Event is a courtesy; failing to record one must not fail the rotation.
+        warn!(error = %e, "could not publish event");
+    }
+}

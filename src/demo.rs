@@ -1,0 +1,209 @@
+//! `demo` and `emulate`: the operator against the project's built-in Kubernetes and Slack emulators.
+
+use crate::{
+    clock::TokioClock,
+    controller::{self, Context},
+    crd::SlackToken,
+    slack::{redacted, SlackClient},
+};
+use anyhow::Context as _;
+use futures::StreamExt;
+use k8s_openapi::{
+    api::core::v1::Secret, apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    api::{Api, PostParams},
+    runtime::{watcher, WatchStreamExt},
+    Client, CustomResourceExt, ResourceExt,
+};
+use secrecy::SecretString;
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Stop after this long (e.g. `90s`); default: run until Ctrl-C.
+    #[arg(long = "for")]
+    run_for: Option<crate::duration::GoDuration>,
+    /// Lifetime of the emulated Slack access tokens.
+    #[arg(long, default_value = "1m")]
+    token_lifetime: crate::duration::GoDuration,
+    /// Also write a kubeconfig here, to look around with kubectl while the demo runs.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct EmulateArgs {
+    /// Where to write the kubeconfig for the Kubernetes emulator.
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    #[arg(long, default_value_t = 0)]
+    kube_port: u16,
+    #[arg(long, default_value_t = 0)]
+    slack_port: u16,
+    /// Lifetime of the emulated Slack access tokens.
+    #[arg(long, default_value = "12h")]
+    token_lifetime: crate::duration::GoDuration,
+}
+
+/// Installs the CRD into a cluster (emulated or real) and waits until it is served.
+pub async fn install_crd(client: &Client) -> anyhow::Result<()> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    match crds.create(&PostParams::default(), &SlackToken::crd()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => return Err(e).context("installing the SlackToken CRD"),
+    }
+    let tokens: Api<SlackToken> = Api::all(client.clone());
+    for _ in 0..100 {
+        if tokens.list(&Default::default()).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the SlackToken CRD was not served in time")
+}
+
+pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    // Keep the operator's own logs quiet: the demo prints what matters.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+
+    let kube = kube_emulator::KubeEmulator::start().await?;
+    let slack = slack_emulator::SlackEmulator::start_with(slack_emulator::Config {
+        access_token_ttl: args.token_lifetime.as_std(),
+        ..Default::default()
+    })
+    .await?;
+    if let Some(path) = &args.kubeconfig {
+        kube.write_kubeconfig(path)?;
+        println!(
+            "kubeconfig written to {} (try: kubectl --kubeconfig {} get stk)",
+            path.display(),
+            path.display()
+        );
+    }
+    let client = kube.client();
+    install_crd(&client).await?;
+
+    let app = slack.create_app(true);
+    let install = slack.install(&app, "T0DEMO", slack_emulator::TokenKind::Bot);
+    let refresh = install.refresh_token.clone().context("a rotating installation has a refresh token")?;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let creds: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "deploy-bot-creds"},
+        "stringData": {"clientId": app.client_id, "clientSecret": app.client_secret, "refreshToken": refresh}
+    }))?;
+    secrets.create(&PostParams::default(), &creds).await?;
+    let token: SlackToken = serde_yaml::from_str(DEMO_TOKEN)?;
+    Api::<SlackToken>::namespaced(client.clone(), "default").create(&PostParams::default(), &token).await?;
+
+    println!(
+        "Demo: SlackToken default/deploy-bot rotates a bot token living {} into Secret deploy-bot-token.",
+        args.token_lifetime
+    );
+    println!(
+        "Kubernetes emulator at {}, Slack emulator at {}. Ctrl-C to stop.",
+        kube.url(),
+        slack.base_url()
+    );
+
+    let ctx = Context::new(client.clone(), SlackClient::new(&slack.base_url())?, Arc::new(TokioClock::new()));
+    let controller = tokio::spawn(controller::run(ctx, vec!["default".into()]));
+    let printer = print_rotations(client.clone());
+    let stop = async {
+        match args.run_for {
+            Some(d) => tokio::time::sleep(d.as_std()).await,
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    };
+    tokio::select! {
+        result = printer => result?,
+        () = stop => {}
+    }
+    controller.abort();
+    let broken = slack.broken_chains();
+    println!(
+        "Done: {} refreshes, broken refresh chains: {}.",
+        slack.refreshes(&install.id),
+        if broken.is_empty() { "none".to_owned() } else { broken.join(", ") }
+    );
+    Ok(())
+}
+
+/// Prints one line each time the output Secret gets a new token.
+async fn print_rotations(client: Client) -> anyhow::Result<()> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let tokens: Api<SlackToken> = Api::namespaced(client, "default");
+    let config = watcher::Config::default().fields("metadata.name=deploy-bot-token");
+    let mut stream = std::pin::pin!(watcher(secrets, config).default_backoff().applied_objects());
+    let mut last: Option<Vec<u8>> = None;
+    while let Some(secret) = stream.next().await {
+        let secret = secret?;
+        let Some(value) = secret.data.as_ref().and_then(|d| d.get("token")).map(|v| v.0.clone()) else {
+            continue;
+        };
+        if last.as_ref() == Some(&value) {
+            continue;
+        }
+        last = Some(value.clone());
+        let token = SecretString::from(String::from_utf8_lossy(&value).into_owned());
+        let expires = tokens
+            .get_status("deploy-bot")
+            .await
+            .ok()
+            .and_then(|t| t.status)
+            .and_then(|s| s.expiration_time)
+            .unwrap_or_else(|| "?".into());
+        println!(
+            "{}  Secret default/{} now holds {}  (expires {expires})",
+            jiff::Timestamp::now().strftime("%H:%M:%S"),
+            secret.name_any(),
+            redacted(&token),
+        );
+    }
+    Ok(())
+}
+
+const DEMO_TOKEN: &str = r#"
+apiVersion: slack.rotator.dev/v1alpha1
+kind: SlackToken
+metadata:
+  name: deploy-bot
+  namespace: default
+spec:
+  type: OAuth
+  credentialsRef:
+    name: deploy-bot-creds
+  secretRef:
+    name: deploy-bot-token
+"#;
+
+pub async fn emulate(args: EmulateArgs) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let kube = kube_emulator::KubeEmulator::start_with(kube_emulator::Config {
+        port: args.kube_port,
+        ..Default::default()
+    })
+    .await?;
+    let slack = slack_emulator::SlackEmulator::start_with(slack_emulator::Config {
+        port: args.slack_port,
+        access_token_ttl: args.token_lifetime.as_std(),
+        ..Default::default()
+    })
+    .await?;
+    kube.write_kubeconfig(&args.kubeconfig)?;
+    println!(
+        "ready: kubernetes {} (kubeconfig {}), slack {}",
+        kube.url(),
+        args.kubeconfig.display(),
+        slack.base_url()
+    );
+    let _ = tokio::signal::ctrl_c().await;
+    Ok(())
+}

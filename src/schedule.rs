@@ -1,0 +1,106 @@
+//! When to rotate: pure functions of the token's issue time, its expiry and the spec.
+
+use jiff::Timestamp;
+use std::time::Duration;
+
+/// Slack's SDKs rotate 2h before expiry; we do the same unless the token lives shorter.
+const DEFAULT_RENEW_BEFORE: Duration = Duration::from_secs(2 * 3600);
+/// Slack's access tokens live 12h; assumed when the issue time is unknown (adopted tokens).
+const SLACK_TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+/// Below this, consumers may not pick up a token before Slack revokes the one before last.
+pub const SHORT_ROTATION_PERIOD: Duration = Duration::from_secs(3600);
+
+/// The default `renewBefore`: min(2h, lifetime / 3).
+pub fn default_renew_before(lifetime: Option<Duration>) -> Duration {
+    DEFAULT_RENEW_BEFORE.min(lifetime.unwrap_or(SLACK_TOKEN_LIFETIME) / 3)
+}
+
+/// The current token's facts that scheduling depends on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokenTimes {
+    pub issued_at: Option<Timestamp>,
+    pub expires_at: Option<Timestamp>,
+}
+
+impl TokenTimes {
+    pub fn lifetime(&self) -> Option<Duration> {
+        let (issued, expires) = (self.issued_at?, self.expires_at?);
+        Duration::try_from(expires.duration_since(issued)).ok()
+    }
+}
+
+/// next rotation = min(issued + rotationPeriod, expiry − renewBefore); `None` when neither applies
+/// (a long-lived token with no period).
+pub fn next_rotation(
+    times: TokenTimes,
+    rotation_period: Option<Duration>,
+    renew_before: Option<Duration>,
+) -> Option<Timestamp> {
+    let by_period =
+        times.issued_at.zip(rotation_period).and_then(|(issued, period)| issued.checked_add(period).ok());
+    let by_expiry = times.expires_at.and_then(|expiry| {
+        let before = renew_before.unwrap_or_else(|| default_renew_before(times.lifetime()));
+        expiry.checked_sub(before).ok()
+    });
+    match (by_period, by_expiry) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// How long until `at`, zero if it has passed.
+pub fn until(now: Timestamp, at: Timestamp) -> Duration {
+    Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+    const H: u64 = 3600;
+
+    fn slack_token() -> TokenTimes {
+        TokenTimes { issued_at: Some(t("2026-01-01T00:00:00Z")), expires_at: Some(t("2026-01-01T12:00:00Z")) }
+    }
+
+    #[test]
+    fn twelve_hour_token_rotates_two_hours_before_expiry() {
+        assert_eq!(next_rotation(slack_token(), None, None), Some(t("2026-01-01T10:00:00Z")));
+    }
+
+    #[test]
+    fn short_lived_token_rotates_a_third_of_its_life_before_expiry() {
+        let times = TokenTimes {
+            issued_at: Some(t("2026-01-01T00:00:00Z")),
+            expires_at: Some(t("2026-01-01T00:01:00Z")),
+        };
+        assert_eq!(next_rotation(times, None, None), Some(t("2026-01-01T00:00:40Z")));
+    }
+
+    #[test]
+    fn rotation_period_wins_when_sooner() {
+        let next = next_rotation(slack_token(), Some(Duration::from_secs(6 * H)), None);
+        assert_eq!(next, Some(t("2026-01-01T06:00:00Z")));
+    }
+
+    #[test]
+    fn renew_before_overrides_the_default() {
+        let next = next_rotation(slack_token(), None, Some(Duration::from_secs(4 * H)));
+        assert_eq!(next, Some(t("2026-01-01T08:00:00Z")));
+    }
+
+    #[test]
+    fn long_lived_token_without_period_is_never_due() {
+        let times = TokenTimes { issued_at: Some(t("2026-01-01T00:00:00Z")), expires_at: None };
+        assert_eq!(next_rotation(times, None, None), None);
+    }
+
+    #[test]
+    fn adopted_token_with_unknown_issue_time_assumes_slack_lifetime() {
+        let times = TokenTimes { issued_at: None, expires_at: Some(t("2026-01-01T12:00:00Z")) };
+        assert_eq!(next_rotation(times, None, None), Some(t("2026-01-01T10:00:00Z")));
+    }
+}

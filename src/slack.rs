@@ -1,0 +1,317 @@
+//! Client for the few Slack Web API methods the operator calls.
+//!
+//! Every answer is classified once, here: transient failures (5xx, 429, `internal_error`, transport
+//! errors, unreadable answers) are retried by the controller with backoff; anything else needs a
+//! person and is reported as such. Tokens only ever travel as [`SecretString`], so they cannot end
+//! up in a log line or an error message by accident.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::Value;
+use std::time::Duration;
+
+/// Errors Slack's documentation lists as temporary.
+const TRANSIENT_CODES: &[&str] = &["internal_error", "fatal_error", "service_unavailable", "request_timeout"];
+
+/// What Slack says when no `Retry-After` comes with a 429; Slack's tier-1 limit is one call a minute.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SlackError {
+    #[error("Slack answered {method} with error `{code}`")]
+    Api { method: &'static str, code: String },
+    #[error("Slack rate-limited {method}; retry after {}s", retry_after.as_secs())]
+    RateLimited { method: &'static str, retry_after: Duration },
+    #[error("Slack answered {method} with HTTP {status}")]
+    Http { method: &'static str, status: u16 },
+    #[error("could not reach Slack for {method}: {source}")]
+    Transport {
+        method: &'static str,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("Slack sent an unreadable answer to {method}: {detail}")]
+    Decode { method: &'static str, detail: String },
+}
+
+impl SlackError {
+    /// Whether trying again later can succeed without a person doing anything.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SlackError::Api { code, .. } => TRANSIENT_CODES.contains(&code.as_str()),
+            SlackError::Http { status, .. } => *status >= 500 || *status == 429 || *status == 408,
+            SlackError::RateLimited { .. } | SlackError::Transport { .. } | SlackError::Decode { .. } => true,
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            SlackError::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    /// The Slack error code, when Slack gave one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            SlackError::Api { code, .. } => Some(code),
+            SlackError::RateLimited { .. } => Some("ratelimited"),
+            _ => None,
+        }
+    }
+}
+
+/// A freshly issued token pair.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub access_token: SecretString,
+    pub refresh_token: SecretString,
+    /// Lifetime of the access token as Slack reported it.
+    pub expires_in: Option<Duration>,
+    pub identity: crate::crd::Identity,
+}
+
+/// What `auth.test` says about a token.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthTest {
+    pub team_id: Option<String>,
+    pub user_id: Option<String>,
+    pub bot_id: Option<String>,
+    pub app_id: Option<String>,
+    pub enterprise_id: Option<String>,
+    pub expires_in: Option<u64>,
+}
+
+#[derive(Clone)]
+pub struct SlackClient {
+    http: reqwest::Client,
+    base_url: String,
+}
+
+impl SlackClient {
+    /// `base_url` is e.g. `https://slack.com/api/` (GovSlack: `https://slack-gov.com/api/`).
+    pub fn new(base_url: &str) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
+            .user_agent(concat!("slack-token-operator/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let mut base_url = base_url.to_owned();
+        if !base_url.ends_with('/') {
+            base_url.push('/');
+        }
+        Ok(Self { http, base_url })
+    }
+
+    /// `oauth.v2.access` with `grant_type=refresh_token`: rotate a bot or user token.
+    pub async fn refresh_oauth(
+        &self,
+        client_id: &str,
+        client_secret: &SecretString,
+        refresh_token: &SecretString,
+    ) -> Result<Issued, SlackError> {
+        const METHOD: &str = "oauth.v2.access";
+        let form = [("grant_type", "refresh_token"), ("refresh_token", refresh_token.expose_secret())];
+        let body = self.call_with_client(METHOD, client_id, client_secret, &form).await?;
+        issued_from_oauth(METHOD, &body)
+    }
+
+    /// `oauth.v2.exchange`: move a long-lived token onto rotation. Works once per token.
+    pub async fn exchange(
+        &self,
+        client_id: &str,
+        client_secret: &SecretString,
+        long_lived: &SecretString,
+    ) -> Result<Issued, SlackError> {
+        const METHOD: &str = "oauth.v2.exchange";
+        let form = [("token", long_lived.expose_secret())];
+        let body = self.call_with_client(METHOD, client_id, client_secret, &form).await?;
+        issued_from_oauth(METHOD, &body)
+    }
+
+    /// `tooling.tokens.rotate`: rotate an app configuration token.
+    pub async fn rotate_config_token(&self, refresh_token: &SecretString) -> Result<Issued, SlackError> {
+        const METHOD: &str = "tooling.tokens.rotate";
+        let request = self.post(METHOD).form(&[("refresh_token", refresh_token.expose_secret())]);
+        let body = self.send(METHOD, request).await?;
+        let access_token = required_secret(METHOD, &body, "token")?;
+        let refresh_token = required_secret(METHOD, &body, "refresh_token")?;
+        let expires_in =
+            match (body.get("exp").and_then(Value::as_i64), body.get("iat").and_then(Value::as_i64)) {
+                (Some(exp), Some(iat)) if exp > iat => Some(Duration::from_secs((exp - iat) as u64)),
+                _ => None,
+            };
+        let identity = crate::crd::Identity {
+            team_id: string(&body, "team_id"),
+            user_id: string(&body, "user_id"),
+            ..Default::default()
+        };
+        Ok(Issued { access_token, refresh_token, expires_in, identity })
+    }
+
+    /// `auth.test`: who a token belongs to, and whether it still works.
+    pub async fn auth_test(&self, token: &SecretString) -> Result<AuthTest, SlackError> {
+        const METHOD: &str = "auth.test";
+        let request = self.post(METHOD).bearer_auth(token.expose_secret());
+        let body = self.send(METHOD, request).await?;
+        Ok(AuthTest {
+            team_id: string(&body, "team_id"),
+            user_id: string(&body, "user_id"),
+            bot_id: string(&body, "bot_id"),
+            app_id: string(&body, "app_id"),
+            enterprise_id: string(&body, "enterprise_id"),
+            expires_in: body.get("expires_in").and_then(Value::as_u64),
+        })
+    }
+
+    /// `auth.revoke`: revoke a token. Returns whether Slack revoked it.
+    pub async fn revoke(&self, token: &SecretString) -> Result<bool, SlackError> {
+        const METHOD: &str = "auth.revoke";
+        let request = self.post(METHOD).bearer_auth(token.expose_secret());
+        let body = self.send(METHOD, request).await?;
+        Ok(body.get("revoked").and_then(Value::as_bool).unwrap_or(false))
+    }
+
+    fn post(&self, method: &str) -> reqwest::RequestBuilder {
+        self.http.post(format!("{}{}", self.base_url, method))
+    }
+
+    /// Client credentials go as HTTP Basic auth, which Slack prefers over form fields.
+    async fn call_with_client(
+        &self,
+        method: &'static str,
+        client_id: &str,
+        client_secret: &SecretString,
+        form: &[(&str, &str)],
+    ) -> Result<Value, SlackError> {
+        let request = self.post(method).basic_auth(client_id, Some(client_secret.expose_secret())).form(form);
+        self.send(method, request).await
+    }
+
+    async fn send(
+        &self,
+        method: &'static str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Value, SlackError> {
+        // Error texts of reqwest carry the URL; ours never contains a token, but strip it anyway.
+        let transport =
+            |source: reqwest::Error| SlackError::Transport { method, source: source.without_url() };
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        if status.as_u16() == 429 {
+            return Err(SlackError::RateLimited { method, retry_after: retry_after(&response) });
+        }
+        if !status.is_success() {
+            return Err(SlackError::Http { method, status: status.as_u16() });
+        }
+        let text = response.text().await.map_err(transport)?;
+        let body: Value = serde_json::from_str(&text)
+            .map_err(|e| SlackError::Decode { method, detail: format!("not JSON ({e})") })?;
+        match body.get("ok").and_then(Value::as_bool) {
+            Some(true) => Ok(body),
+            Some(false) => {
+                let code = string(&body, "error").unwrap_or_else(|| "unknown_error".to_owned());
+                if code == "ratelimited" {
+                    return Err(SlackError::RateLimited { method, retry_after: DEFAULT_RETRY_AFTER });
+                }
+                Err(SlackError::Api { method, code })
+            }
+            None => Err(SlackError::Decode { method, detail: "no `ok` field".to_owned() }),
+        }
+    }
+}
+
+fn retry_after(response: &reqwest::Response) -> Duration {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_RETRY_AFTER)
+}
+
+fn string(body: &Value, field: &str) -> Option<String> {
+    body.get(field).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+fn required_secret(method: &'static str, body: &Value, field: &str) -> Result<SecretString, SlackError> {
+    body.get(field)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(|s| SecretString::from(s.to_owned()))
+        .ok_or_else(|| SlackError::Decode { method, detail: format!("no `{field}` in the answer") })
+}
+
+#[derive(Deserialize, Default)]
+struct Named {
+    id: Option<String>,
+}
+
+fn issued_from_oauth(method: &'static str, body: &Value) -> Result<Issued, SlackError> {
+    let access_token = required_secret(method, body, "access_token")?;
+    let refresh_token = required_secret(method, body, "refresh_token")?;
+    let expires_in = body.get("expires_in").and_then(Value::as_u64).map(Duration::from_secs);
+    let id_of = |field: &str| {
+        body.get(field).cloned().and_then(|v| serde_json::from_value::<Named>(v).ok()).and_then(|n| n.id)
+    };
+    let user_id = string(body, "user_id").or_else(|| id_of("authed_user"));
+    let identity = crate::crd::Identity {
+        team_id: id_of("team"),
+        enterprise_id: id_of("enterprise"),
+        app_id: string(body, "app_id"),
+        user_id,
+        bot_user_id: string(body, "bot_user_id"),
+        scopes: string(body, "scope"),
+    };
+    Ok(Issued { access_token, refresh_token, expires_in, identity })
+}
+
+/// A token shown to people: its kind prefix only (`xoxe.xoxb-1-…`), never the secret part.
+pub fn redacted(token: &SecretString) -> String {
+    let t = token.expose_secret();
+    let prefix_len = ["xoxe.xoxb-1-", "xoxe.xoxp-1-", "xoxe-1-", "xoxb-", "xoxp-", "xoxe-", "xapp-"]
+        .iter()
+        .find(|p| t.starts_with(*p))
+        .map(|p| p.len())
+        .unwrap_or(0);
+    format!("{}…", &t[..prefix_len])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_errors_are_the_ones_slack_documents_as_temporary() {
+        let api = |code: &str| SlackError::Api { method: "m", code: code.into() };
+        assert!(api("internal_error").is_transient());
+        assert!(api("service_unavailable").is_transient());
+        assert!(!api("invalid_refresh_token").is_transient());
+        assert!(!api("bad_client_secret").is_transient());
+        assert!(SlackError::Http { method: "m", status: 503 }.is_transient());
+        assert!(!SlackError::Http { method: "m", status: 404 }.is_transient());
+    }
+
+    #[test]
+    fn redacted_token_shows_only_its_kind() {
+        let token = SecretString::from("xoxe.xoxb-1-SECRETPART".to_owned());
+        assert_eq!(redacted(&token), "xoxe.xoxb-1-…");
+        assert_eq!(redacted(&SecretString::from("weird".to_owned())), "…");
+    }
+
+    #[test]
+    fn oauth_answer_yields_tokens_and_identity() {
+        let body = serde_json::json!({
+            "ok": true, "access_token": "xoxe.xoxb-1-a", "refresh_token": "xoxe-1-r", "expires_in": 43200,
+            "token_type": "bot", "scope": "chat:write", "bot_user_id": "U1", "app_id": "A1",
+            "team": {"id": "T1", "name": "Team"}, "enterprise": null
+        });
+        let issued = issued_from_oauth("oauth.v2.access", &body).unwrap();
+        assert_eq!(issued.expires_in, Some(Duration::from_secs(43200)));
+        assert_eq!(issued.identity.team_id.as_deref(), Some("T1"));
+        assert_eq!(issued.identity.bot_user_id.as_deref(), Some("U1"));
+        assert_eq!(issued.identity.enterprise_id, None);
+        assert!(!format!("{issued:?}").contains("xoxe-1-r"), "Debug must not show tokens");
+    }
+}

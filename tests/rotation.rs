@@ -1,0 +1,315 @@
+//! End-to-end: the real controller rotating tokens against the emulators (or a real cluster when
+//! `E2E_KUBECONFIG` is set). Time is tokio's paused clock against the emulator.
+
+mod support;
+
+use kube::api::{DeleteParams, Patch, PatchParams};
+use serde_json::json;
+use slack_emulator::Fault;
+use slack_token_operator::schedule::default_renew_before;
+use support::{e2e, TestEnv};
+use std::time::Duration;
+
+const OAUTH: &str = "oauth.v2.access";
+
+/// How long after issue a default-scheduled token is rotated.
+fn due_after(env: &TestEnv) -> Duration {
+    env.ttl() - default_renew_before(Some(env.ttl()))
+}
+
+/// A small slice of the token lifetime, for "just before" / "just after".
+fn margin(env: &TestEnv) -> Duration {
+    env.ttl() / 30
+}
+
+async fn until_next_rotation(env: &TestEnv, name: &str) -> Duration {
+    let next = env.status(name).await.next_rotation_time.expect("nextRotationTime set");
+    let next: jiff::Timestamp = next.parse().unwrap();
+    slack_token_operator::schedule::until(env.clock.now(), next)
+}
+
+#[test]
+fn first_token_is_published_at_once() {
+    e2e(|env| async move {
+        let f = env.oauth_token("bot", "").await;
+        let token = env.published_token(&f.output(), None).await;
+        assert!(token.starts_with("xoxe.xoxb-"), "a rotated bot token is published");
+        assert!(env.slack.token_is_valid(&token));
+        assert_eq!(env.slack.refreshes(&f.installation_id), 1);
+        let (reason, _) = env.ready("bot", "True").await;
+        assert_eq!(reason, "TokenPublished");
+        let status = env.status("bot").await;
+        assert_eq!(status.rotation_count, 1);
+        assert!(status.identity.and_then(|i| i.team_id).is_some(), "identity recorded");
+        let saved = env.saved_refresh_token(&f).await.expect("refresh token saved");
+        assert!(saved.starts_with("xoxe-1-"));
+        assert!(env.slack.broken_chains().is_empty());
+    });
+}
+
+#[test]
+fn rotates_at_the_due_time_and_not_before() {
+    e2e(|env| async move {
+        let f = env.oauth_token("bot", "").await;
+        let first = env.published_token(&f.output(), None).await;
+        env.ready("bot", "True").await;
+        let status = env.status("bot").await;
+        let expires: jiff::Timestamp = status.expiration_time.unwrap().parse().unwrap();
+        let next: jiff::Timestamp = status.next_rotation_time.unwrap().parse().unwrap();
+        let renew = default_renew_before(Some(env.ttl()));
+        assert_eq!(expires.duration_since(next).as_secs() as u64, renew.as_secs(), "rotates renewBefore ahead");
+
+        let wait = until_next_rotation(&env, "bot").await;
+        env.advance(wait - margin(&env)).await;
+        assert_eq!(env.slack.refreshes(&f.installation_id), 1, "no rotation before the due time");
+        assert_eq!(env.secret_value(&f.output(), "token").await.as_deref(), Some(first.as_str()));
+
+        env.advance(margin(&env) * 2).await;
+        let second = env.published_token(&f.output(), Some(&first)).await;
+        assert_eq!(env.slack.refreshes(&f.installation_id), 2, "exactly one rotation at the due time");
+        assert!(env.slack.token_is_valid(&second));
+        assert_eq!(env.status("bot").await.rotation_count, 2);
+        assert!(env.slack.broken_chains().is_empty());
+    });
+}
+
+#[test]
+fn rotation_period_change_reschedules() {
+    e2e(|env| async move {
+        let f = env.oauth_token("bot", "").await;
+        let first = env.published_token(&f.output(), None).await;
+        env.ready("bot", "True").await;
+        let before = until_next_rotation(&env, "bot").await;
+        let period = env.ttl() / 4;
+        let period_text = slack_token_operator::duration::GoDuration(period).to_string();
+        let patch = json!({"spec": {"rotationPeriod": period_text}});
+        env.tokens().patch("bot", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        let after = env
+            .eventually("nextRotationTime moved earlier", Duration::from_secs(30), || async {
+                let left = until_next_rotation(&env, "bot").await;
+                (left + margin(&env) < before).then_some(left)
+            })
+            .await;
+        assert!(after <= period, "next rotation within one rotationPeriod of the last");
+        env.advance(after + margin(&env)).await;
+        env.published_token(&f.output(), Some(&first)).await;
+        assert_eq!(env.slack.refreshes(&f.installation_id), 2);
+    });
+}
+
+#[test]
+fn renew_before_change_reschedules() {
+    e2e(|env| async move {
+        let f = env.oauth_token("bot", "").await;
+        env.published_token(&f.output(), None).await;
+        env.ready("bot", "True").await;
+        let renew = env.ttl() / 2;
+        let patch = json!({"spec": {"renewBefore": slack_token_operator::duration::GoDuration(renew).to_string()}});
+        env.tokens().patch("bot", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        env.eventually("nextRotationTime = expiry - renewBefore", Duration::from_secs(30), || async {
+            let s = env.status("bot").await;
+            let exp: jiff::Timestamp = s.expiration_time?.parse().ok()?;
+            let next: jiff::Timestamp = s.next_rotation_time?.parse().ok()?;
+            (exp.duration_since(next).as_secs() as u64 == renew.as_secs()).then_some(())
+        })
+        .await;
+        assert_eq!(env.slack.refreshes(&f.installation_id), 1, "rescheduling alone does not rotate");
+    });
+}
+
+#[test]
+fn deleted_output_secret_is_restored_without_rotating() {
+    e2e(|env| async move {
+        let f = env.oauth_token("bot", "").await;
+        let token = env.published_token(&f.output(), None).await;
+        env.ready("bot", "True").await;
+        env.secrets().delete(&f.output(), &DeleteParams::default()).await.unwrap();
+        let restored = env
+            .eventually("output Secret recreated", Duration::from_secs(60), || env.secret_value(&f.output(), "token"))
+            .await;
+        assert_eq!(restored, token);
+        assert_eq!(env.slack.refreshes(&f.installation_id), 1);
+    });
+}
+
+#[test]
+fn hand_edited_output_secret_is_restored() {
+    e2e(|env| async move {
+        let f = env.oauth_token("bot", "").await;
+        let token = env.published_token(&f.output(), None).await;
+        env.ready("bot", "True").await;
+        let patch = json!({"stringData": {"token": "tampered"}});
+        env.secrets().patch(&f.output(), &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        env.eventually("token restored", Duration::from_secs(60), || async {
+            (env.secret_value(&f.output(), "token").await? == token).then_some(())
+        })
+        .await;
+        assert_eq!(env.slack.refreshes(&f.installation_id), 1);
+    });
+}
+
+#[test]
+fn deleting_the_slacktoken_garbage_collects_the_output_secret() {
+    e2e(|env| async move {
+        let f = env.oauth_token("bot", "").await;
+        env.published_token(&f.output(), None).await;
+        let secret = env.secrets().get(&f.output()).await.unwrap();
+        let owner = &secret.metadata.owner_references.as_ref().expect("owner reference")[0];
+        assert_eq!(owner.kind, "SlackToken");
+        assert_eq!(owner.controller, Some(true));
+        env.tokens().delete("bot", &DeleteParams::default()).await.unwrap();
+        env.eventually("output Secret gone", Duration::from_secs(60), || async {
+            env.secrets().get_opt(&f.output()).await.ok()?.is_none().then_some(())
+        })
+        .await;
+        assert!(env.secrets().get_opt(&f.creds()).await.unwrap().is_some(), "the user's credentials stay");
+    });
+}
+
+#[test]
+fn missing_credentials_are_reported_then_picked_up_when_created() {
+    e2e(|env| async move {
+        let app = env.slack.create_app(true);
+        let install = env.slack.install(&app, "T1", slack_emulator::TokenKind::Bot);
+        env.create_token(&support::token_yaml("late", "OAuth", "")).await;
+        let (reason, message) = env.ready("late", "False").await;
+        assert_eq!(reason, "CredentialsNotFound");
+        assert!(message.contains("late-creds"), "message names the Secret: {message}");
+        let refresh = install.refresh_token.unwrap();
+        env.create_secret(
+            "late-creds",
+            &[("clientId", &app.client_id), ("clientSecret", &app.client_secret), ("refreshToken", &refresh)],
+        )
+        .await;
+        env.ready("late", "True").await;
+        assert!(env.secret_value("late-token", "token").await.is_some());
+    });
+}
+
+#[test]
+fn invalid_refresh_token_is_reported_without_a_retry_storm() {
+    e2e(|env| async move {
+        let app = env.slack.create_app(true);
+        env.create_secret(
+            "bad-creds",
+            &[("clientId", &app.client_id), ("clientSecret", &app.client_secret), ("refreshToken", "xoxe-1-spent")],
+        )
+        .await;
+        env.create_token(&support::token_yaml("bad", "OAuth", "")).await;
+        let (reason, message) = env.ready("bad", "False").await;
+        assert_eq!(reason, "InvalidRefreshToken");
+        assert!(message.contains("reinstall"), "message says what to do: {message}");
+        assert!(!message.contains("xoxe-1-spent"), "no token text in status");
+        let calls = env.slack.calls(OAUTH);
+        env.advance(env.ttl() / 24).await;
+        assert!(env.slack.calls(OAUTH) <= calls + 1, "at most one retry in {:?}", env.ttl() / 24);
+
+        // A person fixes the credentials: picked up at once through the watch.
+        let install = env.slack.install(&app, "T1", slack_emulator::TokenKind::Bot);
+        let patch = json!({"stringData": {"refreshToken": install.refresh_token.unwrap()}});
+        env.secrets().patch("bad-creds", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        env.ready("bad", "True").await;
+    });
+}
+
+#[test]
+fn rate_limit_retry_after_is_honoured() {
+    e2e(|env| async move {
+        let retry_after = env.ttl() / 9;
+        env.slack.fail_next(OAUTH, 1, Fault::RateLimited { retry_after_secs: retry_after.as_secs() });
+        let f = env.oauth_token("bot", "").await;
+        let (reason, _) = env.ready("bot", "False").await;
+        assert_eq!(reason, "RateLimited");
+        env.advance(retry_after - margin(&env)).await;
+        assert_eq!(env.slack.calls(OAUTH), 1, "no call before Retry-After");
+        env.advance(margin(&env) * 2).await;
+        env.published_token(&f.output(), None).await;
+        assert_eq!(env.slack.calls(OAUTH), 2);
+    });
+}
+
+#[test]
+fn slack_outage_is_retried_with_backoff_and_recovers() {
+    e2e(|env| async move {
+        let f = env.oauth_token("bot", "").await;
+        let first = env.published_token(&f.output(), None).await;
+        env.ready("bot", "True").await;
+        env.slack.set_outage(true);
+        let wait = until_next_rotation(&env, "bot").await;
+        env.advance(wait + margin(&env)).await;
+        let (reason, _) = env.ready("bot", "False").await;
+        assert_eq!(reason, "SlackUnavailable");
+        let attempts = env.slack.calls(OAUTH);
+        env.slack.set_outage(false);
+        let second = env.published_token(&f.output(), Some(&first)).await;
+        assert!(env.slack.token_is_valid(&second));
+        assert!(attempts >= 2, "retried during the outage");
+        assert!(env.slack.broken_chains().is_empty());
+        env.ready("bot", "True").await;
+    });
+}
+
+#[test]
+fn app_configuration_token_is_rotated_with_tooling_tokens_rotate() {
+    e2e(|env| async move {
+        let config = env.slack.create_config_token("T1", "U1");
+        env.create_secret("cfg-creds", &[("refreshToken", &config.refresh_token)]).await;
+        env.create_token(&support::token_yaml("cfg", "AppConfiguration", "")).await;
+        let token = env.published_token("cfg-token", None).await;
+        assert!(env.slack.token_is_valid(&token));
+        assert_eq!(env.slack.calls("tooling.tokens.rotate"), 1);
+        env.ready("cfg", "True").await;
+    });
+}
+
+#[test]
+fn valid_access_token_in_credentials_is_published_without_rotating() {
+    e2e(|env| async move {
+        let app = env.slack.create_app(true);
+        let install = env.slack.install(&app, "T1", slack_emulator::TokenKind::Bot);
+        let expires = env.clock.now().checked_add(env.ttl()).unwrap();
+        env.create_secret(
+            "adopt-creds",
+            &[
+                ("clientId", &app.client_id),
+                ("clientSecret", &app.client_secret),
+                ("refreshToken", install.refresh_token.as_deref().unwrap()),
+                ("accessToken", &install.access_token),
+                ("expiresAt", &slack_token_operator::clock::format_time(expires)),
+            ],
+        )
+        .await;
+        env.create_token(&support::token_yaml("adopt", "OAuth", "")).await;
+        let token = env.published_token("adopt-token", None).await;
+        assert_eq!(token, install.access_token);
+        assert_eq!(env.slack.calls(OAUTH), 0);
+        env.ready("adopt", "True").await;
+        assert!(env.status("adopt").await.next_rotation_time.is_some());
+    });
+}
+
+#[test]
+fn short_rotation_period_is_warned_about() {
+    e2e(|env| async move {
+        env.oauth_token("fast", "rotationPeriod: 30m").await;
+        let (_, message) = env.ready("fast", "True").await;
+        assert!(message.contains("under 1h"), "{message}");
+    });
+}
+
+#[test]
+fn an_idle_hour_writes_nothing() {
+    e2e(|env| async move {
+        let f = env.oauth_token("bot", "").await;
+        env.published_token(&f.output(), None).await;
+        env.ready("bot", "True").await;
+        env.advance(margin(&env)).await; // let the first round of watch events settle
+        let before = env.versions(&f).await;
+        let writes_before = env.kube.as_ref().map(|k| k.stats().writes());
+        let idle = Duration::from_secs(3600).min(due_after(&env) / 2);
+        env.advance(idle).await;
+        assert_eq!(env.versions(&f).await, before, "no object changed");
+        assert_eq!(env.kube.as_ref().map(|k| k.stats().writes()), writes_before, "no API write at all");
+        assert_eq!(env.slack.refreshes(&f.installation_id), 1);
+    });
+}

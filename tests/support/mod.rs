@@ -1,0 +1,260 @@
+//! The end-to-end test ground: the real controller against the Kubernetes emulator (or a real
+//! cluster when `E2E_KUBECONFIG` names a kubeconfig) and the Slack emulator.
+//!
+//! Against the emulator, tokio's clock is paused: waiting for a rotation twelve hours away costs
+//! nothing and is deterministic. A real cluster cannot be paused, so there the Slack tokens live
+//! `REAL_TTL` instead of 12h and tests express every duration as a fraction of `env.ttl()`.
+#![allow(dead_code)]
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::{
+    api::{Api, DeleteParams, PostParams},
+    Client, ResourceExt,
+};
+use secrecy::ExposeSecret;
+use slack_emulator::{SlackEmulator, TokenKind};
+use slack_token_operator::{
+    clock::{SharedClock, TokioClock},
+    controller::{self, Context},
+    crd::{SlackToken, SlackTokenStatus},
+    slack::SlackClient,
+};
+use std::{future::Future, sync::Arc, time::Duration};
+
+pub const EMULATED_TTL: Duration = Duration::from_secs(12 * 3600);
+pub const REAL_TTL: Duration = Duration::from_secs(90);
+
+/// Runs an end-to-end test body on a fresh runtime: paused clock against the emulator, real
+/// clock against a real cluster.
+pub fn e2e<F, Fut>(body: F)
+where
+    F: FnOnce(TestEnv) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let real = std::env::var_os("E2E_KUBECONFIG").is_some();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(!real)
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async move {
+        let env = TestEnv::start().await;
+        body(env).await;
+    });
+}
+
+pub struct TestEnv {
+    pub kube: Option<kube_emulator::KubeEmulator>,
+    pub client: Client,
+    pub slack: SlackEmulator,
+    pub ns: String,
+    pub clock: SharedClock,
+    pub ctx: Arc<Context>,
+    controller: tokio::task::JoinHandle<()>,
+}
+
+impl TestEnv {
+    async fn start() -> Self {
+        let clock: SharedClock = Arc::new(TokioClock::new());
+        let clock_for_emulators = clock.clone();
+        let now: slack_emulator::NowFn = Arc::new(move || clock_for_emulators.now());
+        let (kube, client, ttl) = match std::env::var("E2E_KUBECONFIG") {
+            Ok(path) => {
+                let kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("E2E_KUBECONFIG readable");
+                let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                    .await
+                    .expect("E2E_KUBECONFIG usable");
+                (None, Client::try_from(config).expect("client"), REAL_TTL)
+            }
+            Err(_) => {
+                let kube = kube_emulator::KubeEmulator::start_with(kube_emulator::Config {
+                    now: Some(now.clone()),
+                    ..Default::default()
+                })
+                .await
+                .expect("kube emulator starts");
+                let client = kube.client();
+                (Some(kube), client, EMULATED_TTL)
+            }
+        };
+        slack_token_operator::demo::install_crd(&client).await.expect("CRD installed");
+        let slack = SlackEmulator::start_with(slack_emulator::Config {
+            access_token_ttl: ttl,
+            now: Some(now),
+            ..Default::default()
+        })
+        .await
+        .expect("slack emulator starts");
+        let ns = format!("e2e-{}", rand_suffix());
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let namespace: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap();
+        namespaces.create(&PostParams::default(), &namespace).await.expect("namespace created");
+        let ctx = Context::new(client.clone(), SlackClient::new(&slack.base_url()).unwrap(), clock.clone());
+        let controller = tokio::spawn(controller::run(ctx.clone(), vec![ns.clone()]));
+        Self { kube, client, slack, ns, clock, ctx, controller }
+    }
+
+    pub fn is_real_cluster(&self) -> bool {
+        self.kube.is_none()
+    }
+
+    /// Lifetime of the access tokens the Slack emulator issues.
+    pub fn ttl(&self) -> Duration {
+        if self.is_real_cluster() {
+            REAL_TTL
+        } else {
+            EMULATED_TTL
+        }
+    }
+
+    pub fn tokens(&self) -> Api<SlackToken> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    pub fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// Lets `d` pass: instantly under the paused clock, for real against a real cluster.
+    pub async fn advance(&self, d: Duration) {
+        tokio::time::sleep(d).await;
+    }
+
+    /// Polls `check` until it yields `Some`, failing the test after `within`.
+    pub async fn eventually<T, F, Fut>(&self, what: &str, within: Duration, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Option<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn status(&self, name: &str) -> SlackTokenStatus {
+        self.tokens().get(name).await.expect("SlackToken exists").status.unwrap_or_default()
+    }
+
+    /// Waits for the Ready condition to have `status` and returns its (reason, message).
+    pub async fn ready(&self, name: &str, status: &str) -> (String, String) {
+        self.eventually(&format!("{name} Ready={status}"), Duration::from_secs(60), || async {
+            let s = self.tokens().get_opt(name).await.ok()??.status?;
+            let c = s.conditions.iter().find(|c| c.type_ == "Ready")?;
+            (c.status == status).then(|| (c.reason.clone(), c.message.clone()))
+        })
+        .await
+    }
+
+    pub async fn secret_value(&self, name: &str, key: &str) -> Option<String> {
+        let secret = self.secrets().get_opt(name).await.ok()??;
+        let bytes = secret.data?.get(key)?.0.clone();
+        String::from_utf8(bytes).ok()
+    }
+
+    /// Waits until the output Secret holds a token different from `previous`.
+    pub async fn published_token(&self, secret: &str, previous: Option<&str>) -> String {
+        self.eventually(&format!("new token in {secret}"), Duration::from_secs(60), || async {
+            self.secret_value(secret, "token").await.filter(|v| Some(v.as_str()) != previous)
+        })
+        .await
+    }
+
+    pub async fn create_secret(&self, name: &str, data: &[(&str, &str)]) {
+        let string_data: serde_json::Map<String, serde_json::Value> =
+            data.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(*v))).collect();
+        let secret: Secret =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "stringData": string_data})).unwrap();
+        self.secrets().create(&PostParams::default(), &secret).await.expect("secret created");
+    }
+
+    pub async fn create_token(&self, yaml: &str) -> SlackToken {
+        let token: SlackToken = serde_yaml::from_str(yaml).expect("SlackToken YAML");
+        self.tokens().create(&PostParams::default(), &token).await.expect("SlackToken created")
+    }
+
+    /// A rotating bot installation, its credentials Secret `<name>-creds` and a SlackToken `<name>`
+    /// publishing into `<name>-token`, with `extra_spec` appended to the spec.
+    pub async fn oauth_token(&self, name: &str, extra_spec: &str) -> Fixture {
+        let app = self.slack.create_app(true);
+        let installation = self.slack.install(&app, "T0E2E", TokenKind::Bot);
+        let refresh = installation.refresh_token.clone().expect("rotating installation");
+        self.create_secret(
+            &format!("{name}-creds"),
+            &[("clientId", &app.client_id), ("clientSecret", &app.client_secret), ("refreshToken", &refresh)],
+        )
+        .await;
+        self.create_token(&token_yaml(name, "OAuth", extra_spec)).await;
+        Fixture { name: name.to_owned(), installation_id: installation.id, app }
+    }
+
+    /// Resource versions of the SlackToken and its two Secrets: equal snapshots mean no writes.
+    pub async fn versions(&self, f: &Fixture) -> Vec<Option<String>> {
+        vec![
+            self.tokens().get(&f.name).await.ok().and_then(|t| t.resource_version()),
+            self.secrets().get(&f.creds()).await.ok().and_then(|s| s.resource_version()),
+            self.secrets().get(&f.output()).await.ok().and_then(|s| s.resource_version()),
+        ]
+    }
+
+    /// The refresh token currently saved in the credentials Secret.
+    pub async fn saved_refresh_token(&self, f: &Fixture) -> Option<String> {
+        self.secret_value(&f.creds(), "refreshToken").await
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        self.controller.abort();
+        if self.is_real_cluster() {
+            // Best effort: leave the real cluster as we found it.
+            let namespaces: Api<Namespace> = Api::all(self.client.clone());
+            let ns = self.ns.clone();
+            tokio::spawn(async move {
+                let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
+            });
+        }
+    }
+}
+
+pub struct Fixture {
+    pub name: String,
+    pub installation_id: String,
+    pub app: slack_emulator::App,
+}
+
+impl Fixture {
+    pub fn creds(&self) -> String {
+        format!("{}-creds", self.name)
+    }
+    pub fn output(&self) -> String {
+        format!("{}-token", self.name)
+    }
+}
+
+pub fn token_yaml(name: &str, type_: &str, extra_spec: &str) -> String {
+    let mut yaml = format!(
+        "apiVersion: slack.rotator.dev/v1alpha1\nkind: SlackToken\nmetadata:\n  name: {name}\nspec:\n  type: {type_}\n  credentialsRef:\n    name: {name}-creds\n  secretRef:\n    name: {name}-token\n"
+    );
+    for line in extra_spec.lines().filter(|l| !l.trim().is_empty()) {
+        yaml.push_str("  ");
+        yaml.push_str(line);
+        yaml.push('\n');
+    }
+    yaml
+}
+
+fn rand_suffix() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..6).map(|_| char::from(b'a' + rng.random_range(0..26u8))).collect()
+}
+
+/// Keeps `secrecy` imported for tests that compare exposed values.
+pub fn expose(s: &secrecy::SecretString) -> &str {
+    s.expose_secret()
+}
