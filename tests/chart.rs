@@ -89,10 +89,7 @@ fn run_helm(args: &[&str]) -> std::process::Output {
 
 /// Writes `values` to a temporary values file (JSON is YAML).
 fn values_file(values: &Value) -> tempfile::NamedTempFile {
-    let mut file = tempfile::Builder::new()
-        .suffix(".yaml")
-        .tempfile()
-        .expect("temp values file");
+    let mut file = tempfile::Builder::new().suffix(".yaml").tempfile().expect("temp values file");
     serde_json::to_writer_pretty(&mut file, values).expect("write values");
     file
 }
@@ -135,18 +132,11 @@ impl Rendered {
     }
 
     fn env(&self, name: &str) -> Option<k8s_openapi::api::core::v1::EnvVar> {
-        self.container()
-            .env
-            .unwrap_or_default()
-            .into_iter()
-            .find(|e| e.name == name)
+        self.container().env.unwrap_or_default().into_iter().find(|e| e.name == name)
     }
 
     fn kinds(&self) -> Vec<String> {
-        self.objects
-            .iter()
-            .map(|o| o["kind"].as_str().unwrap().to_owned())
-            .collect()
+        self.objects.iter().map(|o| o["kind"].as_str().unwrap().to_owned()).collect()
     }
 }
 
@@ -178,12 +168,8 @@ fn render(values: Value) -> Rendered {
 /// Parses `value` into `T` and requires that `T` serialises back to the same
 /// JSON: k8s-openapi ignores unknown fields, so this catches misspelt ones.
 fn typed<T: DeserializeOwned + Serialize>(value: &Value) -> T {
-    let object: T = serde_json::from_value(value.clone()).unwrap_or_else(|e| {
-        panic!(
-            "{} {} does not parse: {e}",
-            value["kind"], value["metadata"]["name"]
-        )
-    });
+    let object: T = serde_json::from_value(value.clone())
+        .unwrap_or_else(|e| panic!("{} {} does not parse: {e}", value["kind"], value["metadata"]["name"]));
     let back = serde_json::to_value(&object).unwrap();
     assert_eq!(
         &back, value,
@@ -205,10 +191,7 @@ macro_rules! scenario {
 scenario!(defaults, json!({}));
 scenario!(namespaced, json!({ "watchNamespaces": ["team-a", "team-b"] }));
 scenario!(two_replicas, json!({ "replicaCount": 2 }));
-scenario!(
-    metrics_off,
-    json!({ "metrics": { "enabled": false, "serviceMonitor": { "enabled": true } } })
-);
+scenario!(metrics_off, json!({ "metrics": { "enabled": false, "serviceMonitor": { "enabled": true } } }));
 scenario!(
     service_monitor_on,
     json!({ "metrics": { "serviceMonitor": { "enabled": true, "labels": { "release": "prometheus" } } } })
@@ -283,12 +266,7 @@ fn expand(group: &str, resources: &[&str], verbs: &[&str], name: Option<&str>) -
     let mut out = Vec::new();
     for resource in resources {
         for verb in verbs {
-            out.push((
-                group.into(),
-                (*resource).into(),
-                (*verb).into(),
-                name.map(Into::into),
-            ));
+            out.push((group.into(), (*resource).into(), (*verb).into(), name.map(Into::into)));
         }
     }
     out
@@ -297,24 +275,14 @@ fn expand(group: &str, resources: &[&str], verbs: &[&str], name: Option<&str>) -
 /// What the operator needs wherever it watches SlackTokens.
 fn watch_grants() -> BTreeSet<Grant> {
     [
-        expand(
-            "slack.rotator.dev",
-            &["slacktokens"],
-            &["get", "list", "watch"],
-            None,
-        ),
+        expand("slack.rotator.dev", &["slacktokens"], &["get", "list", "watch"], None),
         expand(
             "slack.rotator.dev",
             &["slacktokens/status", "slacktokens/finalizers"],
             &["update", "patch"],
             None,
         ),
-        expand(
-            "",
-            &["secrets"],
-            &["get", "list", "watch", "create", "update", "patch"],
-            None,
-        ),
+        expand("", &["secrets"], &["get", "list", "watch", "create", "update", "patch"], None),
         expand("", &["events"], &["create", "patch"], None),
         expand("events.k8s.io", &["events"], &["create", "patch"], None),
     ]
@@ -328,12 +296,7 @@ fn watch_grants() -> BTreeSet<Grant> {
 fn lease_grants() -> BTreeSet<Grant> {
     [
         expand("coordination.k8s.io", &["leases"], &["create"], None),
-        expand(
-            "coordination.k8s.io",
-            &["leases"],
-            &["get", "update", "patch"],
-            Some(LEASE_NAME),
-        ),
+        expand("coordination.k8s.io", &["leases"], &["get", "update", "patch"], Some(LEASE_NAME)),
     ]
     .concat()
     .into_iter()
@@ -378,23 +341,14 @@ fn rendered_rbac_grants_exactly_the_rules_the_operator_needs() {
 
     // One replica: no leader election, so no Lease permissions at all.
     assert!(r.of_kind("Role").is_empty(), "no Roles with default values");
-    assert!(
-        r.of_kind("RoleBinding").is_empty(),
-        "no RoleBindings with default values"
-    );
+    assert!(r.of_kind("RoleBinding").is_empty(), "no RoleBindings with default values");
 }
 
 #[test]
 fn namespaced_mode_grants_one_role_per_watched_namespace_and_nothing_cluster_wide() {
     let r = namespaced();
-    assert!(
-        r.of_kind("ClusterRole").is_empty(),
-        "no ClusterRole in namespaced mode"
-    );
-    assert!(
-        r.of_kind("ClusterRoleBinding").is_empty(),
-        "no ClusterRoleBinding in namespaced mode"
-    );
+    assert!(r.of_kind("ClusterRole").is_empty(), "no ClusterRole in namespaced mode");
+    assert!(r.of_kind("ClusterRoleBinding").is_empty(), "no ClusterRoleBinding in namespaced mode");
 
     let roles: Vec<Role> = r.all("Role");
     assert_eq!(roles.len(), 2, "one Role per watched namespace");
@@ -423,11 +377,7 @@ fn namespaced_mode_grants_one_role_per_watched_namespace_and_nothing_cluster_wid
 fn lease_permissions_are_a_role_in_the_release_namespace_only_with_leader_election() {
     let r = two_replicas();
     let roles: Vec<Role> = r.all("Role");
-    assert_eq!(
-        roles.len(),
-        1,
-        "only the leader-election Role in cluster-wide mode"
-    );
+    assert_eq!(roles.len(), 1, "only the leader-election Role in cluster-wide mode");
     let lease_role_name = format!("{FULLNAME}-leader-election");
     let role = role_in(&roles, RELEASE_NAMESPACE, &lease_role_name);
     assert_eq!(grants(role.rules.as_deref().unwrap()), lease_grants());
@@ -450,21 +400,11 @@ fn lease_permissions_are_a_role_in_the_release_namespace_only_with_leader_electi
     let roles: Vec<Role> = everything_on().all("Role");
     assert_eq!(roles.len(), 3);
     assert_eq!(
-        grants(
-            role_in(&roles, RELEASE_NAMESPACE, &lease_role_name)
-                .rules
-                .as_deref()
-                .unwrap()
-        ),
+        grants(role_in(&roles, RELEASE_NAMESPACE, &lease_role_name).rules.as_deref().unwrap()),
         lease_grants()
     );
     assert_eq!(
-        grants(
-            role_in(&roles, RELEASE_NAMESPACE, FULLNAME)
-                .rules
-                .as_deref()
-                .unwrap()
-        ),
+        grants(role_in(&roles, RELEASE_NAMESPACE, FULLNAME).rules.as_deref().unwrap()),
         watch_grants()
     );
 }
@@ -496,17 +436,10 @@ fn deployment_runs_as_non_root_with_read_only_root_filesystem() {
         assert_eq!(pod_security.run_as_non_root, Some(true), "{scenario}");
         assert_eq!(pod_security.run_as_user, Some(65532), "{scenario}");
         assert_eq!(pod_security.run_as_group, Some(65532), "{scenario}");
-        assert_eq!(
-            pod_security.seccomp_profile.unwrap().type_,
-            "RuntimeDefault",
-            "{scenario}"
-        );
+        assert_eq!(pod_security.seccomp_profile.unwrap().type_, "RuntimeDefault", "{scenario}");
         assert_ne!(pod.host_network, Some(true), "{scenario}");
         assert_ne!(pod.host_pid, Some(true), "{scenario}");
-        assert!(
-            pod.volumes.is_none(),
-            "{scenario}: the operator writes nothing to disk"
-        );
+        assert!(pod.volumes.is_none(), "{scenario}: the operator writes nothing to disk");
 
         let security = r.container().security_context.expect("container securityContext");
         assert_eq!(security.read_only_root_filesystem, Some(true), "{scenario}");
@@ -514,11 +447,7 @@ fn deployment_runs_as_non_root_with_read_only_root_filesystem() {
         assert_ne!(security.privileged, Some(true), "{scenario}");
         assert_eq!(security.run_as_non_root, Some(true), "{scenario}");
         let capabilities = security.capabilities.expect("capabilities");
-        assert_eq!(
-            capabilities.drop.as_deref(),
-            Some(&["ALL".to_owned()][..]),
-            "{scenario}"
-        );
+        assert_eq!(capabilities.drop.as_deref(), Some(&["ALL".to_owned()][..]), "{scenario}");
         assert!(capabilities.add.is_none(), "{scenario}: no capability added");
     }
 }
@@ -541,18 +470,10 @@ fn deployment_probes_healthz_and_readyz_on_the_http_port() {
     assert_eq!(ports[0].name.as_deref(), Some("http"));
     assert_eq!(ports[0].container_port, 8080);
 
-    let liveness = container
-        .liveness_probe
-        .expect("livenessProbe")
-        .http_get
-        .expect("httpGet");
+    let liveness = container.liveness_probe.expect("livenessProbe").http_get.expect("httpGet");
     assert_eq!(liveness.path.as_deref(), Some("/healthz"));
     assert_eq!(liveness.port, IntOrString::String("http".into()));
-    let readiness = container
-        .readiness_probe
-        .expect("readinessProbe")
-        .http_get
-        .expect("httpGet");
+    let readiness = container.readiness_probe.expect("readinessProbe").http_get.expect("httpGet");
     assert_eq!(readiness.path.as_deref(), Some("/readyz"));
     assert_eq!(readiness.port, IntOrString::String("http".into()));
     assert!(defaults().args().contains(&"--http-addr=0.0.0.0:8080".to_owned()));
@@ -571,21 +492,11 @@ fn deployment_passes_the_documented_flags_and_pod_identity_env() {
             "--health-check-interval=6h",
         ]
     );
-    assert!(
-        r.container().command.is_none(),
-        "the image entrypoint is used as is"
-    );
+    assert!(r.container().command.is_none(), "the image entrypoint is used as is");
     assert_eq!(r.env("RUST_LOG").unwrap().value.as_deref(), Some("info"));
-    for (name, field) in [
-        ("POD_NAME", "metadata.name"),
-        ("POD_NAMESPACE", "metadata.namespace"),
-    ] {
+    for (name, field) in [("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace")] {
         let source = r.env(name).unwrap_or_else(|| panic!("{name} is set")).value_from;
-        assert_eq!(
-            source.unwrap().field_ref.unwrap().field_path,
-            field,
-            "{name} from the downward API"
-        );
+        assert_eq!(source.unwrap().field_ref.unwrap().field_path, field, "{name} from the downward API");
     }
 }
 
@@ -601,16 +512,10 @@ fn user_settings_reach_the_container_and_pod() {
         "--namespace=operators",
         "--leader-elect",
     ] {
-        assert!(
-            args.contains(&expected.to_owned()),
-            "missing {expected} in {args:?}"
-        );
+        assert!(args.contains(&expected.to_owned()), "missing {expected} in {args:?}");
     }
     assert_eq!(r.env("RUST_LOG").unwrap().value.as_deref(), Some("debug"));
-    assert_eq!(
-        r.env("HTTPS_PROXY").unwrap().value.as_deref(),
-        Some("http://proxy.internal:3128")
-    );
+    assert_eq!(r.env("HTTPS_PROXY").unwrap().value.as_deref(), Some("http://proxy.internal:3128"));
 
     let container = r.container();
     assert_eq!(container.image.as_deref(), Some("registry.example/sto:1.2.3"));
@@ -621,18 +526,11 @@ fn user_settings_reach_the_container_and_pod() {
     assert_eq!(metadata.labels.unwrap()["team"], "platform");
     let pod = template.spec.unwrap();
     assert_eq!(pod.image_pull_secrets.unwrap()[0].name, "regcred");
-    assert_eq!(
-        pod.priority_class_name.as_deref(),
-        Some("system-cluster-critical")
-    );
+    assert_eq!(pod.priority_class_name.as_deref(), Some("system-cluster-critical"));
     assert_eq!(pod.node_selector.unwrap()["kubernetes.io/os"], "linux");
     assert_eq!(pod.tolerations.unwrap()[0].key.as_deref(), Some("dedicated"));
     let sa: ServiceAccount = r.one("ServiceAccount");
-    assert!(sa
-        .metadata
-        .annotations
-        .unwrap()
-        .contains_key("eks.amazonaws.com/role-arn"));
+    assert!(sa.metadata.annotations.unwrap().contains_key("eks.amazonaws.com/role-arn"));
 }
 
 #[test]
@@ -641,15 +539,8 @@ fn image_tag_defaults_to_the_chart_app_version_which_matches_the_crate_version()
         serde_yaml::from_str(&std::fs::read_to_string(repo().join(CHART).join("Chart.yaml")).unwrap())
             .unwrap();
     assert_eq!(chart["apiVersion"], "v2");
-    assert_eq!(
-        chart["appVersion"],
-        env!("CARGO_PKG_VERSION"),
-        "Chart.yaml appVersion = crate version"
-    );
-    let expected = format!(
-        "ghcr.io/slack-token-operator/slack-token-operator:{}",
-        env!("CARGO_PKG_VERSION")
-    );
+    assert_eq!(chart["appVersion"], env!("CARGO_PKG_VERSION"), "Chart.yaml appVersion = crate version");
+    let expected = format!("ghcr.io/slack-token-operator/slack-token-operator:{}", env!("CARGO_PKG_VERSION"));
     assert_eq!(defaults().container().image.as_deref(), Some(expected.as_str()));
 }
 
@@ -661,11 +552,7 @@ fn service_account_token_is_mounted_only_into_the_operator_pod() {
     assert_eq!(sa.automount_service_account_token, Some(false));
     let pod = r.deployment().spec.unwrap().template.spec.unwrap();
     assert_eq!(pod.service_account_name.as_deref(), Some(FULLNAME));
-    assert_eq!(
-        pod.automount_service_account_token,
-        Some(true),
-        "the operator needs the API"
-    );
+    assert_eq!(pod.automount_service_account_token, Some(true), "the operator needs the API");
 }
 
 // ---------------------------------------------------------------------------
@@ -694,15 +581,7 @@ fn pod_disruption_budget_exists_only_with_more_than_one_replica() {
     let spec = pdb.spec.unwrap();
     assert_eq!(spec.min_available, Some(IntOrString::Int(1)));
     let selector = spec.selector.unwrap().match_labels.unwrap();
-    let pod_labels = two_replicas()
-        .deployment()
-        .spec
-        .unwrap()
-        .template
-        .metadata
-        .unwrap()
-        .labels
-        .unwrap();
+    let pod_labels = two_replicas().deployment().spec.unwrap().template.metadata.unwrap().labels.unwrap();
     for (key, value) in &selector {
         assert_eq!(pod_labels.get(key), Some(value), "PDB selects the operator pods");
     }
@@ -714,50 +593,23 @@ fn pod_disruption_budget_exists_only_with_more_than_one_replica() {
 #[test]
 fn metrics_service_exposes_the_http_port_and_can_be_turned_off() {
     let service: Service = defaults().one("Service");
-    assert_eq!(
-        service.metadata.name.as_deref(),
-        Some("sto-slack-token-operator-metrics")
-    );
+    assert_eq!(service.metadata.name.as_deref(), Some("sto-slack-token-operator-metrics"));
     let spec = service.spec.unwrap();
     let ports = spec.ports.unwrap();
     assert_eq!(ports.len(), 1);
     assert_eq!(ports[0].name.as_deref(), Some("metrics"));
     assert_eq!(ports[0].port, 8080);
     assert_eq!(ports[0].target_port, Some(IntOrString::String("http".into())));
-    let pod_labels = defaults()
-        .deployment()
-        .spec
-        .unwrap()
-        .template
-        .metadata
-        .unwrap()
-        .labels
-        .unwrap();
+    let pod_labels = defaults().deployment().spec.unwrap().template.metadata.unwrap().labels.unwrap();
     for (key, value) in spec.selector.unwrap() {
-        assert_eq!(
-            pod_labels.get(&key),
-            Some(&value),
-            "the Service selects the operator pods"
-        );
+        assert_eq!(pod_labels.get(&key), Some(&value), "the Service selects the operator pods");
     }
-    assert!(
-        defaults().of_kind("ServiceMonitor").is_empty(),
-        "no ServiceMonitor by default"
-    );
+    assert!(defaults().of_kind("ServiceMonitor").is_empty(), "no ServiceMonitor by default");
 
     let off = metrics_off();
-    assert!(
-        off.of_kind("Service").is_empty(),
-        "metrics.enabled=false: no Service"
-    );
-    assert!(
-        off.of_kind("ServiceMonitor").is_empty(),
-        "no ServiceMonitor without the Service"
-    );
-    assert!(
-        off.container().liveness_probe.is_some(),
-        "the HTTP server still serves the probes"
-    );
+    assert!(off.of_kind("Service").is_empty(), "metrics.enabled=false: no Service");
+    assert!(off.of_kind("ServiceMonitor").is_empty(), "no ServiceMonitor without the Service");
+    assert!(off.container().liveness_probe.is_some(), "the HTTP server still serves the probes");
 }
 
 #[test]
@@ -769,10 +621,7 @@ fn service_monitor_scrapes_the_metrics_service_when_enabled() {
     assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
     assert_eq!(monitor["metadata"]["namespace"], RELEASE_NAMESPACE);
     assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
-    assert_eq!(
-        monitor["spec"]["namespaceSelector"]["matchNames"],
-        json!([RELEASE_NAMESPACE])
-    );
+    assert_eq!(monitor["spec"]["namespaceSelector"]["matchNames"], json!([RELEASE_NAMESPACE]));
     let endpoints = monitor["spec"]["endpoints"].as_array().unwrap();
     assert_eq!(endpoints.len(), 1);
     assert_eq!(endpoints[0]["port"], "metrics");
@@ -783,11 +632,7 @@ fn service_monitor_scrapes_the_metrics_service_when_enabled() {
     let selector = monitor["spec"]["selector"]["matchLabels"].as_object().unwrap();
     assert!(!selector.is_empty());
     for (key, value) in selector {
-        assert_eq!(
-            service_labels.get(key).map(String::as_str),
-            value.as_str(),
-            "selects the Service"
-        );
+        assert_eq!(service_labels.get(key).map(String::as_str), value.as_str(), "selects the Service");
     }
 }
 
@@ -799,10 +644,7 @@ fn network_policy_is_off_by_default_and_allows_only_dns_and_https_egress_when_on
     assert!(defaults().of_kind("NetworkPolicy").is_empty());
     let policy: NetworkPolicy = everything_on().one("NetworkPolicy");
     let spec = policy.spec.unwrap();
-    assert_eq!(
-        spec.policy_types.as_deref(),
-        Some(&["Ingress".to_owned(), "Egress".to_owned()][..])
-    );
+    assert_eq!(spec.policy_types.as_deref(), Some(&["Ingress".to_owned(), "Egress".to_owned()][..]));
     let mut egress_ports = BTreeSet::new();
     for rule in spec.egress.unwrap() {
         for port in rule.ports.unwrap() {
@@ -838,14 +680,8 @@ fn chart_passes_helm_lint_strict() {
         "metrics": { "serviceMonitor": { "enabled": true } },
         "networkPolicy": { "enabled": true },
     }));
-    let report = helm(&[
-        "lint",
-        CHART,
-        "--namespace",
-        RELEASE_NAMESPACE,
-        "-f",
-        file.path().to_str().unwrap(),
-    ]);
+    let report =
+        helm(&["lint", CHART, "--namespace", RELEASE_NAMESPACE, "-f", file.path().to_str().unwrap()]);
     assert!(report.contains("1 chart(s) linted, no failures"), "{report}");
 }
 
@@ -886,25 +722,16 @@ fn values_schema_rejects_invalid_values() {
     for (values, complaint) in [
         (json!({ "replicaCount": "two" }), "/replicaCount"),
         (json!({ "logFormat": "xml" }), "/logFormat"),
-        (
-            json!({ "watchNamespaces": ["Not_A_Namespace"] }),
-            "/watchNamespaces/0",
-        ),
+        (json!({ "watchNamespaces": ["Not_A_Namespace"] }), "/watchNamespaces/0"),
         (json!({ "slackApiUrl": "slack.com" }), "/slackApiUrl"),
         (json!({ "replicas": 2 }), "replicas"),
-        (
-            json!({ "image": { "pullPolicy": "Sometimes" } }),
-            "/image/pullPolicy",
-        ),
+        (json!({ "image": { "pullPolicy": "Sometimes" } }), "/image/pullPolicy"),
     ] {
         let file = values_file(&values);
         let output = run_helm(&["template", CHART, "-f", file.path().to_str().unwrap()]);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{values} was accepted");
-        assert!(
-            stderr.contains(complaint),
-            "{values}: error does not name {complaint}: {stderr}"
-        );
+        assert!(stderr.contains(complaint), "{values}: error does not name {complaint}: {stderr}");
     }
 }
 
@@ -936,24 +763,12 @@ fn every_object_carries_the_conventional_labels_and_an_explicit_namespace() {
         for object in &r.objects {
             let kind = object["kind"].as_str().unwrap();
             let labels = &object["metadata"]["labels"];
-            assert_eq!(
-                labels["app.kubernetes.io/name"], "slack-token-operator",
-                "{scenario} {kind}"
-            );
+            assert_eq!(labels["app.kubernetes.io/name"], "slack-token-operator", "{scenario} {kind}");
             assert_eq!(labels["app.kubernetes.io/instance"], RELEASE, "{scenario} {kind}");
-            assert_eq!(
-                labels["app.kubernetes.io/managed-by"], "Helm",
-                "{scenario} {kind}"
-            );
+            assert_eq!(labels["app.kubernetes.io/managed-by"], "Helm", "{scenario} {kind}");
+            assert!(labels["app.kubernetes.io/version"].is_string(), "{scenario} {kind}");
             assert!(
-                labels["app.kubernetes.io/version"].is_string(),
-                "{scenario} {kind}"
-            );
-            assert!(
-                labels["helm.sh/chart"]
-                    .as_str()
-                    .unwrap()
-                    .starts_with("slack-token-operator-"),
+                labels["helm.sh/chart"].as_str().unwrap().starts_with("slack-token-operator-"),
                 "{scenario} {kind}"
             );
             // `kubectl apply -f deploy/install.yaml` must not depend on the current namespace.
@@ -967,13 +782,7 @@ fn every_object_carries_the_conventional_labels_and_an_explicit_namespace() {
     }
     assert_eq!(
         defaults().kinds(),
-        [
-            "ServiceAccount",
-            "ClusterRole",
-            "ClusterRoleBinding",
-            "Service",
-            "Deployment"
-        ],
+        ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service", "Deployment"],
         "default install, in install order"
     );
 }
@@ -988,18 +797,11 @@ fn chart_crds_are_identical_to_the_top_level_crds() {
     };
     let top = repo().join("crds");
     let chart = repo().join(CHART).join("crds");
-    assert_eq!(
-        names(chart.clone()),
-        names(top.clone()),
-        "same files in crds/ and the chart's crds/"
-    );
+    assert_eq!(names(chart.clone()), names(top.clone()), "same files in crds/ and the chart's crds/");
     for name in names(top.clone()) {
         let a = std::fs::read(top.join(&name)).unwrap();
         let b = std::fs::read(chart.join(&name)).unwrap();
-        assert!(
-            a == b,
-            "{CHART}/crds/{name} differs from crds/{name}: cp crds/{name} {CHART}/crds/"
-        );
+        assert!(a == b, "{CHART}/crds/{name} differs from crds/{name}: cp crds/{name} {CHART}/crds/");
     }
     let crd: CustomResourceDefinition =
         serde_yaml::from_slice(&std::fs::read(chart.join("slacktoken.yaml")).unwrap()).unwrap();
@@ -1020,24 +822,13 @@ fn deploy_install_yaml_matches_a_fresh_render() {
     assert!(status.success(), "scripts/render-manifests failed");
     let fresh = std::fs::read_to_string(fresh).unwrap();
     let committed = std::fs::read_to_string(repo().join("deploy/install.yaml")).unwrap();
-    assert!(
-        fresh == committed,
-        "deploy/install.yaml is stale: run scripts/render-manifests"
-    );
+    assert!(fresh == committed, "deploy/install.yaml is stale: run scripts/render-manifests");
 
     let objects = parse_stream(&committed);
     let namespace: Namespace = typed(&objects[0]);
-    assert_eq!(
-        namespace.metadata.name.as_deref(),
-        Some("slack-token-operator"),
-        "Namespace first"
-    );
+    assert_eq!(namespace.metadata.name.as_deref(), Some("slack-token-operator"), "Namespace first");
     let crd: CustomResourceDefinition = serde_json::from_value(objects[1].clone()).unwrap();
-    assert_eq!(
-        crd.metadata.name.as_deref(),
-        Some("slacktokens.slack.rotator.dev"),
-        "then the CRD"
-    );
+    assert_eq!(crd.metadata.name.as_deref(), Some("slacktokens.slack.rotator.dev"), "then the CRD");
     for object in &objects[2..] {
         if let Some(namespace) = object["metadata"]["namespace"].as_str() {
             assert_eq!(namespace, "slack-token-operator", "{}", object["kind"]);
@@ -1045,4 +836,59 @@ fn deploy_install_yaml_matches_a_fresh_render() {
     }
     let deployment: Deployment = typed(objects.iter().find(|o| o["kind"] == "Deployment").unwrap());
     assert_eq!(deployment.metadata.name.as_deref(), Some("slack-token-operator"));
+}
+
+#[test]
+fn install_docs_list_every_chart_value_and_no_other() {
+    fn leaves(prefix: &str, value: &Value, out: &mut BTreeSet<String>) {
+        match value {
+            // `resources` is documented as a whole; other maps are walked down to their keys.
+            Value::Object(map) if !map.is_empty() && prefix != "resources" => {
+                for (key, child) in map {
+                    let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                    leaves(&path, child, out);
+                }
+            }
+            _ => {
+                out.insert(prefix.to_owned());
+            }
+        }
+    }
+    let values: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(repo().join(CHART).join("values.yaml")).unwrap())
+            .unwrap();
+    let mut keys = BTreeSet::new();
+    leaves("", &values, &mut keys);
+
+    let docs = std::fs::read_to_string(repo().join("docs/install.md")).unwrap();
+    let (_, table) = docs.split_once("\n## Values\n").expect("docs/install.md has a Values section");
+    let documented: BTreeSet<String> = table
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|rest| rest.split_once('`'))
+        .map(|(key, _)| key.to_owned())
+        .collect();
+    assert_eq!(documented, keys, "the Values table of docs/install.md and values.yaml disagree");
+}
+
+#[test]
+fn an_image_digest_pins_the_image_instead_of_the_tag() {
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let r = render(json!({ "image": { "tag": "9.9.9", "digest": digest } }));
+    let expected = format!("ghcr.io/slack-token-operator/slack-token-operator@{digest}");
+    assert_eq!(r.container().image.as_deref(), Some(expected.as_str()));
+}
+
+#[test]
+fn an_existing_service_account_can_be_used_and_gets_the_bindings() {
+    let r = render(json!({ "serviceAccount": { "create": false, "name": "platform-operator" } }));
+    assert!(r.of_kind("ServiceAccount").is_empty(), "no ServiceAccount is created");
+    let pod = r.deployment().spec.unwrap().template.spec.unwrap();
+    assert_eq!(pod.service_account_name.as_deref(), Some("platform-operator"));
+    let binding: ClusterRoleBinding = r.one("ClusterRoleBinding");
+    assert_eq!(binding.subjects.unwrap()[0].name, "platform-operator");
+
+    let output = run_helm(&["template", CHART, "--set", "serviceAccount.create=false"]);
+    assert!(!output.status.success(), "serviceAccount.create=false without a name is refused");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("serviceAccount.name is required"));
 }
