@@ -7,8 +7,8 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use slack_emulator::Fault;
 use slack_token_operator::schedule::default_renew_before;
-use std::time::Duration;
 use support::{e2e, TestEnv};
+use std::time::Duration;
 
 const OAUTH: &str = "oauth.v2.access";
 
@@ -57,11 +57,7 @@ fn rotates_at_the_due_time_and_not_before() {
         let expires: jiff::Timestamp = status.expiration_time.unwrap().parse().unwrap();
         let next: jiff::Timestamp = status.next_rotation_time.unwrap().parse().unwrap();
         let renew = default_renew_before(Some(env.ttl()));
-        assert_eq!(
-            expires.duration_since(next).as_secs() as u64,
-            renew.as_secs(),
-            "rotates renewBefore ahead"
-        );
+        assert_eq!(expires.duration_since(next).as_secs() as u64, renew.as_secs(), "rotates renewBefore ahead");
 
         let wait = until_next_rotation(&env, "bot").await;
         env.advance(wait - margin(&env)).await;
@@ -108,8 +104,7 @@ fn renew_before_change_reschedules() {
         env.published_token(&f.output(), None).await;
         env.ready("bot", "True").await;
         let renew = env.ttl() / 2;
-        let patch =
-            json!({"spec": {"renewBefore": slack_token_operator::duration::GoDuration(renew).to_string()}});
+        let patch = json!({"spec": {"renewBefore": slack_token_operator::duration::GoDuration(renew).to_string()}});
         env.tokens().patch("bot", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
         env.eventually("nextRotationTime = expiry - renewBefore", Duration::from_secs(30), || async {
             let s = env.status("bot").await;
@@ -130,9 +125,7 @@ fn deleted_output_secret_is_restored_without_rotating() {
         env.ready("bot", "True").await;
         env.secrets().delete(&f.output(), &DeleteParams::default()).await.unwrap();
         let restored = env
-            .eventually("output Secret recreated", Duration::from_secs(60), || {
-                env.secret_value(&f.output(), "token")
-            })
+            .eventually("output Secret recreated", Duration::from_secs(60), || env.secret_value(&f.output(), "token"))
             .await;
         assert_eq!(restored, token);
         assert_eq!(env.slack.refreshes(&f.installation_id), 1);
@@ -199,11 +192,7 @@ fn invalid_refresh_token_is_reported_without_a_retry_storm() {
         let app = env.slack.create_app(true);
         env.create_secret(
             "bad-creds",
-            &[
-                ("clientId", &app.client_id),
-                ("clientSecret", &app.client_secret),
-                ("refreshToken", "xoxe-1-spent"),
-            ],
+            &[("clientId", &app.client_id), ("clientSecret", &app.client_secret), ("refreshToken", "xoxe-1-spent")],
         )
         .await;
         env.create_token(&support::token_yaml("bad", "OAuth", "")).await;

@@ -87,8 +87,7 @@ impl TestEnv {
         .expect("slack emulator starts");
         let ns = format!("e2e-{}", rand_suffix());
         let namespaces: Api<Namespace> = Api::all(client.clone());
-        let namespace: Namespace =
-            serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap();
+        let namespace: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap();
         namespaces.create(&PostParams::default(), &namespace).await.expect("namespace created");
         let ctx = Context::new(client.clone(), SlackClient::new(&slack.base_url()).unwrap(), clock.clone());
         let controller = tokio::spawn(controller::run(ctx.clone(), vec![ns.clone()]));
@@ -168,10 +167,8 @@ impl TestEnv {
     pub async fn create_secret(&self, name: &str, data: &[(&str, &str)]) {
         let string_data: serde_json::Map<String, serde_json::Value> =
             data.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(*v))).collect();
-        let secret: Secret = serde_json::from_value(
-            serde_json::json!({"metadata": {"name": name}, "stringData": string_data}),
-        )
-        .unwrap();
+        let secret: Secret =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "stringData": string_data})).unwrap();
         self.secrets().create(&PostParams::default(), &secret).await.expect("secret created");
     }
 
