@@ -130,9 +130,15 @@ fn error_policy(_stk: Arc<SlackToken>, error: &Error, _ctx: Arc<Context>) -> Act
     Action::requeue(Duration::from_secs(15))
 }
 
-#[instrument(skip_all, fields(slacktoken = %stk.name_any(), namespace = stk.namespace().unwrap_or_default()))]
-pub async fn reconcile(stk: Arc<SlackToken>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let Some(ns) = stk.namespace() else {
+#[instrument(skip_all, fields(slacktoken = %cached.name_any(), namespace = cached.namespace().unwrap_or_default()))]
+pub async fn reconcile(cached: Arc<SlackToken>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let Some(ns) = cached.namespace() else {
+        return Ok(Action::await_change());
+    };
+    let tokens: Api<SlackToken> = Api::namespaced(ctx.client.clone(), &ns);
+    // Decide on the object as the API server has it now, not as the cache last saw it: a status
+    // that lags behind would make us handle the same rotate request twice.
+    let Some(stk) = tokens.get_opt(&cached.name_any()).await? else {
         return Ok(Action::await_change());
     };
     if stk.meta().deletion_timestamp.is_some() {
@@ -145,42 +151,34 @@ pub async fn reconcile(stk: Arc<SlackToken>, ctx: Arc<Context>) -> Result<Action
     let outcome = converge(&stk, &ctx, &secrets, now).await;
     ctx.metrics.unsaved_tokens.set(ctx.unsaved.len() as i64);
     let old = stk.status.clone().unwrap_or_default();
-    let (status, action) = match outcome {
+    let action = match outcome {
         Ok(Converged::Waiting(retry_in)) => return Ok(Action::requeue(retry_in)),
         Ok(Converged::Done(done)) => {
             ctx.backoff.clear(&stk);
-            let action = match done.next_rotation {
+            write_status(&tokens, stk.clone(), |stk, old| success_status(stk, old, &done, now)).await?;
+            match done.next_rotation {
                 Some(next) if !stk.spec.suspend => Action::requeue(schedule::until(ctx.clock.now(), next)),
                 _ => Action::await_change(),
-            };
-            (success_status(&stk, &old, &done, now), action)
+            }
         }
         Err(error) => {
             let attempts = old.failed_attempts.saturating_add(1);
             let expiry = old.expiration_time.as_deref().and_then(|t| t.parse::<Timestamp>().ok());
-            let delay = backoff::delay(
-                &error,
-                attempts,
-                expiry.map(|e| schedule::until(now, e)),
-                &stk.uid().unwrap_or_default(),
-            );
+            let time_left = expiry.map(|e| schedule::until(now, e));
+            let delay = backoff::delay(&error, attempts, time_left, &stk.uid().unwrap_or_default());
             ctx.backoff.hold(&stk, delay);
             ctx.metrics.failures.get_or_create(&ReasonLabels { reason: error.reason().to_owned() }).inc();
-            let credentials = &stk.spec.credentials_ref.name;
-            let message = error.user_message(credentials);
+            let message = error.user_message(&stk.spec.credentials_ref.name);
             warn!(reason = error.reason(), %message, attempts, retry_in_secs = delay.as_secs(), "reconcile failed");
-            publish_event(
-                &ctx,
-                &stk,
-                EventType::Warning,
-                "RotationFailed",
-                format!("{}: {message}", error.reason()),
-            )
-            .await;
-            (failure_status(&stk, &old, error.reason(), &message, attempts, now), Action::requeue(delay))
+            let note = format!("{}: {message}", error.reason());
+            publish_event(&ctx, &stk, EventType::Warning, "RotationFailed", note).await;
+            write_status(&tokens, stk.clone(), |stk, old| {
+                failure_status(stk, old, error.reason(), &message, old.failed_attempts.saturating_add(1), now)
+            })
+            .await?;
+            Action::requeue(delay)
         }
     };
-    write_status(&ctx, &stk, &old, status).await?;
     Ok(action)
 }
 
@@ -220,8 +218,10 @@ async fn converge(
             return Ok(Converged::Waiting(wait));
         }
     }
-    ctx.backoff.observe(stk, creds_secret.as_ref().and_then(|s| s.resource_version()));
-    let creds_secret = creds_secret.ok_or_else(|| Error::CredentialsNotFound { name: creds_name.clone() })?;
+    let Some(creds_secret) = creds_secret else {
+        ctx.backoff.observe(stk, None);
+        return Err(Error::CredentialsNotFound { name: creds_name.clone() });
+    };
     if let Some(owner) = creds_secret.labels().get(SLACKTOKEN_LABEL) {
         if owner != &stk.name_any() {
             return Err(Error::CredentialsInUse { name: creds_name.clone(), owner: owner.clone() });
@@ -235,6 +235,8 @@ async fn converge(
         let patch = json!({"metadata": {"labels": {SLACKTOKEN_LABEL: stk.name_any()}}});
         secrets.patch(creds_name, &PatchParams::default(), &Patch::Merge(&patch)).await?
     };
+    // A failure from here on holds retries until the SlackToken or these credentials change.
+    ctx.backoff.observe(stk, creds_secret.resource_version());
     let bad = |source| Error::BadCredentials { name: creds_name.clone(), source };
     let creds = Credentials::from_secret(&creds_secret).map_err(bad)?;
     let mut times = TokenTimes { issued_at: creds.issued_at, expires_at: creds.expires_at };
@@ -335,8 +337,7 @@ fn success_status(stk: &SlackToken, old: &SlackTokenStatus, done: &Done, now: Ti
         last_rotation_time: done.times.issued_at.map(format_time).or_else(|| old.last_rotation_time.clone()),
         next_rotation_time: if stk.spec.suspend { None } else { done.next_rotation.map(format_time) },
         expiration_time: done.times.expires_at.map(format_time),
-        rotation_count: old.rotation_count
-            + u64::from(done.rotated.is_some_and(|t| t != Trigger::SavePending)),
+        rotation_count: old.rotation_count + u64::from(done.rotated.is_some()),
         last_failure_time: None,
         failed_attempts: 0,
         identity: done.identity.clone().or_else(|| old.identity.clone()),
@@ -392,25 +393,37 @@ fn set_condition(conditions: &[Condition], mut new: Condition) -> Vec<Condition>
     out
 }
 
-/// Merge-patches status, nulling fields that disappeared; skips the write if nothing changed.
+/// Merge-patches status with a resourceVersion precondition, nulling fields that disappeared;
+/// skips the write if nothing changed. On a conflict the status is recomputed from the newer object
+/// (`compute` is a function of the old status), so a concurrent write is never overwritten.
 async fn write_status(
-    ctx: &Context,
-    stk: &SlackToken,
-    old: &SlackTokenStatus,
-    new: SlackTokenStatus,
+    tokens: &Api<SlackToken>,
+    mut stk: SlackToken,
+    compute: impl Fn(&SlackToken, &SlackTokenStatus) -> SlackTokenStatus,
 ) -> Result<(), Error> {
-    if &new == old && stk.status.is_some() {
-        return Ok(());
-    }
-    let mut value = serde_json::to_value(&new).map_err(|e| Error::InvalidSpec(e.to_string()))?;
-    if let (Value::Object(new_map), Ok(Value::Object(old_map))) = (&mut value, serde_json::to_value(old)) {
-        for key in old_map.keys() {
-            new_map.entry(key.clone()).or_insert(Value::Null);
+    const ATTEMPTS: usize = 3;
+    for attempt in 1..=ATTEMPTS {
+        let old = stk.status.clone().unwrap_or_default();
+        let new = compute(&stk, &old);
+        if new == old && stk.status.is_some() {
+            return Ok(());
+        }
+        let mut value = serde_json::to_value(&new).map_err(|e| Error::InvalidSpec(e.to_string()))?;
+        if let (Value::Object(new_map), Ok(Value::Object(old_map))) = (&mut value, serde_json::to_value(&old))
+        {
+            for key in old_map.keys() {
+                new_map.entry(key.clone()).or_insert(Value::Null);
+            }
+        }
+        let patch = json!({ "metadata": { "resourceVersion": stk.resource_version() }, "status": value });
+        match tokens.patch_status(&stk.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 && attempt < ATTEMPTS => {
+                stk = tokens.get(&stk.name_any()).await?;
+            }
+            Err(e) => return Err(e.into()),
         }
     }
-    let api: Api<SlackToken> = Api::namespaced(ctx.client.clone(), &stk.namespace().unwrap_or_default());
-    api.patch_status(&stk.name_any(), &PatchParams::default(), &Patch::Merge(json!({ "status": value })))
-        .await?;
     Ok(())
 }
 

@@ -7,8 +7,8 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use slack_emulator::Fault;
 use slack_token_operator::schedule::default_renew_before;
-use support::{e2e, TestEnv};
 use std::time::Duration;
+use support::{e2e, TestEnv};
 
 const OAUTH: &str = "oauth.v2.access";
 
@@ -57,7 +57,11 @@ fn rotates_at_the_due_time_and_not_before() {
         let expires: jiff::Timestamp = status.expiration_time.unwrap().parse().unwrap();
         let next: jiff::Timestamp = status.next_rotation_time.unwrap().parse().unwrap();
         let renew = default_renew_before(Some(env.ttl()));
-        assert_eq!(expires.duration_since(next).as_secs() as u64, renew.as_secs(), "rotates renewBefore ahead");
+        assert_eq!(
+            expires.duration_since(next).as_secs() as u64,
+            renew.as_secs(),
+            "rotates renewBefore ahead"
+        );
 
         let wait = until_next_rotation(&env, "bot").await;
         env.advance(wait - margin(&env)).await;
@@ -68,7 +72,10 @@ fn rotates_at_the_due_time_and_not_before() {
         let second = env.published_token(&f.output(), Some(&first)).await;
         assert_eq!(env.slack.refreshes(&f.installation_id), 2, "exactly one rotation at the due time");
         assert!(env.slack.token_is_valid(&second));
-        assert_eq!(env.status("bot").await.rotation_count, 2);
+        env.eventually("rotationCount 2", env.patience(), || async {
+            (env.status("bot").await.rotation_count == 2).then_some(())
+        })
+        .await;
         assert!(env.slack.broken_chains().is_empty());
     });
 }
@@ -104,7 +111,8 @@ fn renew_before_change_reschedules() {
         env.published_token(&f.output(), None).await;
         env.ready("bot", "True").await;
         let renew = env.ttl() / 2;
-        let patch = json!({"spec": {"renewBefore": slack_token_operator::duration::GoDuration(renew).to_string()}});
+        let patch =
+            json!({"spec": {"renewBefore": slack_token_operator::duration::GoDuration(renew).to_string()}});
         env.tokens().patch("bot", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
         env.eventually("nextRotationTime = expiry - renewBefore", Duration::from_secs(30), || async {
             let s = env.status("bot").await;
@@ -125,7 +133,9 @@ fn deleted_output_secret_is_restored_without_rotating() {
         env.ready("bot", "True").await;
         env.secrets().delete(&f.output(), &DeleteParams::default()).await.unwrap();
         let restored = env
-            .eventually("output Secret recreated", Duration::from_secs(60), || env.secret_value(&f.output(), "token"))
+            .eventually("output Secret recreated", Duration::from_secs(60), || async {
+                env.secret_value(&f.output(), "token").await
+            })
             .await;
         assert_eq!(restored, token);
         assert_eq!(env.slack.refreshes(&f.installation_id), 1);
@@ -192,7 +202,11 @@ fn invalid_refresh_token_is_reported_without_a_retry_storm() {
         let app = env.slack.create_app(true);
         env.create_secret(
             "bad-creds",
-            &[("clientId", &app.client_id), ("clientSecret", &app.client_secret), ("refreshToken", "xoxe-1-spent")],
+            &[
+                ("clientId", &app.client_id),
+                ("clientSecret", &app.client_secret),
+                ("refreshToken", "xoxe-1-spent"),
+            ],
         )
         .await;
         env.create_token(&support::token_yaml("bad", "OAuth", "")).await;
@@ -311,5 +325,63 @@ fn an_idle_hour_writes_nothing() {
         assert_eq!(env.versions(&f).await, before, "no object changed");
         assert_eq!(env.kube.as_ref().map(|k| k.stats().writes()), writes_before, "no API write at all");
         assert_eq!(env.slack.refreshes(&f.installation_id), 1);
+    });
+}
+
+#[test]
+fn api_server_write_failure_after_slack_answered_loses_no_refresh_token() {
+    e2e(|env| async move {
+        let Some(kube) = env.kube.as_ref() else {
+            eprintln!("skipped: needs the emulator's fault injection");
+            return;
+        };
+        let f = env.oauth_token("bot", "").await;
+        let first = env.published_token(&f.output(), None).await;
+        env.ready("bot", "True").await;
+        // The next three Secret updates fail: the first of them is the save of the rotated pair.
+        kube.faults().fail_next(kube_emulator::Verb::Update, "secrets", None, 3, 500);
+        let wait = until_next_rotation(&env, "bot").await;
+        env.advance(wait).await;
+        let (reason, _) = env.ready("bot", "False").await;
+        assert_eq!(reason, "KubernetesApiError");
+        let second = env.published_token(&f.output(), Some(&first)).await;
+        assert_eq!(
+            env.slack.refreshes(&f.installation_id),
+            2,
+            "Slack was not called again for the same rotation"
+        );
+        assert!(env.slack.broken_chains().is_empty(), "no spent refresh token was presented");
+        assert!(env.ctx.unsaved.is_empty());
+        env.ready("bot", "True").await;
+        env.eventually("the completed rotation counts once", env.patience(), || async {
+            (env.status("bot").await.rotation_count == 2).then_some(())
+        })
+        .await;
+
+        // The saved refresh token is the live one: the next rotation works.
+        let wait = until_next_rotation(&env, "bot").await;
+        env.advance(wait + margin(&env)).await;
+        let third = env.published_token(&f.output(), Some(&second)).await;
+        assert!(env.slack.token_is_valid(&third));
+        assert_eq!(env.slack.refreshes(&f.installation_id), 3);
+        assert!(env.slack.broken_chains().is_empty());
+    });
+}
+
+#[test]
+fn stale_credentials_cache_never_spends_a_refresh_token_twice() {
+    // Rotations in quick succession (rotate-now twice) must each read the newest refresh token.
+    e2e(|env| async move {
+        let f = env.oauth_token("bot", "").await;
+        let mut token = env.published_token(&f.output(), None).await;
+        for round in 1..=3 {
+            let patch =
+                json!({"metadata": {"annotations": {"slack.rotator.dev/rotate": format!("r{round}")}}});
+            env.tokens().patch("bot", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+            token = env.published_token(&f.output(), Some(&token)).await;
+        }
+        assert_eq!(env.slack.refreshes(&f.installation_id), 4);
+        assert!(env.slack.broken_chains().is_empty());
+        assert_eq!(env.status("bot").await.last_rotate_request.as_deref(), Some("r3"));
     });
 }

@@ -25,7 +25,8 @@ async fn refresh_returns_a_new_pair_and_spends_the_old_refresh_token() {
     assert!(slack.token_is_valid(issued.access_token.expose_secret()));
     assert_eq!(issued.expires_in, Some(Duration::from_secs(12 * 3600)));
     assert_eq!(issued.identity.team_id.as_deref(), Some("T1"));
-    let again = client.refresh_oauth(&app.client_id, &secret(&app.client_secret), &refresh).await.unwrap_err();
+    let again =
+        client.refresh_oauth(&app.client_id, &secret(&app.client_secret), &refresh).await.unwrap_err();
     assert_eq!(again.code(), Some("invalid_refresh_token"));
     assert!(!again.is_transient());
 }

@@ -31,6 +31,10 @@ where
     F: FnOnce(TestEnv) -> Fut,
     Fut: Future<Output = ()>,
 {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .try_init();
     let real = std::env::var_os("E2E_KUBECONFIG").is_some();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -87,7 +91,8 @@ impl TestEnv {
         .expect("slack emulator starts");
         let ns = format!("e2e-{}", rand_suffix());
         let namespaces: Api<Namespace> = Api::all(client.clone());
-        let namespace: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap();
+        let namespace: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap();
         namespaces.create(&PostParams::default(), &namespace).await.expect("namespace created");
         let ctx = Context::new(client.clone(), SlackClient::new(&slack.base_url()).unwrap(), clock.clone());
         let controller = tokio::spawn(controller::run(ctx.clone(), vec![ns.clone()]));
@@ -105,6 +110,11 @@ impl TestEnv {
         } else {
             EMULATED_TTL
         }
+    }
+
+    /// How long to wait for the controller to react: longer than its longest transient backoff.
+    pub fn patience(&self) -> Duration {
+        Duration::from_secs(60).max(self.ttl() / 60)
     }
 
     pub fn tokens(&self) -> Api<SlackToken> {
@@ -142,7 +152,7 @@ impl TestEnv {
 
     /// Waits for the Ready condition to have `status` and returns its (reason, message).
     pub async fn ready(&self, name: &str, status: &str) -> (String, String) {
-        self.eventually(&format!("{name} Ready={status}"), Duration::from_secs(60), || async {
+        self.eventually(&format!("{name} Ready={status}"), self.patience(), || async {
             let s = self.tokens().get_opt(name).await.ok()??.status?;
             let c = s.conditions.iter().find(|c| c.type_ == "Ready")?;
             (c.status == status).then(|| (c.reason.clone(), c.message.clone()))
@@ -158,7 +168,7 @@ impl TestEnv {
 
     /// Waits until the output Secret holds a token different from `previous`.
     pub async fn published_token(&self, secret: &str, previous: Option<&str>) -> String {
-        self.eventually(&format!("new token in {secret}"), Duration::from_secs(60), || async {
+        self.eventually(&format!("new token in {secret}"), self.patience(), || async {
             self.secret_value(secret, "token").await.filter(|v| Some(v.as_str()) != previous)
         })
         .await
@@ -167,8 +177,10 @@ impl TestEnv {
     pub async fn create_secret(&self, name: &str, data: &[(&str, &str)]) {
         let string_data: serde_json::Map<String, serde_json::Value> =
             data.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(*v))).collect();
-        let secret: Secret =
-            serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "stringData": string_data})).unwrap();
+        let secret: Secret = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": name}, "stringData": string_data}),
+        )
+        .unwrap();
         self.secrets().create(&PostParams::default(), &secret).await.expect("secret created");
     }
 

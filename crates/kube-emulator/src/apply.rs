@@ -45,10 +45,7 @@ pub fn leaves(obj: &Value) -> BTreeSet<Path> {
                     if prefix.is_empty() && (k == "apiVersion" || k == "kind") {
                         continue;
                     }
-                    if prefix.len() == 1
-                        && prefix[0] == "metadata"
-                        && SYSTEM_META.contains(&k.as_str())
-                    {
+                    if prefix.len() == 1 && prefix[0] == "metadata" && SYSTEM_META.contains(&k.as_str()) {
                         continue;
                     }
                     prefix.push(k.clone());
@@ -104,9 +101,7 @@ pub fn deep_merge(base: &mut Value, patch: &Value) {
         (Value::Object(b), Value::Object(p)) => {
             for (k, v) in p {
                 match b.get_mut(k) {
-                    Some(existing) if existing.is_object() && v.is_object() => {
-                        deep_merge(existing, v)
-                    }
+                    Some(existing) if existing.is_object() && v.is_object() => deep_merge(existing, v),
                     _ => {
                         b.insert(k.clone(), v.clone());
                     }
@@ -122,9 +117,7 @@ fn fields_v1(fields: &BTreeSet<Path>) -> Value {
     for path in fields {
         let mut cur = &mut root;
         for seg in path {
-            let entry = cur
-                .entry(format!("f:{seg}"))
-                .or_insert_with(|| Value::Object(Map::new()));
+            let entry = cur.entry(format!("f:{seg}")).or_insert_with(|| Value::Object(Map::new()));
             cur = entry.as_object_mut().expect("fieldsV1 nodes are objects");
         }
     }
@@ -133,10 +126,8 @@ fn fields_v1(fields: &BTreeSet<Path>) -> Value {
 
 fn parse_fields_v1(v: &Value) -> BTreeSet<Path> {
     fn walk(v: &Value, prefix: &mut Path, out: &mut BTreeSet<Path>) {
-        let children: Vec<(&String, &Value)> = v
-            .as_object()
-            .map(|m| m.iter().filter(|(k, _)| k.as_str() != ".").collect())
-            .unwrap_or_default();
+        let children: Vec<(&String, &Value)> =
+            v.as_object().map(|m| m.iter().filter(|(k, _)| k.as_str() != ".").collect()).unwrap_or_default();
         // Keys other than `f:` (list items `k:`/`v:`/`i:`) make the parent an atomic leaf here.
         if children.is_empty() || children.iter().any(|(k, _)| !k.starts_with("f:")) {
             if !prefix.is_empty() {
@@ -209,9 +200,9 @@ pub struct Writer {
 }
 
 fn upsert<'a>(entries: &'a mut Vec<Entry>, w: &Writer, operation: &str) -> &'a mut Entry {
-    let pos = entries.iter().position(|e| {
-        e.manager == w.manager && e.operation == operation && e.subresource == w.subresource
-    });
+    let pos = entries
+        .iter()
+        .position(|e| e.manager == w.manager && e.operation == operation && e.subresource == w.subresource);
     let idx = match pos {
         Some(i) => i,
         None => {
@@ -240,20 +231,16 @@ pub fn track_update(old: Option<&Value>, new: &mut Value, w: &Writer) {
     let old = old.unwrap_or(&empty);
     let old_leaves = leaves(old);
     let new_leaves = leaves(new);
-    let changed: BTreeSet<Path> = new_leaves
-        .iter()
-        .filter(|p| value_at(old, p) != value_at(new, p))
-        .cloned()
-        .collect();
+    let changed: BTreeSet<Path> =
+        new_leaves.iter().filter(|p| value_at(old, p) != value_at(new, p)).cloned().collect();
     let removed: Vec<&Path> = old_leaves.difference(&new_leaves).collect();
     if changed.is_empty() && removed.is_empty() {
         write_entries(new, &entries);
         return;
     }
     for e in entries.iter_mut() {
-        e.fields.retain(|p| {
-            !changed.iter().any(|c| overlaps(c, p)) && !removed.iter().any(|r| overlaps(r, p))
-        });
+        e.fields
+            .retain(|p| !changed.iter().any(|c| overlaps(c, p)) && !removed.iter().any(|r| overlaps(r, p)));
     }
     if !changed.is_empty() {
         upsert(&mut entries, w, "Update").fields.extend(changed);
@@ -298,20 +285,13 @@ pub fn apply(live: Option<&Value>, applied: &Value, w: &Writer, force: bool) -> 
             .collect();
         let message = if conflicts.len() == 1 {
             let (m, v, p) = &conflicts[0];
-            format!(
-                "Apply failed with 1 conflict: conflict with \"{m}\" using {v}: {}",
-                render(p)
-            )
+            format!("Apply failed with 1 conflict: conflict with \"{m}\" using {v}: {}", render(p))
         } else {
             let list: Vec<String> = conflicts
                 .iter()
                 .map(|(m, v, p)| format!("conflict with \"{m}\" using {v}: {}", render(p)))
                 .collect();
-            format!(
-                "Apply failed with {} conflicts: {}",
-                conflicts.len(),
-                list.join("\n")
-            )
+            format!("Apply failed with {} conflicts: {}", conflicts.len(), list.join("\n"))
         };
         return Err(ApiError {
             details: Some(json!({ "causes": causes })),
@@ -335,9 +315,7 @@ pub fn apply(live: Option<&Value>, applied: &Value, w: &Writer, force: bool) -> 
     // else also owns them.
     let previous: BTreeSet<Path> = entries
         .iter()
-        .find(|e| {
-            e.manager == w.manager && e.operation == "Apply" && e.subresource == w.subresource
-        })
+        .find(|e| e.manager == w.manager && e.operation == "Apply" && e.subresource == w.subresource)
         .map(|e| e.fields.clone())
         .unwrap_or_default();
     for p in previous.iter() {
@@ -374,12 +352,7 @@ mod tests {
     use super::*;
 
     fn writer(m: &str) -> Writer {
-        Writer {
-            manager: m.into(),
-            api_version: "v1".into(),
-            subresource: String::new(),
-            time: "t".into(),
-        }
+        Writer { manager: m.into(), api_version: "v1".into(), subresource: String::new(), time: "t".into() }
     }
 
     #[test]

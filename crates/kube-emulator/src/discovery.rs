@@ -54,18 +54,11 @@ fn resource_entries(r: &ResourceType) -> Vec<Value> {
 }
 
 pub fn resource_list(reg: &Registry, group: &str, version: &str) -> Option<Value> {
-    let resources: Vec<Value> = reg
-        .in_group_version(group, version)
-        .flat_map(resource_entries)
-        .collect();
+    let resources: Vec<Value> = reg.in_group_version(group, version).flat_map(resource_entries).collect();
     if resources.is_empty() {
         return None;
     }
-    let gv = if group.is_empty() {
-        version.to_string()
-    } else {
-        format!("{group}/{version}")
-    };
+    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
     Some(json!({
         "kind": "APIResourceList",
         "apiVersion": "v1",
@@ -111,12 +104,7 @@ pub fn group_list(reg: &Registry) -> Value {
 }
 
 pub fn root_paths(reg: &Registry) -> Value {
-    let mut paths = vec![
-        "/api".to_string(),
-        "/api/v1".into(),
-        "/apis".into(),
-        "/version".into(),
-    ];
+    let mut paths = vec!["/api".to_string(), "/api/v1".into(), "/apis".into(), "/version".into()];
     for (g, v) in reg.group_versions() {
         if !g.is_empty() {
             paths.push(format!("/apis/{g}"));

@@ -31,12 +31,11 @@ impl PatchType {
 pub fn parse_body(body: &[u8], yaml_ok: bool) -> ApiResult<Value> {
     match serde_json::from_slice::<Value>(body) {
         Ok(v) => Ok(v),
-        Err(json_err) if yaml_ok => serde_yaml::from_slice::<Value>(body).map_err(|e| {
-            ApiError::bad_request(format!("error decoding YAML: {e} (as JSON: {json_err})"))
-        }),
-        Err(e) => Err(ApiError::bad_request(format!(
-            "the object provided is unrecognized or malformed: {e}"
-        ))),
+        Err(json_err) if yaml_ok => serde_yaml::from_slice::<Value>(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e} (as JSON: {json_err})"))),
+        Err(e) => {
+            Err(ApiError::bad_request(format!("the object provided is unrecognized or malformed: {e}")))
+        }
     }
 }
 
@@ -79,11 +78,7 @@ pub fn apply_patch(ptype: PatchType, current: &Value, body: &[u8]) -> ApiResult<
                 )
             })?;
         }
-        PatchType::Apply => {
-            return Err(ApiError::internal(
-                "apply patches are handled by the apply module",
-            ))
-        }
+        PatchType::Apply => return Err(ApiError::internal("apply patches are handled by the apply module")),
     }
     Ok(out)
 }

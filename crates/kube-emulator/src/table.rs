@@ -94,20 +94,10 @@ pub fn render(
     now: jiff::Timestamp,
     include: &str,
 ) -> Value {
-    let mut columns = vec![col(
-        "Name",
-        "string",
-        "name",
-        "Name must be unique within a namespace.",
-        0,
-    )];
+    let mut columns = vec![col("Name", "string", "name", "Name must be unique within a namespace.", 0)];
     type Cell = Box<dyn Fn(&Value) -> Value>;
     let mut cells: Vec<Cell> = vec![Box::new(|o: &Value| o["metadata"]["name"].clone())];
-    let custom_cols = rt
-        .crd
-        .as_ref()
-        .map(|c| c.printer_columns.clone())
-        .unwrap_or_default();
+    let custom_cols = rt.crd.as_ref().map(|c| c.printer_columns.clone()).unwrap_or_default();
     if !custom_cols.is_empty() {
         for c in custom_cols {
             let ty = c["type"].as_str().unwrap_or("string").to_string();
@@ -137,23 +127,21 @@ pub fn render(
                 columns.push(col("Type", "string", "", "The type of the secret", 0));
                 columns.push(col("Data", "string", "", "The number of data items", 0));
                 cells.push(Box::new(|o: &Value| o["type"].clone()));
-                cells.push(Box::new(|o: &Value| {
-                    json!(o["data"].as_object().map(|d| d.len()).unwrap_or(0))
-                }));
+                cells.push(Box::new(|o: &Value| json!(o["data"].as_object().map(|d| d.len()).unwrap_or(0))));
             }
             ("", "namespaces") => {
-                columns.push(col(
-                    "Status",
-                    "string",
-                    "",
-                    "The status of the namespace",
-                    0,
-                ));
+                columns.push(col("Status", "string", "", "The status of the namespace", 0));
                 cells.push(Box::new(|o: &Value| o["status"]["phase"].clone()));
             }
             _ => {}
         }
-        columns.push(col("Age", "string", "", "CreationTimestamp is a timestamp representing the server time when this object was created.", 0));
+        columns.push(col(
+            "Age",
+            "string",
+            "",
+            "CreationTimestamp is a timestamp representing the server time when this object was created.",
+            0,
+        ));
         cells.push(Box::new(move |o: &Value| json!(age_of(o, now))));
     }
     let rows: Vec<Value> = items
@@ -190,10 +178,7 @@ mod tests {
     #[test]
     fn json_path_forms() {
         let o = json!({"status":{"conditions":[{"type":"A","status":"False"},{"type":"Ready","status":"True"}]},"spec":{"l":[5]}});
-        assert_eq!(
-            json_path(&o, ".status.conditions[?(@.type==\"Ready\")].status"),
-            Some(&json!("True"))
-        );
+        assert_eq!(json_path(&o, ".status.conditions[?(@.type==\"Ready\")].status"), Some(&json!("True")));
         assert_eq!(json_path(&o, ".spec.l[0]"), Some(&json!(5)));
         assert_eq!(json_path(&o, ".spec.missing"), None);
     }

@@ -61,11 +61,7 @@ pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
 fn finalizers(obj: &Value) -> Vec<String> {
     obj["metadata"]["finalizers"]
         .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|f| f.as_str().map(String::from))
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|f| f.as_str().map(String::from)).collect())
         .unwrap_or_default()
 }
 
@@ -79,17 +75,11 @@ fn name_problem(name: &str, label_only: bool) -> Option<String> {
     if name.len() > max {
         return Some(format!("must be no more than {max} characters"));
     }
-    let ok_chars = name.chars().all(|c| {
-        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (!label_only && c == '.')
-    });
-    let ends_ok = name
+    let ok_chars = name
         .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .last()
-            .is_some_and(|c| c.is_ascii_alphanumeric());
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (!label_only && c == '.'));
+    let ends_ok = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().last().is_some_and(|c| c.is_ascii_alphanumeric());
     if ok_chars && ends_ok {
         None
     } else if label_only {
@@ -104,9 +94,7 @@ fn random_suffix() -> String {
     // Same alphabet as apimachinery's utilrand.String (no vowels, no confusable digits).
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
-    (0..5)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect()
+    (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
 }
 
 fn new_uid() -> String {
@@ -137,26 +125,15 @@ fn spec_part(obj: &Value, status_subresource: bool) -> Value {
 
 impl State {
     pub fn new(now: NowFn) -> Self {
-        let mut s = Self {
-            store: Store::default(),
-            registry: Registry::default(),
-            now,
-        };
-        let ns = s
-            .registry
-            .find("", "v1", "namespaces")
-            .cloned()
-            .expect("builtin");
+        let mut s = Self { store: Store::default(), registry: Registry::default(), now };
+        let ns = s.registry.find("", "v1", "namespaces").cloned().expect("builtin");
         for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let body = json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":name}});
             s.create(
                 &ns,
                 None,
                 body,
-                &WriteOpts {
-                    field_manager: "kube-apiserver".into(),
-                    ..Default::default()
-                },
+                &WriteOpts { field_manager: "kube-apiserver".into(), ..Default::default() },
             )
             .expect("bootstrap namespaces");
         }
@@ -168,11 +145,7 @@ impl State {
     }
 
     fn key(rt: &ResourceType, ns: Option<&str>, name: &str) -> Key {
-        let ns = if rt.namespaced {
-            ns.unwrap_or_default()
-        } else {
-            ""
-        };
+        let ns = if rt.namespaced { ns.unwrap_or_default() } else { "" };
         (ns.to_string(), name.to_string())
     }
 
@@ -215,9 +188,7 @@ impl State {
         obj: &mut Value,
     ) -> ApiResult<()> {
         if !obj.is_object() {
-            return Err(ApiError::bad_request(
-                "the request body must be a JSON object",
-            ));
+            return Err(ApiError::bad_request("the request body must be a JSON object"));
         }
         match obj.get("kind").and_then(Value::as_str) {
             Some(k) if k != rt.kind => {
@@ -229,10 +200,12 @@ impl State {
             _ => {}
         }
         match obj.get("apiVersion").and_then(Value::as_str) {
-            Some(v) if v != rt.api_version() => return Err(ApiError::bad_request(format!(
-                "the API version in the data ({v}) does not match the expected API version ({})",
-                rt.api_version()
-            ))),
+            Some(v) if v != rt.api_version() => {
+                return Err(ApiError::bad_request(format!(
+                    "the API version in the data ({v}) does not match the expected API version ({})",
+                    rt.api_version()
+                )))
+            }
             _ => {}
         }
         if !obj["metadata"].is_object() {
@@ -245,11 +218,9 @@ impl State {
         if rt.namespaced {
             let url_ns = ns.unwrap_or_default();
             match meta_str(obj, "namespace") {
-                Some(b) if !b.is_empty() && b != url_ns => {
-                    return Err(ApiError::bad_request(
-                        "the namespace of the provided object does not match the namespace sent on the request",
-                    ))
-                }
+                Some(b) if !b.is_empty() && b != url_ns => return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                )),
                 _ => obj["metadata"]["namespace"] = json!(url_ns),
             }
         } else if let Some(m) = obj["metadata"].as_object_mut() {
@@ -329,16 +300,12 @@ impl State {
                         &rt.group,
                         &rt.kind,
                         "",
-                        vec![required_value(
-                            "metadata.name",
-                            "name or generateName is required",
-                        )],
+                        vec![required_value("metadata.name", "name or generateName is required")],
                     ))
                 }
             }
         }
-        if let Some(problem) = name_problem(&name, rt.plural == "namespaces" && rt.group.is_empty())
-        {
+        if let Some(problem) = name_problem(&name, rt.plural == "namespaces" && rt.group.is_empty()) {
             return Err(ApiError::invalid(
                 &rt.group,
                 &rt.kind,
@@ -382,9 +349,7 @@ impl State {
             return Ok(obj);
         }
         let stored = to_stored(rt, obj);
-        let out = self
-            .store
-            .commit(&rt.storage, key, EventType::Added, stored, None);
+        let out = self.store.commit(&rt.storage, key, EventType::Added, stored, None);
         if rt.storage == CRD_STORAGE {
             self.sync_crds();
         }
@@ -445,24 +410,15 @@ impl State {
                     if let Some(m) = created["metadata"].as_object_mut() {
                         m.remove("managedFields");
                     }
-                    let mut out = self.create(
-                        rt,
-                        ns,
-                        created,
-                        &WriteOpts {
-                            dry_run: true,
-                            ..opts.clone()
-                        },
-                    )?;
+                    let mut out =
+                        self.create(rt, ns, created, &WriteOpts { dry_run: true, ..opts.clone() })?;
                     apply::write_entries(&mut out, &entries);
                     if opts.dry_run {
                         return Ok(out);
                     }
                     let stored = to_stored(rt, out);
                     let key = Self::key(rt, ns, name);
-                    let out = self
-                        .store
-                        .commit(&rt.storage, key, EventType::Added, stored, None);
+                    let out = self.store.commit(&rt.storage, key, EventType::Added, stored, None);
                     if rt.storage == CRD_STORAGE {
                         self.sync_crds();
                     }
@@ -486,14 +442,7 @@ impl State {
             }
         }
         Self::check_identity(rt, ns, Some(name), &mut patched)?;
-        self.write_existing(
-            rt,
-            old,
-            patched,
-            subresource,
-            Managed::Update(w),
-            opts.dry_run,
-        )
+        self.write_existing(rt, old, patched, subresource, Managed::Update(w), opts.dry_run)
     }
 
     /// The update pipeline shared by PUT, PATCH and apply. `old` and `new` are served form.
@@ -541,8 +490,7 @@ impl State {
                     }
                 }
             }
-            if matches!(managed, Managed::Update(_)) && m["metadata"].get("managedFields").is_none()
-            {
+            if matches!(managed, Managed::Update(_)) && m["metadata"].get("managedFields").is_none() {
                 if let Some(mf) = old["metadata"].get("managedFields") {
                     m["metadata"]["managedFields"] = mf.clone();
                 }
@@ -594,29 +542,14 @@ impl State {
         if dry_run {
             return Ok(merged);
         }
-        let key = (
-            meta_str(&old, "namespace").unwrap_or_default().to_string(),
-            name.clone(),
-        );
+        let key = (meta_str(&old, "namespace").unwrap_or_default().to_string(), name.clone());
         let stored = to_stored(rt, merged);
         let old_stored = to_stored(rt, old);
         if is_deleting(&stored) && finalizers(&stored).is_empty() {
-            let out = self.remove(
-                &rt.storage,
-                key,
-                stored,
-                old_stored,
-                Propagation::Background,
-            );
+            let out = self.remove(&rt.storage, key, stored, old_stored, Propagation::Background);
             return Ok(to_served(rt, out));
         }
-        let out = self.store.commit(
-            &rt.storage,
-            key,
-            EventType::Modified,
-            stored,
-            Some(old_stored),
-        );
+        let out = self.store.commit(&rt.storage, key, EventType::Modified, stored, Some(old_stored));
         if rt.storage == CRD_STORAGE {
             self.sync_crds();
         }
@@ -684,32 +617,18 @@ impl State {
                 next["metadata"]["deletionTimestamp"] = json!(self.now_string());
                 next["metadata"]["deletionGracePeriodSeconds"] = json!(0);
                 next["status"]["phase"] = json!("Terminating");
-                self.store.commit(
-                    storage,
-                    key.clone(),
-                    EventType::Modified,
-                    next,
-                    Some(obj.clone()),
-                );
+                self.store.commit(storage, key.clone(), EventType::Modified, next, Some(obj.clone()));
                 let ns = key.1.clone();
                 for s in self.store.storages() {
-                    let keys: Vec<Key> = self
-                        .store
-                        .objects(&s)
-                        .filter(|(k, _)| k.0 == ns)
-                        .map(|(k, _)| k.clone())
-                        .collect();
+                    let keys: Vec<Key> =
+                        self.store.objects(&s).filter(|(k, _)| k.0 == ns).map(|(k, _)| k.clone()).collect();
                     for k in keys {
                         self.delete_internal(&s, &k, Propagation::Background);
                     }
                 }
             }
             self.settle();
-            return if self.store.get(storage, key).is_none() {
-                Some(obj)
-            } else {
-                None
-            };
+            return if self.store.get(storage, key).is_none() { Some(obj) } else { None };
         }
         let mut fins = finalizers(&obj);
         if storage == CRD_STORAGE && !fins.iter().any(|f| f == CRD_CLEANUP_FINALIZER) {
@@ -726,8 +645,7 @@ impl State {
                 let g = obj["metadata"]["generation"].as_i64().unwrap_or(0);
                 next["metadata"]["generation"] = json!(g + 1);
             }
-            self.store
-                .commit(storage, key.clone(), EventType::Modified, next, Some(obj));
+            self.store.commit(storage, key.clone(), EventType::Modified, next, Some(obj));
             if storage == CRD_STORAGE {
                 self.delete_crd_instances(key);
             }
@@ -739,18 +657,9 @@ impl State {
     }
 
     /// Removes an object for good and runs garbage collection for its dependents.
-    fn remove(
-        &mut self,
-        storage: &str,
-        key: Key,
-        last: Value,
-        old: Value,
-        policy: Propagation,
-    ) -> Value {
+    fn remove(&mut self, storage: &str, key: Key, last: Value, old: Value, policy: Propagation) -> Value {
         let uid = meta_str(&last, "uid").unwrap_or_default().to_string();
-        let out = self
-            .store
-            .commit(storage, key, EventType::Deleted, last, Some(old));
+        let out = self.store.commit(storage, key, EventType::Deleted, last, Some(old));
         crate::gc::collect(self, &uid, policy);
         if storage == CRD_STORAGE {
             self.sync_crds();
@@ -767,11 +676,7 @@ impl State {
             crd["spec"]["group"].as_str().unwrap_or_default(),
             crd["spec"]["names"]["plural"].as_str().unwrap_or_default(),
         );
-        let keys: Vec<Key> = self
-            .store
-            .objects(&storage)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let keys: Vec<Key> = self.store.objects(&storage).map(|(k, _)| k.clone()).collect();
         for k in keys {
             self.delete_internal(&storage, &k, Propagation::Background);
         }
@@ -790,11 +695,8 @@ impl State {
                 .collect();
             for ns_obj in terminating {
                 let ns = meta_str(&ns_obj, "name").unwrap_or_default().to_string();
-                let empty = self
-                    .store
-                    .storages()
-                    .iter()
-                    .all(|s| self.store.objects(s).all(|(k, _)| k.0 != ns));
+                let empty =
+                    self.store.storages().iter().all(|s| self.store.objects(s).all(|(k, _)| k.0 != ns));
                 if empty {
                     let key = (String::new(), ns);
                     let mut last = ns_obj.clone();
@@ -816,20 +718,14 @@ impl State {
                 );
                 if self.store.objects(&storage).next().is_none() {
                     let mut last = crd.clone();
-                    let fins: Vec<String> = finalizers(&crd)
-                        .into_iter()
-                        .filter(|f| f != CRD_CLEANUP_FINALIZER)
-                        .collect();
+                    let fins: Vec<String> =
+                        finalizers(&crd).into_iter().filter(|f| f != CRD_CLEANUP_FINALIZER).collect();
                     last["metadata"]["finalizers"] = json!(fins);
-                    let key = (
-                        String::new(),
-                        meta_str(&crd, "name").unwrap_or_default().to_string(),
-                    );
+                    let key = (String::new(), meta_str(&crd, "name").unwrap_or_default().to_string());
                     if fins.is_empty() {
                         self.remove(CRD_STORAGE, key, last, crd, Propagation::Background);
                     } else {
-                        self.store
-                            .commit(CRD_STORAGE, key, EventType::Modified, last, Some(crd));
+                        self.store.commit(CRD_STORAGE, key, EventType::Modified, last, Some(crd));
                     }
                     progressed = true;
                 }
@@ -841,11 +737,7 @@ impl State {
     }
 
     pub fn sync_crds(&mut self) {
-        let crds: Vec<Value> = self
-            .store
-            .objects(CRD_STORAGE)
-            .map(|(_, v)| v.clone())
-            .collect();
+        let crds: Vec<Value> = self.store.objects(CRD_STORAGE).map(|(_, v)| v.clone()).collect();
         self.registry.sync_crds(crds.iter());
     }
 
@@ -877,10 +769,9 @@ impl State {
         }
         let rv: Option<u64> = match o.resource_version.as_deref() {
             None | Some("") => None,
-            Some(s) => Some(
-                s.parse()
-                    .map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))?,
-            ),
+            Some(s) => {
+                Some(s.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))?)
+            }
         };
         match (o.resource_version_match.as_deref(), rv) {
             (Some(m), None) if !m.is_empty() => Err(ApiError::bad_request(
@@ -898,15 +789,12 @@ impl State {
                 let snap = self.store.snapshot_at(&rt.storage, rv);
                 Ok((snap.into_iter().collect(), rv, None))
             }
-            (Some(m), Some(_)) if m != "NotOlderThan" && m != "Exact" => Err(
-                ApiError::bad_request(format!("resourceVersionMatch: Unsupported value: \"{m}\"")),
-            ),
+            (Some(m), Some(_)) if m != "NotOlderThan" && m != "Exact" => {
+                Err(ApiError::bad_request(format!("resourceVersionMatch: Unsupported value: \"{m}\"")))
+            }
             (_, Some(rv)) if rv > current => Err(too_large(rv)),
             _ => Ok((
-                self.store
-                    .objects(&rt.storage)
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
+                self.store.objects(&rt.storage).map(|(k, v)| (k.clone(), v.clone())).collect(),
                 current,
                 None,
             )),
@@ -951,15 +839,7 @@ impl State {
         o: &ListOpts,
         d: &DeleteOpts,
     ) -> ApiResult<Value> {
-        let list = self.list(
-            rt,
-            ns,
-            &ListOpts {
-                limit: None,
-                continue_token: None,
-                ..o.clone()
-            },
-        )?;
+        let list = self.list(rt, ns, &ListOpts { limit: None, continue_token: None, ..o.clone() })?;
         let mut items = Vec::new();
         for item in list["items"].as_array().cloned().unwrap_or_default() {
             let name = meta_str(&item, "name").unwrap_or_default().to_string();
@@ -978,8 +858,7 @@ impl State {
 
     /// Used by GC: rewrite an object in place (already in stored form).
     pub fn gc_update(&mut self, storage: &str, key: Key, next: Value, old: Value) {
-        self.store
-            .commit(storage, key, EventType::Modified, next, Some(old));
+        self.store.commit(storage, key, EventType::Modified, next, Some(old));
     }
 
     pub fn gc_delete(&mut self, storage: &str, key: &Key) {
@@ -1019,9 +898,8 @@ fn prepare_secret(old: Option<&Value>, obj: &mut Value, causes: &mut Vec<Cause>)
                     "Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data in data.{k}"
                 )));
             }
-            let valid_key = !k.is_empty()
-                && k.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            let valid_key =
+                !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
             if !valid_key {
                 causes.push(invalid_value(
                     &format!("data[{k}]"),
@@ -1038,13 +916,9 @@ fn prepare_secret(old: Option<&Value>, obj: &mut Value, causes: &mut Vec<Cause>)
         if old["type"] != obj["type"] {
             causes.push(invalid_value("type", &obj["type"], "field is immutable"));
         }
-        if old["immutable"] == json!(true)
-            && (old["data"] != obj["data"] || obj["immutable"] != json!(true))
+        if old["immutable"] == json!(true) && (old["data"] != obj["data"] || obj["immutable"] != json!(true))
         {
-            causes.push(forbidden_field(
-                "data",
-                "field is immutable when `immutable` is set",
-            ));
+            causes.push(forbidden_field("data", "field is immutable when `immutable` is set"));
         }
     }
     if obj["data"].as_object().is_some_and(|d| d.is_empty()) {
@@ -1080,10 +954,8 @@ fn prepare_crd(obj: &mut Value, causes: &mut Vec<Cause>) {
     }
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
     if versions.is_empty() {
-        causes.push(required_value(
-            "spec.versions",
-            "must have exactly one version marked as storage version",
-        ));
+        causes
+            .push(required_value("spec.versions", "must have exactly one version marked as storage version"));
     }
     if !matches!(spec["scope"].as_str(), Some("Namespaced") | Some("Cluster")) {
         causes.push(invalid_value(
@@ -1117,10 +989,7 @@ fn prepare_crd(obj: &mut Value, causes: &mut Vec<Cause>) {
         }
     }
     let now_names = obj["spec"]["names"].clone();
-    let mut stored: Vec<Value> = obj["status"]["storedVersions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let mut stored: Vec<Value> = obj["status"]["storedVersions"].as_array().cloned().unwrap_or_default();
     if let Some(s) = storage {
         if !stored.contains(&json!(s)) {
             stored.push(json!(s));
@@ -1143,11 +1012,11 @@ fn encode_continue(rv: u64, key: &Key) -> String {
 
 fn decode_continue(token: &str) -> ApiResult<(u64, Key)> {
     let bad = || {
-        ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
     };
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| bad())?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     let rv = v["rv"].as_u64().ok_or_else(bad)?;
     let ns = v["ns"].as_str().ok_or_else(bad)?.to_string();

@@ -3,9 +3,7 @@
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{
-    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
-};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::core::{DynamicObject, Status};
 use kube::discovery::ApiResource;
 use kube_emulator::{KubeEmulator, Verb};
@@ -29,8 +27,9 @@ fn api_err(e: kube::Error) -> Status {
 
 /// Creates a namespaced CRD `widgets.example.com` (v1) with a status subresource.
 async fn widget_crd(client: &kube::Client) -> Api<DynamicObject> {
-    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-        Api::all(client.clone());
+    let crds: Api<
+        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    > = Api::all(client.clone());
     let crd = serde_json::from_value(json!({
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -88,28 +87,15 @@ fn widget(name: &str, spec: serde_json::Value) -> DynamicObject {
 }
 
 fn rv(o: &impl kube::Resource) -> u64 {
-    o.meta()
-        .resource_version
-        .as_deref()
-        .unwrap()
-        .parse()
-        .unwrap()
+    o.meta().resource_version.as_deref().unwrap().parse().unwrap()
 }
 
 #[tokio::test]
 async fn create_existing_name_returns_409_already_exists() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    secrets
-        .create(&PostParams::default(), &secret("s"))
-        .await
-        .unwrap();
-    let err = api_err(
-        secrets
-            .create(&PostParams::default(), &secret("s"))
-            .await
-            .unwrap_err(),
-    );
+    secrets.create(&PostParams::default(), &secret("s")).await.unwrap();
+    let err = api_err(secrets.create(&PostParams::default(), &secret("s")).await.unwrap_err());
     assert_eq!((err.code, err.reason.as_str()), (409, "AlreadyExists"));
     assert_eq!(err.message, "secrets \"s\" already exists");
 }
@@ -119,10 +105,7 @@ async fn secret_string_data_is_merged_into_data() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
     let mut s = secret("s");
-    s.data = Some(BTreeMap::from([(
-        "other".to_string(),
-        k8s_openapi::ByteString(b"x".to_vec()),
-    )]));
+    s.data = Some(BTreeMap::from([("other".to_string(), k8s_openapi::ByteString(b"x".to_vec()))]));
     let created = secrets.create(&PostParams::default(), &s).await.unwrap();
     assert!(created.string_data.is_none());
     let data = created.data.unwrap();
@@ -135,20 +118,10 @@ async fn secret_string_data_is_merged_into_data() {
 async fn invalid_name_returns_422_and_missing_namespace_404() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    let err = api_err(
-        secrets
-            .create(&PostParams::default(), &secret("Bad_Name"))
-            .await
-            .unwrap_err(),
-    );
+    let err = api_err(secrets.create(&PostParams::default(), &secret("Bad_Name")).await.unwrap_err());
     assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"));
     let missing: Api<Secret> = Api::namespaced(emu.client(), "nope");
-    let err = api_err(
-        missing
-            .create(&PostParams::default(), &secret("s"))
-            .await
-            .unwrap_err(),
-    );
+    let err = api_err(missing.create(&PostParams::default(), &secret("s")).await.unwrap_err());
     assert_eq!((err.code, err.reason.as_str()), (404, "NotFound"));
     assert_eq!(err.message, "namespaces \"nope\" not found");
 }
@@ -169,61 +142,31 @@ async fn generate_name_appends_random_suffix() {
 async fn stale_resource_version_put_returns_409_conflict() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    let v1 = secrets
-        .create(&PostParams::default(), &secret("s"))
-        .await
-        .unwrap();
+    let v1 = secrets.create(&PostParams::default(), &secret("s")).await.unwrap();
     let mut a = v1.clone();
     a.metadata.labels = Some(BTreeMap::from([("a".into(), "1".into())]));
-    secrets
-        .replace("s", &PostParams::default(), &a)
-        .await
-        .unwrap();
+    secrets.replace("s", &PostParams::default(), &a).await.unwrap();
     let mut b = v1.clone();
     b.metadata.labels = Some(BTreeMap::from([("b".into(), "1".into())]));
-    let err = api_err(
-        secrets
-            .replace("s", &PostParams::default(), &b)
-            .await
-            .unwrap_err(),
-    );
+    let err = api_err(secrets.replace("s", &PostParams::default(), &b).await.unwrap_err());
     assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
     // Without a resourceVersion the update is unconditional, as in the real server.
     b.metadata.resource_version = None;
-    secrets
-        .replace("s", &PostParams::default(), &b)
-        .await
-        .unwrap();
+    secrets.replace("s", &PostParams::default(), &b).await.unwrap();
 }
 
 #[tokio::test]
 async fn noop_update_does_not_bump_resource_version() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    let created = secrets
-        .create(&PostParams::default(), &secret("s"))
-        .await
-        .unwrap();
-    let same = secrets
-        .replace("s", &PostParams::default(), &created)
-        .await
-        .unwrap();
+    let created = secrets.create(&PostParams::default(), &secret("s")).await.unwrap();
+    let same = secrets.replace("s", &PostParams::default(), &created).await.unwrap();
     assert_eq!(rv(&same), rv(&created));
-    let patched = secrets
-        .patch(
-            "s",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"type": "Opaque"})),
-        )
-        .await
-        .unwrap();
+    let patched =
+        secrets.patch("s", &PatchParams::default(), &Patch::Merge(json!({"type": "Opaque"}))).await.unwrap();
     assert_eq!(rv(&patched), rv(&created));
     let changed = secrets
-        .patch(
-            "s",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
-        )
+        .patch("s", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})))
         .await
         .unwrap();
     assert!(rv(&changed) > rv(&created));
@@ -233,58 +176,28 @@ async fn noop_update_does_not_bump_resource_version() {
 async fn resource_version_is_global_and_monotonic() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    let a = secrets
-        .create(&PostParams::default(), &secret("a"))
-        .await
-        .unwrap();
+    let a = secrets.create(&PostParams::default(), &secret("a")).await.unwrap();
     let ns: Api<Namespace> = Api::all(emu.client());
     let n = ns
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata":{"name":"x"}})).unwrap(),
-        )
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata":{"name":"x"}})).unwrap())
         .await
         .unwrap();
-    let b = secrets
-        .create(&PostParams::default(), &secret("b"))
-        .await
-        .unwrap();
+    let b = secrets.create(&PostParams::default(), &secret("b")).await.unwrap();
     assert!(rv(&a) < rv(&n) && rv(&n) < rv(&b));
     let list = secrets.list(&ListParams::default()).await.unwrap();
-    assert_eq!(
-        list.metadata
-            .resource_version
-            .unwrap()
-            .parse::<u64>()
-            .unwrap(),
-        rv(&b)
-    );
+    assert_eq!(list.metadata.resource_version.unwrap().parse::<u64>().unwrap(), rv(&b));
 }
 
 #[tokio::test]
 async fn merge_json_and_strategic_patches_apply() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    secrets
-        .create(&PostParams::default(), &secret("s"))
-        .await
-        .unwrap();
+    secrets.create(&PostParams::default(), &secret("s")).await.unwrap();
     let pp = PatchParams::default();
-    secrets
-        .patch(
-            "s",
-            &pp,
-            &Patch::Strategic(json!({"metadata": {"labels": {"a": "1"}}})),
-        )
-        .await
-        .unwrap();
+    secrets.patch("s", &pp, &Patch::Strategic(json!({"metadata": {"labels": {"a": "1"}}}))).await.unwrap();
     let p: json_patch::Patch =
-        serde_json::from_value(json!([{"op": "add", "path": "/metadata/labels/b", "value": "2"}]))
-            .unwrap();
-    let s = secrets
-        .patch("s", &pp, &Patch::<()>::Json(p))
-        .await
-        .unwrap();
+        serde_json::from_value(json!([{"op": "add", "path": "/metadata/labels/b", "value": "2"}])).unwrap();
+    let s = secrets.patch("s", &pp, &Patch::<()>::Json(p)).await.unwrap();
     let labels = s.metadata.labels.unwrap();
     assert_eq!(labels["a"], "1");
     assert_eq!(labels["b"], "2");
@@ -300,22 +213,13 @@ async fn label_selector_filters_list_and_watch() {
         secrets.create(&PostParams::default(), &s).await.unwrap();
     }
     let names = |l: kube::core::ObjectList<Secret>| -> Vec<String> {
-        l.items
-            .into_iter()
-            .map(|s| s.metadata.name.unwrap())
-            .collect()
+        l.items.into_iter().map(|s| s.metadata.name.unwrap()).collect()
     };
     let lp = |sel: &str| ListParams::default().labels(sel);
     assert_eq!(names(secrets.list(&lp("app=x")).await.unwrap()), ["a", "c"]);
     assert_eq!(names(secrets.list(&lp("app!=x")).await.unwrap()), ["b"]);
-    assert_eq!(
-        names(secrets.list(&lp("app in (y,z)")).await.unwrap()),
-        ["b"]
-    );
-    assert_eq!(
-        names(secrets.list(&lp("app notin (y)")).await.unwrap()),
-        ["a", "c"]
-    );
+    assert_eq!(names(secrets.list(&lp("app in (y,z)")).await.unwrap()), ["b"]);
+    assert_eq!(names(secrets.list(&lp("app notin (y)")).await.unwrap()), ["a", "c"]);
     assert_eq!(names(secrets.list(&lp("!app")).await.unwrap()).len(), 0);
     let fl = ListParams::default().fields("metadata.name=b");
     assert_eq!(names(secrets.list(&fl).await.unwrap()), ["b"]);
@@ -325,25 +229,13 @@ async fn label_selector_filters_list_and_watch() {
     // A watch with a selector sees an object leave the selection as DELETED.
     let list = secrets.list(&lp("app=x")).await.unwrap();
     let rv = list.metadata.resource_version.unwrap();
-    let mut stream = secrets
-        .watch(&WatchParams::default().labels("app=x"), &rv)
-        .await
-        .unwrap()
-        .boxed();
+    let mut stream = secrets.watch(&WatchParams::default().labels("app=x"), &rv).await.unwrap().boxed();
     secrets
-        .patch(
-            "a",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata":{"labels":{"app":"y"}}})),
-        )
+        .patch("a", &PatchParams::default(), &Patch::Merge(json!({"metadata":{"labels":{"app":"y"}}})))
         .await
         .unwrap();
     secrets
-        .patch(
-            "b",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata":{"labels":{"app":"x"}}})),
-        )
+        .patch("b", &PatchParams::default(), &Patch::Merge(json!({"metadata":{"labels":{"app":"x"}}})))
         .await
         .unwrap();
     match stream.try_next().await.unwrap().unwrap() {
@@ -361,55 +253,29 @@ async fn list_paginates_with_limit_and_continue() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
     for i in 0..5 {
-        secrets
-            .create(&PostParams::default(), &secret(&format!("s{i}")))
-            .await
-            .unwrap();
+        secrets.create(&PostParams::default(), &secret(&format!("s{i}"))).await.unwrap();
     }
     let first = secrets.list(&ListParams::default().limit(2)).await.unwrap();
     assert_eq!(first.items.len(), 2);
     assert_eq!(first.metadata.remaining_item_count, Some(3));
     let token = first.metadata.continue_.clone().unwrap();
     // Objects created after the first page do not show up in later pages (consistent snapshot).
-    secrets
-        .create(&PostParams::default(), &secret("s9"))
-        .await
-        .unwrap();
-    let second = secrets
-        .list(&ListParams::default().limit(10).continue_token(&token))
-        .await
-        .unwrap();
-    let names: Vec<_> = second
-        .items
-        .iter()
-        .map(|s| s.metadata.name.clone().unwrap())
-        .collect();
+    secrets.create(&PostParams::default(), &secret("s9")).await.unwrap();
+    let second = secrets.list(&ListParams::default().limit(10).continue_token(&token)).await.unwrap();
+    let names: Vec<_> = second.items.iter().map(|s| s.metadata.name.clone().unwrap()).collect();
     assert_eq!(names, ["s2", "s3", "s4"]);
     assert!(second.metadata.continue_.is_none());
-    assert_eq!(
-        second.metadata.resource_version,
-        first.metadata.resource_version
-    );
+    assert_eq!(second.metadata.resource_version, first.metadata.resource_version);
 }
 
 #[tokio::test]
 async fn watch_resumes_from_resource_version() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    let a = secrets
-        .create(&PostParams::default(), &secret("a"))
-        .await
-        .unwrap();
-    secrets
-        .create(&PostParams::default(), &secret("b"))
-        .await
-        .unwrap();
+    let a = secrets.create(&PostParams::default(), &secret("a")).await.unwrap();
+    secrets.create(&PostParams::default(), &secret("b")).await.unwrap();
     secrets.delete("a", &DeleteParams::default()).await.unwrap();
-    let mut stream = secrets
-        .watch(&WatchParams::default(), &rv(&a).to_string())
-        .await
-        .unwrap()
-        .boxed();
+    let mut stream = secrets.watch(&WatchParams::default(), &rv(&a).to_string()).await.unwrap().boxed();
     let mut seen = Vec::new();
     for _ in 0..2 {
         match stream.try_next().await.unwrap().unwrap() {
@@ -425,15 +291,8 @@ async fn watch_resumes_from_resource_version() {
 async fn watch_without_resource_version_starts_with_synthetic_added() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    secrets
-        .create(&PostParams::default(), &secret("a"))
-        .await
-        .unwrap();
-    let mut stream = secrets
-        .watch(&WatchParams::default(), "0")
-        .await
-        .unwrap()
-        .boxed();
+    secrets.create(&PostParams::default(), &secret("a")).await.unwrap();
+    let mut stream = secrets.watch(&WatchParams::default(), "0").await.unwrap().boxed();
     match stream.try_next().await.unwrap().unwrap() {
         WatchEvent::Added(s) => assert_eq!(s.metadata.name.as_deref(), Some("a")),
         other => panic!("unexpected {other:?}"),
@@ -444,28 +303,16 @@ async fn watch_without_resource_version_starts_with_synthetic_added() {
 async fn watch_from_compacted_resource_version_gets_410_gone() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    let a = secrets
-        .create(&PostParams::default(), &secret("a"))
-        .await
-        .unwrap();
-    secrets
-        .create(&PostParams::default(), &secret("b"))
-        .await
-        .unwrap();
+    let a = secrets.create(&PostParams::default(), &secret("a")).await.unwrap();
+    secrets.create(&PostParams::default(), &secret("b")).await.unwrap();
     emu.faults().compact();
-    let mut stream = secrets
-        .watch(&WatchParams::default(), &rv(&a).to_string())
-        .await
-        .unwrap()
-        .boxed();
+    let mut stream = secrets.watch(&WatchParams::default(), &rv(&a).to_string()).await.unwrap().boxed();
     match stream.try_next().await.unwrap().unwrap() {
         WatchEvent::Error(e) => assert_eq!((e.code, e.reason.as_str()), (410, "Expired")),
         other => panic!("unexpected {other:?}"),
     }
     // An exact list at a compacted RV is 410 too.
-    let lp = ListParams::default()
-        .at(&rv(&a).to_string())
-        .matching(kube::api::VersionMatch::Exact);
+    let lp = ListParams::default().at(&rv(&a).to_string()).matching(kube::api::VersionMatch::Exact);
     let err = api_err(secrets.list(&lp).await.unwrap_err());
     assert_eq!((err.code, err.reason.as_str()), (410, "Expired"));
 }
@@ -474,24 +321,12 @@ async fn watch_from_compacted_resource_version_gets_410_gone() {
 async fn exact_list_returns_historical_state() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    let a = secrets
-        .create(&PostParams::default(), &secret("a"))
-        .await
-        .unwrap();
-    secrets
-        .create(&PostParams::default(), &secret("b"))
-        .await
-        .unwrap();
+    let a = secrets.create(&PostParams::default(), &secret("a")).await.unwrap();
+    secrets.create(&PostParams::default(), &secret("b")).await.unwrap();
     secrets.delete("a", &DeleteParams::default()).await.unwrap();
-    let lp = ListParams::default()
-        .at(&rv(&a).to_string())
-        .matching(kube::api::VersionMatch::Exact);
+    let lp = ListParams::default().at(&rv(&a).to_string()).matching(kube::api::VersionMatch::Exact);
     let list = secrets.list(&lp).await.unwrap();
-    let names: Vec<_> = list
-        .items
-        .iter()
-        .map(|s| s.metadata.name.clone().unwrap())
-        .collect();
+    let names: Vec<_> = list.items.iter().map(|s| s.metadata.name.clone().unwrap()).collect();
     assert_eq!(names, ["a"]);
 }
 
@@ -499,18 +334,9 @@ async fn exact_list_returns_historical_state() {
 async fn watch_sends_bookmarks_when_allowed() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    let created = secrets
-        .create(&PostParams::default(), &secret("a"))
-        .await
-        .unwrap();
+    let created = secrets.create(&PostParams::default(), &secret("a")).await.unwrap();
     let mut stream = secrets
-        .watch(
-            &WatchParams {
-                bookmarks: true,
-                ..WatchParams::default()
-            },
-            &rv(&created).to_string(),
-        )
+        .watch(&WatchParams { bookmarks: true, ..WatchParams::default() }, &rv(&created).to_string())
         .await
         .unwrap()
         .boxed();
@@ -526,11 +352,7 @@ async fn watch_sends_bookmarks_when_allowed() {
 async fn watch_ends_after_timeout_seconds() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    let mut stream = secrets
-        .watch(&WatchParams::default().timeout(5), "0")
-        .await
-        .unwrap()
-        .boxed();
+    let mut stream = secrets.watch(&WatchParams::default().timeout(5), "0").await.unwrap().boxed();
     assert!(stream.try_next().await.unwrap().is_none());
 }
 
@@ -558,11 +380,7 @@ async fn finalizer_delays_deletion_until_removed() {
     );
     assert_eq!(err.code, 422);
     secrets
-        .patch(
-            "s",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata":{"finalizers":null}})),
-        )
+        .patch("s", &PatchParams::default(), &Patch::Merge(json!({"metadata":{"finalizers":null}})))
         .await
         .unwrap();
     let err = api_err(secrets.get("s").await.unwrap_err());
@@ -574,10 +392,7 @@ async fn owner_deletion_garbage_collects_dependents() {
     let emu = KubeEmulator::start().await.unwrap();
     let client = emu.client();
     let widgets = widget_crd(&client).await;
-    let owner = widgets
-        .create(&PostParams::default(), &widget("w", json!({"size": 1})))
-        .await
-        .unwrap();
+    let owner = widgets.create(&PostParams::default(), &widget("w", json!({"size": 1}))).await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(client.clone());
     let mut s = secret("dep");
     s.metadata.owner_references = Some(vec![serde_json::from_value(json!({
@@ -588,15 +403,9 @@ async fn owner_deletion_garbage_collects_dependents() {
     secrets.create(&PostParams::default(), &s).await.unwrap();
     let mut orphan = secret("orphan");
     orphan.metadata.owner_references = s.metadata.owner_references.clone();
-    secrets
-        .create(&PostParams::default(), &orphan)
-        .await
-        .unwrap();
+    secrets.create(&PostParams::default(), &orphan).await.unwrap();
 
-    let w2 = widgets
-        .create(&PostParams::default(), &widget("w2", json!({"size": 1})))
-        .await
-        .unwrap();
+    let w2 = widgets.create(&PostParams::default(), &widget("w2", json!({"size": 1}))).await.unwrap();
     let kept = secrets.patch("orphan", &PatchParams::default(), &Patch::Merge(json!({"metadata":{"ownerReferences":[
         {"apiVersion":"example.com/v1","kind":"Widget","name":"w","uid":owner.metadata.uid.clone().unwrap()},
         {"apiVersion":"example.com/v1","kind":"Widget","name":"w2","uid":w2.metadata.uid.clone().unwrap()}
@@ -614,40 +423,22 @@ async fn owner_deletion_garbage_collects_dependents() {
 async fn namespace_deletion_removes_contents() {
     let emu = KubeEmulator::start().await.unwrap();
     let ns: Api<Namespace> = Api::all(emu.client());
-    ns.create(
-        &PostParams::default(),
-        &serde_json::from_value(json!({"metadata":{"name":"team"}})).unwrap(),
-    )
-    .await
-    .unwrap();
+    ns.create(&PostParams::default(), &serde_json::from_value(json!({"metadata":{"name":"team"}})).unwrap())
+        .await
+        .unwrap();
     let secrets: Api<Secret> = Api::namespaced(emu.client(), "team");
     let mut held = secret("held");
     held.metadata.finalizers = Some(vec!["x/y".into()]);
     secrets.create(&PostParams::default(), &held).await.unwrap();
-    secrets
-        .create(&PostParams::default(), &secret("plain"))
-        .await
-        .unwrap();
+    secrets.create(&PostParams::default(), &secret("plain")).await.unwrap();
     ns.delete("team", &DeleteParams::default()).await.unwrap();
     let terminating = ns.get("team").await.unwrap();
-    assert_eq!(
-        terminating.status.unwrap().phase.as_deref(),
-        Some("Terminating")
-    );
+    assert_eq!(terminating.status.unwrap().phase.as_deref(), Some("Terminating"));
     assert_eq!(api_err(secrets.get("plain").await.unwrap_err()).code, 404);
-    let err = api_err(
-        secrets
-            .create(&PostParams::default(), &secret("new"))
-            .await
-            .unwrap_err(),
-    );
+    let err = api_err(secrets.create(&PostParams::default(), &secret("new")).await.unwrap_err());
     assert_eq!(err.code, 403);
     secrets
-        .patch(
-            "held",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata":{"finalizers":null}})),
-        )
+        .patch("held", &PatchParams::default(), &Patch::Merge(json!({"metadata":{"finalizers":null}})))
         .await
         .unwrap();
     assert_eq!(api_err(ns.get("team").await.unwrap_err()).code, 404);
@@ -657,10 +448,7 @@ async fn namespace_deletion_removes_contents() {
 async fn status_subresource_ignores_spec_changes() {
     let emu = KubeEmulator::start().await.unwrap();
     let widgets = widget_crd(&emu.client()).await;
-    widgets
-        .create(&PostParams::default(), &widget("w", json!({"size": 1})))
-        .await
-        .unwrap();
+    widgets.create(&PostParams::default(), &widget("w", json!({"size": 1}))).await.unwrap();
     let out = widgets
         .patch_status(
             "w",
@@ -698,34 +486,16 @@ async fn main_resource_write_ignores_status() {
 async fn generation_bumps_only_on_spec_change() {
     let emu = KubeEmulator::start().await.unwrap();
     let widgets = widget_crd(&emu.client()).await;
-    let created = widgets
-        .create(&PostParams::default(), &widget("w", json!({"size": 1})))
-        .await
-        .unwrap();
+    let created = widgets.create(&PostParams::default(), &widget("w", json!({"size": 1}))).await.unwrap();
     assert_eq!(created.metadata.generation, Some(1));
     let pp = PatchParams::default();
-    let labelled = widgets
-        .patch(
-            "w",
-            &pp,
-            &Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}})),
-        )
-        .await
-        .unwrap();
+    let labelled =
+        widgets.patch("w", &pp, &Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}}))).await.unwrap();
     assert_eq!(labelled.metadata.generation, Some(1));
-    let status = widgets
-        .patch_status(
-            "w",
-            &pp,
-            &Patch::Merge(json!({"status": {"phase": "Ready"}})),
-        )
-        .await
-        .unwrap();
+    let status =
+        widgets.patch_status("w", &pp, &Patch::Merge(json!({"status": {"phase": "Ready"}}))).await.unwrap();
     assert_eq!(status.metadata.generation, Some(1));
-    let spec = widgets
-        .patch("w", &pp, &Patch::Merge(json!({"spec": {"size": 3}})))
-        .await
-        .unwrap();
+    let spec = widgets.patch("w", &pp, &Patch::Merge(json!({"spec": {"size": 3}}))).await.unwrap();
     assert_eq!(spec.metadata.generation, Some(2));
 }
 
@@ -743,33 +513,14 @@ async fn crd_schema_rejects_invalid_object_with_422_and_field_path() {
         (json!({"size": 1, "port": true}), "spec.port"),
     ];
     for (spec, field) in cases {
-        let err = api_err(
-            widgets
-                .create(&pp, &widget("w", spec.clone()))
-                .await
-                .unwrap_err(),
-        );
+        let err = api_err(widgets.create(&pp, &widget("w", spec.clone())).await.unwrap_err());
         assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"), "{spec}");
         assert!(err.message.contains(field), "{spec}: {}", err.message);
-        assert!(
-            err.message
-                .starts_with("Widget.example.com \"w\" is invalid: "),
-            "{}",
-            err.message
-        );
+        assert!(err.message.starts_with("Widget.example.com \"w\" is invalid: "), "{}", err.message);
     }
     // int-or-string and nullable accept their forms.
-    widgets
-        .create(
-            &pp,
-            &widget("ok1", json!({"size": 1, "port": 80, "note": null})),
-        )
-        .await
-        .unwrap();
-    widgets
-        .create(&pp, &widget("ok2", json!({"size": 1, "port": "http"})))
-        .await
-        .unwrap();
+    widgets.create(&pp, &widget("ok1", json!({"size": 1, "port": 80, "note": null}))).await.unwrap();
+    widgets.create(&pp, &widget("ok2", json!({"size": 1, "port": "http"}))).await.unwrap();
 }
 
 #[tokio::test]
@@ -779,10 +530,7 @@ async fn crd_schema_applies_defaults_and_prunes_unknown_fields() {
     let created = widgets
         .create(
             &PostParams::default(),
-            &widget(
-                "w",
-                json!({"size": 1, "bogus": 1, "extra": {"anything": {"goes": true}}}),
-            ),
+            &widget("w", json!({"size": 1, "bogus": 1, "extra": {"anything": {"goes": true}}})),
         )
         .await
         .unwrap();
@@ -796,26 +544,17 @@ async fn crd_deletion_stops_serving_and_removes_instances() {
     let emu = KubeEmulator::start().await.unwrap();
     let client = emu.client();
     let widgets = widget_crd(&client).await;
-    widgets
-        .create(&PostParams::default(), &widget("w", json!({"size": 1})))
-        .await
-        .unwrap();
-    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-        Api::all(client.clone());
+    widgets.create(&PostParams::default(), &widget("w", json!({"size": 1}))).await.unwrap();
+    let crds: Api<
+        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    > = Api::all(client.clone());
     let crd = crds.get("widgets.example.com").await.unwrap();
     let conds = crd.status.unwrap().conditions.unwrap();
-    assert!(conds
-        .iter()
-        .any(|c| c.type_ == "Established" && c.status == "True"));
-    crds.delete("widgets.example.com", &DeleteParams::default())
-        .await
-        .unwrap();
+    assert!(conds.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+    crds.delete("widgets.example.com", &DeleteParams::default()).await.unwrap();
     let err = api_err(widgets.list(&ListParams::default()).await.unwrap_err());
     assert_eq!(err.code, 404);
-    assert_eq!(
-        api_err(crds.get("widgets.example.com").await.unwrap_err()).code,
-        404
-    );
+    assert_eq!(api_err(crds.get("widgets.example.com").await.unwrap_err()).code, 404);
 }
 
 #[tokio::test]
@@ -824,41 +563,24 @@ async fn server_side_apply_conflicts_without_force() {
     let widgets = widget_crd(&emu.client()).await;
     let apply = |m: &str| PatchParams::apply(m);
     let body = |size: i64| json!({"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w"},"spec":{"size":size,"color":"blue"}});
-    let created = widgets
-        .patch("w", &apply("alice"), &Patch::Apply(body(1)))
-        .await
-        .unwrap();
+    let created = widgets.patch("w", &apply("alice"), &Patch::Apply(body(1))).await.unwrap();
     assert_eq!(created.data["spec"]["size"], 1);
     let mf = created.metadata.managed_fields.clone().unwrap();
     assert_eq!(mf[0].manager.as_deref(), Some("alice"));
     assert_eq!(mf[0].operation.as_deref(), Some("Apply"));
 
-    let err = api_err(
-        widgets
-            .patch("w", &apply("bob"), &Patch::Apply(body(2)))
-            .await
-            .unwrap_err(),
-    );
+    let err = api_err(widgets.patch("w", &apply("bob"), &Patch::Apply(body(2))).await.unwrap_err());
     assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
-    assert!(
-        err.message.contains("conflict with \"alice\""),
-        "{}",
-        err.message
-    );
+    assert!(err.message.contains("conflict with \"alice\""), "{}", err.message);
     assert!(err.message.contains(".spec.size"), "{}", err.message);
 
-    let forced = widgets
-        .patch("w", &apply("bob").force(), &Patch::Apply(body(2)))
-        .await
-        .unwrap();
+    let forced = widgets.patch("w", &apply("bob").force(), &Patch::Apply(body(2))).await.unwrap();
     assert_eq!(forced.data["spec"]["size"], 2);
 
     // alice stops applying `color`; bob still owns it (same value), so it stays.
-    let alice_only = json!({"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w"},"spec":{"size":2}});
-    let out = widgets
-        .patch("w", &apply("alice").force(), &Patch::Apply(alice_only))
-        .await
-        .unwrap();
+    let alice_only =
+        json!({"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w"},"spec":{"size":2}});
+    let out = widgets.patch("w", &apply("alice").force(), &Patch::Apply(alice_only)).await.unwrap();
     assert_eq!(out.data["spec"]["color"], "blue");
 }
 
@@ -879,24 +601,14 @@ async fn server_side_apply_removes_fields_no_longer_applied() {
 async fn strategic_merge_patch_on_custom_resource_is_415() {
     let emu = KubeEmulator::start().await.unwrap();
     let widgets = widget_crd(&emu.client()).await;
-    widgets
-        .create(&PostParams::default(), &widget("w", json!({"size": 1})))
-        .await
-        .unwrap();
+    widgets.create(&PostParams::default(), &widget("w", json!({"size": 1}))).await.unwrap();
     let err = api_err(
         widgets
-            .patch(
-                "w",
-                &PatchParams::default(),
-                &Patch::Strategic(json!({"spec":{"size":2}})),
-            )
+            .patch("w", &PatchParams::default(), &Patch::Strategic(json!({"spec":{"size":2}})))
             .await
             .unwrap_err(),
     );
-    assert_eq!(
-        (err.code, err.reason.as_str()),
-        (415, "UnsupportedMediaType")
-    );
+    assert_eq!((err.code, err.reason.as_str()), (415, "UnsupportedMediaType"));
 }
 
 #[tokio::test]
@@ -904,19 +616,10 @@ async fn injected_fault_fails_next_request() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
     // (kube-rs retries 503/429 by itself, so a 500 shows the single failure directly.)
-    emu.faults()
-        .fail_next(Verb::Create, "secrets", None, 1, 500);
-    let err = api_err(
-        secrets
-            .create(&PostParams::default(), &secret("s"))
-            .await
-            .unwrap_err(),
-    );
+    emu.faults().fail_next(Verb::Create, "secrets", None, 1, 500);
+    let err = api_err(secrets.create(&PostParams::default(), &secret("s")).await.unwrap_err());
     assert_eq!((err.code, err.reason.as_str()), (500, "InternalError"));
-    secrets
-        .create(&PostParams::default(), &secret("s"))
-        .await
-        .unwrap();
+    secrets.create(&PostParams::default(), &secret("s")).await.unwrap();
     let stats = emu.stats();
     assert_eq!(stats.create, 2);
     let before = emu.stats().writes();
@@ -928,11 +631,7 @@ async fn injected_fault_fails_next_request() {
 async fn injected_latency_delays_matching_requests() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    emu.faults().add_latency(
-        Some(Verb::List),
-        Some("secrets"),
-        std::time::Duration::from_secs(3),
-    );
+    emu.faults().add_latency(Some(Verb::List), Some("secrets"), std::time::Duration::from_secs(3));
     let start = tokio::time::Instant::now();
     secrets.list(&ListParams::default()).await.unwrap();
     assert!(start.elapsed() >= std::time::Duration::from_secs(3));
@@ -942,11 +641,7 @@ async fn injected_latency_delays_matching_requests() {
 async fn cut_watches_ends_open_streams() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    let mut stream = secrets
-        .watch(&WatchParams::default(), "0")
-        .await
-        .unwrap()
-        .boxed();
+    let mut stream = secrets.watch(&WatchParams::default(), "0").await.unwrap().boxed();
     emu.faults().cut_watches();
     assert!(stream.try_next().await.unwrap().is_none());
 }
@@ -955,9 +650,7 @@ async fn cut_watches_ends_open_streams() {
 async fn kubeconfig_works_with_kube_config_loader() {
     let emu = KubeEmulator::start().await.unwrap();
     let kc = kube::config::Kubeconfig::from_yaml(&emu.kubeconfig_yaml()).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
     let client = kube::Client::try_from(cfg).unwrap();
     let ns: Api<Namespace> = Api::all(client);
     let names: Vec<_> = ns

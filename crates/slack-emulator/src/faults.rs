@@ -122,3 +122,53 @@ impl Faults {
 fn end_of(window_start: Timestamp) -> Timestamp {
     window_start.checked_add(MINUTE).unwrap_or(Timestamp::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The admin endpoint's documented fault spellings.
+    #[test]
+    fn faults_parse_from_admin_json() {
+        let cases = [
+            (r#"{"http":503}"#, Fault::Http(503)),
+            (
+                r#"{"rate_limited":{"retry_after_secs":30}}"#,
+                Fault::RateLimited {
+                    retry_after_secs: 30,
+                },
+            ),
+            (
+                r#"{"slack_error":"internal_error"}"#,
+                Fault::SlackError("internal_error".into()),
+            ),
+            (r#""malformed_json""#, Fault::MalformedJson),
+            (
+                r#"{"delay":1500}"#,
+                Fault::Delay(Duration::from_millis(1500)),
+            ),
+            (r#""hang""#, Fault::Hang),
+        ];
+        for (text, fault) in cases {
+            assert_eq!(
+                serde_json::from_str::<Fault>(text).unwrap(),
+                fault,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_counts_whole_seconds_left_in_the_window() {
+        let mut f = Faults::default();
+        f.set_rate_limit("auth.test", 1);
+        let t0 = Timestamp::from_second(1_000_000).unwrap();
+        assert_eq!(f.admit("auth.test", t0), Ok(()));
+        let t1 = t0 + SignedDuration::from_millis(59_500);
+        assert_eq!(f.admit("auth.test", t1), Err(1));
+        let t2 = t0 + SignedDuration::from_secs(10);
+        assert_eq!(f.admit("auth.test", t2), Err(50));
+        assert_eq!(f.admit("auth.test", t0 + MINUTE), Ok(()));
+        assert_eq!(f.admit("other", t0), Ok(()));
+    }
+}

@@ -138,8 +138,17 @@ impl SlackEmulator {
 
     /// Starts with the given settings; the server runs on a tokio task until shutdown.
     pub async fn start_with(config: Config) -> anyhow::Result<Self> {
-        let now = config.now.clone().unwrap_or_else(default_clock);
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
+        Self::start_with_listener(listener, config).await
+    }
+
+    /// Serves on a listener bound by the caller (e.g. `0.0.0.0` so a cluster can reach a separate
+    /// emulator process); `config.port` is ignored and [`SlackEmulator::base_url`] uses the listener's address.
+    pub async fn start_with_listener(
+        listener: tokio::net::TcpListener,
+        config: Config,
+    ) -> anyhow::Result<Self> {
+        let now = config.now.clone().unwrap_or_else(default_clock);
         let addr = listener.local_addr()?;
         let (tx, rx) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -296,4 +305,18 @@ fn default_clock() -> NowFn {
             .and_then(|d| wall.checked_add(d).ok())
             .unwrap_or(jiff::Timestamp::MAX)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Handles are shared across tasks by the operator's tests and the `emulate` subcommand.
+    #[test]
+    fn handle_and_config_are_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<SlackEmulator>();
+        assert_send_sync::<Config>();
+        assert_send_sync::<Fault>();
+    }
 }

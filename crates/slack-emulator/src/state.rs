@@ -260,7 +260,7 @@ impl Store {
                 expires_in: Some(self.ttl.as_secs()),
             }
         } else {
-            let token = self.long_lived_token(kind, team_id);
+            let token = Self::long_lived_token(kind);
             let inst = &self.installations[&id];
             let rec = AccessRec {
                 owner: Owner::Installation(id.clone()),
@@ -314,7 +314,7 @@ impl Store {
         user_id: &str,
         kind: TokenKind,
     ) -> String {
-        let token = self.long_lived_token(kind, team_id);
+        let token = Self::long_lived_token(kind);
         let bot_id = match kind {
             TokenKind::Bot => Some(self.next_id("B")),
             TokenKind::User => None,
@@ -335,7 +335,7 @@ impl Store {
         token
     }
 
-    fn long_lived_token(&self, kind: TokenKind, _team_id: &str) -> String {
+    fn long_lived_token(kind: TokenKind) -> String {
         let prefix = match kind {
             TokenKind::Bot => "xoxb",
             TokenKind::User => "xoxp",
@@ -557,7 +557,7 @@ impl Store {
                 }
             }
         }
-        tracing::info!(method = "oauth.v2.access", installation = %inst_id, "refreshed");
+        tracing::debug!(method = "oauth.v2.access", installation = %inst_id, "refreshed");
         Ok(self.token_response(&app, &inst_id, access, refresh))
     }
 
@@ -598,7 +598,7 @@ impl Store {
             inst.exchanged = true;
         }
         let (access, refresh) = self.issue_rotating_pair(&inst_id, now);
-        tracing::info!(method = "oauth.v2.exchange", installation = %inst_id, "exchanged long-lived token");
+        tracing::debug!(method = "oauth.v2.exchange", installation = %inst_id, "exchanged long-lived token");
         Ok(self.token_response(&app, &inst_id, access, refresh))
     }
 
@@ -652,7 +652,7 @@ impl Store {
             .entry(config_id.clone())
             .or_default() += 1;
         let cfg = self.configs.get(&config_id);
-        tracing::info!(method = "tooling.tokens.rotate", config = %config_id, "rotated");
+        tracing::debug!(method = "tooling.tokens.rotate", config = %config_id, "rotated");
         Ok(json!({
             "ok": true,
             "token": token,
@@ -675,9 +675,9 @@ impl Store {
             Owner::Installation(id) => self.installations.get(id),
             _ => None,
         };
-        let user = match (rec.kind, inst) {
-            (TokenKind::Bot, Some(_)) | (TokenKind::Bot, None) => "emulated-bot".to_string(),
-            (TokenKind::User, _) => format!("user-{}", rec.user_id.to_lowercase()),
+        let user = match rec.kind {
+            TokenKind::Bot => "emulated-bot".to_string(),
+            TokenKind::User => format!("user-{}", rec.user_id.to_lowercase()),
         };
         let mut body = json!({
             "ok": true,

@@ -203,3 +203,63 @@ async fn unknown_method_is_reported() {
     assert_eq!(r.error(), "unknown_method");
     assert_eq!(r.json()["req_method"], "chat.postMessage");
 }
+
+#[tokio::test]
+async fn arguments_accepted_in_query_string_with_get() {
+    let slack = Slack::start().await;
+    let legacy = slack.emu.create_legacy_token("T1", "U1", TokenKind::User);
+    let r = slack
+        .send(
+            slack
+                .http
+                .get(slack.url("auth.test"))
+                .query(&[("token", &legacy)]),
+        )
+        .await;
+    assert_eq!(r.ok()["user_id"], "U1");
+}
+
+#[tokio::test]
+async fn garbage_requests_get_slack_errors_not_crashes() {
+    let slack = Slack::start().await;
+    let post = |method: &str| slack.http.post(slack.url(method));
+    let r = slack
+        .send(post("auth.test").header("authorization", "Basic !!!not-base64"))
+        .await;
+    assert_eq!(r.error(), "not_authed");
+    let r = slack
+        .send(post("oauth.v2.access").header("authorization", "Basic Zm9v"))
+        .await;
+    assert_eq!(r.error(), "invalid_client_id");
+    let r = slack
+        .send(post("auth.test").header("authorization", "Bearer"))
+        .await;
+    assert_eq!(r.error(), "not_authed");
+    let r = slack
+        .send(
+            post("auth.test")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(vec![0xff, 0xfe, b'=', 0x00]),
+        )
+        .await;
+    assert_eq!(r.error(), "not_authed");
+    let r = slack
+        .send(
+            post("auth.test")
+                .header("content-type", "application/json")
+                .body("[1,2]"),
+        )
+        .await;
+    assert_eq!(r.error(), "invalid_json");
+    let r = slack
+        .send(
+            post("oauth.v2.access")
+                .header("content-type", "application/json")
+                .body("{}"),
+        )
+        .await;
+    assert_eq!(r.error(), "invalid_client_id");
+    // The emulator is still up.
+    let legacy = slack.emu.create_legacy_token("T1", "U1", TokenKind::User);
+    slack.auth_test(&legacy).await.ok();
+}

@@ -367,3 +367,37 @@ async fn authorization_code_flow_is_not_emulated() {
         .await;
     assert_eq!(r.error(), "invalid_code");
 }
+
+#[tokio::test]
+async fn concurrent_refreshes_with_one_token_break_the_chain() {
+    let slack = Slack::start().await;
+    let app = slack.emu.create_app(true);
+    let inst = slack.emu.install(&app, "T1", TokenKind::Bot);
+    let refresh = inst.refresh_token.unwrap();
+    let (a, b) = tokio::join!(slack.refresh(&app, &refresh), slack.refresh(&app, &refresh));
+    let oks = [&a, &b].iter().filter(|r| r.json()["ok"] == true).count();
+    assert_eq!(
+        oks, 1,
+        "exactly one of two racing refreshes wins: {a:?} {b:?}"
+    );
+    assert_eq!(slack.emu.broken_chains(), vec![inst.id.clone()]);
+    assert_eq!(slack.emu.refreshes(&inst.id), 1);
+}
+
+#[tokio::test]
+async fn installing_a_hand_made_app_registers_it() {
+    let slack = Slack::start().await;
+    let app = slack_emulator::App {
+        app_id: "AHAND".into(),
+        client_id: "111.222".into(),
+        client_secret: "s3cret".into(),
+        token_rotation: true,
+    };
+    let inst = slack.emu.install(&app, "T1", TokenKind::User);
+    slack
+        .refresh(&app, inst.refresh_token.as_deref().unwrap())
+        .await
+        .ok();
+    assert_eq!(slack.emu.refreshes(&inst.id), 1);
+    assert_eq!(slack.emu.refreshes("nope"), 0);
+}
