@@ -149,6 +149,11 @@ fn parse_stream(yaml: &str) -> Vec<Value> {
 
 /// Renders the chart as release `sto` in namespace `operators` with `values`.
 fn render(values: Value) -> Rendered {
+    render_in(RELEASE_NAMESPACE, values)
+}
+
+/// Renders the chart as release `sto` in `namespace` with `values`.
+fn render_in(namespace: &str, values: Value) -> Rendered {
     let file = values_file(&values);
     let yaml = helm(&[
         "template",
@@ -156,7 +161,7 @@ fn render(values: Value) -> Rendered {
         "--name",
         RELEASE,
         "--namespace",
-        RELEASE_NAMESPACE,
+        namespace,
         "-f",
         file.path().to_str().unwrap(),
     ]);
@@ -891,4 +896,141 @@ fn an_existing_service_account_can_be_used_and_gets_the_bindings() {
     let output = run_helm(&["template", CHART, "--set", "serviceAccount.create=false"]);
     assert!(!output.status.success(), "serviceAccount.create=false without a name is refused");
     assert!(String::from_utf8_lossy(&output.stderr).contains("serviceAccount.name is required"));
+}
+
+// ---------------------------------------------------------------------------
+// The rendered RBAC against the real operator
+
+/// Runs the operator authenticated as the chart's ServiceAccount, holding only the rendered RBAC,
+/// against the Kubernetes emulator (which enforces RBAC) and the Slack emulator, until it has
+/// taken the leader-election Lease, published a token and recorded an Event.
+async fn operator_works_with_rendered_rbac(values: Value, watch: Vec<String>) {
+    use kube::api::{Api, ListParams, PostParams};
+    use slack_token_operator::{clock::SystemClock, controller, crd::SlackToken, slack::SlackClient};
+    use std::time::Duration;
+
+    // The operator takes its Lease in $POD_NAMESPACE (default "default"): install the release there.
+    let release_ns = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into());
+    let rendered = {
+        let release_ns = release_ns.clone();
+        tokio::task::spawn_blocking(move || render_in(&release_ns, values)).await.unwrap()
+    };
+    let kube =
+        kube_emulator::KubeEmulator::start_with(kube_emulator::Config { rbac: true, ..Default::default() })
+            .await
+            .expect("kube emulator starts");
+    let admin = kube.client();
+    let pp = PostParams::default();
+
+    let crd: CustomResourceDefinition =
+        serde_yaml::from_slice(&std::fs::read(repo().join(CHART).join("crds/slacktoken.yaml")).unwrap())
+            .unwrap();
+    Api::<CustomResourceDefinition>::all(admin.clone()).create(&pp, &crd).await.expect("CRD created");
+    let token_ns = watch.first().cloned().unwrap_or_else(|| "apps".into());
+    for ns in [release_ns.as_str(), token_ns.as_str()] {
+        let namespace: Namespace = serde_json::from_value(json!({ "metadata": { "name": ns } })).unwrap();
+        match Api::<Namespace>::all(admin.clone()).create(&pp, &namespace).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => panic!("namespace {ns}: {e}"),
+        }
+    }
+    for role in rendered.all::<ClusterRole>("ClusterRole") {
+        Api::<ClusterRole>::all(admin.clone()).create(&pp, &role).await.unwrap();
+    }
+    for binding in rendered.all::<ClusterRoleBinding>("ClusterRoleBinding") {
+        Api::<ClusterRoleBinding>::all(admin.clone()).create(&pp, &binding).await.unwrap();
+    }
+    for role in rendered.all::<Role>("Role") {
+        let ns = role.metadata.namespace.clone().unwrap();
+        Api::<Role>::namespaced(admin.clone(), &ns).create(&pp, &role).await.unwrap();
+    }
+    for binding in rendered.all::<RoleBinding>("RoleBinding") {
+        let ns = binding.metadata.namespace.clone().unwrap();
+        Api::<RoleBinding>::namespaced(admin.clone(), &ns).create(&pp, &binding).await.unwrap();
+    }
+
+    // A rotating Slack installation and its SlackToken, created by the user (admin).
+    let slack = slack_emulator::SlackEmulator::start().await.expect("slack emulator starts");
+    let app = slack.create_app(true);
+    let installation = slack.install(&app, "T0CHART", slack_emulator::TokenKind::Bot);
+    let creds: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "metadata": { "name": "bot-creds" },
+        "stringData": {
+            "clientId": app.client_id,
+            "clientSecret": app.client_secret,
+            "refreshToken": installation.refresh_token.clone().expect("rotating installation"),
+        },
+    }))
+    .unwrap();
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(admin.clone(), &token_ns);
+    secrets.create(&pp, &creds).await.unwrap();
+    let token: SlackToken = serde_json::from_value(json!({
+        "apiVersion": "slack.rotator.dev/v1alpha1",
+        "kind": "SlackToken",
+        "metadata": { "name": "bot" },
+        "spec": { "type": "OAuth", "credentialsRef": { "name": "bot-creds" }, "secretRef": { "name": "bot-token" } },
+    }))
+    .unwrap();
+    Api::<SlackToken>::namespaced(admin.clone(), &token_ns).create(&pp, &token).await.unwrap();
+
+    // The operator, as the chart's ServiceAccount.
+    let operator = kube.service_account_client(&release_ns, FULLNAME);
+    let leader_elect = rendered.args().iter().any(|a| a == "--leader-elect");
+    let leadership = if leader_elect {
+        let acquired = tokio::time::timeout(
+            Duration::from_secs(30),
+            slack_token_operator::leader::acquire(operator.clone()),
+        )
+        .await
+        .expect("leadership within 30s: the Lease could not be taken with the rendered Role");
+        Some(acquired.expect("the rendered Role lets the operator take its Lease"))
+    } else {
+        None
+    };
+    let ctx = controller::Context::new(
+        operator,
+        SlackClient::new(&slack.base_url()).unwrap(),
+        std::sync::Arc::new(SystemClock),
+    );
+    let controller = tokio::spawn(controller::run(ctx, watch));
+
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(admin.clone(), &token_ns);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let published = secrets
+            .get_opt("bot-token")
+            .await
+            .unwrap()
+            .and_then(|s| s.data)
+            .and_then(|d| d.get("token").map(|t| slack.token_is_valid(&String::from_utf8_lossy(&t.0))))
+            .unwrap_or(false);
+        let recorded = !events.list(&ListParams::default()).await.unwrap().items.is_empty();
+        let status = Api::<SlackToken>::namespaced(admin.clone(), &token_ns).get("bot").await.unwrap().status;
+        if published && recorded {
+            let ready = status.unwrap().conditions.into_iter().find(|c| c.type_ == "Ready").unwrap();
+            assert_eq!(ready.status, "True", "Ready condition written through slacktokens/status");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the operator did not publish a token and record an Event within 30s with the rendered RBAC \
+             (published: {published}, event: {recorded}); status: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    controller.abort();
+    drop(leadership);
+    slack.shutdown();
+    kube.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_rotates_and_elects_a_leader_with_only_the_rendered_cluster_wide_rbac() {
+    operator_works_with_rendered_rbac(json!({ "replicaCount": 2 }), vec![]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_rotates_with_only_the_rendered_namespaced_rbac() {
+    operator_works_with_rendered_rbac(json!({ "watchNamespaces": ["team-a"] }), vec!["team-a".into()]).await;
 }
