@@ -31,8 +31,16 @@ const RELEASE_NAMESPACE: &str = "operators";
 const FULLNAME: &str = "sto-slack-token-operator";
 const LEASE_NAME: &str = "slack-token-operator";
 
+/// The repository root. Read at run time: the shared target directory can hand one worktree a
+/// test binary compiled in another, whose compile-time `env!("CARGO_MANIFEST_DIR")` would point
+/// at the other worktree's files.
 fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+    })
 }
 
 /// Installs the Helm SDK once per test run (`scripts/helm bootstrap`), so that
@@ -544,8 +552,10 @@ fn image_tag_defaults_to_the_chart_app_version_which_matches_the_crate_version()
         serde_yaml::from_str(&std::fs::read_to_string(repo().join(CHART).join("Chart.yaml")).unwrap())
             .unwrap();
     assert_eq!(chart["apiVersion"], "v2");
-    assert_eq!(chart["appVersion"], env!("CARGO_PKG_VERSION"), "Chart.yaml appVersion = crate version");
-    let expected = format!("ghcr.io/slack-token-operator/slack-token-operator:{}", env!("CARGO_PKG_VERSION"));
+    let crate_version =
+        std::env::var("CARGO_PKG_VERSION").unwrap_or_else(|_| env!("CARGO_PKG_VERSION").into());
+    assert_eq!(chart["appVersion"], crate_version.as_str(), "Chart.yaml appVersion = crate version");
+    let expected = format!("ghcr.io/slack-token-operator/slack-token-operator:{crate_version}");
     assert_eq!(defaults().container().image.as_deref(), Some(expected.as_str()));
 }
 
