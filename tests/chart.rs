@@ -6,7 +6,9 @@
 //! use (the only network access these tests need). Every rendered object is
 //! parsed into its k8s-openapi type, and must serialise back to exactly what
 //! was rendered, so a misspelt field fails here instead of being dropped by
-//! the API server.
+//! the API server. The last tests run the real operator as the chart's
+//! ServiceAccount, holding only the rendered RBAC, against the Kubernetes
+//! emulator (which enforces RBAC) and the Slack emulator.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
