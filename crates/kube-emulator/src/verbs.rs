@@ -229,10 +229,12 @@ impl State {
             _ => {}
         }
         match obj.get("apiVersion").and_then(Value::as_str) {
-            Some(v) if v != rt.api_version() => return Err(ApiError::bad_request(format!(
+            Some(v) if v != rt.api_version() => {
+                return Err(ApiError::bad_request(format!(
                 "the API version in the data ({v}) does not match the expected API version ({})",
                 rt.api_version()
-            ))),
+            )))
+            }
             _ => {}
         }
         if !obj["metadata"].is_object() {
