@@ -303,6 +303,13 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json")
         .to_string();
+    if content_type.contains("protobuf") || content_type.contains("cbor") {
+        // Only JSON/YAML bodies are understood; typed client-go writers (e.g. `kubectl
+        // create secret`) send protobuf and get the real server's answer for unknown formats.
+        return Err(ApiError::unsupported_media_type(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {content_type:?})"
+        )));
+    }
     let yaml_body = content_type.contains("yaml");
     let wopts = WriteOpts {
         field_manager: query
