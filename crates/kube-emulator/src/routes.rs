@@ -318,6 +318,7 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
             .unwrap_or_else(|| default_manager(headers)),
         dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
         force: truthy(query.get("force")),
+        subresource: target.subresource.clone().filter(|s| s == "status"),
     };
     let as_table = headers
         .get("accept")
@@ -389,16 +390,14 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
             let obj = patch::parse_body(&body, yaml_body)?;
             let mut st = lock(&shared.state)?;
             let name = target.name.as_deref().unwrap_or_default();
-            let sub = target.subresource.as_deref().filter(|s| *s == "status");
-            let updated = st.update(&rt, ns, name, obj, sub, &wopts)?;
+            let updated = st.update(&rt, ns, name, obj, &wopts)?;
             Ok(json_response(200, &updated))
         }
         Verb::Patch => {
             let ptype = PatchType::from_content_type(&content_type)?;
             let mut st = lock(&shared.state)?;
             let name = target.name.as_deref().unwrap_or_default();
-            let sub = target.subresource.as_deref().filter(|s| *s == "status");
-            let patched = st.patch(&rt, ns, name, ptype, &body, sub, &wopts)?;
+            let patched = st.patch(&rt, ns, name, ptype, &body, &wopts)?;
             Ok(json_response(200, &patched))
         }
         Verb::Delete | Verb::DeleteCollection => {

@@ -45,7 +45,7 @@ fn split_top(s: &str) -> Result<Vec<String>, SelectorError> {
             ')' => depth -= 1,
             _ => {}
         }
-        if depth < 0 || depth > 1 {
+        if !(0..=1).contains(&depth) {
             return Err(SelectorError(format!("unbalanced parentheses in {s:?}")));
         }
         if c == ',' && depth == 0 {

@@ -24,6 +24,8 @@ pub struct State {
 #[derive(Debug, Clone, Default)]
 pub struct WriteOpts {
     pub field_manager: String,
+    /// `Some("status")` for writes to the status subresource.
+    pub subresource: Option<String>,
     pub dry_run: bool,
     pub force: bool,
 }
@@ -400,9 +402,9 @@ impl State {
         ns: Option<&str>,
         name: &str,
         mut obj: Value,
-        subresource: Option<&str>,
         opts: &WriteOpts,
     ) -> ApiResult<Value> {
+        let subresource = opts.subresource.as_deref();
         Self::check_identity(rt, ns, Some(name), &mut obj)?;
         let old = self.get(rt, ns, name)?;
         if let Some(rv) = meta_str(&obj, "resourceVersion").filter(|r| !r.is_empty()) {
@@ -421,9 +423,9 @@ impl State {
         name: &str,
         ptype: PatchType,
         body: &[u8],
-        subresource: Option<&str>,
         opts: &WriteOpts,
     ) -> ApiResult<Value> {
+        let subresource = opts.subresource.as_deref();
         if ptype == PatchType::Strategic && rt.is_custom() {
             return Err(ApiError::unsupported_media_type(
                 "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
@@ -852,11 +854,7 @@ impl State {
     }
 
     /// Resolves the snapshot a list reads from: (objects, RV reported in the list).
-    fn list_source(
-        &self,
-        rt: &ResourceType,
-        o: &ListOpts,
-    ) -> ApiResult<(Vec<(Key, Value)>, u64, Option<Key>)> {
+    fn list_source(&self, rt: &ResourceType, o: &ListOpts) -> ApiResult<ListSource> {
         let current = self.store.current_rv();
         let too_large = |rv: u64| {
             let mut e = ApiError::new(
@@ -988,6 +986,9 @@ impl State {
         self.delete_internal(storage, key, Propagation::Background);
     }
 }
+
+/// Objects a list reads, the RV it reports, and the key to continue after.
+type ListSource = (Vec<(Key, Value)>, u64, Option<Key>);
 
 pub enum Managed {
     Update(Writer),
