@@ -55,3 +55,22 @@ pub fn collect(state: &mut State, owner_uid: &str, policy: Propagation) {
         }
     }
 }
+
+/// (storage, key) of every object with an ownerReference to `owner_uid`.
+pub fn dependents(state: &State, owner_uid: &str) -> Vec<(String, Key)> {
+    if owner_uid.is_empty() {
+        return vec![];
+    }
+    let mut out = Vec::new();
+    for storage in state.store.storages() {
+        for (key, obj) in state.store.objects(&storage) {
+            let owned = obj["metadata"]["ownerReferences"]
+                .as_array()
+                .is_some_and(|refs| refs.iter().any(|r| r["uid"].as_str() == Some(owner_uid)));
+            if owned {
+                out.push((storage.clone(), key.clone()));
+            }
+        }
+    }
+    out
+}

@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 
 pub const CRD_STORAGE: &str = "customresourcedefinitions.apiextensions.k8s.io";
 const CRD_CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
+const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
 
 pub struct State {
     pub store: Store,
@@ -287,6 +288,14 @@ impl State {
                 }
             }
         }
+        if let Some(ann) = obj["metadata"]["annotations"].as_object() {
+            if let Some((k, _)) = ann.iter().find(|(_, v)| !v.is_string()) {
+                return Err(ApiError::bad_request(format!(
+                    "metadata.annotations.{k}: annotation values must be strings"
+                )));
+            }
+        }
+        validate_labels(obj, &mut causes);
         match (rt.group.as_str(), rt.plural.as_str()) {
             ("", "secrets") => prepare_secret(old, obj, &mut causes)?,
             ("", "namespaces") => {
@@ -355,6 +364,12 @@ impl State {
         if self.store.get(&rt.storage, &key).is_some() {
             return Err(ApiError::already_exists(&rt.group, &rt.plural, &name));
         }
+        if meta_str(&obj, "resourceVersion").is_some_and(|r| !r.is_empty()) {
+            // etcd3 storage refuses this; clients that re-create a fetched object hit it.
+            return Err(ApiError::internal(
+                "resourceVersion should not be set on objects to be created",
+            ));
+        }
         if let Some(meta) = obj["metadata"].as_object_mut() {
             for f in [
                 "resourceVersion",
@@ -407,11 +422,7 @@ impl State {
         let subresource = opts.subresource.as_deref();
         Self::check_identity(rt, ns, Some(name), &mut obj)?;
         let old = self.get(rt, ns, name)?;
-        if let Some(rv) = meta_str(&obj, "resourceVersion").filter(|r| !r.is_empty()) {
-            if Some(rv) != meta_str(&old, "resourceVersion") {
-                return Err(ApiError::stale(&rt.group, &rt.plural, name));
-            }
-        }
+        check_preconditions(rt, &old, &obj)?;
         let w = self.writer(rt, opts, subresource.unwrap_or_default());
         self.write_existing(rt, old, obj, subresource, Managed::Update(w), opts.dry_run)
     }
@@ -444,6 +455,9 @@ impl State {
                 Ok(live) => live,
                 Err(e) if e.code == 404 => {
                     // Apply creates the object when absent.
+                    if let Some(m) = applied["metadata"].as_object_mut() {
+                        m.remove("resourceVersion");
+                    }
                     let mut created = apply::apply(None, &applied, &w, opts.force)?;
                     let entries = apply::read_entries(&created);
                     if let Some(m) = created["metadata"].as_object_mut() {
@@ -474,21 +488,13 @@ impl State {
                 }
                 Err(e) => return Err(e),
             };
-            if let Some(rv) = meta_str(&applied, "resourceVersion").filter(|r| !r.is_empty()) {
-                if Some(rv) != meta_str(&live, "resourceVersion") {
-                    return Err(ApiError::stale(&rt.group, &rt.plural, name));
-                }
-            }
+            check_preconditions(rt, &live, &applied)?;
             let merged = apply::apply(Some(&live), &applied, &w, opts.force)?;
             return self.write_existing(rt, live, merged, subresource, Managed::Done, opts.dry_run);
         }
         let old = self.get(rt, ns, name)?;
         let mut patched = patch::apply_patch(ptype, &old, body)?;
-        if let Some(rv) = meta_str(&patched, "resourceVersion").filter(|r| !r.is_empty()) {
-            if Some(rv) != meta_str(&old, "resourceVersion") {
-                return Err(ApiError::stale(&rt.group, &rt.plural, name));
-            }
-        }
+        check_preconditions(rt, &old, &patched)?;
         Self::check_identity(rt, ns, Some(name), &mut patched)?;
         self.write_existing(
             rt,
@@ -638,6 +644,14 @@ impl State {
         opts: &DeleteOpts,
     ) -> ApiResult<(Value, bool)> {
         let obj = self.get(rt, ns, name)?;
+        if rt.storage == "namespaces" && matches!(name, "default" | "kube-system" | "kube-public") {
+            return Err(ApiError {
+                details: Some(json!({"name": name, "kind": "namespaces"})),
+                ..ApiError::forbidden(format!(
+                    "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+                ))
+            });
+        }
         if let Some(uid) = &opts.precondition_uid {
             if meta_str(&obj, "uid") != Some(uid.as_str()) {
                 return Err(ApiError::conflict(
@@ -719,11 +733,21 @@ impl State {
         if storage == CRD_STORAGE && !fins.iter().any(|f| f == CRD_CLEANUP_FINALIZER) {
             fins.push(CRD_CLEANUP_FINALIZER.into());
         }
-        if !fins.is_empty() {
+        let uid = meta_str(&obj, "uid").unwrap_or_default().to_string();
+        let foreground = policy == Propagation::Foreground
+            && !is_deleting(&obj)
+            && !crate::gc::dependents(self, &uid).is_empty();
+        if !fins.is_empty() || foreground {
             if is_deleting(&obj) {
                 return None;
             }
             let mut next = obj.clone();
+            if foreground {
+                // The owner stays (with this finalizer) until its dependents are gone.
+                let mut with = finalizers(&obj);
+                with.push(FOREGROUND_FINALIZER.into());
+                next["metadata"]["finalizers"] = json!(with);
+            }
             next["metadata"]["deletionTimestamp"] = json!(self.now_string());
             next["metadata"]["deletionGracePeriodSeconds"] = json!(0);
             if generation {
@@ -734,6 +758,11 @@ impl State {
                 .commit(storage, key.clone(), EventType::Modified, next, Some(obj));
             if storage == CRD_STORAGE {
                 self.delete_crd_instances(key);
+            }
+            if foreground {
+                for (dep_storage, dep_key) in crate::gc::dependents(self, &uid) {
+                    self.delete_internal(&dep_storage, &dep_key, Propagation::Foreground);
+                }
             }
             self.settle();
             return None;
@@ -837,6 +866,40 @@ impl State {
                     }
                     progressed = true;
                 }
+            }
+            let waiting: Vec<(String, Key, Value)> = self
+                .store
+                .storages()
+                .into_iter()
+                .flat_map(|st| {
+                    self.store
+                        .objects(&st)
+                        .filter(|(_, o)| {
+                            is_deleting(o)
+                                && finalizers(o).iter().any(|f| f == FOREGROUND_FINALIZER)
+                        })
+                        .map(|(k, o)| (st.clone(), k.clone(), o.clone()))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            for (storage, key, obj) in waiting {
+                let uid = meta_str(&obj, "uid").unwrap_or_default().to_string();
+                if !crate::gc::dependents(self, &uid).is_empty() {
+                    continue;
+                }
+                let rest: Vec<String> = finalizers(&obj)
+                    .into_iter()
+                    .filter(|f| f != FOREGROUND_FINALIZER)
+                    .collect();
+                let mut last = obj.clone();
+                last["metadata"]["finalizers"] = json!(rest);
+                if rest.is_empty() {
+                    self.remove(&storage, key, last, obj, Propagation::Background);
+                } else {
+                    self.store
+                        .commit(&storage, key, EventType::Modified, last, Some(obj));
+                }
+                progressed = true;
             }
             if !progressed {
                 break;
@@ -994,6 +1057,71 @@ pub enum Managed {
     Update(Writer),
     /// managedFields already computed (server-side apply).
     Done,
+}
+
+/// resourceVersion and uid in a write body are preconditions on the stored object.
+fn check_preconditions(rt: &ResourceType, old: &Value, new: &Value) -> ApiResult<()> {
+    let name = meta_str(old, "name").unwrap_or_default();
+    if let Some(rv) = meta_str(new, "resourceVersion").filter(|r| !r.is_empty()) {
+        if Some(rv) != meta_str(old, "resourceVersion") {
+            return Err(ApiError::stale(&rt.group, &rt.plural, name));
+        }
+    }
+    if let Some(uid) = meta_str(new, "uid").filter(|u| !u.is_empty()) {
+        let current = meta_str(old, "uid").unwrap_or_default();
+        if uid != current {
+            return Err(ApiError::conflict(
+                &rt.group,
+                &rt.plural,
+                name,
+                &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {current}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Label keys/values as apimachinery's ValidateLabels checks them.
+fn validate_labels(obj: &Value, causes: &mut Vec<Cause>) {
+    let Some(labels) = obj["metadata"]["labels"].as_object() else {
+        return;
+    };
+    for (k, v) in labels {
+        let (prefix, name) = match k.rsplit_once('/') {
+            Some((p, n)) => (Some(p), n),
+            None => (None, k.as_str()),
+        };
+        let name_ok = !name.is_empty()
+            && name.len() <= 63
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+        let prefix_ok = prefix.is_none_or(|p| name_problem(p, false).is_none());
+        if !name_ok || !prefix_ok {
+            causes.push(invalid_value(
+                "metadata.labels",
+                &json!(k),
+                "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')",
+            ));
+        }
+        let val = v.as_str().unwrap_or_default();
+        let val_ok = val.is_empty()
+            || (val.len() <= 63
+                && val
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                && val.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && val.ends_with(|c: char| c.is_ascii_alphanumeric()));
+        if !val_ok {
+            causes.push(invalid_value(
+                "metadata.labels",
+                v,
+                "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
+            ));
+        }
+    }
 }
 
 fn prepare_secret(old: Option<&Value>, obj: &mut Value, causes: &mut Vec<Cause>) -> ApiResult<()> {

@@ -970,3 +970,217 @@ async fn kubeconfig_works_with_kube_config_loader() {
         .collect();
     assert!(names.contains(&"default".to_string()) && names.contains(&"kube-system".to_string()));
 }
+
+#[tokio::test]
+async fn foreground_deletion_waits_for_dependents() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let secrets: Api<Secret> = Api::default_namespaced(emu.client());
+    let owner = secrets
+        .create(&PostParams::default(), &secret("owner"))
+        .await
+        .unwrap();
+    let mut dep = secret("dep");
+    dep.metadata.finalizers = Some(vec!["x/y".into()]);
+    dep.metadata.owner_references = Some(vec![serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret", "name": "owner",
+        "uid": owner.metadata.uid.clone().unwrap(), "blockOwnerDeletion": true
+    }))
+    .unwrap()]);
+    secrets.create(&PostParams::default(), &dep).await.unwrap();
+    secrets
+        .delete("owner", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    let waiting = secrets.get("owner").await.unwrap();
+    assert_eq!(
+        waiting.metadata.finalizers,
+        Some(vec!["foregroundDeletion".to_string()])
+    );
+    assert!(secrets
+        .get("dep")
+        .await
+        .unwrap()
+        .metadata
+        .deletion_timestamp
+        .is_some());
+    secrets
+        .patch(
+            "dep",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata":{"finalizers":null}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(api_err(secrets.get("owner").await.unwrap_err()).code, 404);
+}
+
+#[tokio::test]
+async fn orphan_deletion_keeps_dependents_without_owner_reference() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let secrets: Api<Secret> = Api::default_namespaced(emu.client());
+    let owner = secrets
+        .create(&PostParams::default(), &secret("owner"))
+        .await
+        .unwrap();
+    let mut dep = secret("dep");
+    dep.metadata.owner_references = Some(vec![serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret", "name": "owner", "uid": owner.metadata.uid.clone().unwrap()
+    }))
+    .unwrap()]);
+    secrets.create(&PostParams::default(), &dep).await.unwrap();
+    secrets
+        .delete("owner", &DeleteParams::orphan())
+        .await
+        .unwrap();
+    let kept = secrets.get("dep").await.unwrap();
+    assert!(kept.metadata.owner_references.is_none());
+}
+
+#[tokio::test]
+async fn write_preconditions_and_metadata_validation_match_the_real_server() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let secrets: Api<Secret> = Api::default_namespaced(emu.client());
+    let created = secrets
+        .create(&PostParams::default(), &secret("s"))
+        .await
+        .unwrap();
+    // Re-creating a fetched object (resourceVersion set) fails in etcd3 storage.
+    let mut again = created.clone();
+    again.metadata.name = Some("t".into());
+    again.metadata.uid = None;
+    assert_eq!(
+        api_err(
+            secrets
+                .create(&PostParams::default(), &again)
+                .await
+                .unwrap_err()
+        )
+        .code,
+        500
+    );
+    // A mismatched uid is a failed precondition.
+    let mut wrong_uid = created.clone();
+    wrong_uid.metadata.uid = Some("00000000-0000-0000-0000-000000000000".into());
+    let err = api_err(
+        secrets
+            .replace("s", &PostParams::default(), &wrong_uid)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 409);
+    assert!(
+        err.message.contains("Precondition failed: UID"),
+        "{}",
+        err.message
+    );
+    // Invalid label values are 422.
+    let err = api_err(
+        secrets
+            .patch(
+                "s",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata":{"labels":{"a":"not valid!"}}})),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"));
+    // Protected namespaces cannot be deleted.
+    let ns: Api<Namespace> = Api::all(emu.client());
+    assert_eq!(
+        api_err(
+            ns.delete("default", &DeleteParams::default())
+                .await
+                .unwrap_err()
+        )
+        .code,
+        403
+    );
+}
+
+#[tokio::test]
+async fn malformed_requests_get_status_errors_not_panics() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let client = emu.client();
+    let send = |method: &str, path: &str, ct: &str, body: &'static str| {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", ct)
+            .body(body.as_bytes().to_vec())
+            .unwrap();
+        let client = client.clone();
+        async move { client.request::<serde_json::Value>(req).await }
+    };
+    let cases = [
+        (
+            "POST",
+            "/api/v1/namespaces/default/secrets",
+            "application/json",
+            "{not json",
+            400,
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/secrets",
+            "application/json",
+            "[]",
+            400,
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/default/nonsense",
+            "application/json",
+            "",
+            404,
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/default/secrets?labelSelector=a%20in%20(",
+            "application/json",
+            "",
+            400,
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/default/secrets?fieldSelector=spec.x%3D1",
+            "application/json",
+            "",
+            400,
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/default/secrets?resourceVersion=abc&resourceVersionMatch=Exact",
+            "application/json",
+            "",
+            400,
+        ),
+        (
+            "PATCH",
+            "/api/v1/namespaces/default/secrets/x",
+            "text/plain",
+            "{}",
+            415,
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/default/secrets?continue=garbage",
+            "application/json",
+            "",
+            400,
+        ),
+        (
+            "PUT",
+            "/api/v1/namespaces/default/secrets",
+            "application/json",
+            "{}",
+            405,
+        ),
+    ];
+    for (method, path, ct, body, code) in cases {
+        match send(method, path, ct, body).await {
+            Err(kube::Error::Api(s)) => assert_eq!(s.code, code, "{method} {path}: {}", s.message),
+            other => panic!("{method} {path}: expected {code}, got {other:?}"),
+        }
+    }
+}
