@@ -395,6 +395,11 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
         }
         Verb::Patch => {
             let ptype = PatchType::from_content_type(&content_type)?;
+            if ptype == PatchType::Apply && query.get("fieldManager").is_none_or(|m| m.is_empty()) {
+                return Err(ApiError::bad_request(
+                    "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+                ));
+            }
             let mut st = lock(&shared.state)?;
             let name = target.name.as_deref().unwrap_or_default();
             let patched = st.patch(&rt, ns, name, ptype, &body, &wopts)?;

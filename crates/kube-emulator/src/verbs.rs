@@ -20,6 +20,8 @@ pub struct State {
     pub store: Store,
     pub registry: Registry,
     pub now: NowFn,
+    /// Set while a foreground deletion may be waiting, so `settle` only scans then.
+    foreground_pending: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -144,6 +146,7 @@ impl State {
             store: Store::default(),
             registry: Registry::default(),
             now,
+            foreground_pending: false,
         };
         let ns = s
             .registry
@@ -744,6 +747,7 @@ impl State {
             let mut next = obj.clone();
             if foreground {
                 // The owner stays (with this finalizer) until its dependents are gone.
+                self.foreground_pending = true;
                 let mut with = finalizers(&obj);
                 with.push(FOREGROUND_FINALIZER.into());
                 next["metadata"]["finalizers"] = json!(with);
@@ -867,21 +871,27 @@ impl State {
                     progressed = true;
                 }
             }
-            let waiting: Vec<(String, Key, Value)> = self
-                .store
-                .storages()
-                .into_iter()
-                .flat_map(|st| {
-                    self.store
-                        .objects(&st)
-                        .filter(|(_, o)| {
-                            is_deleting(o)
-                                && finalizers(o).iter().any(|f| f == FOREGROUND_FINALIZER)
-                        })
-                        .map(|(k, o)| (st.clone(), k.clone(), o.clone()))
-                        .collect::<Vec<_>>()
-                })
-                .collect();
+            let waiting: Vec<(String, Key, Value)> = if !self.foreground_pending {
+                vec![]
+            } else {
+                self.store
+                    .storages()
+                    .into_iter()
+                    .flat_map(|st| {
+                        self.store
+                            .objects(&st)
+                            .filter(|(_, o)| {
+                                is_deleting(o)
+                                    && finalizers(o).iter().any(|f| f == FOREGROUND_FINALIZER)
+                            })
+                            .map(|(k, o)| (st.clone(), k.clone(), o.clone()))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect()
+            };
+            if waiting.is_empty() {
+                self.foreground_pending = false;
+            }
             for (storage, key, obj) in waiting {
                 let uid = meta_str(&obj, "uid").unwrap_or_default().to_string();
                 if !crate::gc::dependents(self, &uid).is_empty() {

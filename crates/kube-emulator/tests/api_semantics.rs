@@ -1184,3 +1184,129 @@ async fn malformed_requests_get_status_errors_not_panics() {
         }
     }
 }
+
+#[tokio::test]
+async fn managed_fields_track_update_and_apply_managers() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let widgets = widget_crd(&emu.client()).await;
+    let pp = PostParams {
+        field_manager: Some("creator".into()),
+        ..PostParams::default()
+    };
+    widgets
+        .create(&pp, &widget("w", json!({"size": 1})))
+        .await
+        .unwrap();
+    let patched = widgets
+        .patch(
+            "w",
+            &PatchParams {
+                field_manager: Some("labeller".into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(json!({"metadata": {"labels": {"team": "a"}}})),
+        )
+        .await
+        .unwrap();
+    let mf = patched.metadata.managed_fields.unwrap();
+    let by = |m: &str| {
+        mf.iter()
+            .find(|e| e.manager.as_deref() == Some(m))
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(by("creator").operation.as_deref(), Some("Update"));
+    let creator = serde_json::to_value(by("creator").fields_v1.unwrap()).unwrap();
+    assert!(creator["f:spec"]["f:size"].is_object(), "{creator}");
+    let labeller = serde_json::to_value(by("labeller").fields_v1.unwrap()).unwrap();
+    assert!(
+        labeller["f:metadata"]["f:labels"]["f:team"].is_object(),
+        "{labeller}"
+    );
+
+    // An Update manager's field conflicts with an apply that changes it.
+    let body = json!({"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w"},"spec":{"size":3}});
+    let err = api_err(
+        widgets
+            .patch("w", &PatchParams::apply("applier"), &Patch::Apply(body))
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        err.message.contains("conflict with \"creator\""),
+        "{}",
+        err.message
+    );
+}
+
+#[tokio::test]
+async fn server_side_apply_to_status_subresource_changes_only_status() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let widgets = widget_crd(&emu.client()).await;
+    widgets
+        .create(&PostParams::default(), &widget("w", json!({"size": 1})))
+        .await
+        .unwrap();
+    let body = json!({"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w"},
+        "spec":{"size":9},"status":{"phase":"Ready"}});
+    let out = widgets
+        .patch_status(
+            "w",
+            &PatchParams::apply("ctrl").force(),
+            &Patch::Apply(body),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.data["status"]["phase"], "Ready");
+    assert_eq!(out.data["spec"]["size"], 1);
+    assert_eq!(out.metadata.generation, Some(1));
+    let entry = out
+        .metadata
+        .managed_fields
+        .unwrap()
+        .into_iter()
+        .find(|e| e.manager.as_deref() == Some("ctrl"))
+        .unwrap();
+    assert_eq!(entry.subresource.as_deref(), Some("status"));
+    assert_eq!(entry.operation.as_deref(), Some("Apply"));
+}
+
+#[tokio::test]
+async fn apply_without_field_manager_is_rejected() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let client = emu.client();
+    let req = http::Request::builder()
+        .method("PATCH")
+        .uri("/api/v1/namespaces/default/secrets/s")
+        .header("content-type", "application/apply-patch+yaml")
+        .body(b"apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n".to_vec())
+        .unwrap();
+    match client.request::<serde_json::Value>(req).await {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 400),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn lease_replace_with_stale_resource_version_conflicts() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let emu = KubeEmulator::start().await.unwrap();
+    let leases: Api<Lease> = Api::namespaced(emu.client(), "kube-system");
+    let lease: Lease = serde_json::from_value(json!({"metadata":{"name":"leader"},"spec":{"holderIdentity":"a","leaseDurationSeconds":15}})).unwrap();
+    let created = leases.create(&PostParams::default(), &lease).await.unwrap();
+    let mut mine = created.clone();
+    mine.spec.as_mut().unwrap().holder_identity = Some("b".into());
+    leases
+        .replace("leader", &PostParams::default(), &mine)
+        .await
+        .unwrap();
+    let mut theirs = created;
+    theirs.spec.as_mut().unwrap().holder_identity = Some("c".into());
+    let err = api_err(
+        leases
+            .replace("leader", &PostParams::default(), &theirs)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
+}
