@@ -93,6 +93,14 @@ impl KubeEmulator {
             let s = handler_shared.clone();
             async move { routes::handle(s, req).await }
         });
+        // TCP_NODELAY: without it, Nagle + delayed ACK hold small watch chunks in the kernel
+        // for ~40 ms of real time on reused connections, and a test on tokio's paused clock
+        // auto-advances virtual time past its deadlines meanwhile.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let server = axum::serve(listener, app).with_graceful_shutdown(async move {

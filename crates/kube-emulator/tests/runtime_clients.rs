@@ -60,6 +60,17 @@ fn widget(name: &str) -> DynamicObject {
 
 #[tokio::test]
 async fn controller_reconciles_objects_from_watch() {
+    controller_scenario(Duration::ZERO).await;
+}
+
+/// Same scenario on tokio's paused clock: time only moves when everything is idle.
+#[tokio::test(start_paused = true)]
+async fn controller_reconciles_objects_from_watch_on_paused_clock() {
+    // An hour of idle time (watch timeouts, re-watches, bookmarks) in between.
+    controller_scenario(Duration::from_secs(3600)).await;
+}
+
+async fn controller_scenario(idle: Duration) {
     let emu = KubeEmulator::start().await.unwrap();
     let client = emu.client();
     let api = widgets(&client).await;
@@ -112,6 +123,9 @@ async fn controller_reconciles_objects_from_watch() {
         .await
         .expect("reconciled in time")
         .unwrap();
+    }
+    if !idle.is_zero() {
+        tokio::time::sleep(idle).await;
     }
     // A spec change is seen and reconciled again.
     api.patch(
