@@ -69,15 +69,35 @@ pub fn apply_patch(ptype: PatchType, current: &Value, body: &[u8]) -> ApiResult<
         }
         PatchType::Json => {
             let p = parse_body(body, false)?;
-            let ops: json_patch::Patch = serde_json::from_value(p)
-                .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
-            json_patch::patch(&mut out, &ops).map_err(|e| {
-                ApiError::new(
-                    422,
-                    "Invalid",
-                    format!("the server rejected our request due to an error in our request: {e}"),
-                )
-            })?;
+            let Value::Array(ops) = p else {
+                return Err(ApiError::bad_request(
+                    "invalid JSON patch: expected an array of operations",
+                ));
+            };
+            // Applied one by one so that a `test` of `null` against a missing path passes,
+            // as in the server's JSON patch library (kube-runtime's finalizer helper relies
+            // on it when an object has no finalizers yet).
+            for op in ops {
+                let is_null_test =
+                    op["op"] == "test" && op.get("value").is_some_and(Value::is_null);
+                if is_null_test {
+                    let path = op["path"].as_str().unwrap_or_default();
+                    if out.pointer(path).is_none_or(Value::is_null) {
+                        continue;
+                    }
+                }
+                let one: json_patch::Patch = serde_json::from_value(Value::Array(vec![op]))
+                    .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+                json_patch::patch(&mut out, &one).map_err(|e| {
+                    ApiError::new(
+                        422,
+                        "Invalid",
+                        format!(
+                            "the server rejected our request due to an error in our request: {e}"
+                        ),
+                    )
+                })?;
+            }
         }
         PatchType::Apply => {
             return Err(ApiError::internal(

@@ -1310,3 +1310,19 @@ async fn lease_replace_with_stale_resource_version_conflicts() {
     );
     assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
 }
+
+#[tokio::test]
+async fn shutdown_completes_with_open_watches_and_refuses_new_requests() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let secrets: Api<Secret> = Api::default_namespaced(emu.client());
+    let mut stream = secrets
+        .watch(&WatchParams::default(), "0")
+        .await
+        .unwrap()
+        .boxed();
+    tokio::time::timeout(std::time::Duration::from_secs(30), emu.shutdown())
+        .await
+        .expect("shutdown finished in time");
+    assert!(stream.try_next().await.unwrap_or(None).is_none());
+    assert!(secrets.list(&ListParams::default()).await.is_err());
+}

@@ -267,3 +267,33 @@ async fn recorder_events_are_created_and_visible_in_core_v1() {
         Some("s")
     );
 }
+
+#[tokio::test]
+async fn finalizer_helper_adds_and_removes_its_finalizer() {
+    use kube::runtime::finalizer::{finalizer, Event as Fin};
+    let emu = KubeEmulator::start().await.unwrap();
+    let api = widgets(&emu.client()).await;
+    api.create(&PostParams::default(), &widget("w"))
+        .await
+        .unwrap();
+    let name = "example.com/cleanup";
+    let run = |obj: DynamicObject| {
+        let api = api.clone();
+        async move {
+            finalizer(&api, name, Arc::new(obj), |ev| async move {
+                match ev {
+                    Fin::Apply(_) | Fin::Cleanup(_) => Ok::<_, kube::Error>(Action::await_change()),
+                }
+            })
+            .await
+        }
+    };
+    // First pass adds the finalizer (JSON patch with a `test` of null finalizers).
+    run(api.get("w").await.unwrap()).await.unwrap();
+    let with = api.get("w").await.unwrap();
+    assert_eq!(with.metadata.finalizers, Some(vec![name.to_string()]));
+    api.delete("w", &Default::default()).await.unwrap();
+    // Cleanup pass removes it, and the object goes away.
+    run(api.get("w").await.unwrap()).await.unwrap();
+    assert!(api.get_opt("w").await.unwrap().is_none());
+}
