@@ -319,6 +319,7 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
         dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
         force: truthy(query.get("force")),
         subresource: target.subresource.clone().filter(|s| s == "status"),
+        strict: query.get("fieldValidation").is_some_and(|v| v == "Strict"),
     };
     let as_table = headers
         .get("accept")

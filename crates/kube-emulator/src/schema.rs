@@ -31,8 +31,11 @@ impl CrdSchema {
     }
 
     /// Drops fields the schema does not know (unless preserved) and non-nullable nulls.
-    pub fn prune(&self, obj: &mut Value) {
-        prune(obj, &self.raw, true);
+    /// Returns the paths of dropped unknown fields (for `fieldValidation`).
+    pub fn prune(&self, obj: &mut Value) -> Vec<String> {
+        let mut unknown = Vec::new();
+        prune(obj, &self.raw, true, "", &mut unknown);
+        unknown
     }
 
     pub fn apply_defaults(&self, obj: &mut Value) {
@@ -224,7 +227,7 @@ fn convert(s: &Value) -> Value {
 
 /// Structural-schema pruning. `keep_meta` is true at the root and for embedded resources,
 /// where apiVersion/kind/metadata are always kept.
-fn prune(v: &mut Value, s: &Value, keep_meta: bool) {
+fn prune(v: &mut Value, s: &Value, keep_meta: bool, path: &str, unknown: &mut Vec<String>) {
     let preserve = flag(s, "x-kubernetes-preserve-unknown-fields");
     match v {
         Value::Object(m) => {
@@ -244,10 +247,18 @@ fn prune(v: &mut Value, s: &Value, keep_meta: bool) {
                             m.remove(&k);
                             continue;
                         }
-                        prune(child, ps, flag(ps, "x-kubernetes-embedded-resource"));
+                        let child_path = format!("{path}.{k}");
+                        prune(
+                            child,
+                            ps,
+                            flag(ps, "x-kubernetes-embedded-resource"),
+                            &child_path,
+                            unknown,
+                        );
                     }
                     None if preserve || additional_any => {}
                     None => {
+                        unknown.push(format!("{path}.{k}"));
                         m.remove(&k);
                     }
                 }
@@ -255,8 +266,15 @@ fn prune(v: &mut Value, s: &Value, keep_meta: bool) {
         }
         Value::Array(a) => {
             if let Some(items) = s.get("items").filter(|i| i.is_object()) {
-                for item in a.iter_mut() {
-                    prune(item, items, flag(items, "x-kubernetes-embedded-resource"));
+                for (i, item) in a.iter_mut().enumerate() {
+                    let child_path = format!("{path}[{i}]");
+                    prune(
+                        item,
+                        items,
+                        flag(items, "x-kubernetes-embedded-resource"),
+                        &child_path,
+                        unknown,
+                    );
                 }
             }
         }

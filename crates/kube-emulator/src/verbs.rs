@@ -29,6 +29,8 @@ pub struct WriteOpts {
     pub field_manager: String,
     /// `Some("status")` for writes to the status subresource.
     pub subresource: Option<String>,
+    /// `fieldValidation=Strict`: unknown fields are a 400 instead of being dropped.
+    pub strict: bool,
     pub dry_run: bool,
     pub force: bool,
 }
@@ -279,7 +281,13 @@ impl State {
     }
 
     /// Type-specific defaulting and validation, then the CRD schema. `obj` is in served form.
-    fn prepare(&self, rt: &ResourceType, old: Option<&Value>, obj: &mut Value) -> ApiResult<()> {
+    fn prepare(
+        &self,
+        rt: &ResourceType,
+        old: Option<&Value>,
+        obj: &mut Value,
+        strict: bool,
+    ) -> ApiResult<()> {
         let name = meta_str(obj, "name").unwrap_or_default().to_string();
         let mut causes: Vec<Cause> = Vec::new();
         if let Some(labels) = obj["metadata"]["labels"].as_object() {
@@ -299,6 +307,7 @@ impl State {
             }
         }
         validate_labels(obj, &mut causes);
+        validate_owner_references(obj, &mut causes);
         match (rt.group.as_str(), rt.plural.as_str()) {
             ("", "secrets") => prepare_secret(old, obj, &mut causes)?,
             ("", "namespaces") => {
@@ -314,7 +323,17 @@ impl State {
             _ => {}
         }
         if let Some(schema) = rt.crd.as_ref().and_then(|c| c.schema.as_ref()) {
-            schema.prune(obj);
+            let unknown = schema.prune(obj);
+            if strict && !unknown.is_empty() {
+                let list: Vec<String> = unknown
+                    .iter()
+                    .map(|u| format!("unknown field \"{}\"", &u[1..]))
+                    .collect();
+                return Err(ApiError::bad_request(format!(
+                    "strict decoding error: {}",
+                    list.join(", ")
+                )));
+            }
             schema.apply_defaults(obj);
             causes.extend(schema.validate(obj));
         }
@@ -392,7 +411,7 @@ impl State {
                 m.remove("status");
             }
         }
-        self.prepare(rt, None, &mut obj)?;
+        self.prepare(rt, None, &mut obj, opts.strict)?;
         obj["metadata"]["uid"] = json!(new_uid());
         obj["metadata"]["creationTimestamp"] = json!(self.now_string());
         if rt.generation {
@@ -427,7 +446,7 @@ impl State {
         let old = self.get(rt, ns, name)?;
         check_preconditions(rt, &old, &obj)?;
         let w = self.writer(rt, opts, subresource.unwrap_or_default());
-        self.write_existing(rt, old, obj, subresource, Managed::Update(w), opts.dry_run)
+        self.write_existing(rt, old, obj, Managed::Update(w), opts)
     }
 
     pub fn patch(
@@ -493,20 +512,13 @@ impl State {
             };
             check_preconditions(rt, &live, &applied)?;
             let merged = apply::apply(Some(&live), &applied, &w, opts.force)?;
-            return self.write_existing(rt, live, merged, subresource, Managed::Done, opts.dry_run);
+            return self.write_existing(rt, live, merged, Managed::Done, opts);
         }
         let old = self.get(rt, ns, name)?;
         let mut patched = patch::apply_patch(ptype, &old, body)?;
         check_preconditions(rt, &old, &patched)?;
         Self::check_identity(rt, ns, Some(name), &mut patched)?;
-        self.write_existing(
-            rt,
-            old,
-            patched,
-            subresource,
-            Managed::Update(w),
-            opts.dry_run,
-        )
+        self.write_existing(rt, old, patched, Managed::Update(w), opts)
     }
 
     /// The update pipeline shared by PUT, PATCH and apply. `old` and `new` are served form.
@@ -515,10 +527,11 @@ impl State {
         rt: &ResourceType,
         old: Value,
         new: Value,
-        subresource: Option<&str>,
         managed: Managed,
-        dry_run: bool,
+        opts: &WriteOpts,
     ) -> ApiResult<Value> {
+        let subresource = opts.subresource.as_deref();
+        let dry_run = opts.dry_run;
         let name = meta_str(&old, "name").unwrap_or_default().to_string();
         let mut merged = if subresource == Some("status") {
             // Status writes change only .status (metadata, spec are the stored ones).
@@ -572,7 +585,7 @@ impl State {
             }
             m
         };
-        self.prepare(rt, Some(&old), &mut merged)?;
+        self.prepare(rt, Some(&old), &mut merged, opts.strict)?;
         if is_deleting(&old) {
             let before = finalizers(&old);
             if finalizers(&merged).iter().any(|f| !before.contains(f)) {
@@ -1089,6 +1102,41 @@ fn check_preconditions(rt: &ResourceType, old: &Value, new: &Value) -> ApiResult
         }
     }
     Ok(())
+}
+
+/// ownerReferences as apimachinery's ValidateOwnerReferences checks them.
+fn validate_owner_references(obj: &Value, causes: &mut Vec<Cause>) {
+    let Some(refs) = obj["metadata"]["ownerReferences"].as_array() else {
+        return;
+    };
+    let field = "metadata.ownerReferences";
+    for r in refs {
+        for (key, what) in [
+            ("apiVersion", "version"),
+            ("kind", "kind"),
+            ("name", "name"),
+            ("uid", "uid"),
+        ] {
+            if r[key].as_str().is_none_or(str::is_empty) {
+                causes.push(invalid_value(
+                    &format!("{field}.{key}"),
+                    &json!(""),
+                    &format!("{what} must not be empty"),
+                ));
+            }
+        }
+    }
+    let controllers = refs
+        .iter()
+        .filter(|r| r["controller"] == json!(true))
+        .count();
+    if controllers > 1 {
+        causes.push(invalid_value(
+            field,
+            &Value::Array(refs.clone()),
+            "Only one reference can have Controller set to true",
+        ));
+    }
 }
 
 /// Label keys/values as apimachinery's ValidateLabels checks them.

@@ -1326,3 +1326,63 @@ async fn shutdown_completes_with_open_watches_and_refuses_new_requests() {
     assert!(stream.try_next().await.unwrap_or(None).is_none());
     assert!(secrets.list(&ListParams::default()).await.is_err());
 }
+
+#[tokio::test]
+async fn strict_field_validation_rejects_unknown_fields() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let widgets = widget_crd(&emu.client()).await;
+    widgets
+        .create(&PostParams::default(), &widget("w", json!({"size": 1})))
+        .await
+        .unwrap();
+    let strict = PatchParams::default().validation_strict();
+    let bogus = Patch::Merge(json!({"spec": {"bogus": 1}}));
+    let err = api_err(widgets.patch("w", &strict, &bogus).await.unwrap_err());
+    assert_eq!(err.code, 400);
+    assert!(
+        err.message.contains("unknown field \"spec.bogus\""),
+        "{}",
+        err.message
+    );
+    // Without Strict the unknown field is silently pruned (a no-op here).
+    let ok = widgets
+        .patch("w", &PatchParams::default(), &bogus)
+        .await
+        .unwrap();
+    assert!(ok.data["spec"].get("bogus").is_none());
+}
+
+#[tokio::test]
+async fn owner_references_are_validated() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let secrets: Api<Secret> = Api::default_namespaced(emu.client());
+    let mut s = secret("s");
+    s.metadata.owner_references = Some(vec![
+        serde_json::from_value(
+            json!({"apiVersion":"v1","kind":"Secret","name":"a","uid":"1","controller":true}),
+        )
+        .unwrap(),
+        serde_json::from_value(
+            json!({"apiVersion":"v1","kind":"Secret","name":"b","uid":"","controller":true}),
+        )
+        .unwrap(),
+    ]);
+    let err = api_err(
+        secrets
+            .create(&PostParams::default(), &s)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 422);
+    assert!(
+        err.message.contains("uid must not be empty"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message
+            .contains("Only one reference can have Controller set to true"),
+        "{}",
+        err.message
+    );
+}
