@@ -321,6 +321,23 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
         subresource: target.subresource.clone().filter(|s| s == "status"),
         strict: query.get("fieldValidation").is_some_and(|v| v == "Strict"),
     };
+    // `as=PartialObjectMetadata[List]` (kube-rs metadata APIs and metadata_watcher).
+    let as_metadata = headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| {
+            a.split(',')
+                .next()
+                .unwrap_or_default()
+                .contains("as=PartialObjectMetadata")
+        });
+    let respond = |code: u16, v: &Value| -> Response {
+        if as_metadata && v["kind"] != "Status" {
+            json_response(code, &partial_metadata(v))
+        } else {
+            json_response(code, v)
+        }
+    };
     let as_table = headers
         .get("accept")
         .and_then(|v| v.to_str().ok())
@@ -340,6 +357,7 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
                     .map(Duration::from_secs),
                 labels: lo.labels,
                 fields: lo.fields,
+                metadata_only: as_metadata,
             };
             watch::start(shared.state.clone(), rt, p)
         }
@@ -357,7 +375,7 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
                     &crate::table::render(&rt, &[obj], meta, (st.now)(), include),
                 ));
             }
-            Ok(json_response(200, &obj))
+            Ok(respond(200, &obj))
         }
         Verb::List => {
             let st = lock(&shared.state)?;
@@ -379,20 +397,20 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
                     ),
                 ));
             }
-            Ok(json_response(200, &list))
+            Ok(respond(200, &list))
         }
         Verb::Create => {
             let obj = patch::parse_body(&body, yaml_body)?;
             let mut st = lock(&shared.state)?;
             let created = st.create(&rt, ns, obj, &wopts)?;
-            Ok(json_response(201, &created))
+            Ok(respond(201, &created))
         }
         Verb::Update => {
             let obj = patch::parse_body(&body, yaml_body)?;
             let mut st = lock(&shared.state)?;
             let name = target.name.as_deref().unwrap_or_default();
             let updated = st.update(&rt, ns, name, obj, &wopts)?;
-            Ok(json_response(200, &updated))
+            Ok(respond(200, &updated))
         }
         Verb::Patch => {
             let ptype = PatchType::from_content_type(&content_type)?;
@@ -404,7 +422,7 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
             let mut st = lock(&shared.state)?;
             let name = target.name.as_deref().unwrap_or_default();
             let patched = st.patch(&rt, ns, name, ptype, &body, &wopts)?;
-            Ok(json_response(200, &patched))
+            Ok(respond(200, &patched))
         }
         Verb::Delete | Verb::DeleteCollection => {
             let dopts = delete_opts(&query, &body)?;
@@ -421,9 +439,26 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
             if gone && !rt.is_custom() {
                 return Ok(json_response(200, &success_status(&rt, &obj)));
             }
-            Ok(json_response(200, &obj))
+            Ok(respond(200, &obj))
         }
     }
+}
+
+/// meta.k8s.io/v1 PartialObjectMetadata(List) view of an object or list.
+pub fn partial_metadata(v: &Value) -> Value {
+    if let Some(items) = v.get("items").and_then(Value::as_array) {
+        return json!({
+            "kind": "PartialObjectMetadataList",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": v["metadata"].clone(),
+            "items": items.iter().map(partial_metadata).collect::<Vec<_>>(),
+        });
+    }
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": v["metadata"].clone(),
+    })
 }
 
 fn delete_opts(q: &HashMap<String, String>, body: &[u8]) -> ApiResult<DeleteOpts> {

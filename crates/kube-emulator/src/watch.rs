@@ -36,6 +36,8 @@ pub struct WatchParams {
     pub timeout: Option<Duration>,
     pub labels: LabelSelector,
     pub fields: Option<FieldSelector>,
+    /// Objects are sent as meta.k8s.io/v1 PartialObjectMetadata.
+    pub metadata_only: bool,
 }
 
 impl WatchParams {
@@ -43,6 +45,14 @@ impl WatchParams {
         self.namespace.as_deref().is_none_or(|n| n == ns)
             && self.labels.matches(obj)
             && self.fields.as_ref().is_none_or(|f| f.matches(obj))
+    }
+}
+
+fn event_line(p: &WatchParams, etype: &str, object: Value) -> Bytes {
+    if p.metadata_only {
+        line(etype, crate::routes::partial_metadata(&object))
+    } else {
+        line(etype, object)
     }
 }
 
@@ -69,17 +79,17 @@ fn transform(rt: &ResourceType, p: &WatchParams, ev: &Event) -> Option<Bytes> {
     let obj = to_served(rt, ev.object.clone());
     let now = p.selects(ns, &obj);
     match ev.etype {
-        EventType::Added => now.then(|| line("ADDED", obj)),
-        EventType::Deleted => now.then(|| line("DELETED", obj)),
+        EventType::Added => now.then(|| event_line(p, "ADDED", obj)),
+        EventType::Deleted => now.then(|| event_line(p, "DELETED", obj)),
         EventType::Modified => {
             let before = ev
                 .old
                 .as_ref()
                 .is_some_and(|o| p.selects(ns, &to_served(rt, o.clone())));
             match (before, now) {
-                (true, true) => Some(line("MODIFIED", obj)),
-                (false, true) => Some(line("ADDED", obj)),
-                (true, false) => Some(line("DELETED", obj)),
+                (true, true) => Some(event_line(p, "MODIFIED", obj)),
+                (false, true) => Some(event_line(p, "ADDED", obj)),
+                (true, false) => Some(event_line(p, "DELETED", obj)),
                 (false, false) => None,
             }
         }
@@ -121,7 +131,7 @@ pub fn start(
                     for (key, obj) in st.store.objects(&rt.storage) {
                         let obj = to_served(&rt, obj.clone());
                         if p.selects(&key.0, &obj) {
-                            first.push(line("ADDED", obj));
+                            first.push(event_line(&p, "ADDED", obj));
                         }
                     }
                     if p.send_initial_events {

@@ -297,3 +297,76 @@ async fn finalizer_helper_adds_and_removes_its_finalizer() {
     run(api.get("w").await.unwrap()).await.unwrap();
     assert!(api.get_opt("w").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn metadata_api_and_metadata_watcher_get_partial_object_metadata() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let secrets: Api<Secret> = Api::default_namespaced(emu.client());
+    secrets
+        .create(&PostParams::default(), &secret("a"))
+        .await
+        .unwrap();
+    let meta = secrets.get_metadata("a").await.unwrap();
+    assert_eq!(meta.metadata.name.as_deref(), Some("a"));
+    let list = secrets.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(list.items.len(), 1);
+    let metas: Api<kube::core::PartialObjectMeta<Secret>> = Api::default_namespaced(emu.client());
+    let mut stream = watcher(metas, watcher::Config::default()).boxed();
+    let mut names = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match stream.try_next().await.unwrap().unwrap() {
+                watcher::Event::InitApply(m) => names.push(m.metadata.name.unwrap()),
+                watcher::Event::InitDone => break,
+                _ => {}
+            }
+        }
+        secrets
+            .create(&PostParams::default(), &secret("b"))
+            .await
+            .unwrap();
+        loop {
+            if let watcher::Event::Apply(m) = stream.try_next().await.unwrap().unwrap() {
+                names.push(m.metadata.name.unwrap());
+                break;
+            }
+        }
+    })
+    .await
+    .expect("metadata events in time");
+    assert_eq!(names, ["a", "b"]);
+}
+
+#[tokio::test]
+async fn discovery_finds_builtin_and_custom_resources() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let client = emu.client();
+    widgets(&client).await;
+    let discovery = kube::discovery::Discovery::new(client.clone())
+        .run()
+        .await
+        .unwrap();
+    let groups: Vec<String> = discovery.groups().map(|g| g.name().to_string()).collect();
+    for g in [
+        "",
+        "apiextensions.k8s.io",
+        "coordination.k8s.io",
+        "events.k8s.io",
+        "example.com",
+    ] {
+        assert!(
+            groups.contains(&g.to_string()),
+            "{g} missing from {groups:?}"
+        );
+    }
+    let gvk = kube::api::GroupVersionKind::gvk("example.com", "v1", "Widget");
+    let (ar, caps) = kube::discovery::pinned_kind(&client, &gvk).await.unwrap();
+    assert_eq!(ar.plural, "widgets");
+    assert_eq!(caps.scope, kube::discovery::Scope::Namespaced);
+    assert!(caps
+        .subresources
+        .iter()
+        .any(|(sub, _)| sub.plural == "widgets/status" || sub.plural == "status"));
+    let info = client.apiserver_version().await.unwrap();
+    assert_eq!(info.major, "1");
+}
