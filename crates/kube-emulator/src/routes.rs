@@ -241,6 +241,15 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
             ["healthz"] | ["livez"] | ["readyz"] => {
                 return Ok((StatusCode::OK, "ok").into_response());
             }
+            ["openapi", "v3"] => Some(discovery::openapi_v3_root(&st.registry)),
+            ["openapi", "v3", "api", v] => Some(
+                discovery::openapi_v3_gv(&st.registry, "", v)
+                    .ok_or_else(ApiError::path_not_found)?,
+            ),
+            ["openapi", "v3", "apis", g, v] => Some(
+                discovery::openapi_v3_gv(&st.registry, g, v)
+                    .ok_or_else(ApiError::path_not_found)?,
+            ),
             ["openapi", ..] | ["swagger.json"] => return Err(ApiError::path_not_found()),
             _ => None,
         };

@@ -135,18 +135,31 @@ async fn kubectl_apply_get_describe_annotate_delete_work() {
         ),
         "{out}"
     );
-    let out = k
-        .ok(&["apply", "--validate=false", "-f", "-"], Some(CR))
-        .await;
+    // With validation on (the default), kubectl finds fieldValidation support in the
+    // OpenAPI v3 documents and lets the server validate strictly.
+    let bogus = CR.replace("spec:\n", "spec:\n  bogus: 1\n");
+    let (ok, _, stderr) = k.run(&["apply", "-f", "-"], Some(&bogus)).await;
+    assert!(
+        !ok && stderr.contains("strict decoding error: unknown field \"spec.bogus\""),
+        "{stderr}"
+    );
+    let out = k.ok(&["apply", "-f", "-"], Some(CR)).await;
     assert!(
         out.contains("slacktoken.example.com/team-a created"),
         "{out}"
     );
     // Re-applying an unchanged manifest is a no-op.
-    let out = k
-        .ok(&["apply", "--validate=false", "-f", "-"], Some(CR))
-        .await;
+    let out = k.ok(&["apply", "-f", "-"], Some(CR)).await;
     assert!(out.contains("unchanged"), "{out}");
+    // Server-side apply conflicts with the client-side applier's ownership.
+    let changed = CR.replace("team-a-token", "other");
+    let (ok, _, stderr) = k
+        .run(&["apply", "--server-side", "-f", "-"], Some(&changed))
+        .await;
+    assert!(
+        !ok && stderr.contains("Apply failed with 1 conflict"),
+        "{stderr}"
+    );
 
     let table = k.ok(&["get", "slacktokens"], None).await;
     assert!(
