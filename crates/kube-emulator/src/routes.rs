@@ -367,6 +367,16 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
                 labels: lo.labels,
                 fields: lo.fields,
                 metadata_only: as_metadata,
+                table: if as_table {
+                    let now = lock(&shared.state)?.now.clone();
+                    let include = query
+                        .get("includeObject")
+                        .cloned()
+                        .unwrap_or_else(|| "Metadata".into());
+                    Some((now, include))
+                } else {
+                    None
+                },
             };
             watch::start(shared.state.clone(), rt, p)
         }

@@ -27,7 +27,7 @@ pub const BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
 /// (30..60 min by default) when the client gives none; we use the lower bound.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
 
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct WatchParams {
     pub namespace: Option<String>,
     pub resource_version: Option<String>,
@@ -38,6 +38,9 @@ pub struct WatchParams {
     pub fields: Option<FieldSelector>,
     /// Objects are sent as meta.k8s.io/v1 PartialObjectMetadata.
     pub metadata_only: bool,
+    /// Objects are sent as one-row meta.k8s.io/v1 Tables (`kubectl get -w`):
+    /// (clock for ages, includeObject).
+    pub table: Option<(crate::NowFn, String)>,
 }
 
 impl WatchParams {
@@ -48,7 +51,14 @@ impl WatchParams {
     }
 }
 
-fn event_line(p: &WatchParams, etype: &str, object: Value) -> Bytes {
+fn event_line(rt: &ResourceType, p: &WatchParams, etype: &str, object: Value) -> Bytes {
+    if let Some((now, include)) = &p.table {
+        let meta = json!({"resourceVersion": object["metadata"]["resourceVersion"]});
+        return line(
+            etype,
+            crate::table::render(rt, &[object], meta, now(), include),
+        );
+    }
     if p.metadata_only {
         line(etype, crate::routes::partial_metadata(&object))
     } else {
@@ -79,17 +89,17 @@ fn transform(rt: &ResourceType, p: &WatchParams, ev: &Event) -> Option<Bytes> {
     let obj = to_served(rt, ev.object.clone());
     let now = p.selects(ns, &obj);
     match ev.etype {
-        EventType::Added => now.then(|| event_line(p, "ADDED", obj)),
-        EventType::Deleted => now.then(|| event_line(p, "DELETED", obj)),
+        EventType::Added => now.then(|| event_line(rt, p, "ADDED", obj)),
+        EventType::Deleted => now.then(|| event_line(rt, p, "DELETED", obj)),
         EventType::Modified => {
             let before = ev
                 .old
                 .as_ref()
                 .is_some_and(|o| p.selects(ns, &to_served(rt, o.clone())));
             match (before, now) {
-                (true, true) => Some(event_line(p, "MODIFIED", obj)),
-                (false, true) => Some(event_line(p, "ADDED", obj)),
-                (true, false) => Some(event_line(p, "DELETED", obj)),
+                (true, true) => Some(event_line(rt, p, "MODIFIED", obj)),
+                (false, true) => Some(event_line(rt, p, "ADDED", obj)),
+                (true, false) => Some(event_line(rt, p, "DELETED", obj)),
                 (false, false) => None,
             }
         }
@@ -131,7 +141,7 @@ pub fn start(
                     for (key, obj) in st.store.objects(&rt.storage) {
                         let obj = to_served(&rt, obj.clone());
                         if p.selects(&key.0, &obj) {
-                            first.push(event_line(&p, "ADDED", obj));
+                            first.push(event_line(&rt, &p, "ADDED", obj));
                         }
                     }
                     if p.send_initial_events {

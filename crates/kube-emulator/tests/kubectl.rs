@@ -200,9 +200,49 @@ async fn kubectl_apply_get_describe_annotate_delete_work() {
         .await;
     assert_eq!(ann, "yes");
 
+    // An event recorded by kube-runtime (events.k8s.io/v1) shows in `get events` and `describe`.
+    {
+        use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+        let client = emu.client();
+        let ar = kube::discovery::ApiResource {
+            group: "example.com".into(),
+            version: "v1".into(),
+            api_version: "example.com/v1".into(),
+            kind: "SlackToken".into(),
+            plural: "slacktokens".into(),
+        };
+        let api: kube::Api<kube::core::DynamicObject> =
+            kube::Api::namespaced_with(client.clone(), "default", &ar);
+        let obj = api.get("team-a").await.unwrap();
+        let reference = kube::Resource::object_ref(&obj, &ar);
+        let recorder = Recorder::new(
+            client,
+            Reporter {
+                controller: "slack-token-operator".into(),
+                instance: None,
+            },
+        );
+        let ev = Event {
+            type_: EventType::Normal,
+            reason: "Rotated".into(),
+            note: Some("token rotated".into()),
+            action: "Rotate".into(),
+            secondary: None,
+        };
+        recorder.publish(&ev, &reference).await.unwrap();
+    }
+    let events = k.ok(&["get", "events"], None).await;
+    assert!(
+        events.contains("Rotated")
+            && events.contains("slacktoken/team-a")
+            && events.contains("token rotated"),
+        "{events}"
+    );
     let described = k.ok(&["describe", "slacktoken", "team-a"], None).await;
     assert!(
-        described.contains("team-a-token") && described.contains("Name:"),
+        described.contains("team-a-token")
+            && described.contains("Name:")
+            && described.contains("Rotated"),
         "{described}"
     );
 
