@@ -475,7 +475,7 @@ impl State {
             Self::check_identity(rt, ns, Some(name), &mut applied)?;
             let live = match self.get(rt, ns, name) {
                 Ok(live) => live,
-                Err(e) if e.code == 404 => {
+                Err(e) if e.code == 404 && subresource.is_none() => {
                     // Apply creates the object when absent.
                     if let Some(m) = applied["metadata"].as_object_mut() {
                         m.remove("resourceVersion");

@@ -1386,3 +1386,52 @@ async fn owner_references_are_validated() {
         err.message
     );
 }
+
+#[tokio::test]
+async fn delete_collection_honours_label_selector_and_finalizers() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let secrets: Api<Secret> = Api::default_namespaced(emu.client());
+    for (name, app, fin) in [("a", "x", false), ("b", "x", true), ("c", "y", false)] {
+        let mut s = secret(name);
+        s.metadata.labels = Some(BTreeMap::from([("app".into(), app.into())]));
+        if fin {
+            s.metadata.finalizers = Some(vec!["x/y".into()]);
+        }
+        secrets.create(&PostParams::default(), &s).await.unwrap();
+    }
+    secrets
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("app=x"),
+        )
+        .await
+        .unwrap();
+    let left: Vec<_> = secrets
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|s| {
+            (
+                s.metadata.name.unwrap(),
+                s.metadata.deletion_timestamp.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(left, [("b".to_string(), true), ("c".to_string(), false)]);
+}
+
+#[tokio::test]
+async fn apply_to_status_of_missing_object_is_404() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let widgets = widget_crd(&emu.client()).await;
+    let body = json!({"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"nope"},"status":{"phase":"X"}});
+    let err = api_err(
+        widgets
+            .patch_status("nope", &PatchParams::apply("c"), &Patch::Apply(body))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 404);
+}
