@@ -273,3 +273,46 @@ async fn kubectl_apply_get_describe_annotate_delete_work() {
     let ns = k.ok(&["get", "namespaces"], None).await;
     assert!(ns.contains("kube-system") && ns.contains("Active"), "{ns}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_impersonation_is_authorized_by_rbac() {
+    if !kubectl_available().await {
+        return;
+    }
+    let emu = KubeEmulator::start_with(kube_emulator::Config {
+        rbac: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    emu.write_kubeconfig(&kubeconfig).unwrap();
+    let k = Kubectl { kubeconfig };
+    let rbac = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: secrets-reader, namespace: default}
+rules:
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: operator, namespace: default}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: secrets-reader}
+subjects:
+- {kind: ServiceAccount, name: operator, namespace: ops}
+"#;
+    k.ok(&["apply", "--validate=false", "-f", "-"], Some(rbac))
+        .await;
+    let as_sa = "--as=system:serviceaccount:ops:operator";
+    k.ok(&[as_sa, "get", "secrets"], None).await;
+    let (ok, _, stderr) = k.run(&[as_sa, "get", "namespaces"], None).await;
+    assert!(!ok && stderr.contains("Forbidden"), "{stderr}");
+    assert!(
+        stderr.contains("cannot list resource \"namespaces\""),
+        "{stderr}"
+    );
+}
