@@ -871,8 +871,12 @@ async fn server_side_apply_removes_fields_no_longer_applied() {
     secrets.patch("s", &pp, &Patch::Apply(v1)).await.unwrap();
     let v2 = json!({"apiVersion":"v1","kind":"Secret","metadata":{"name":"s","labels":{"a":"1"}},"stringData":{"k":"v"}});
     let out = secrets.patch("s", &pp, &Patch::Apply(v2)).await.unwrap();
-    let labels = out.metadata.labels.unwrap();
+    let labels = out.metadata.labels.clone().unwrap();
     assert!(labels.contains_key("a") && !labels.contains_key("b"));
+    // Re-applying the same configuration is a no-op (same resourceVersion).
+    let v2 = json!({"apiVersion":"v1","kind":"Secret","metadata":{"name":"s","labels":{"a":"1"}},"stringData":{"k":"v"}});
+    let again = secrets.patch("s", &pp, &Patch::Apply(v2)).await.unwrap();
+    assert_eq!(rv(&again), rv(&out));
 }
 
 #[tokio::test]
