@@ -959,7 +959,7 @@ impl State {
                 return Err(ApiError::gone("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list."));
             }
             let snap = self.store.snapshot_at(&rt.storage, rv);
-            return Ok((snap.into_iter().collect(), rv, Some(start)));
+            return Ok((Some(snap.into_iter().collect()), rv, Some(start)));
         }
         let rv: Option<u64> = match o.resource_version.as_deref() {
             None | Some("") => None,
@@ -982,31 +982,29 @@ impl State {
                     )));
                 }
                 let snap = self.store.snapshot_at(&rt.storage, rv);
-                Ok((snap.into_iter().collect(), rv, None))
+                Ok((Some(snap.into_iter().collect()), rv, None))
             }
             (Some(m), Some(_)) if m != "NotOlderThan" && m != "Exact" => Err(
                 ApiError::bad_request(format!("resourceVersionMatch: Unsupported value: \"{m}\"")),
             ),
             (_, Some(rv)) if rv > current => Err(too_large(rv)),
-            _ => Ok((
-                self.store
-                    .objects(&rt.storage)
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-                current,
-                None,
-            )),
+            _ => Ok((None, current, None)),
         }
     }
 
     pub fn list(&self, rt: &ResourceType, ns: Option<&str>, o: &ListOpts) -> ApiResult<Value> {
-        let (objects, rv, start) = self.list_source(rt, o)?;
+        let (snapshot, rv, start) = self.list_source(rt, o)?;
+        let objects: Box<dyn Iterator<Item = (&Key, &Value)>> = match &snapshot {
+            Some(snap) => Box::new(snap.iter().map(|(k, v)| (k, v))),
+            None => Box::new(self.store.objects(&rt.storage)),
+        };
+        // Selectors are matched on the stored form (labels are the same in every
+        // representation; field labels use the storage's names), copying only matches.
         let selected: Vec<(Key, Value)> = objects
-            .into_iter()
             .filter(|(k, _)| ns.is_none_or(|n| k.0 == n))
-            .filter(|(k, _)| start.as_ref().is_none_or(|s| k > s))
-            .map(|(k, v)| (k, to_served(rt, v)))
+            .filter(|(k, _)| start.as_ref().is_none_or(|s| *k > s))
             .filter(|(_, v)| o.labels.matches(v) && o.fields.as_ref().is_none_or(|f| f.matches(v)))
+            .map(|(k, v)| (k.clone(), to_served(rt, v.clone())))
             .collect();
         let mut meta = json!({ "resourceVersion": rv.to_string() });
         let items: Vec<Value> = match o.limit.filter(|l| *l > 0) {
@@ -1074,7 +1072,8 @@ impl State {
 }
 
 /// Objects a list reads, the RV it reports, and the key to continue after.
-type ListSource = (Vec<(Key, Value)>, u64, Option<Key>);
+/// `None` objects means "the current state" (read in place, without copying the store).
+type ListSource = (Option<Vec<(Key, Value)>>, u64, Option<Key>);
 
 pub enum Managed {
     Update(Writer),
