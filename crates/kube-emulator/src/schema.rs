@@ -38,6 +38,45 @@ impl CrdSchema {
         unknown
     }
 
+    /// `x-kubernetes-list-type` of the list at `path` (item segments `k:`/`v:` step into
+    /// `items`); lists without it are atomic, as in the real server.
+    pub fn list_kind(&self, path: &[String]) -> crate::apply::ListKind {
+        use crate::apply::ListKind;
+        let mut cur = &self.raw;
+        for seg in path {
+            let next = if seg.starts_with("k:") || seg.starts_with("v:") {
+                cur.get("items")
+            } else {
+                cur.get("properties")
+                    .and_then(|p| p.get(seg))
+                    .or_else(|| cur.get("additionalProperties").filter(|a| a.is_object()))
+            };
+            match next {
+                Some(n) => cur = n,
+                None => return ListKind::Atomic,
+            }
+        }
+        match cur.get("x-kubernetes-list-type").and_then(Value::as_str) {
+            Some("set") => ListKind::Set,
+            Some("map") => {
+                let keys: Vec<String> = cur["x-kubernetes-list-map-keys"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|k| k.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if keys.is_empty() {
+                    ListKind::Atomic
+                } else {
+                    ListKind::Map(keys)
+                }
+            }
+            _ => ListKind::Atomic,
+        }
+    }
+
     pub fn apply_defaults(&self, obj: &mut Value) {
         default(obj, &self.raw);
     }

@@ -128,6 +128,20 @@ fn new_uid() -> String {
     )
 }
 
+/// List merge/ownership kinds for a resource: ObjectMeta's, then the CRD schema's.
+fn list_kinds(rt: &ResourceType) -> impl Fn(&[String]) -> apply::ListKind + '_ {
+    move |p: &[String]| {
+        apply::meta_list_kind(p)
+            .or_else(|| {
+                rt.crd
+                    .as_ref()
+                    .and_then(|c| c.schema.as_ref())
+                    .map(|s| s.list_kind(p))
+            })
+            .unwrap_or(apply::ListKind::Atomic)
+    }
+}
+
 /// Everything but metadata and status: what `metadata.generation` tracks.
 fn spec_part(obj: &Value, status_subresource: bool) -> Value {
     let mut o = obj.clone();
@@ -418,7 +432,7 @@ impl State {
             obj["metadata"]["generation"] = json!(1);
         }
         let w = self.writer(rt, opts, "");
-        apply::track_update(None, &mut obj, &w);
+        apply::track_update(None, &mut obj, &w, &list_kinds(rt));
         if opts.dry_run {
             return Ok(obj);
         }
@@ -480,7 +494,8 @@ impl State {
                     if let Some(m) = applied["metadata"].as_object_mut() {
                         m.remove("resourceVersion");
                     }
-                    let mut created = apply::apply(None, &applied, &w, opts.force)?;
+                    let mut created =
+                        apply::apply(None, &applied, &w, opts.force, &list_kinds(rt))?;
                     let entries = apply::read_entries(&created);
                     if let Some(m) = created["metadata"].as_object_mut() {
                         m.remove("managedFields");
@@ -511,7 +526,7 @@ impl State {
                 Err(e) => return Err(e),
             };
             check_preconditions(rt, &live, &applied)?;
-            let merged = apply::apply(Some(&live), &applied, &w, opts.force)?;
+            let merged = apply::apply(Some(&live), &applied, &w, opts.force, &list_kinds(rt))?;
             return self.write_existing(rt, live, merged, Managed::Done, opts);
         }
         let old = self.get(rt, ns, name)?;
@@ -607,7 +622,7 @@ impl State {
             merged["metadata"]["generation"] = json!(g + 1);
         }
         if let Managed::Update(w) = &managed {
-            apply::track_update(Some(&old), &mut merged, w);
+            apply::track_update(Some(&old), &mut merged, w, &list_kinds(rt));
         }
         let mut a = old.clone();
         let mut b = merged.clone();

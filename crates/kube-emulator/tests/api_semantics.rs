@@ -60,7 +60,17 @@ async fn widget_crd(client: &kube::Client) -> Api<DynamicObject> {
                         },
                         "status": {
                             "type": "object",
-                            "properties": {"phase": {"type": "string"}, "observedGeneration": {"type": "integer"}}
+                            "properties": {
+                                "phase": {"type": "string"},
+                                "observedGeneration": {"type": "integer"},
+                                "conditions": {
+                                    "type": "array",
+                                    "x-kubernetes-list-type": "map",
+                                    "x-kubernetes-list-map-keys": ["type"],
+                                    "items": {"type": "object", "required": ["type"], "properties": {
+                                        "type": {"type": "string"}, "status": {"type": "string"}}}
+                                }
+                            }
                         }
                     }
                 }}
@@ -1438,4 +1448,66 @@ async fn apply_to_status_of_missing_object_is_404() {
             .unwrap_err(),
     );
     assert_eq!(err.code, 404);
+}
+
+#[tokio::test]
+async fn server_side_apply_merges_list_type_map_items_per_manager() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let widgets = widget_crd(&emu.client()).await;
+    widgets
+        .create(&PostParams::default(), &widget("w", json!({"size": 1})))
+        .await
+        .unwrap();
+    let cond = |t: &str, s: &str| {
+        json!({"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w"},
+            "status":{"conditions":[{"type": t, "status": s}]}})
+    };
+    widgets
+        .patch_status(
+            "w",
+            &PatchParams::apply("a"),
+            &Patch::Apply(cond("Ready", "True")),
+        )
+        .await
+        .unwrap();
+    let both = widgets
+        .patch_status(
+            "w",
+            &PatchParams::apply("b"),
+            &Patch::Apply(cond("Synced", "True")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        both.data["status"]["conditions"].as_array().unwrap().len(),
+        2
+    );
+    // b changing a's item conflicts; b dropping its own item removes only that item.
+    let err = api_err(
+        widgets
+            .patch_status(
+                "w",
+                &PatchParams::apply("b"),
+                &Patch::Apply(cond("Ready", "False")),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 409);
+    assert!(
+        err.message
+            .contains(".status.conditions.k:{\"type\":\"Ready\"}.status"),
+        "{}",
+        err.message
+    );
+    let empty =
+        json!({"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w"},"status":{}});
+    let out = widgets
+        .patch_status("w", &PatchParams::apply("b"), &Patch::Apply(empty))
+        .await
+        .unwrap();
+    assert_eq!(
+        out.data["status"]["conditions"],
+        json!([{"type": "Ready", "status": "True"}])
+    );
 }
