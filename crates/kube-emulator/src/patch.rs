@@ -54,6 +54,54 @@ fn strip_directives(v: &mut Value) {
     }
 }
 
+/// ObjectMeta's `finalizers` (patchStrategy merge) and `ownerReferences` (merge key
+/// `uid`) are merged, not replaced, by a strategic merge patch; `$patch: delete` items and
+/// `$deleteFromPrimitiveList/finalizers` remove entries. The merged lists are written
+/// into the patch so the following JSON merge sets them.
+fn strategic_meta_lists(current: &Value, patch: &mut Value) {
+    let Some(pm) = patch.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let cur = &current["metadata"];
+    let delete_fins: Vec<Value> = pm
+        .remove("$deleteFromPrimitiveList/finalizers")
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default();
+    if let Some(Value::Array(add)) = pm.get("finalizers").cloned() {
+        let mut fins: Vec<Value> = cur["finalizers"].as_array().cloned().unwrap_or_default();
+        for f in add {
+            if !fins.contains(&f) {
+                fins.push(f);
+            }
+        }
+        fins.retain(|f| !delete_fins.contains(f));
+        pm.insert("finalizers".into(), Value::Array(fins));
+    } else if !delete_fins.is_empty() {
+        let mut fins: Vec<Value> = cur["finalizers"].as_array().cloned().unwrap_or_default();
+        fins.retain(|f| !delete_fins.contains(f));
+        pm.insert("finalizers".into(), Value::Array(fins));
+    }
+    if let Some(Value::Array(refs)) = pm.get("ownerReferences").cloned() {
+        let mut merged: Vec<Value> = cur["ownerReferences"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for r in refs {
+            let uid = r["uid"].clone();
+            let delete = r["$patch"] == "delete";
+            match merged.iter_mut().position(|m| m["uid"] == uid) {
+                Some(i) if delete => {
+                    merged.remove(i);
+                }
+                Some(i) => json_patch::merge(&mut merged[i], &r),
+                None if delete => {}
+                None => merged.push(r),
+            }
+        }
+        pm.insert("ownerReferences".into(), Value::Array(merged));
+    }
+}
+
 pub fn apply_patch(ptype: PatchType, current: &Value, body: &[u8]) -> ApiResult<Value> {
     let mut out = current.clone();
     match ptype {
@@ -63,6 +111,7 @@ pub fn apply_patch(ptype: PatchType, current: &Value, body: &[u8]) -> ApiResult<
                 return Err(ApiError::bad_request("merge patch must be a JSON object"));
             }
             if ptype == PatchType::Strategic {
+                strategic_meta_lists(&mut out, &mut p);
                 strip_directives(&mut p);
             }
             json_patch::merge(&mut out, &p);

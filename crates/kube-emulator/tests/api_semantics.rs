@@ -1511,3 +1511,46 @@ async fn server_side_apply_merges_list_type_map_items_per_manager() {
         json!([{"type": "Ready", "status": "True"}])
     );
 }
+
+#[tokio::test]
+async fn strategic_merge_patch_merges_finalizers_and_owner_references() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let secrets: Api<Secret> = Api::default_namespaced(emu.client());
+    let mut s = secret("s");
+    s.metadata.finalizers = Some(vec!["a/x".into()]);
+    secrets.create(&PostParams::default(), &s).await.unwrap();
+    let pp = PatchParams::default();
+    let out = secrets
+        .patch(
+            "s",
+            &pp,
+            &Patch::Strategic(json!({"metadata": {"finalizers": ["b/y"]}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out.metadata.finalizers,
+        Some(vec!["a/x".to_string(), "b/y".to_string()])
+    );
+    let out = secrets
+        .patch(
+            "s",
+            &pp,
+            &Patch::Strategic(
+                json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a/x"]}}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.metadata.finalizers, Some(vec!["b/y".to_string()]));
+    // A JSON merge patch replaces the list instead.
+    let out = secrets
+        .patch(
+            "s",
+            &pp,
+            &Patch::Merge(json!({"metadata": {"finalizers": ["c/z"]}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.metadata.finalizers, Some(vec!["c/z".to_string()]));
+}
