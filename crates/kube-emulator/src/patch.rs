@@ -111,7 +111,7 @@ pub fn apply_patch(ptype: PatchType, current: &Value, body: &[u8]) -> ApiResult<
                 return Err(ApiError::bad_request("merge patch must be a JSON object"));
             }
             if ptype == PatchType::Strategic {
-                strategic_meta_lists(&mut out, &mut p);
+                strategic_meta_lists(&out, &mut p);
                 strip_directives(&mut p);
             }
             json_patch::merge(&mut out, &p);
