@@ -44,6 +44,24 @@ pub struct Config {
     pub now: Option<NowFn>,
 }
 
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("port", &self.port)
+            .field("rbac", &self.rbac)
+            .field("now", &self.now.as_ref().map(|_| "custom clock"))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for KubeEmulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeEmulator")
+            .field("url", &self.url())
+            .finish()
+    }
+}
+
 const ADMIN_TOKEN: &str = "kube-emulator-admin-token";
 
 /// A running emulator. Dropping it (or calling [`KubeEmulator::shutdown`]) stops the server.
