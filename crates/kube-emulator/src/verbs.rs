@@ -331,6 +331,34 @@ impl State {
                     obj["status"] = json!({"phase": "Active"});
                 }
             }
+            ("events.k8s.io", "events") if old.is_none() => {
+                // ValidateEventCreate for events.k8s.io/v1.
+                for f in [
+                    "eventTime",
+                    "reportingController",
+                    "reportingInstance",
+                    "action",
+                    "reason",
+                ] {
+                    if obj[f].is_null() || obj[f] == json!("") {
+                        causes.push(required_value(f, ""));
+                    }
+                }
+                for (f, max) in [
+                    ("reportingInstance", 128),
+                    ("action", 128),
+                    ("reason", 128),
+                    ("note", 1024),
+                ] {
+                    if obj[f].as_str().is_some_and(|v| v.len() > max) {
+                        causes.push(Cause {
+                            reason: "FieldValueTooLong",
+                            field: f.to_string(),
+                            message: format!("{f}: Too long: may not be more than {max} bytes"),
+                        });
+                    }
+                }
+            }
             ("apiextensions.k8s.io", "customresourcedefinitions") => {
                 prepare_crd(obj, &mut causes);
             }

@@ -1554,3 +1554,24 @@ async fn strategic_merge_patch_merges_finalizers_and_owner_references() {
         .unwrap();
     assert_eq!(out.metadata.finalizers, Some(vec!["c/z".to_string()]));
 }
+
+#[tokio::test]
+async fn events_k8s_io_create_requires_reporting_fields() {
+    use k8s_openapi::api::events::v1::Event;
+    let emu = KubeEmulator::start().await.unwrap();
+    let events: Api<Event> = Api::default_namespaced(emu.client());
+    let ev: Event =
+        serde_json::from_value(json!({"metadata": {"name": "e"}, "reason": "X"})).unwrap();
+    let err = api_err(
+        events
+            .create(&PostParams::default(), &ev)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 422);
+    assert!(
+        err.message.contains("eventTime: Required value"),
+        "{}",
+        err.message
+    );
+}
