@@ -783,7 +783,27 @@ async fn crd_schema_rejects_invalid_object_with_422_and_field_path() {
 }
 
 #[tokio::test]
-async fn crd_schema_applies_defaults_and_prunes_unknown_fields() {
+async fn crd_schema_applies_defaults() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let widgets = widget_crd(&emu.client()).await;
+    let created = widgets
+        .create(&PostParams::default(), &widget("w", json!({"size": 1})))
+        .await
+        .unwrap();
+    assert_eq!(created.data["spec"]["color"], "red");
+    // An explicit value is kept.
+    let blue = widgets
+        .create(
+            &PostParams::default(),
+            &widget("b", json!({"size": 1, "color": "blue"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(blue.data["spec"]["color"], "blue");
+}
+
+#[tokio::test]
+async fn crd_schema_prunes_unknown_fields_but_keeps_preserved_ones() {
     let emu = KubeEmulator::start().await.unwrap();
     let widgets = widget_crd(&emu.client()).await;
     let created = widgets
@@ -796,7 +816,6 @@ async fn crd_schema_applies_defaults_and_prunes_unknown_fields() {
         )
         .await
         .unwrap();
-    assert_eq!(created.data["spec"]["color"], "red");
     assert!(created.data["spec"].get("bogus").is_none());
     assert_eq!(created.data["spec"]["extra"]["anything"]["goes"], true);
 }
