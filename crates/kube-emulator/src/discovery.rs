@@ -54,11 +54,18 @@ fn resource_entries(r: &ResourceType) -> Vec<Value> {
 }
 
 pub fn resource_list(reg: &Registry, group: &str, version: &str) -> Option<Value> {
-    let resources: Vec<Value> = reg.in_group_version(group, version).flat_map(resource_entries).collect();
+    let resources: Vec<Value> = reg
+        .in_group_version(group, version)
+        .flat_map(resource_entries)
+        .collect();
     if resources.is_empty() {
         return None;
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
     Some(json!({
         "kind": "APIResourceList",
         "apiVersion": "v1",
@@ -104,7 +111,12 @@ pub fn group_list(reg: &Registry) -> Value {
 }
 
 pub fn root_paths(reg: &Registry) -> Value {
-    let mut paths = vec!["/api".to_string(), "/api/v1".into(), "/apis".into(), "/version".into()];
+    let mut paths = vec![
+        "/api".to_string(),
+        "/api/v1".into(),
+        "/apis".into(),
+        "/version".into(),
+    ];
     for (g, v) in reg.group_versions() {
         if !g.is_empty() {
             paths.push(format!("/apis/{g}"));
@@ -112,4 +124,81 @@ pub fn root_paths(reg: &Registry) -> Value {
         }
     }
     json!({ "paths": paths })
+}
+
+fn gv_path(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
+}
+
+/// Stable content hash so clients' OpenAPI caches notice CRD changes.
+fn doc_hash(reg: &Registry, group: &str, version: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for r in reg.in_group_version(group, version) {
+        for b in format!(
+            "{}/{}/{}/{}",
+            r.plural, r.kind, r.namespaced, r.status_subresource
+        )
+        .bytes()
+        {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016X}")
+}
+
+/// `/openapi/v3`: the index of per-group-version documents.
+pub fn openapi_v3_root(reg: &Registry) -> Value {
+    let mut paths = serde_json::Map::new();
+    for (g, v) in reg.group_versions() {
+        let p = gv_path(&g, &v);
+        paths.insert(
+            p.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", doc_hash(reg, &g, &v))}),
+        );
+    }
+    json!({ "paths": paths })
+}
+
+/// A minimal OpenAPI v3 document for one group-version: only the PATCH operations with
+/// their `fieldValidation` parameter and GVK extension, which is what kubectl inspects to
+/// decide that the server validates fields itself (so `kubectl apply` works without
+/// `--validate=false`). No schemas are published.
+pub fn openapi_v3_gv(reg: &Registry, group: &str, version: &str) -> Option<Value> {
+    let mut paths = serde_json::Map::new();
+    for r in reg.in_group_version(group, version) {
+        let base = format!("/{}", gv_path(group, version));
+        let item = if r.namespaced {
+            format!("{base}/namespaces/{{namespace}}/{}/{{name}}", r.plural)
+        } else {
+            format!("{base}/{}/{{name}}", r.plural)
+        };
+        let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
+        let param = |name: &str| json!({"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": true}});
+        paths.insert(
+            item,
+            json!({
+                "patch": {
+                    "operationId": format!("patch{}", r.kind),
+                    "parameters": [param("dryRun"), param("fieldManager"), param("fieldValidation"), param("force")],
+                    "responses": {"200": {"description": "OK"}},
+                    "x-kubernetes-action": "patch",
+                    "x-kubernetes-group-version-kind": gvk,
+                }
+            }),
+        );
+    }
+    if paths.is_empty() {
+        return None;
+    }
+    Some(json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": "v1.33.0"},
+        "paths": paths,
+        "components": {"schemas": {}},
+    }))
 }

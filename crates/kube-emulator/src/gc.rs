@@ -28,11 +28,18 @@ pub fn collect(state: &mut State, owner_uid: &str, policy: Propagation) {
         }
     }
     for (storage, key, obj) in dependents {
-        let refs = obj["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
-        let remaining: Vec<Value> =
-            refs.iter().filter(|r| r["uid"].as_str() != Some(owner_uid)).cloned().collect();
-        let other_live_owner =
-            remaining.iter().any(|r| r["uid"].as_str().is_some_and(|u| live_uids.contains(u)));
+        let refs = obj["metadata"]["ownerReferences"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let remaining: Vec<Value> = refs
+            .iter()
+            .filter(|r| r["uid"].as_str() != Some(owner_uid))
+            .cloned()
+            .collect();
+        let other_live_owner = remaining
+            .iter()
+            .any(|r| r["uid"].as_str().is_some_and(|u| live_uids.contains(u)));
         if policy == Propagation::Orphan || other_live_owner {
             let mut next = obj.clone();
             if remaining.is_empty() {
@@ -47,4 +54,23 @@ pub fn collect(state: &mut State, owner_uid: &str, policy: Propagation) {
             state.gc_delete(&storage, &key);
         }
     }
+}
+
+/// (storage, key) of every object with an ownerReference to `owner_uid`.
+pub fn dependents(state: &State, owner_uid: &str) -> Vec<(String, Key)> {
+    if owner_uid.is_empty() {
+        return vec![];
+    }
+    let mut out = Vec::new();
+    for storage in state.store.storages() {
+        for (key, obj) in state.store.objects(&storage) {
+            let owned = obj["metadata"]["ownerReferences"]
+                .as_array()
+                .is_some_and(|refs| refs.iter().any(|r| r["uid"].as_str() == Some(owner_uid)));
+            if owned {
+                out.push((storage.clone(), key.clone()));
+            }
+        }
+    }
+    out
 }

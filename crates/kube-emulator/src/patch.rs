@@ -31,11 +31,12 @@ impl PatchType {
 pub fn parse_body(body: &[u8], yaml_ok: bool) -> ApiResult<Value> {
     match serde_json::from_slice::<Value>(body) {
         Ok(v) => Ok(v),
-        Err(json_err) if yaml_ok => serde_yaml::from_slice::<Value>(body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e} (as JSON: {json_err})"))),
-        Err(e) => {
-            Err(ApiError::bad_request(format!("the object provided is unrecognized or malformed: {e}")))
-        }
+        Err(json_err) if yaml_ok => serde_yaml::from_slice::<Value>(body).map_err(|e| {
+            ApiError::bad_request(format!("error decoding YAML: {e} (as JSON: {json_err})"))
+        }),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "the object provided is unrecognized or malformed: {e}"
+        ))),
     }
 }
 
@@ -53,6 +54,54 @@ fn strip_directives(v: &mut Value) {
     }
 }
 
+/// ObjectMeta's `finalizers` (patchStrategy merge) and `ownerReferences` (merge key
+/// `uid`) are merged, not replaced, by a strategic merge patch; `$patch: delete` items and
+/// `$deleteFromPrimitiveList/finalizers` remove entries. The merged lists are written
+/// into the patch so the following JSON merge sets them.
+fn strategic_meta_lists(current: &Value, patch: &mut Value) {
+    let Some(pm) = patch.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let cur = &current["metadata"];
+    let delete_fins: Vec<Value> = pm
+        .remove("$deleteFromPrimitiveList/finalizers")
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default();
+    if let Some(Value::Array(add)) = pm.get("finalizers").cloned() {
+        let mut fins: Vec<Value> = cur["finalizers"].as_array().cloned().unwrap_or_default();
+        for f in add {
+            if !fins.contains(&f) {
+                fins.push(f);
+            }
+        }
+        fins.retain(|f| !delete_fins.contains(f));
+        pm.insert("finalizers".into(), Value::Array(fins));
+    } else if !delete_fins.is_empty() {
+        let mut fins: Vec<Value> = cur["finalizers"].as_array().cloned().unwrap_or_default();
+        fins.retain(|f| !delete_fins.contains(f));
+        pm.insert("finalizers".into(), Value::Array(fins));
+    }
+    if let Some(Value::Array(refs)) = pm.get("ownerReferences").cloned() {
+        let mut merged: Vec<Value> = cur["ownerReferences"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for r in refs {
+            let uid = r["uid"].clone();
+            let delete = r["$patch"] == "delete";
+            match merged.iter_mut().position(|m| m["uid"] == uid) {
+                Some(i) if delete => {
+                    merged.remove(i);
+                }
+                Some(i) => json_patch::merge(&mut merged[i], &r),
+                None if delete => {}
+                None => merged.push(r),
+            }
+        }
+        pm.insert("ownerReferences".into(), Value::Array(merged));
+    }
+}
+
 pub fn apply_patch(ptype: PatchType, current: &Value, body: &[u8]) -> ApiResult<Value> {
     let mut out = current.clone();
     match ptype {
@@ -62,23 +111,48 @@ pub fn apply_patch(ptype: PatchType, current: &Value, body: &[u8]) -> ApiResult<
                 return Err(ApiError::bad_request("merge patch must be a JSON object"));
             }
             if ptype == PatchType::Strategic {
+                strategic_meta_lists(&out, &mut p);
                 strip_directives(&mut p);
             }
             json_patch::merge(&mut out, &p);
         }
         PatchType::Json => {
             let p = parse_body(body, false)?;
-            let ops: json_patch::Patch = serde_json::from_value(p)
-                .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
-            json_patch::patch(&mut out, &ops).map_err(|e| {
-                ApiError::new(
-                    422,
-                    "Invalid",
-                    format!("the server rejected our request due to an error in our request: {e}"),
-                )
-            })?;
+            let Value::Array(ops) = p else {
+                return Err(ApiError::bad_request(
+                    "invalid JSON patch: expected an array of operations",
+                ));
+            };
+            // Applied one by one so that a `test` of `null` against a missing path passes,
+            // as in the server's JSON patch library (kube-runtime's finalizer helper relies
+            // on it when an object has no finalizers yet).
+            for op in ops {
+                let is_null_test =
+                    op["op"] == "test" && op.get("value").is_some_and(Value::is_null);
+                if is_null_test {
+                    let path = op["path"].as_str().unwrap_or_default();
+                    if out.pointer(path).is_none_or(Value::is_null) {
+                        continue;
+                    }
+                }
+                let one: json_patch::Patch = serde_json::from_value(Value::Array(vec![op]))
+                    .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+                json_patch::patch(&mut out, &one).map_err(|e| {
+                    ApiError::new(
+                        422,
+                        "Invalid",
+                        format!(
+                            "the server rejected our request due to an error in our request: {e}"
+                        ),
+                    )
+                })?;
+            }
         }
-        PatchType::Apply => return Err(ApiError::internal("apply patches are handled by the apply module")),
+        PatchType::Apply => {
+            return Err(ApiError::internal(
+                "apply patches are handled by the apply module",
+            ))
+        }
     }
     Ok(out)
 }

@@ -33,10 +33,15 @@ pub struct Shared {
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
 fn json_response(code: u16, body: &Value) -> Response {
-    let mut resp =
-        (StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), body.to_string())
-            .into_response();
-    resp.headers_mut().insert("content-type", axum::http::HeaderValue::from_static("application/json"));
+    let mut resp = (
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        body.to_string(),
+    )
+        .into_response();
+    resp.headers_mut().insert(
+        "content-type",
+        axum::http::HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -54,7 +59,9 @@ struct Target {
 }
 
 fn lock(state: &Mutex<State>) -> ApiResult<std::sync::MutexGuard<'_, State>> {
-    state.lock().map_err(|_| ApiError::internal("state lock poisoned"))
+    state
+        .lock()
+        .map_err(|_| ApiError::internal("state lock poisoned"))
 }
 
 impl std::fmt::Debug for ResourceType {
@@ -111,7 +118,12 @@ fn finish_target(rt: ResourceType, namespace: Option<String>, more: &[&str]) -> 
         }
         _ => return Err(ApiError::path_not_found()),
     };
-    Ok(Target { rt, namespace, name, subresource })
+    Ok(Target {
+        rt,
+        namespace,
+        name,
+        subresource,
+    })
 }
 
 fn truthy(v: Option<&String>) -> bool {
@@ -126,10 +138,11 @@ fn list_opts(q: &HashMap<String, String>, storage: &str) -> ApiResult<ListOpts> 
         None => None,
     };
     let limit = match q.get("limit").filter(|s| !s.is_empty()) {
-        Some(l) => {
-            Some(l.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid limit: {l}")))?.max(0)
-                as usize)
-        }
+        Some(l) => Some(
+            l.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid limit: {l}")))?
+                .max(0) as usize,
+        ),
         None => None,
     };
     Ok(ListOpts {
@@ -173,7 +186,11 @@ pub async fn handle(shared: Arc<Shared>, req: Request) -> Response {
 async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
-    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     let query: HashMap<String, String> =
         axum::extract::Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
             .map(|q| q.0)
@@ -188,10 +205,42 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or_default()
             .to_string();
-        if token == shared.admin_token {
-            None
+        // No credentials at all counts as the admin: client-go (kubectl) never sends
+        // credentials to a plain-http server, and only minted tokens are meant to be
+        // restricted here. Unknown tokens are rejected below.
+        if token == shared.admin_token || token.is_empty() {
+            // The admin may impersonate (kubectl --as=system:serviceaccount:NS:NAME).
+            let as_user = parts
+                .headers
+                .get("impersonate-user")
+                .and_then(|v| v.to_str().ok());
+            match as_user {
+                None => None,
+                Some(name) => match name
+                    .strip_prefix("system:serviceaccount:")
+                    .and_then(|r| r.split_once(':'))
+                {
+                    Some((ns, sa)) => Some(User::service_account(ns, sa)),
+                    None => Some(User {
+                        name: name.to_string(),
+                        groups: parts
+                            .headers
+                            .get_all("impersonate-group")
+                            .iter()
+                            .filter_map(|v| v.to_str().ok().map(String::from))
+                            .chain(std::iter::once("system:authenticated".to_string()))
+                            .collect(),
+                        service_account: (String::new(), String::new()),
+                    }),
+                },
+            }
         } else {
-            match shared.tokens.lock().ok().and_then(|t| t.get(&token).cloned()) {
+            match shared
+                .tokens
+                .lock()
+                .ok()
+                .and_then(|t| t.get(&token).cloned())
+            {
                 Some(u) => Some(u),
                 None => return Err(ApiError::new(401, "Unauthorized", "Unauthorized")),
             }
@@ -209,13 +258,25 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
             ["api"] => Some(discovery::api_versions(&shared.addr)),
             ["api", "v1"] => discovery::resource_list(&st.registry, "", "v1"),
             ["apis"] => Some(discovery::group_list(&st.registry)),
-            ["apis", g] => Some(discovery::group(&st.registry, g).ok_or_else(ApiError::path_not_found)?),
-            ["apis", g, v] => {
-                Some(discovery::resource_list(&st.registry, g, v).ok_or_else(ApiError::path_not_found)?)
+            ["apis", g] => {
+                Some(discovery::group(&st.registry, g).ok_or_else(ApiError::path_not_found)?)
             }
+            ["apis", g, v] => Some(
+                discovery::resource_list(&st.registry, g, v)
+                    .ok_or_else(ApiError::path_not_found)?,
+            ),
             ["healthz"] | ["livez"] | ["readyz"] => {
                 return Ok((StatusCode::OK, "ok").into_response());
             }
+            ["openapi", "v3"] => Some(discovery::openapi_v3_root(&st.registry)),
+            ["openapi", "v3", "api", v] => Some(
+                discovery::openapi_v3_gv(&st.registry, "", v)
+                    .ok_or_else(ApiError::path_not_found)?,
+            ),
+            ["openapi", "v3", "apis", g, v] => Some(
+                discovery::openapi_v3_gv(&st.registry, g, v)
+                    .ok_or_else(ApiError::path_not_found)?,
+            ),
             ["openapi", ..] | ["swagger.json"] => return Err(ApiError::path_not_found()),
             _ => None,
         };
@@ -255,7 +316,9 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
             target.subresource.as_deref(),
         )?;
     }
-    let (delay, fault) = shared.faults.check(verb, &rt.plural, target.subresource.as_deref());
+    let (delay, fault) = shared
+        .faults
+        .check(verb, &rt.plural, target.subresource.as_deref());
     if delay > Duration::ZERO {
         tokio::time::sleep(delay).await;
     }
@@ -271,13 +334,45 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
     let body = axum::body::to_bytes(Body::new(body), MAX_BODY)
         .await
         .map_err(|e| ApiError::bad_request(format!("reading request body: {e}")))?;
-    let content_type =
-        headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/json").to_string();
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_string();
+    if content_type.contains("protobuf") || content_type.contains("cbor") {
+        // Only JSON/YAML bodies are understood; typed client-go writers (e.g. `kubectl
+        // create secret`) send protobuf and get the real server's answer for unknown formats.
+        return Err(ApiError::unsupported_media_type(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {content_type:?})"
+        )));
+    }
     let yaml_body = content_type.contains("yaml");
     let wopts = WriteOpts {
-        field_manager: query.get("fieldManager").cloned().unwrap_or_else(|| default_manager(headers)),
+        field_manager: query
+            .get("fieldManager")
+            .cloned()
+            .unwrap_or_else(|| default_manager(headers)),
         dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
         force: truthy(query.get("force")),
+        subresource: target.subresource.clone().filter(|s| s == "status"),
+        strict: query.get("fieldValidation").is_some_and(|v| v == "Strict"),
+    };
+    // `as=PartialObjectMetadata[List]` (kube-rs metadata APIs and metadata_watcher).
+    let as_metadata = headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| {
+            a.split(',')
+                .next()
+                .unwrap_or_default()
+                .contains("as=PartialObjectMetadata")
+        });
+    let respond = |code: u16, v: &Value| -> Response {
+        if as_metadata && v["kind"] != "Status" {
+            json_response(code, &partial_metadata(v))
+        } else {
+            json_response(code, v)
+        }
     };
     let as_table = headers
         .get("accept")
@@ -298,6 +393,17 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
                     .map(Duration::from_secs),
                 labels: lo.labels,
                 fields: lo.fields,
+                metadata_only: as_metadata,
+                table: if as_table {
+                    let now = lock(&shared.state)?.now.clone();
+                    let include = query
+                        .get("includeObject")
+                        .cloned()
+                        .unwrap_or_else(|| "Metadata".into());
+                    Some((now, include))
+                } else {
+                    None
+                },
             };
             watch::start(shared.state.clone(), rt, p)
         }
@@ -306,61 +412,99 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
             let obj = st.get(&rt, ns, target.name.as_deref().unwrap_or_default())?;
             if as_table {
                 let meta = json!({"resourceVersion": obj["metadata"]["resourceVersion"]});
-                let include = query.get("includeObject").map(String::as_str).unwrap_or("Metadata");
-                return Ok(json_response(200, &crate::table::render(&rt, &[obj], meta, (st.now)(), include)));
+                let include = query
+                    .get("includeObject")
+                    .map(String::as_str)
+                    .unwrap_or("Metadata");
+                return Ok(json_response(
+                    200,
+                    &crate::table::render(&rt, &[obj], meta, (st.now)(), include),
+                ));
             }
-            Ok(json_response(200, &obj))
+            Ok(respond(200, &obj))
         }
         Verb::List => {
             let st = lock(&shared.state)?;
             let list = st.list(&rt, ns, &list_opts(&query, &rt.storage)?)?;
             if as_table {
                 let items = list["items"].as_array().cloned().unwrap_or_default();
-                let include = query.get("includeObject").map(String::as_str).unwrap_or("Metadata");
+                let include = query
+                    .get("includeObject")
+                    .map(String::as_str)
+                    .unwrap_or("Metadata");
                 return Ok(json_response(
                     200,
-                    &crate::table::render(&rt, &items, list["metadata"].clone(), (st.now)(), include),
+                    &crate::table::render(
+                        &rt,
+                        &items,
+                        list["metadata"].clone(),
+                        (st.now)(),
+                        include,
+                    ),
                 ));
             }
-            Ok(json_response(200, &list))
+            Ok(respond(200, &list))
         }
         Verb::Create => {
             let obj = patch::parse_body(&body, yaml_body)?;
             let mut st = lock(&shared.state)?;
             let created = st.create(&rt, ns, obj, &wopts)?;
-            Ok(json_response(201, &created))
+            Ok(respond(201, &created))
         }
         Verb::Update => {
             let obj = patch::parse_body(&body, yaml_body)?;
             let mut st = lock(&shared.state)?;
             let name = target.name.as_deref().unwrap_or_default();
-            let sub = target.subresource.as_deref().filter(|s| *s == "status");
-            let updated = st.update(&rt, ns, name, obj, sub, &wopts)?;
-            Ok(json_response(200, &updated))
+            let updated = st.update(&rt, ns, name, obj, &wopts)?;
+            Ok(respond(200, &updated))
         }
         Verb::Patch => {
             let ptype = PatchType::from_content_type(&content_type)?;
+            if ptype == PatchType::Apply && query.get("fieldManager").is_none_or(|m| m.is_empty()) {
+                return Err(ApiError::bad_request(
+                    "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+                ));
+            }
             let mut st = lock(&shared.state)?;
             let name = target.name.as_deref().unwrap_or_default();
-            let sub = target.subresource.as_deref().filter(|s| *s == "status");
-            let patched = st.patch(&rt, ns, name, ptype, &body, sub, &wopts)?;
-            Ok(json_response(200, &patched))
+            let patched = st.patch(&rt, ns, name, ptype, &body, &wopts)?;
+            Ok(respond(200, &patched))
         }
         Verb::Delete | Verb::DeleteCollection => {
             let dopts = delete_opts(&query, &body)?;
             let mut st = lock(&shared.state)?;
             if verb == Verb::DeleteCollection {
                 let lo = list_opts(&query, &rt.storage)?;
-                return Ok(json_response(200, &st.delete_collection(&rt, ns, &lo, &dopts)?));
+                return Ok(json_response(
+                    200,
+                    &st.delete_collection(&rt, ns, &lo, &dopts)?,
+                ));
             }
             let name = target.name.as_deref().unwrap_or_default();
             let (obj, gone) = st.delete(&rt, ns, name, &dopts)?;
             if gone && !rt.is_custom() {
                 return Ok(json_response(200, &success_status(&rt, &obj)));
             }
-            Ok(json_response(200, &obj))
+            Ok(respond(200, &obj))
         }
     }
+}
+
+/// meta.k8s.io/v1 PartialObjectMetadata(List) view of an object or list.
+pub fn partial_metadata(v: &Value) -> Value {
+    if let Some(items) = v.get("items").and_then(Value::as_array) {
+        return json!({
+            "kind": "PartialObjectMetadataList",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": v["metadata"].clone(),
+            "items": items.iter().map(partial_metadata).collect::<Vec<_>>(),
+        });
+    }
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": v["metadata"].clone(),
+    })
 }
 
 fn delete_opts(q: &HashMap<String, String>, body: &[u8]) -> ApiResult<DeleteOpts> {
@@ -369,10 +513,13 @@ fn delete_opts(q: &HashMap<String, String>, body: &[u8]) -> ApiResult<DeleteOpts
     } else {
         patch::parse_body(body, false)?
     };
-    let policy =
-        b["propagationPolicy"].as_str().map(String::from).or_else(|| q.get("propagationPolicy").cloned());
-    let orphan_flag =
-        b["orphanDependents"].as_bool().or_else(|| q.get("orphanDependents").map(|v| v == "true"));
+    let policy = b["propagationPolicy"]
+        .as_str()
+        .map(String::from)
+        .or_else(|| q.get("propagationPolicy").cloned());
+    let orphan_flag = b["orphanDependents"]
+        .as_bool()
+        .or_else(|| q.get("orphanDependents").map(|v| v == "true"));
     let propagation = match (policy.as_deref(), orphan_flag) {
         (Some("Orphan"), _) | (None, Some(true)) => Propagation::Orphan,
         (Some("Foreground"), _) => Propagation::Foreground,
@@ -383,12 +530,16 @@ fn delete_opts(q: &HashMap<String, String>, body: &[u8]) -> ApiResult<DeleteOpts
             )))
         }
     };
-    let dry_run = b["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All"))
+    let dry_run = b["dryRun"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|v| v == "All"))
         || q.get("dryRun").is_some_and(|d| d == "All");
     Ok(DeleteOpts {
         propagation,
         precondition_uid: b["preconditions"]["uid"].as_str().map(String::from),
-        precondition_rv: b["preconditions"]["resourceVersion"].as_str().map(String::from),
+        precondition_rv: b["preconditions"]["resourceVersion"]
+            .as_str()
+            .map(String::from),
         dry_run,
     })
 }

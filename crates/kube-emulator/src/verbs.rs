@@ -14,16 +14,23 @@ use serde_json::{json, Map, Value};
 
 pub const CRD_STORAGE: &str = "customresourcedefinitions.apiextensions.k8s.io";
 const CRD_CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
+const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
 
 pub struct State {
     pub store: Store,
     pub registry: Registry,
     pub now: NowFn,
+    /// Set while a foreground deletion may be waiting, so `settle` only scans then.
+    foreground_pending: bool,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct WriteOpts {
     pub field_manager: String,
+    /// `Some("status")` for writes to the status subresource.
+    pub subresource: Option<String>,
+    /// `fieldValidation=Strict`: unknown fields are a 400 instead of being dropped.
+    pub strict: bool,
     pub dry_run: bool,
     pub force: bool,
 }
@@ -61,7 +68,11 @@ pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
 fn finalizers(obj: &Value) -> Vec<String> {
     obj["metadata"]["finalizers"]
         .as_array()
-        .map(|a| a.iter().filter_map(|f| f.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -75,11 +86,17 @@ fn name_problem(name: &str, label_only: bool) -> Option<String> {
     if name.len() > max {
         return Some(format!("must be no more than {max} characters"));
     }
-    let ok_chars = name
+    let ok_chars = name.chars().all(|c| {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (!label_only && c == '.')
+    });
+    let ends_ok = name
         .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (!label_only && c == '.'));
-    let ends_ok = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && name.chars().last().is_some_and(|c| c.is_ascii_alphanumeric());
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
     if ok_chars && ends_ok {
         None
     } else if label_only {
@@ -94,7 +111,9 @@ fn random_suffix() -> String {
     // Same alphabet as apimachinery's utilrand.String (no vowels, no confusable digits).
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
-    (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    (0..5)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 fn new_uid() -> String {
@@ -107,6 +126,20 @@ fn new_uid() -> String {
         (u16::from_be_bytes([b[8], b[9]]) & 0x3fff) | 0x8000,
         u64::from_be_bytes([0, 0, b[10], b[11], b[12], b[13], b[14], b[15]])
     )
+}
+
+/// List merge/ownership kinds for a resource: ObjectMeta's, then the CRD schema's.
+fn list_kinds(rt: &ResourceType) -> impl Fn(&[String]) -> apply::ListKind + '_ {
+    move |p: &[String]| {
+        apply::meta_list_kind(p)
+            .or_else(|| {
+                rt.crd
+                    .as_ref()
+                    .and_then(|c| c.schema.as_ref())
+                    .map(|s| s.list_kind(p))
+            })
+            .unwrap_or(apply::ListKind::Atomic)
+    }
 }
 
 /// Everything but metadata and status: what `metadata.generation` tracks.
@@ -125,15 +158,27 @@ fn spec_part(obj: &Value, status_subresource: bool) -> Value {
 
 impl State {
     pub fn new(now: NowFn) -> Self {
-        let mut s = Self { store: Store::default(), registry: Registry::default(), now };
-        let ns = s.registry.find("", "v1", "namespaces").cloned().expect("builtin");
+        let mut s = Self {
+            store: Store::default(),
+            registry: Registry::default(),
+            now,
+            foreground_pending: false,
+        };
+        let ns = s
+            .registry
+            .find("", "v1", "namespaces")
+            .cloned()
+            .expect("builtin");
         for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let body = json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":name}});
             s.create(
                 &ns,
                 None,
                 body,
-                &WriteOpts { field_manager: "kube-apiserver".into(), ..Default::default() },
+                &WriteOpts {
+                    field_manager: "kube-apiserver".into(),
+                    ..Default::default()
+                },
             )
             .expect("bootstrap namespaces");
         }
@@ -145,7 +190,11 @@ impl State {
     }
 
     fn key(rt: &ResourceType, ns: Option<&str>, name: &str) -> Key {
-        let ns = if rt.namespaced { ns.unwrap_or_default() } else { "" };
+        let ns = if rt.namespaced {
+            ns.unwrap_or_default()
+        } else {
+            ""
+        };
         (ns.to_string(), name.to_string())
     }
 
@@ -188,7 +237,9 @@ impl State {
         obj: &mut Value,
     ) -> ApiResult<()> {
         if !obj.is_object() {
-            return Err(ApiError::bad_request("the request body must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
         }
         match obj.get("kind").and_then(Value::as_str) {
             Some(k) if k != rt.kind => {
@@ -202,9 +253,9 @@ impl State {
         match obj.get("apiVersion").and_then(Value::as_str) {
             Some(v) if v != rt.api_version() => {
                 return Err(ApiError::bad_request(format!(
-                    "the API version in the data ({v}) does not match the expected API version ({})",
-                    rt.api_version()
-                )))
+                "the API version in the data ({v}) does not match the expected API version ({})",
+                rt.api_version()
+            )))
             }
             _ => {}
         }
@@ -218,9 +269,11 @@ impl State {
         if rt.namespaced {
             let url_ns = ns.unwrap_or_default();
             match meta_str(obj, "namespace") {
-                Some(b) if !b.is_empty() && b != url_ns => return Err(ApiError::bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request",
-                )),
+                Some(b) if !b.is_empty() && b != url_ns => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ))
+                }
                 _ => obj["metadata"]["namespace"] = json!(url_ns),
             }
         } else if let Some(m) = obj["metadata"].as_object_mut() {
@@ -242,7 +295,13 @@ impl State {
     }
 
     /// Type-specific defaulting and validation, then the CRD schema. `obj` is in served form.
-    fn prepare(&self, rt: &ResourceType, old: Option<&Value>, obj: &mut Value) -> ApiResult<()> {
+    fn prepare(
+        &self,
+        rt: &ResourceType,
+        old: Option<&Value>,
+        obj: &mut Value,
+        strict: bool,
+    ) -> ApiResult<()> {
         let name = meta_str(obj, "name").unwrap_or_default().to_string();
         let mut causes: Vec<Cause> = Vec::new();
         if let Some(labels) = obj["metadata"]["labels"].as_object() {
@@ -254,6 +313,15 @@ impl State {
                 }
             }
         }
+        if let Some(ann) = obj["metadata"]["annotations"].as_object() {
+            if let Some((k, _)) = ann.iter().find(|(_, v)| !v.is_string()) {
+                return Err(ApiError::bad_request(format!(
+                    "metadata.annotations.{k}: annotation values must be strings"
+                )));
+            }
+        }
+        validate_labels(obj, &mut causes);
+        validate_owner_references(obj, &mut causes);
         match (rt.group.as_str(), rt.plural.as_str()) {
             ("", "secrets") => prepare_secret(old, obj, &mut causes)?,
             ("", "namespaces") => {
@@ -263,13 +331,51 @@ impl State {
                     obj["status"] = json!({"phase": "Active"});
                 }
             }
+            ("events.k8s.io", "events") if old.is_none() => {
+                // ValidateEventCreate for events.k8s.io/v1.
+                for f in [
+                    "eventTime",
+                    "reportingController",
+                    "reportingInstance",
+                    "action",
+                    "reason",
+                ] {
+                    if obj[f].is_null() || obj[f] == json!("") {
+                        causes.push(required_value(f, ""));
+                    }
+                }
+                for (f, max) in [
+                    ("reportingInstance", 128),
+                    ("action", 128),
+                    ("reason", 128),
+                    ("note", 1024),
+                ] {
+                    if obj[f].as_str().is_some_and(|v| v.len() > max) {
+                        causes.push(Cause {
+                            reason: "FieldValueTooLong",
+                            field: f.to_string(),
+                            message: format!("{f}: Too long: may not be more than {max} bytes"),
+                        });
+                    }
+                }
+            }
             ("apiextensions.k8s.io", "customresourcedefinitions") => {
                 prepare_crd(obj, &mut causes);
             }
             _ => {}
         }
         if let Some(schema) = rt.crd.as_ref().and_then(|c| c.schema.as_ref()) {
-            schema.prune(obj);
+            let unknown = schema.prune(obj);
+            if strict && !unknown.is_empty() {
+                let list: Vec<String> = unknown
+                    .iter()
+                    .map(|u| format!("unknown field \"{}\"", &u[1..]))
+                    .collect();
+                return Err(ApiError::bad_request(format!(
+                    "strict decoding error: {}",
+                    list.join(", ")
+                )));
+            }
             schema.apply_defaults(obj);
             causes.extend(schema.validate(obj));
         }
@@ -300,12 +406,16 @@ impl State {
                         &rt.group,
                         &rt.kind,
                         "",
-                        vec![required_value("metadata.name", "name or generateName is required")],
+                        vec![required_value(
+                            "metadata.name",
+                            "name or generateName is required",
+                        )],
                     ))
                 }
             }
         }
-        if let Some(problem) = name_problem(&name, rt.plural == "namespaces" && rt.group.is_empty()) {
+        if let Some(problem) = name_problem(&name, rt.plural == "namespaces" && rt.group.is_empty())
+        {
             return Err(ApiError::invalid(
                 &rt.group,
                 &rt.kind,
@@ -317,6 +427,12 @@ impl State {
         let key = Self::key(rt, ns, &name);
         if self.store.get(&rt.storage, &key).is_some() {
             return Err(ApiError::already_exists(&rt.group, &rt.plural, &name));
+        }
+        if meta_str(&obj, "resourceVersion").is_some_and(|r| !r.is_empty()) {
+            // etcd3 storage refuses this; clients that re-create a fetched object hit it.
+            return Err(ApiError::internal(
+                "resourceVersion should not be set on objects to be created",
+            ));
         }
         if let Some(meta) = obj["metadata"].as_object_mut() {
             for f in [
@@ -337,19 +453,21 @@ impl State {
                 m.remove("status");
             }
         }
-        self.prepare(rt, None, &mut obj)?;
+        self.prepare(rt, None, &mut obj, opts.strict)?;
         obj["metadata"]["uid"] = json!(new_uid());
         obj["metadata"]["creationTimestamp"] = json!(self.now_string());
         if rt.generation {
             obj["metadata"]["generation"] = json!(1);
         }
         let w = self.writer(rt, opts, "");
-        apply::track_update(None, &mut obj, &w);
+        apply::track_update(None, &mut obj, &w, &list_kinds(rt));
         if opts.dry_run {
             return Ok(obj);
         }
         let stored = to_stored(rt, obj);
-        let out = self.store.commit(&rt.storage, key, EventType::Added, stored, None);
+        let out = self
+            .store
+            .commit(&rt.storage, key, EventType::Added, stored, None);
         if rt.storage == CRD_STORAGE {
             self.sync_crds();
         }
@@ -363,18 +481,14 @@ impl State {
         ns: Option<&str>,
         name: &str,
         mut obj: Value,
-        subresource: Option<&str>,
         opts: &WriteOpts,
     ) -> ApiResult<Value> {
+        let subresource = opts.subresource.as_deref();
         Self::check_identity(rt, ns, Some(name), &mut obj)?;
         let old = self.get(rt, ns, name)?;
-        if let Some(rv) = meta_str(&obj, "resourceVersion").filter(|r| !r.is_empty()) {
-            if Some(rv) != meta_str(&old, "resourceVersion") {
-                return Err(ApiError::stale(&rt.group, &rt.plural, name));
-            }
-        }
+        check_preconditions(rt, &old, &obj)?;
         let w = self.writer(rt, opts, subresource.unwrap_or_default());
-        self.write_existing(rt, old, obj, subresource, Managed::Update(w), opts.dry_run)
+        self.write_existing(rt, old, obj, Managed::Update(w), opts)
     }
 
     pub fn patch(
@@ -384,9 +498,9 @@ impl State {
         name: &str,
         ptype: PatchType,
         body: &[u8],
-        subresource: Option<&str>,
         opts: &WriteOpts,
     ) -> ApiResult<Value> {
+        let subresource = opts.subresource.as_deref();
         if ptype == PatchType::Strategic && rt.is_custom() {
             return Err(ApiError::unsupported_media_type(
                 "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
@@ -403,22 +517,35 @@ impl State {
             Self::check_identity(rt, ns, Some(name), &mut applied)?;
             let live = match self.get(rt, ns, name) {
                 Ok(live) => live,
-                Err(e) if e.code == 404 => {
+                Err(e) if e.code == 404 && subresource.is_none() => {
                     // Apply creates the object when absent.
-                    let mut created = apply::apply(None, &applied, &w, opts.force)?;
+                    if let Some(m) = applied["metadata"].as_object_mut() {
+                        m.remove("resourceVersion");
+                    }
+                    let mut created =
+                        apply::apply(None, &applied, &w, opts.force, &list_kinds(rt))?;
                     let entries = apply::read_entries(&created);
                     if let Some(m) = created["metadata"].as_object_mut() {
                         m.remove("managedFields");
                     }
-                    let mut out =
-                        self.create(rt, ns, created, &WriteOpts { dry_run: true, ..opts.clone() })?;
+                    let mut out = self.create(
+                        rt,
+                        ns,
+                        created,
+                        &WriteOpts {
+                            dry_run: true,
+                            ..opts.clone()
+                        },
+                    )?;
                     apply::write_entries(&mut out, &entries);
                     if opts.dry_run {
                         return Ok(out);
                     }
                     let stored = to_stored(rt, out);
                     let key = Self::key(rt, ns, name);
-                    let out = self.store.commit(&rt.storage, key, EventType::Added, stored, None);
+                    let out = self
+                        .store
+                        .commit(&rt.storage, key, EventType::Added, stored, None);
                     if rt.storage == CRD_STORAGE {
                         self.sync_crds();
                     }
@@ -426,23 +553,15 @@ impl State {
                 }
                 Err(e) => return Err(e),
             };
-            if let Some(rv) = meta_str(&applied, "resourceVersion").filter(|r| !r.is_empty()) {
-                if Some(rv) != meta_str(&live, "resourceVersion") {
-                    return Err(ApiError::stale(&rt.group, &rt.plural, name));
-                }
-            }
-            let merged = apply::apply(Some(&live), &applied, &w, opts.force)?;
-            return self.write_existing(rt, live, merged, subresource, Managed::Done, opts.dry_run);
+            check_preconditions(rt, &live, &applied)?;
+            let merged = apply::apply(Some(&live), &applied, &w, opts.force, &list_kinds(rt))?;
+            return self.write_existing(rt, live, merged, Managed::Done, opts);
         }
         let old = self.get(rt, ns, name)?;
         let mut patched = patch::apply_patch(ptype, &old, body)?;
-        if let Some(rv) = meta_str(&patched, "resourceVersion").filter(|r| !r.is_empty()) {
-            if Some(rv) != meta_str(&old, "resourceVersion") {
-                return Err(ApiError::stale(&rt.group, &rt.plural, name));
-            }
-        }
+        check_preconditions(rt, &old, &patched)?;
         Self::check_identity(rt, ns, Some(name), &mut patched)?;
-        self.write_existing(rt, old, patched, subresource, Managed::Update(w), opts.dry_run)
+        self.write_existing(rt, old, patched, Managed::Update(w), opts)
     }
 
     /// The update pipeline shared by PUT, PATCH and apply. `old` and `new` are served form.
@@ -451,10 +570,11 @@ impl State {
         rt: &ResourceType,
         old: Value,
         new: Value,
-        subresource: Option<&str>,
         managed: Managed,
-        dry_run: bool,
+        opts: &WriteOpts,
     ) -> ApiResult<Value> {
+        let subresource = opts.subresource.as_deref();
+        let dry_run = opts.dry_run;
         let name = meta_str(&old, "name").unwrap_or_default().to_string();
         let mut merged = if subresource == Some("status") {
             // Status writes change only .status (metadata, spec are the stored ones).
@@ -490,7 +610,8 @@ impl State {
                     }
                 }
             }
-            if matches!(managed, Managed::Update(_)) && m["metadata"].get("managedFields").is_none() {
+            if matches!(managed, Managed::Update(_)) && m["metadata"].get("managedFields").is_none()
+            {
                 if let Some(mf) = old["metadata"].get("managedFields") {
                     m["metadata"]["managedFields"] = mf.clone();
                 }
@@ -507,7 +628,7 @@ impl State {
             }
             m
         };
-        self.prepare(rt, Some(&old), &mut merged)?;
+        self.prepare(rt, Some(&old), &mut merged, opts.strict)?;
         if is_deleting(&old) {
             let before = finalizers(&old);
             if finalizers(&merged).iter().any(|f| !before.contains(f)) {
@@ -529,7 +650,7 @@ impl State {
             merged["metadata"]["generation"] = json!(g + 1);
         }
         if let Managed::Update(w) = &managed {
-            apply::track_update(Some(&old), &mut merged, w);
+            apply::track_update(Some(&old), &mut merged, w, &list_kinds(rt));
         }
         let mut a = old.clone();
         let mut b = merged.clone();
@@ -542,14 +663,29 @@ impl State {
         if dry_run {
             return Ok(merged);
         }
-        let key = (meta_str(&old, "namespace").unwrap_or_default().to_string(), name.clone());
+        let key = (
+            meta_str(&old, "namespace").unwrap_or_default().to_string(),
+            name.clone(),
+        );
         let stored = to_stored(rt, merged);
         let old_stored = to_stored(rt, old);
         if is_deleting(&stored) && finalizers(&stored).is_empty() {
-            let out = self.remove(&rt.storage, key, stored, old_stored, Propagation::Background);
+            let out = self.remove(
+                &rt.storage,
+                key,
+                stored,
+                old_stored,
+                Propagation::Background,
+            );
             return Ok(to_served(rt, out));
         }
-        let out = self.store.commit(&rt.storage, key, EventType::Modified, stored, Some(old_stored));
+        let out = self.store.commit(
+            &rt.storage,
+            key,
+            EventType::Modified,
+            stored,
+            Some(old_stored),
+        );
         if rt.storage == CRD_STORAGE {
             self.sync_crds();
         }
@@ -567,6 +703,14 @@ impl State {
         opts: &DeleteOpts,
     ) -> ApiResult<(Value, bool)> {
         let obj = self.get(rt, ns, name)?;
+        if rt.storage == "namespaces" && matches!(name, "default" | "kube-system" | "kube-public") {
+            return Err(ApiError {
+                details: Some(json!({"name": name, "kind": "namespaces"})),
+                ..ApiError::forbidden(format!(
+                    "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+                ))
+            });
+        }
         if let Some(uid) = &opts.precondition_uid {
             if meta_str(&obj, "uid") != Some(uid.as_str()) {
                 return Err(ApiError::conflict(
@@ -617,37 +761,68 @@ impl State {
                 next["metadata"]["deletionTimestamp"] = json!(self.now_string());
                 next["metadata"]["deletionGracePeriodSeconds"] = json!(0);
                 next["status"]["phase"] = json!("Terminating");
-                self.store.commit(storage, key.clone(), EventType::Modified, next, Some(obj.clone()));
+                self.store.commit(
+                    storage,
+                    key.clone(),
+                    EventType::Modified,
+                    next,
+                    Some(obj.clone()),
+                );
                 let ns = key.1.clone();
                 for s in self.store.storages() {
-                    let keys: Vec<Key> =
-                        self.store.objects(&s).filter(|(k, _)| k.0 == ns).map(|(k, _)| k.clone()).collect();
+                    let keys: Vec<Key> = self
+                        .store
+                        .objects(&s)
+                        .filter(|(k, _)| k.0 == ns)
+                        .map(|(k, _)| k.clone())
+                        .collect();
                     for k in keys {
                         self.delete_internal(&s, &k, Propagation::Background);
                     }
                 }
             }
             self.settle();
-            return if self.store.get(storage, key).is_none() { Some(obj) } else { None };
+            return if self.store.get(storage, key).is_none() {
+                Some(obj)
+            } else {
+                None
+            };
         }
         let mut fins = finalizers(&obj);
         if storage == CRD_STORAGE && !fins.iter().any(|f| f == CRD_CLEANUP_FINALIZER) {
             fins.push(CRD_CLEANUP_FINALIZER.into());
         }
-        if !fins.is_empty() {
+        let uid = meta_str(&obj, "uid").unwrap_or_default().to_string();
+        let foreground = policy == Propagation::Foreground
+            && !is_deleting(&obj)
+            && !crate::gc::dependents(self, &uid).is_empty();
+        if !fins.is_empty() || foreground {
             if is_deleting(&obj) {
                 return None;
             }
             let mut next = obj.clone();
+            if foreground {
+                // The owner stays (with this finalizer) until its dependents are gone.
+                self.foreground_pending = true;
+                let mut with = finalizers(&obj);
+                with.push(FOREGROUND_FINALIZER.into());
+                next["metadata"]["finalizers"] = json!(with);
+            }
             next["metadata"]["deletionTimestamp"] = json!(self.now_string());
             next["metadata"]["deletionGracePeriodSeconds"] = json!(0);
             if generation {
                 let g = obj["metadata"]["generation"].as_i64().unwrap_or(0);
                 next["metadata"]["generation"] = json!(g + 1);
             }
-            self.store.commit(storage, key.clone(), EventType::Modified, next, Some(obj));
+            self.store
+                .commit(storage, key.clone(), EventType::Modified, next, Some(obj));
             if storage == CRD_STORAGE {
                 self.delete_crd_instances(key);
+            }
+            if foreground {
+                for (dep_storage, dep_key) in crate::gc::dependents(self, &uid) {
+                    self.delete_internal(&dep_storage, &dep_key, Propagation::Foreground);
+                }
             }
             self.settle();
             return None;
@@ -657,9 +832,18 @@ impl State {
     }
 
     /// Removes an object for good and runs garbage collection for its dependents.
-    fn remove(&mut self, storage: &str, key: Key, last: Value, old: Value, policy: Propagation) -> Value {
+    fn remove(
+        &mut self,
+        storage: &str,
+        key: Key,
+        last: Value,
+        old: Value,
+        policy: Propagation,
+    ) -> Value {
         let uid = meta_str(&last, "uid").unwrap_or_default().to_string();
-        let out = self.store.commit(storage, key, EventType::Deleted, last, Some(old));
+        let out = self
+            .store
+            .commit(storage, key, EventType::Deleted, last, Some(old));
         crate::gc::collect(self, &uid, policy);
         if storage == CRD_STORAGE {
             self.sync_crds();
@@ -676,7 +860,11 @@ impl State {
             crd["spec"]["group"].as_str().unwrap_or_default(),
             crd["spec"]["names"]["plural"].as_str().unwrap_or_default(),
         );
-        let keys: Vec<Key> = self.store.objects(&storage).map(|(k, _)| k.clone()).collect();
+        let keys: Vec<Key> = self
+            .store
+            .objects(&storage)
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in keys {
             self.delete_internal(&storage, &k, Propagation::Background);
         }
@@ -695,8 +883,11 @@ impl State {
                 .collect();
             for ns_obj in terminating {
                 let ns = meta_str(&ns_obj, "name").unwrap_or_default().to_string();
-                let empty =
-                    self.store.storages().iter().all(|s| self.store.objects(s).all(|(k, _)| k.0 != ns));
+                let empty = self
+                    .store
+                    .storages()
+                    .iter()
+                    .all(|s| self.store.objects(s).all(|(k, _)| k.0 != ns));
                 if empty {
                     let key = (String::new(), ns);
                     let mut last = ns_obj.clone();
@@ -718,17 +909,63 @@ impl State {
                 );
                 if self.store.objects(&storage).next().is_none() {
                     let mut last = crd.clone();
-                    let fins: Vec<String> =
-                        finalizers(&crd).into_iter().filter(|f| f != CRD_CLEANUP_FINALIZER).collect();
+                    let fins: Vec<String> = finalizers(&crd)
+                        .into_iter()
+                        .filter(|f| f != CRD_CLEANUP_FINALIZER)
+                        .collect();
                     last["metadata"]["finalizers"] = json!(fins);
-                    let key = (String::new(), meta_str(&crd, "name").unwrap_or_default().to_string());
+                    let key = (
+                        String::new(),
+                        meta_str(&crd, "name").unwrap_or_default().to_string(),
+                    );
                     if fins.is_empty() {
                         self.remove(CRD_STORAGE, key, last, crd, Propagation::Background);
                     } else {
-                        self.store.commit(CRD_STORAGE, key, EventType::Modified, last, Some(crd));
+                        self.store
+                            .commit(CRD_STORAGE, key, EventType::Modified, last, Some(crd));
                     }
                     progressed = true;
                 }
+            }
+            let waiting: Vec<(String, Key, Value)> = if !self.foreground_pending {
+                vec![]
+            } else {
+                self.store
+                    .storages()
+                    .into_iter()
+                    .flat_map(|st| {
+                        self.store
+                            .objects(&st)
+                            .filter(|(_, o)| {
+                                is_deleting(o)
+                                    && finalizers(o).iter().any(|f| f == FOREGROUND_FINALIZER)
+                            })
+                            .map(|(k, o)| (st.clone(), k.clone(), o.clone()))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect()
+            };
+            if waiting.is_empty() {
+                self.foreground_pending = false;
+            }
+            for (storage, key, obj) in waiting {
+                let uid = meta_str(&obj, "uid").unwrap_or_default().to_string();
+                if !crate::gc::dependents(self, &uid).is_empty() {
+                    continue;
+                }
+                let rest: Vec<String> = finalizers(&obj)
+                    .into_iter()
+                    .filter(|f| f != FOREGROUND_FINALIZER)
+                    .collect();
+                let mut last = obj.clone();
+                last["metadata"]["finalizers"] = json!(rest);
+                if rest.is_empty() {
+                    self.remove(&storage, key, last, obj, Propagation::Background);
+                } else {
+                    self.store
+                        .commit(&storage, key, EventType::Modified, last, Some(obj));
+                }
+                progressed = true;
             }
             if !progressed {
                 break;
@@ -737,16 +974,16 @@ impl State {
     }
 
     pub fn sync_crds(&mut self) {
-        let crds: Vec<Value> = self.store.objects(CRD_STORAGE).map(|(_, v)| v.clone()).collect();
+        let crds: Vec<Value> = self
+            .store
+            .objects(CRD_STORAGE)
+            .map(|(_, v)| v.clone())
+            .collect();
         self.registry.sync_crds(crds.iter());
     }
 
     /// Resolves the snapshot a list reads from: (objects, RV reported in the list).
-    fn list_source(
-        &self,
-        rt: &ResourceType,
-        o: &ListOpts,
-    ) -> ApiResult<(Vec<(Key, Value)>, u64, Option<Key>)> {
+    fn list_source(&self, rt: &ResourceType, o: &ListOpts) -> ApiResult<ListSource> {
         let current = self.store.current_rv();
         let too_large = |rv: u64| {
             let mut e = ApiError::new(
@@ -765,13 +1002,14 @@ impl State {
                 return Err(ApiError::gone("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list."));
             }
             let snap = self.store.snapshot_at(&rt.storage, rv);
-            return Ok((snap.into_iter().collect(), rv, Some(start)));
+            return Ok((Some(snap.into_iter().collect()), rv, Some(start)));
         }
         let rv: Option<u64> = match o.resource_version.as_deref() {
             None | Some("") => None,
-            Some(s) => {
-                Some(s.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))?)
-            }
+            Some(s) => Some(
+                s.parse()
+                    .map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))?,
+            ),
         };
         match (o.resource_version_match.as_deref(), rv) {
             (Some(m), None) if !m.is_empty() => Err(ApiError::bad_request(
@@ -787,28 +1025,29 @@ impl State {
                     )));
                 }
                 let snap = self.store.snapshot_at(&rt.storage, rv);
-                Ok((snap.into_iter().collect(), rv, None))
+                Ok((Some(snap.into_iter().collect()), rv, None))
             }
-            (Some(m), Some(_)) if m != "NotOlderThan" && m != "Exact" => {
-                Err(ApiError::bad_request(format!("resourceVersionMatch: Unsupported value: \"{m}\"")))
-            }
+            (Some(m), Some(_)) if m != "NotOlderThan" && m != "Exact" => Err(
+                ApiError::bad_request(format!("resourceVersionMatch: Unsupported value: \"{m}\"")),
+            ),
             (_, Some(rv)) if rv > current => Err(too_large(rv)),
-            _ => Ok((
-                self.store.objects(&rt.storage).map(|(k, v)| (k.clone(), v.clone())).collect(),
-                current,
-                None,
-            )),
+            _ => Ok((None, current, None)),
         }
     }
 
     pub fn list(&self, rt: &ResourceType, ns: Option<&str>, o: &ListOpts) -> ApiResult<Value> {
-        let (objects, rv, start) = self.list_source(rt, o)?;
+        let (snapshot, rv, start) = self.list_source(rt, o)?;
+        let objects: Box<dyn Iterator<Item = (&Key, &Value)>> = match &snapshot {
+            Some(snap) => Box::new(snap.iter().map(|(k, v)| (k, v))),
+            None => Box::new(self.store.objects(&rt.storage)),
+        };
+        // Selectors are matched on the stored form (labels are the same in every
+        // representation; field labels use the storage's names), copying only matches.
         let selected: Vec<(Key, Value)> = objects
-            .into_iter()
             .filter(|(k, _)| ns.is_none_or(|n| k.0 == n))
-            .filter(|(k, _)| start.as_ref().is_none_or(|s| k > s))
-            .map(|(k, v)| (k, to_served(rt, v)))
+            .filter(|(k, _)| start.as_ref().is_none_or(|s| *k > s))
             .filter(|(_, v)| o.labels.matches(v) && o.fields.as_ref().is_none_or(|f| f.matches(v)))
+            .map(|(k, v)| (k.clone(), to_served(rt, v.clone())))
             .collect();
         let mut meta = json!({ "resourceVersion": rv.to_string() });
         let items: Vec<Value> = match o.limit.filter(|l| *l > 0) {
@@ -839,7 +1078,15 @@ impl State {
         o: &ListOpts,
         d: &DeleteOpts,
     ) -> ApiResult<Value> {
-        let list = self.list(rt, ns, &ListOpts { limit: None, continue_token: None, ..o.clone() })?;
+        let list = self.list(
+            rt,
+            ns,
+            &ListOpts {
+                limit: None,
+                continue_token: None,
+                ..o.clone()
+            },
+        )?;
         let mut items = Vec::new();
         for item in list["items"].as_array().cloned().unwrap_or_default() {
             let name = meta_str(&item, "name").unwrap_or_default().to_string();
@@ -858,7 +1105,8 @@ impl State {
 
     /// Used by GC: rewrite an object in place (already in stored form).
     pub fn gc_update(&mut self, storage: &str, key: Key, next: Value, old: Value) {
-        self.store.commit(storage, key, EventType::Modified, next, Some(old));
+        self.store
+            .commit(storage, key, EventType::Modified, next, Some(old));
     }
 
     pub fn gc_delete(&mut self, storage: &str, key: &Key) {
@@ -866,10 +1114,114 @@ impl State {
     }
 }
 
+/// Objects a list reads, the RV it reports, and the key to continue after.
+/// `None` objects means "the current state" (read in place, without copying the store).
+type ListSource = (Option<Vec<(Key, Value)>>, u64, Option<Key>);
+
 pub enum Managed {
     Update(Writer),
     /// managedFields already computed (server-side apply).
     Done,
+}
+
+/// resourceVersion and uid in a write body are preconditions on the stored object.
+fn check_preconditions(rt: &ResourceType, old: &Value, new: &Value) -> ApiResult<()> {
+    let name = meta_str(old, "name").unwrap_or_default();
+    if let Some(rv) = meta_str(new, "resourceVersion").filter(|r| !r.is_empty()) {
+        if Some(rv) != meta_str(old, "resourceVersion") {
+            return Err(ApiError::stale(&rt.group, &rt.plural, name));
+        }
+    }
+    if let Some(uid) = meta_str(new, "uid").filter(|u| !u.is_empty()) {
+        let current = meta_str(old, "uid").unwrap_or_default();
+        if uid != current {
+            return Err(ApiError::conflict(
+                &rt.group,
+                &rt.plural,
+                name,
+                &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {current}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// ownerReferences as apimachinery's ValidateOwnerReferences checks them.
+fn validate_owner_references(obj: &Value, causes: &mut Vec<Cause>) {
+    let Some(refs) = obj["metadata"]["ownerReferences"].as_array() else {
+        return;
+    };
+    let field = "metadata.ownerReferences";
+    for r in refs {
+        for (key, what) in [
+            ("apiVersion", "version"),
+            ("kind", "kind"),
+            ("name", "name"),
+            ("uid", "uid"),
+        ] {
+            if r[key].as_str().is_none_or(str::is_empty) {
+                causes.push(invalid_value(
+                    &format!("{field}.{key}"),
+                    &json!(""),
+                    &format!("{what} must not be empty"),
+                ));
+            }
+        }
+    }
+    let controllers = refs
+        .iter()
+        .filter(|r| r["controller"] == json!(true))
+        .count();
+    if controllers > 1 {
+        causes.push(invalid_value(
+            field,
+            &Value::Array(refs.clone()),
+            "Only one reference can have Controller set to true",
+        ));
+    }
+}
+
+/// Label keys/values as apimachinery's ValidateLabels checks them.
+fn validate_labels(obj: &Value, causes: &mut Vec<Cause>) {
+    let Some(labels) = obj["metadata"]["labels"].as_object() else {
+        return;
+    };
+    for (k, v) in labels {
+        let (prefix, name) = match k.rsplit_once('/') {
+            Some((p, n)) => (Some(p), n),
+            None => (None, k.as_str()),
+        };
+        let name_ok = !name.is_empty()
+            && name.len() <= 63
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+        let prefix_ok = prefix.is_none_or(|p| name_problem(p, false).is_none());
+        if !name_ok || !prefix_ok {
+            causes.push(invalid_value(
+                "metadata.labels",
+                &json!(k),
+                "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')",
+            ));
+        }
+        let val = v.as_str().unwrap_or_default();
+        let val_ok = val.is_empty()
+            || (val.len() <= 63
+                && val
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                && val.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && val.ends_with(|c: char| c.is_ascii_alphanumeric()));
+        if !val_ok {
+            causes.push(invalid_value(
+                "metadata.labels",
+                v,
+                "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
+            ));
+        }
+    }
 }
 
 fn prepare_secret(old: Option<&Value>, obj: &mut Value, causes: &mut Vec<Cause>) -> ApiResult<()> {
@@ -898,8 +1250,9 @@ fn prepare_secret(old: Option<&Value>, obj: &mut Value, causes: &mut Vec<Cause>)
                     "Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data in data.{k}"
                 )));
             }
-            let valid_key =
-                !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            let valid_key = !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
             if !valid_key {
                 causes.push(invalid_value(
                     &format!("data[{k}]"),
@@ -916,9 +1269,13 @@ fn prepare_secret(old: Option<&Value>, obj: &mut Value, causes: &mut Vec<Cause>)
         if old["type"] != obj["type"] {
             causes.push(invalid_value("type", &obj["type"], "field is immutable"));
         }
-        if old["immutable"] == json!(true) && (old["data"] != obj["data"] || obj["immutable"] != json!(true))
+        if old["immutable"] == json!(true)
+            && (old["data"] != obj["data"] || obj["immutable"] != json!(true))
         {
-            causes.push(forbidden_field("data", "field is immutable when `immutable` is set"));
+            causes.push(forbidden_field(
+                "data",
+                "field is immutable when `immutable` is set",
+            ));
         }
     }
     if obj["data"].as_object().is_some_and(|d| d.is_empty()) {
@@ -954,8 +1311,10 @@ fn prepare_crd(obj: &mut Value, causes: &mut Vec<Cause>) {
     }
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
     if versions.is_empty() {
-        causes
-            .push(required_value("spec.versions", "must have exactly one version marked as storage version"));
+        causes.push(required_value(
+            "spec.versions",
+            "must have exactly one version marked as storage version",
+        ));
     }
     if !matches!(spec["scope"].as_str(), Some("Namespaced") | Some("Cluster")) {
         causes.push(invalid_value(
@@ -989,7 +1348,10 @@ fn prepare_crd(obj: &mut Value, causes: &mut Vec<Cause>) {
         }
     }
     let now_names = obj["spec"]["names"].clone();
-    let mut stored: Vec<Value> = obj["status"]["storedVersions"].as_array().cloned().unwrap_or_default();
+    let mut stored: Vec<Value> = obj["status"]["storedVersions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     if let Some(s) = storage {
         if !stored.contains(&json!(s)) {
             stored.push(json!(s));
@@ -1012,11 +1374,11 @@ fn encode_continue(rv: u64, key: &Key) -> String {
 
 fn decode_continue(token: &str) -> ApiResult<(u64, Key)> {
     let bad = || {
-        ApiError::bad_request(
-            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
-        )
+        ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
     };
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     let rv = v["rv"].as_u64().ok_or_else(bad)?;
     let ns = v["ns"].as_str().ok_or_else(bad)?.to_string();

@@ -27,7 +27,7 @@ pub const BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
 /// (30..60 min by default) when the client gives none; we use the lower bound.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
 
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct WatchParams {
     pub namespace: Option<String>,
     pub resource_version: Option<String>,
@@ -36,6 +36,11 @@ pub struct WatchParams {
     pub timeout: Option<Duration>,
     pub labels: LabelSelector,
     pub fields: Option<FieldSelector>,
+    /// Objects are sent as meta.k8s.io/v1 PartialObjectMetadata.
+    pub metadata_only: bool,
+    /// Objects are sent as one-row meta.k8s.io/v1 Tables (`kubectl get -w`):
+    /// (clock for ages, includeObject).
+    pub table: Option<(crate::NowFn, String)>,
 }
 
 impl WatchParams {
@@ -43,6 +48,21 @@ impl WatchParams {
         self.namespace.as_deref().is_none_or(|n| n == ns)
             && self.labels.matches(obj)
             && self.fields.as_ref().is_none_or(|f| f.matches(obj))
+    }
+}
+
+fn event_line(rt: &ResourceType, p: &WatchParams, etype: &str, object: Value) -> Bytes {
+    if let Some((now, include)) = &p.table {
+        let meta = json!({"resourceVersion": object["metadata"]["resourceVersion"]});
+        return line(
+            etype,
+            crate::table::render(rt, &[object], meta, now(), include),
+        );
+    }
+    if p.metadata_only {
+        line(etype, crate::routes::partial_metadata(&object))
+    } else {
+        line(etype, object)
     }
 }
 
@@ -57,7 +77,10 @@ fn bookmark(rt: &ResourceType, rv: u64, initial_end: bool) -> Bytes {
     if initial_end {
         meta["annotations"] = json!({ "k8s.io/initial-events-end": "true" });
     }
-    line("BOOKMARK", json!({ "kind": rt.kind, "apiVersion": rt.api_version(), "metadata": meta }))
+    line(
+        "BOOKMARK",
+        json!({ "kind": rt.kind, "apiVersion": rt.api_version(), "metadata": meta }),
+    )
 }
 
 /// Turns a stored event into what this watcher sees, if anything.
@@ -66,14 +89,17 @@ fn transform(rt: &ResourceType, p: &WatchParams, ev: &Event) -> Option<Bytes> {
     let obj = to_served(rt, ev.object.clone());
     let now = p.selects(ns, &obj);
     match ev.etype {
-        EventType::Added => now.then(|| line("ADDED", obj)),
-        EventType::Deleted => now.then(|| line("DELETED", obj)),
+        EventType::Added => now.then(|| event_line(rt, p, "ADDED", obj)),
+        EventType::Deleted => now.then(|| event_line(rt, p, "DELETED", obj)),
         EventType::Modified => {
-            let before = ev.old.as_ref().is_some_and(|o| p.selects(ns, &to_served(rt, o.clone())));
+            let before = ev
+                .old
+                .as_ref()
+                .is_some_and(|o| p.selects(ns, &to_served(rt, o.clone())));
             match (before, now) {
-                (true, true) => Some(line("MODIFIED", obj)),
-                (false, true) => Some(line("ADDED", obj)),
-                (true, false) => Some(line("DELETED", obj)),
+                (true, true) => Some(event_line(rt, p, "MODIFIED", obj)),
+                (false, true) => Some(event_line(rt, p, "ADDED", obj)),
+                (true, false) => Some(event_line(rt, p, "DELETED", obj)),
                 (false, false) => None,
             }
         }
@@ -82,22 +108,31 @@ fn transform(rt: &ResourceType, p: &WatchParams, ev: &Event) -> Option<Bytes> {
 
 /// Starts a watch. Errors that the real server reports before streaming (bad parameters)
 /// come back as `Err`; everything else, including 410, is in the stream.
-pub fn start(state: Arc<Mutex<State>>, rt: ResourceType, p: WatchParams) -> Result<Response, ApiError> {
+pub fn start(
+    state: Arc<Mutex<State>>,
+    rt: ResourceType,
+    p: WatchParams,
+) -> Result<Response, ApiError> {
     let from: Option<u64> = match p.resource_version.as_deref() {
         None | Some("") | Some("0") => None,
-        Some(s) => {
-            Some(s.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))?)
-        }
+        Some(s) => Some(
+            s.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))?,
+        ),
     };
     let initial_state = from.is_none() || p.send_initial_events;
     let (out_tx, out_rx) = mpsc::channel::<Bytes>(256);
     let mut first: Vec<Bytes> = Vec::new();
     let subscription = {
-        let mut st = state.lock().map_err(|_| ApiError::internal("state lock poisoned"))?;
+        let mut st = state
+            .lock()
+            .map_err(|_| ApiError::internal("state lock poisoned"))?;
         match from {
             Some(rv) if !p.send_initial_events && rv < st.store.compacted_rv() => {
-                let err =
-                    ApiError::gone(format!("too old resource version: {rv} ({})", st.store.compacted_rv()));
+                let err = ApiError::gone(format!(
+                    "too old resource version: {rv} ({})",
+                    st.store.compacted_rv()
+                ));
                 first.push(line("ERROR", err.to_status()));
                 None
             }
@@ -106,7 +141,7 @@ pub fn start(state: Arc<Mutex<State>>, rt: ResourceType, p: WatchParams) -> Resu
                     for (key, obj) in st.store.objects(&rt.storage) {
                         let obj = to_served(&rt, obj.clone());
                         if p.selects(&key.0, &obj) {
-                            first.push(line("ADDED", obj));
+                            first.push(event_line(&rt, &p, "ADDED", obj));
                         }
                     }
                     if p.send_initial_events {

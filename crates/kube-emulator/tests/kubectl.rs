@@ -1,0 +1,318 @@
+//! kubectl (a real client-go client) against the emulator. Skipped with a message when
+//! kubectl is not on PATH. Uses real time with bounded waits.
+
+use kube_emulator::KubeEmulator;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+const CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: slacktokens.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names:
+    plural: slacktokens
+    singular: slacktoken
+    kind: SlackToken
+    shortNames: [st]
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+    additionalPrinterColumns:
+    - name: Secret
+      type: string
+      jsonPath: .spec.secretName
+    - name: Age
+      type: date
+      jsonPath: .metadata.creationTimestamp
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            required: [secretName]
+            properties:
+              secretName: {type: string}
+          status:
+            type: object
+            x-kubernetes-preserve-unknown-fields: true
+"#;
+
+const CR: &str = r#"
+apiVersion: example.com/v1
+kind: SlackToken
+metadata:
+  name: team-a
+  namespace: default
+spec:
+  secretName: team-a-token
+"#;
+
+struct Kubectl {
+    kubeconfig: std::path::PathBuf,
+}
+
+impl Kubectl {
+    async fn run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        let mut cmd = tokio::process::Command::new("kubectl");
+        cmd.args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("spawn kubectl");
+        if let Some(input) = stdin {
+            let mut pipe = child.stdin.take().unwrap();
+            pipe.write_all(input.as_bytes()).await.unwrap();
+            drop(pipe);
+        }
+        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .expect("kubectl finished in time")
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    async fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let (ok, stdout, stderr) = self.run(args, stdin).await;
+        assert!(
+            ok,
+            "kubectl {args:?} failed:\nstdout: {stdout}\nstderr: {stderr}"
+        );
+        stdout
+    }
+}
+
+async fn kubectl_available() -> bool {
+    let found = tokio::process::Command::new("kubectl")
+        .args(["version", "--client"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success());
+    if !found {
+        eprintln!("kubectl not found on PATH; skipping kubectl conformance test");
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_apply_get_describe_annotate_delete_work() {
+    if !kubectl_available().await {
+        return;
+    }
+    let emu = KubeEmulator::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    emu.write_kubeconfig(&kubeconfig).unwrap();
+    let k = Kubectl { kubeconfig };
+
+    let out = k
+        .ok(&["apply", "--validate=false", "-f", "-"], Some(CRD))
+        .await;
+    assert!(
+        out.contains(
+            "customresourcedefinition.apiextensions.k8s.io/slacktokens.example.com created"
+        ),
+        "{out}"
+    );
+    // With validation on (the default), kubectl finds fieldValidation support in the
+    // OpenAPI v3 documents and lets the server validate strictly.
+    let bogus = CR.replace("spec:\n", "spec:\n  bogus: 1\n");
+    let (ok, _, stderr) = k.run(&["apply", "-f", "-"], Some(&bogus)).await;
+    assert!(
+        !ok && stderr.contains("strict decoding error: unknown field \"spec.bogus\""),
+        "{stderr}"
+    );
+    let out = k.ok(&["apply", "-f", "-"], Some(CR)).await;
+    assert!(
+        out.contains("slacktoken.example.com/team-a created"),
+        "{out}"
+    );
+    // Re-applying an unchanged manifest is a no-op.
+    let out = k.ok(&["apply", "-f", "-"], Some(CR)).await;
+    assert!(out.contains("unchanged"), "{out}");
+    // Server-side apply conflicts with the client-side applier's ownership.
+    let changed = CR.replace("team-a-token", "other");
+    let (ok, _, stderr) = k
+        .run(&["apply", "--server-side", "-f", "-"], Some(&changed))
+        .await;
+    assert!(
+        !ok && stderr.contains("Apply failed with 1 conflict"),
+        "{stderr}"
+    );
+
+    let table = k.ok(&["get", "slacktokens"], None).await;
+    assert!(
+        table.contains("SECRET") && table.contains("team-a-token"),
+        "{table}"
+    );
+    let short = k.ok(&["get", "st", "team-a", "-o", "name"], None).await;
+    assert_eq!(short.trim(), "slacktoken.example.com/team-a");
+    let yaml = k
+        .ok(&["get", "slacktoken", "team-a", "-o", "yaml"], None)
+        .await;
+    assert!(
+        yaml.contains("secretName: team-a-token") && yaml.contains("resourceVersion:"),
+        "{yaml}"
+    );
+
+    k.ok(
+        &[
+            "annotate",
+            "slacktoken",
+            "team-a",
+            "example.com/rotated=yes",
+        ],
+        None,
+    )
+    .await;
+    let ann = k
+        .ok(
+            &[
+                "get",
+                "slacktoken",
+                "team-a",
+                "-o",
+                "jsonpath={.metadata.annotations.example\\.com/rotated}",
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(ann, "yes");
+
+    // An event recorded by kube-runtime (events.k8s.io/v1) shows in `get events` and `describe`.
+    {
+        use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+        let client = emu.client();
+        let ar = kube::discovery::ApiResource {
+            group: "example.com".into(),
+            version: "v1".into(),
+            api_version: "example.com/v1".into(),
+            kind: "SlackToken".into(),
+            plural: "slacktokens".into(),
+        };
+        let api: kube::Api<kube::core::DynamicObject> =
+            kube::Api::namespaced_with(client.clone(), "default", &ar);
+        let obj = api.get("team-a").await.unwrap();
+        let reference = kube::Resource::object_ref(&obj, &ar);
+        let recorder = Recorder::new(
+            client,
+            Reporter {
+                controller: "slack-token-operator".into(),
+                instance: None,
+            },
+        );
+        let ev = Event {
+            type_: EventType::Normal,
+            reason: "Rotated".into(),
+            note: Some("token rotated".into()),
+            action: "Rotate".into(),
+            secondary: None,
+        };
+        recorder.publish(&ev, &reference).await.unwrap();
+    }
+    let events = k.ok(&["get", "events"], None).await;
+    assert!(
+        events.contains("Rotated")
+            && events.contains("slacktoken/team-a")
+            && events.contains("token rotated"),
+        "{events}"
+    );
+    let described = k.ok(&["describe", "slacktoken", "team-a"], None).await;
+    assert!(
+        described.contains("team-a-token")
+            && described.contains("Name:")
+            && described.contains("Rotated"),
+        "{described}"
+    );
+
+    let secret =
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: tok\nstringData:\n  token: xoxb-1\n";
+    k.ok(&["apply", "--validate=false", "-f", "-"], Some(secret))
+        .await;
+    k.ok(&["annotate", "secret", "tok", "a=b"], None).await;
+    let secrets = k.ok(&["get", "secrets"], None).await;
+    assert!(
+        secrets.contains("tok") && secrets.contains("Opaque"),
+        "{secrets}"
+    );
+    let described = k.ok(&["describe", "secret", "tok"], None).await;
+    assert!(described.contains("token:"), "{described}");
+
+    let (ok, _, stderr) = k.run(&["get", "slacktoken", "missing"], None).await;
+    assert!(!ok && stderr.contains("NotFound"), "{stderr}");
+
+    k.ok(&["delete", "slacktoken", "team-a", "--timeout=30s"], None)
+        .await;
+    let (ok, _, _) = k.run(&["get", "slacktoken", "team-a"], None).await;
+    assert!(!ok);
+    k.ok(&["delete", "-f", "-", "--timeout=30s"], Some(CRD))
+        .await;
+    let (ok, _, stderr) = k.run(&["get", "slacktokens"], None).await;
+    assert!(!ok, "{stderr}");
+    let ns = k.ok(&["get", "namespaces"], None).await;
+    assert!(ns.contains("kube-system") && ns.contains("Active"), "{ns}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_impersonation_is_authorized_by_rbac() {
+    if !kubectl_available().await {
+        return;
+    }
+    let emu = KubeEmulator::start_with(kube_emulator::Config {
+        rbac: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    emu.write_kubeconfig(&kubeconfig).unwrap();
+    let k = Kubectl { kubeconfig };
+    let rbac = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: secrets-reader, namespace: default}
+rules:
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: operator, namespace: default}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: secrets-reader}
+subjects:
+- {kind: ServiceAccount, name: operator, namespace: ops}
+"#;
+    k.ok(&["apply", "--validate=false", "-f", "-"], Some(rbac))
+        .await;
+    let as_sa = "--as=system:serviceaccount:ops:operator";
+    k.ok(&[as_sa, "get", "secrets"], None).await;
+    let (ok, _, stderr) = k.run(&[as_sa, "get", "namespaces"], None).await;
+    assert!(!ok && stderr.contains("Forbidden"), "{stderr}");
+    assert!(
+        stderr.contains("cannot list resource \"namespaces\""),
+        "{stderr}"
+    );
+}
