@@ -235,7 +235,7 @@ pub async fn reconcile(cached: Arc<SlackToken>, ctx: Arc<Context>) -> Result<Act
 pub enum Converged {
     /// Still backing off from an earlier failure and nothing relevant changed.
     Waiting(Duration),
-    Done(Done),
+    Done(Box<Done>),
 }
 
 /// Reads and checks the credentials, then hands over to the path for the token's type.
@@ -283,7 +283,7 @@ async fn converge(
         }
     };
     done.warnings = warnings;
-    Ok(Converged::Done(done))
+    Ok(Converged::Done(Box::new(done)))
 }
 
 fn fresh_rotate_request(stk: &SlackToken) -> bool {

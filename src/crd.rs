@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 pub const GROUP: &str = "slack.rotator.dev";
 
 /// Desired state of a Slack token kept fresh in a Kubernetes Secret.
+// Each printcolumn repeats `type_ = ...`; clippy reads the derive's arguments as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "slack.rotator.dev",
