@@ -302,6 +302,7 @@ impl State {
         obj: &mut Value,
         strict: bool,
     ) -> ApiResult<()> {
+        typed_check(rt, obj)?;
         let name = meta_str(obj, "name").unwrap_or_default().to_string();
         let mut causes: Vec<Cause> = Vec::new();
         if let Some(labels) = obj["metadata"]["labels"].as_object() {
@@ -1122,6 +1123,48 @@ pub enum Managed {
     Update(Writer),
     /// managedFields already computed (server-side apply).
     Done,
+}
+
+/// Decodes the object into its typed form (ObjectMeta only for custom resources), as the
+/// real server does before anything else: type mismatches are a 400, never a panic later.
+fn typed_check(rt: &ResourceType, obj: &Value) -> ApiResult<()> {
+    use k8s_openapi::api;
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
+    fn check<T: serde::de::DeserializeOwned>(v: &Value) -> Result<(), serde_json::Error> {
+        serde_json::from_value::<T>(v.clone()).map(drop)
+    }
+    let res = match (rt.group.as_str(), rt.plural.as_str()) {
+        ("", "secrets") => check::<api::core::v1::Secret>(obj),
+        ("", "namespaces") => check::<api::core::v1::Namespace>(obj),
+        ("", "configmaps") => check::<api::core::v1::ConfigMap>(obj),
+        ("", "events") => check::<api::core::v1::Event>(obj),
+        ("", "serviceaccounts") => check::<api::core::v1::ServiceAccount>(obj),
+        ("events.k8s.io", "events") => check::<api::events::v1::Event>(obj),
+        ("coordination.k8s.io", "leases") => check::<api::coordination::v1::Lease>(obj),
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            check::<apiext::CustomResourceDefinition>(obj)
+        }
+        ("rbac.authorization.k8s.io", "roles") => check::<api::rbac::v1::Role>(obj),
+        ("rbac.authorization.k8s.io", "rolebindings") => check::<api::rbac::v1::RoleBinding>(obj),
+        ("rbac.authorization.k8s.io", "clusterroles") => check::<api::rbac::v1::ClusterRole>(obj),
+        ("rbac.authorization.k8s.io", "clusterrolebindings") => {
+            check::<api::rbac::v1::ClusterRoleBinding>(obj)
+        }
+        _ => check::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>(&obj["metadata"]),
+    };
+    // Go decoding leaves missing fields at their zero value (validation reports them as
+    // 422 later); only type mismatches are decoding errors.
+    let res = match res {
+        Err(e) if e.to_string().starts_with("missing field") => Ok(()),
+        other => other,
+    };
+    res.map_err(|e| {
+        ApiError::bad_request(format!(
+            "{kind} in version \"{v}\" cannot be handled as a {kind}: {e}",
+            kind = rt.kind,
+            v = rt.version
+        ))
+    })
 }
 
 /// resourceVersion and uid in a write body are preconditions on the stored object.

@@ -1594,3 +1594,70 @@ async fn events_k8s_io_create_requires_reporting_fields() {
         err.message
     );
 }
+
+#[tokio::test]
+async fn type_mismatches_in_bodies_are_400_bad_request() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let client = emu.client();
+    let send = |method: &str, path: &str, ct: &str, body: &'static str| {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", ct)
+            .body(body.as_bytes().to_vec())
+            .unwrap();
+        let client = client.clone();
+        async move { client.request::<serde_json::Value>(req).await }
+    };
+    let cases = [
+        (
+            "POST",
+            "/api/v1/namespaces",
+            r#"{"metadata":{"name":"x","labels":"oops"}}"#,
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces",
+            r#"{"metadata":{"name":"x"},"spec":"oops"}"#,
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/secrets",
+            r#"{"metadata":{"name":"x"},"data":{"k":"not base64!"}}"#,
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/secrets",
+            r#"{"metadata":{"name":"x","annotations":[1]}}"#,
+        ),
+        (
+            "POST",
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            r#"{"metadata":{"name":"a.b"},"spec":{"names":"oops"}}"#,
+        ),
+    ];
+    for (method, path, body) in cases {
+        match send(method, path, "application/json", body).await {
+            Err(kube::Error::Api(s)) => assert_eq!(s.code, 400, "{path} {body}: {}", s.message),
+            other => panic!("{path} {body}: {other:?}"),
+        }
+    }
+    // A merge patch that breaks the type is rejected too, and the server keeps serving.
+    let secrets: Api<Secret> = Api::default_namespaced(client.clone());
+    secrets
+        .create(&PostParams::default(), &secret("s"))
+        .await
+        .unwrap();
+    let err = api_err(
+        secrets
+            .patch(
+                "s",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": "x"}})),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 400);
+    secrets.get("s").await.unwrap();
+}
