@@ -468,11 +468,34 @@ impl State {
         let stored = to_stored(rt, obj);
         let out = self
             .store
-            .commit(&rt.storage, key, EventType::Added, stored, None);
+            .commit(&rt.storage, key.clone(), EventType::Added, stored, None);
         if rt.storage == CRD_STORAGE {
             self.sync_crds();
         }
+        self.collect_if_dangling(&rt.storage, &key, &out);
         Ok(to_served(rt, out))
+    }
+
+    /// The garbage collector deletes a dependent whose owners are all absent (no live
+    /// object has their uid). The real collector does this shortly after the write; here
+    /// it happens right after it, so the writer gets its response and watchers see the
+    /// ADDED/MODIFIED followed by the DELETED.
+    fn collect_if_dangling(&mut self, storage: &str, key: &Key, obj: &Value) {
+        let Some(refs) = obj["metadata"]["ownerReferences"]
+            .as_array()
+            .filter(|r| !r.is_empty())
+        else {
+            return;
+        };
+        let uids: Vec<&str> = refs.iter().filter_map(|r| r["uid"].as_str()).collect();
+        let any_live = self.store.storages().iter().any(|st| {
+            self.store
+                .objects(st)
+                .any(|(_, o)| meta_str(o, "uid").is_some_and(|u| uids.contains(&u)))
+        });
+        if !any_live {
+            self.delete_internal(storage, key, Propagation::Background);
+        }
     }
 
     /// PUT (main resource or `/status`).
@@ -544,12 +567,13 @@ impl State {
                     }
                     let stored = to_stored(rt, out);
                     let key = Self::key(rt, ns, name);
-                    let out = self
-                        .store
-                        .commit(&rt.storage, key, EventType::Added, stored, None);
+                    let out =
+                        self.store
+                            .commit(&rt.storage, key.clone(), EventType::Added, stored, None);
                     if rt.storage == CRD_STORAGE {
                         self.sync_crds();
                     }
+                    self.collect_if_dangling(&rt.storage, &key, &out);
                     return Ok(to_served(rt, out));
                 }
                 Err(e) => return Err(e),
@@ -682,7 +706,7 @@ impl State {
         }
         let out = self.store.commit(
             &rt.storage,
-            key,
+            key.clone(),
             EventType::Modified,
             stored,
             Some(old_stored),
@@ -691,6 +715,7 @@ impl State {
             self.sync_crds();
         }
         self.settle();
+        self.collect_if_dangling(&rt.storage, &key, &out);
         Ok(to_served(rt, out))
     }
 

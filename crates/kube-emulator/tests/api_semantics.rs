@@ -1661,3 +1661,21 @@ async fn type_mismatches_in_bodies_are_400_bad_request() {
     assert_eq!(err.code, 400);
     secrets.get("s").await.unwrap();
 }
+
+#[tokio::test]
+async fn dependent_of_missing_owner_is_garbage_collected() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let secrets: Api<Secret> = Api::default_namespaced(emu.client());
+    let mut s = secret("dangling");
+    s.metadata.owner_references = Some(vec![serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret", "name": "gone", "uid": "6f1f0a4e-0000-4000-8000-000000000000"
+    }))
+    .unwrap()]);
+    // The create succeeds (the collector acts after the write) ...
+    secrets.create(&PostParams::default(), &s).await.unwrap();
+    // ... and the dependent is then gone.
+    assert_eq!(
+        api_err(secrets.get("dangling").await.unwrap_err()).code,
+        404
+    );
+}
