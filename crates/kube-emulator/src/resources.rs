@@ -34,6 +34,12 @@ pub struct ResourceType {
     pub crd: Option<CrdInfo>,
 }
 
+impl std::fmt::Debug for ResourceType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.api_version(), self.plural)
+    }
+}
+
 #[derive(Clone)]
 pub struct CrdInfo {
     pub schema: Option<Arc<CrdSchema>>,

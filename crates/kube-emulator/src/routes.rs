@@ -64,12 +64,6 @@ fn lock(state: &Mutex<State>) -> ApiResult<std::sync::MutexGuard<'_, State>> {
         .map_err(|_| ApiError::internal("state lock poisoned"))
 }
 
-impl std::fmt::Debug for ResourceType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.api_version(), self.plural)
-    }
-}
-
 fn parse_target(state: &State, segs: &[&str]) -> ApiResult<Target> {
     let (group, version, rest) = match segs {
         ["api", v, rest @ ..] => ("", *v, rest),
