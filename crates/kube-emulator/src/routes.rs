@@ -285,7 +285,9 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
     };
     let rt = target.rt.clone();
     let verb = match (&parts.method, &target.name) {
-        (&Method::GET, None) if truthy(query.get("watch")) => Verb::Watch,
+        (&Method::GET, _) if truthy(query.get("watch")) && target.subresource.is_none() => {
+            Verb::Watch
+        }
         (&Method::GET, None) => Verb::List,
         (&Method::GET, Some(_)) => Verb::Get,
         (&Method::POST, None) => Verb::Create,
@@ -375,7 +377,17 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
 
     match verb {
         Verb::Watch => {
-            let lo = list_opts(&query, &rt.storage)?;
+            let mut lo = list_opts(&query, &rt.storage)?;
+            if let Some(name) = &target.name {
+                // Watching a named object is a watch with a metadata.name field selector.
+                let sel = format!("metadata.name={name}");
+                let fs = match query.get("fieldSelector").filter(|f| !f.is_empty()) {
+                    Some(f) => format!("{f},{sel}"),
+                    None => sel,
+                };
+                lo.fields =
+                    Some(FieldSelector::parse(&fs, &rt.storage).map_err(ApiError::bad_request)?);
+            }
             let p = WatchParams {
                 namespace: target.namespace.clone(),
                 resource_version: query.get("resourceVersion").cloned(),

@@ -1679,3 +1679,29 @@ async fn dependent_of_missing_owner_is_garbage_collected() {
         404
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn watch_on_a_named_object_path_selects_that_object() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let client = emu.client();
+    let secrets: Api<Secret> = Api::default_namespaced(client.clone());
+    secrets
+        .create(&PostParams::default(), &secret("a"))
+        .await
+        .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret("b"))
+        .await
+        .unwrap();
+    let req = http::Request::builder()
+        .uri("/api/v1/namespaces/default/secrets/b?watch=true&timeoutSeconds=5")
+        .body(Vec::new())
+        .unwrap();
+    let text = client.request_text(req).await.unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert!(
+        lines[0].contains("\"ADDED\"") && lines[0].contains("\"name\":\"b\""),
+        "{text}"
+    );
+}
