@@ -101,6 +101,7 @@ impl KubeEmulator {
             state,
             faults,
             stats: Mutex::new(Stats::default()),
+            stats_by_resource: Mutex::new(HashMap::new()),
             rbac: config.rbac,
             admin_token: ADMIN_TOKEN.to_string(),
             tokens: Mutex::new(HashMap::new()),
@@ -183,6 +184,17 @@ impl KubeEmulator {
 
     pub fn stats(&self) -> Stats {
         self.shared.stats.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    /// Requests per verb for one resource: its plural (`"secrets"`, `"widgets"`), or
+    /// `"widgets/status"` for the status subresource.
+    pub fn stats_for(&self, resource: &str) -> Stats {
+        self.shared
+            .stats_by_resource
+            .lock()
+            .ok()
+            .and_then(|m| m.get(resource).copied())
+            .unwrap_or_default()
     }
 
     /// Stops the server, ending open watches, and waits for it to finish.

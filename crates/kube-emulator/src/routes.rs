@@ -23,6 +23,8 @@ pub struct Shared {
     pub state: Arc<Mutex<State>>,
     pub faults: Faults,
     pub stats: Mutex<Stats>,
+    /// Per resource (plural, plus "/status" for the status subresource).
+    pub stats_by_resource: Mutex<HashMap<String, Stats>>,
     pub rbac: bool,
     pub admin_token: String,
     /// bearer token -> service account user
@@ -299,6 +301,13 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
     };
     if let Ok(mut s) = shared.stats.lock() {
         s.record(verb);
+    }
+    if let Ok(mut by) = shared.stats_by_resource.lock() {
+        let key = match &target.subresource {
+            Some(sub) => format!("{}/{sub}", rt.plural),
+            None => rt.plural.clone(),
+        };
+        by.entry(key).or_default().record(verb);
     }
     if let Some(u) = &user {
         let st = lock(&shared.state)?;

@@ -955,6 +955,9 @@ async fn injected_fault_fails_next_request() {
     let before = emu.stats().writes();
     secrets.get("s").await.unwrap();
     assert_eq!(emu.stats().writes(), before);
+    assert_eq!(emu.stats_for("secrets").get, 1);
+    assert_eq!(emu.stats_for("secrets").create, 2);
+    assert_eq!(emu.stats_for("leases"), kube_emulator::Stats::default());
 }
 
 #[tokio::test(start_paused = true)]
