@@ -359,7 +359,7 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
             .unwrap_or_else(|| default_manager(headers)),
         dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
         force: truthy(query.get("force")),
-        subresource: target.subresource.clone().filter(|s| s == "status"),
+        subresource: target.subresource.clone(),
         strict: query.get("fieldValidation").is_some_and(|v| v == "Strict"),
     };
     // `as=PartialObjectMetadata[List]` (kube-rs metadata APIs and metadata_watcher).

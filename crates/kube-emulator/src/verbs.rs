@@ -601,7 +601,12 @@ impl State {
         let subresource = opts.subresource.as_deref();
         let dry_run = opts.dry_run;
         let name = meta_str(&old, "name").unwrap_or_default().to_string();
-        let mut merged = if subresource == Some("status") {
+        let mut merged = if subresource == Some("finalize") {
+            // namespaces/finalize changes only spec.finalizers.
+            let mut m = old.clone();
+            m["spec"]["finalizers"] = new["spec"]["finalizers"].clone();
+            m
+        } else if subresource == Some("status") {
             // Status writes change only .status (metadata, spec are the stored ones).
             let mut m = old.clone();
             match new.get("status") {
@@ -694,7 +699,8 @@ impl State {
         );
         let stored = to_stored(rt, merged);
         let old_stored = to_stored(rt, old);
-        if is_deleting(&stored) && finalizers(&stored).is_empty() {
+        // Namespaces are removed by `settle` once empty (the namespace controller's job).
+        if is_deleting(&stored) && finalizers(&stored).is_empty() && rt.storage != "namespaces" {
             let out = self.remove(
                 &rt.storage,
                 key,
@@ -904,7 +910,7 @@ impl State {
             let terminating: Vec<Value> = self
                 .store
                 .objects("namespaces")
-                .filter(|(_, o)| is_deleting(o))
+                .filter(|(_, o)| is_deleting(o) && finalizers(o).is_empty())
                 .map(|(_, o)| o.clone())
                 .collect();
             for ns_obj in terminating {

@@ -1708,3 +1708,30 @@ async fn watch_on_a_named_object_path_selects_that_object() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn namespace_metadata_finalizer_holds_it_after_contents_are_gone() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let ns: Api<Namespace> = Api::all(emu.client());
+    let body: Namespace = serde_json::from_value(
+        json!({"metadata":{"name":"held","finalizers":["example.com/hold"]}}),
+    )
+    .unwrap();
+    ns.create(&PostParams::default(), &body).await.unwrap();
+    ns.delete("held", &DeleteParams::default()).await.unwrap();
+    assert!(ns
+        .get("held")
+        .await
+        .unwrap()
+        .metadata
+        .deletion_timestamp
+        .is_some());
+    ns.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata":{"finalizers":null}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(api_err(ns.get("held").await.unwrap_err()).code, 404);
+}
