@@ -361,6 +361,15 @@ impl State {
                 }
             }
             ("apiextensions.k8s.io", "customresourcedefinitions") => {
+                if old.is_none() {
+                    // Set at creation by the real server; it holds deletion until the
+                    // instances are gone.
+                    let mut fins = finalizers(obj);
+                    if !fins.iter().any(|f| f == CRD_CLEANUP_FINALIZER) {
+                        fins.push(CRD_CLEANUP_FINALIZER.into());
+                        obj["metadata"]["finalizers"] = json!(fins);
+                    }
+                }
                 prepare_crd(obj, &mut causes);
             }
             _ => {}
