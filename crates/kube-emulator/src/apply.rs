@@ -54,9 +54,7 @@ pub type ListKinds<'a> = &'a dyn Fn(&[String]) -> ListKind;
 pub fn meta_list_kind(path: &[String]) -> Option<ListKind> {
     match path {
         [m, f] if m == "metadata" && f == "finalizers" => Some(ListKind::Set),
-        [m, f] if m == "metadata" && f == "ownerReferences" => {
-            Some(ListKind::Map(vec!["uid".into()]))
-        }
+        [m, f] if m == "metadata" && f == "ownerReferences" => Some(ListKind::Map(vec!["uid".into()])),
         _ => None,
     }
 }
@@ -100,10 +98,7 @@ pub fn leaves(obj: &Value, lists: ListKinds) -> BTreeSet<Path> {
                     if prefix.is_empty() && (k == "apiVersion" || k == "kind") {
                         continue;
                     }
-                    if prefix.len() == 1
-                        && prefix[0] == "metadata"
-                        && SYSTEM_META.contains(&k.as_str())
-                    {
+                    if prefix.len() == 1 && prefix[0] == "metadata" && SYSTEM_META.contains(&k.as_str()) {
                         continue;
                     }
                     prefix.push(k.clone());
@@ -149,9 +144,7 @@ pub fn value_at<'a>(obj: &'a Value, path: &[String]) -> Option<&'a Value> {
     let mut cur = obj;
     for seg in path {
         cur = match cur {
-            Value::Array(items) if is_item_segment(seg) => {
-                items.iter().find(|i| item_matches(seg, i))?
-            }
+            Value::Array(items) if is_item_segment(seg) => items.iter().find(|i| item_matches(seg, i))?,
             _ => cur.as_object()?.get(seg)?,
         };
     }
@@ -165,9 +158,7 @@ fn remove_at(obj: &mut Value, path: &[String]) {
     let mut cur = obj;
     for seg in parents {
         let next = match cur {
-            Value::Array(items) if is_item_segment(seg) => {
-                items.iter_mut().find(|i| item_matches(seg, i))
-            }
+            Value::Array(items) if is_item_segment(seg) => items.iter_mut().find(|i| item_matches(seg, i)),
             Value::Object(m) => m.get_mut(seg),
             _ => None,
         };
@@ -191,16 +182,13 @@ fn remove_item(obj: &mut Value, item_path: &[String]) {
     let Some((seg, list_path)) = item_path.split_last() else {
         return;
     };
-    let Ok(keys) = serde_json::from_str::<Map<String, Value>>(seg.get(2..).unwrap_or_default())
-    else {
+    let Ok(keys) = serde_json::from_str::<Map<String, Value>>(seg.get(2..).unwrap_or_default()) else {
         return;
     };
     let mut cur = obj;
     for s in list_path {
         let next = match cur {
-            Value::Array(items) if is_item_segment(s) => {
-                items.iter_mut().find(|i| item_matches(s, i))
-            }
+            Value::Array(items) if is_item_segment(s) => items.iter_mut().find(|i| item_matches(s, i)),
             Value::Object(m) => m.get_mut(s),
             _ => None,
         };
@@ -213,12 +201,9 @@ fn remove_item(obj: &mut Value, item_path: &[String]) {
         // Match on whatever key fields remain; an item with no key field left is not a
         // valid map-list item any more and goes too.
         items.retain(|i| {
-            let present: Vec<(&String, &Value)> = keys
-                .iter()
-                .filter(|(k, _)| i.get(k.as_str()).is_some())
-                .collect();
-            let target =
-                present.is_empty() || present.iter().all(|(k, v)| i.get(k.as_str()) == Some(*v));
+            let present: Vec<(&String, &Value)> =
+                keys.iter().filter(|(k, _)| i.get(k.as_str()).is_some()).collect();
+            let target = present.is_empty() || present.iter().all(|(k, v)| i.get(k.as_str()) == Some(*v));
             !target
         });
     }
@@ -269,9 +254,7 @@ pub fn deep_merge(base: &mut Value, patch: &Value, lists: ListKinds) {
                 let kind = lists(path);
                 for item in p {
                     let seg = item_segment(&kind, item);
-                    let existing = seg
-                        .as_ref()
-                        .and_then(|seg| b.iter_mut().find(|i| item_matches(seg, i)));
+                    let existing = seg.as_ref().and_then(|seg| b.iter_mut().find(|i| item_matches(seg, i)));
                     match (existing, seg) {
                         (Some(e), Some(seg)) if e.is_object() => {
                             path.push(seg);
@@ -294,11 +277,7 @@ fn fields_v1(fields: &BTreeSet<Path>) -> Value {
     for path in fields {
         let mut cur = &mut root;
         for seg in path {
-            let key = if is_item_segment(seg) {
-                seg.clone()
-            } else {
-                format!("f:{seg}")
-            };
+            let key = if is_item_segment(seg) { seg.clone() } else { format!("f:{seg}") };
             let entry = cur.entry(key).or_insert_with(|| Value::Object(Map::new()));
             cur = entry.as_object_mut().expect("fieldsV1 nodes are objects");
         }
@@ -308,10 +287,8 @@ fn fields_v1(fields: &BTreeSet<Path>) -> Value {
 
 fn parse_fields_v1(v: &Value) -> BTreeSet<Path> {
     fn walk(v: &Value, prefix: &mut Path, out: &mut BTreeSet<Path>) {
-        let children: Vec<(&String, &Value)> = v
-            .as_object()
-            .map(|m| m.iter().filter(|(k, _)| k.as_str() != ".").collect())
-            .unwrap_or_default();
+        let children: Vec<(&String, &Value)> =
+            v.as_object().map(|m| m.iter().filter(|(k, _)| k.as_str() != ".").collect()).unwrap_or_default();
         // `i:` (positional) keys are not emulated; they make the parent an atomic leaf.
         let known = |k: &str| k.starts_with("f:") || is_item_segment(k);
         if children.is_empty() || children.iter().any(|(k, _)| !known(k)) {
@@ -321,11 +298,7 @@ fn parse_fields_v1(v: &Value) -> BTreeSet<Path> {
             return;
         }
         for (k, child) in children {
-            let seg = if is_item_segment(k) {
-                k.to_string()
-            } else {
-                k[2..].to_string()
-            };
+            let seg = if is_item_segment(k) { k.to_string() } else { k[2..].to_string() };
             prefix.push(seg);
             walk(child, prefix, out);
             prefix.pop();
@@ -390,9 +363,9 @@ pub struct Writer {
 }
 
 fn upsert<'a>(entries: &'a mut Vec<Entry>, w: &Writer, operation: &str) -> &'a mut Entry {
-    let pos = entries.iter().position(|e| {
-        e.manager == w.manager && e.operation == operation && e.subresource == w.subresource
-    });
+    let pos = entries
+        .iter()
+        .position(|e| e.manager == w.manager && e.operation == operation && e.subresource == w.subresource);
     let idx = match pos {
         Some(i) => i,
         None => {
@@ -421,20 +394,16 @@ pub fn track_update(old: Option<&Value>, new: &mut Value, w: &Writer, lists: Lis
     let old = old.unwrap_or(&empty);
     let old_leaves = leaves(old, lists);
     let new_leaves = leaves(new, lists);
-    let changed: BTreeSet<Path> = new_leaves
-        .iter()
-        .filter(|p| value_at(old, p) != value_at(new, p))
-        .cloned()
-        .collect();
+    let changed: BTreeSet<Path> =
+        new_leaves.iter().filter(|p| value_at(old, p) != value_at(new, p)).cloned().collect();
     let removed: Vec<&Path> = old_leaves.difference(&new_leaves).collect();
     if changed.is_empty() && removed.is_empty() {
         write_entries(new, &entries);
         return;
     }
     for e in entries.iter_mut() {
-        e.fields.retain(|p| {
-            !changed.iter().any(|c| overlaps(c, p)) && !removed.iter().any(|r| overlaps(r, p))
-        });
+        e.fields
+            .retain(|p| !changed.iter().any(|c| overlaps(c, p)) && !removed.iter().any(|r| overlaps(r, p)));
     }
     if !changed.is_empty() {
         upsert(&mut entries, w, "Update").fields.extend(changed);
@@ -463,9 +432,7 @@ pub fn apply(
             continue;
         }
         for q in &e.fields {
-            let clash = applied_leaves
-                .iter()
-                .any(|p| overlaps(p, q) && changes(live_obj, applied, p));
+            let clash = applied_leaves.iter().any(|p| overlaps(p, q) && changes(live_obj, applied, p));
             if clash {
                 conflicts.push((e.manager.clone(), e.api_version.clone(), q.clone()));
             }
@@ -485,20 +452,13 @@ pub fn apply(
             .collect();
         let message = if conflicts.len() == 1 {
             let (m, v, p) = &conflicts[0];
-            format!(
-                "Apply failed with 1 conflict: conflict with \"{m}\" using {v}: {}",
-                render(p)
-            )
+            format!("Apply failed with 1 conflict: conflict with \"{m}\" using {v}: {}", render(p))
         } else {
             let list: Vec<String> = conflicts
                 .iter()
                 .map(|(m, v, p)| format!("conflict with \"{m}\" using {v}: {}", render(p)))
                 .collect();
-            format!(
-                "Apply failed with {} conflicts: {}",
-                conflicts.len(),
-                list.join("\n")
-            )
+            format!("Apply failed with {} conflicts: {}", conflicts.len(), list.join("\n"))
         };
         return Err(ApiError {
             details: Some(json!({ "causes": causes })),
@@ -507,11 +467,8 @@ pub fn apply(
     }
     if force {
         for e in entries.iter_mut().filter(|e| e.manager != w.manager) {
-            e.fields.retain(|q| {
-                !applied_leaves
-                    .iter()
-                    .any(|p| overlaps(p, q) && changes(live_obj, applied, p))
-            });
+            e.fields
+                .retain(|q| !applied_leaves.iter().any(|p| overlaps(p, q) && changes(live_obj, applied, p)));
         }
     }
 
@@ -522,17 +479,15 @@ pub fn apply(
     // else also owns them.
     let previous: BTreeSet<Path> = entries
         .iter()
-        .find(|e| {
-            e.manager == w.manager && e.operation == "Apply" && e.subresource == w.subresource
-        })
+        .find(|e| e.manager == w.manager && e.operation == "Apply" && e.subresource == w.subresource)
         .map(|e| e.fields.clone())
         .unwrap_or_default();
     for p in previous.iter() {
         // Still applied: the same field, something inside it, or an atomic value covering
         // it (an empty map covers nothing).
-        let still = applied_leaves.iter().any(|a| {
-            a == p || a.starts_with(p) || (p.starts_with(a) && !is_empty_map(value_at(applied, a)))
-        });
+        let still = applied_leaves
+            .iter()
+            .any(|a| a == p || a.starts_with(p) || (p.starts_with(a) && !is_empty_map(value_at(applied, a))));
         if still {
             continue;
         }
@@ -549,8 +504,7 @@ pub fn apply(
                     .is_some_and(|item| item.as_object().is_some_and(Map::is_empty));
                 let key_gone = value_at(&result, item_path).is_none()
                     || p.len() == i + 2 && {
-                        let keys = serde_json::from_str::<Map<String, Value>>(&p[i][2..])
-                            .unwrap_or_default();
+                        let keys = serde_json::from_str::<Map<String, Value>>(&p[i][2..]).unwrap_or_default();
                         keys.contains_key(&p[i + 1])
                     };
                 if orphaned || key_gone {
@@ -585,76 +539,32 @@ mod tests {
     }
 
     fn writer(m: &str) -> Writer {
-        Writer {
-            manager: m.into(),
-            api_version: "v1".into(),
-            subresource: String::new(),
-            time: "t".into(),
-        }
+        Writer { manager: m.into(), api_version: "v1".into(), subresource: String::new(), time: "t".into() }
     }
 
     #[test]
     fn fields_v1_round_trips() {
         let obj = json!({"metadata":{"labels":{"a":"1"},"finalizers":["x/y"],"ownerReferences":[{"uid":"u1","name":"o"}]},"spec":{"x":1,"l":[1]}});
         let f = leaves(&obj, &kinds);
-        assert!(f.contains(&vec![
-            "metadata".to_string(),
-            "finalizers".into(),
-            "v:\"x/y\"".into()
-        ]));
+        assert!(f.contains(&vec!["metadata".to_string(), "finalizers".into(), "v:\"x/y\"".into()]));
         assert_eq!(parse_fields_v1(&fields_v1(&f)), f);
     }
 
     #[test]
     fn apply_removes_fields_no_longer_applied() {
-        let live = apply(
-            None,
-            &json!({"spec":{"a":1,"b":2}}),
-            &writer("m"),
-            false,
-            &kinds,
-        )
-        .unwrap();
-        let next = apply(
-            Some(&live),
-            &json!({"spec":{"a":1}}),
-            &writer("m"),
-            false,
-            &kinds,
-        )
-        .unwrap();
+        let live = apply(None, &json!({"spec":{"a":1,"b":2}}), &writer("m"), false, &kinds).unwrap();
+        let next = apply(Some(&live), &json!({"spec":{"a":1}}), &writer("m"), false, &kinds).unwrap();
         assert_eq!(next["spec"], json!({"a":1}));
     }
 
     #[test]
     fn apply_conflicts_with_other_manager() {
         let live = apply(None, &json!({"spec":{"a":1}}), &writer("m1"), false, &kinds).unwrap();
-        let err = apply(
-            Some(&live),
-            &json!({"spec":{"a":2}}),
-            &writer("m2"),
-            false,
-            &kinds,
-        )
-        .unwrap_err();
+        let err = apply(Some(&live), &json!({"spec":{"a":2}}), &writer("m2"), false, &kinds).unwrap_err();
         assert_eq!(err.code, 409);
         // Same value: shared ownership, no conflict.
-        assert!(apply(
-            Some(&live),
-            &json!({"spec":{"a":1}}),
-            &writer("m2"),
-            false,
-            &kinds
-        )
-        .is_ok());
-        let forced = apply(
-            Some(&live),
-            &json!({"spec":{"a":2}}),
-            &writer("m2"),
-            true,
-            &kinds,
-        )
-        .unwrap();
+        assert!(apply(Some(&live), &json!({"spec":{"a":1}}), &writer("m2"), false, &kinds).is_ok());
+        let forced = apply(Some(&live), &json!({"spec":{"a":2}}), &writer("m2"), true, &kinds).unwrap();
         assert_eq!(forced["spec"]["a"], 2);
     }
 
@@ -666,14 +576,7 @@ mod tests {
         let live = apply(Some(&live), &b, &writer("mb"), false, &kinds).unwrap();
         assert_eq!(live["metadata"]["finalizers"], json!(["a/x", "b/y"]));
         // mb stops applying its finalizer: only that item goes.
-        let live = apply(
-            Some(&live),
-            &json!({"metadata":{}}),
-            &writer("mb"),
-            false,
-            &kinds,
-        )
-        .unwrap();
+        let live = apply(Some(&live), &json!({"metadata":{}}), &writer("mb"), false, &kinds).unwrap();
         assert_eq!(live["metadata"]["finalizers"], json!(["a/x"]));
     }
 }

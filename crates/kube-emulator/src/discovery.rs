@@ -54,18 +54,11 @@ fn resource_entries(r: &ResourceType) -> Vec<Value> {
 }
 
 pub fn resource_list(reg: &Registry, group: &str, version: &str) -> Option<Value> {
-    let resources: Vec<Value> = reg
-        .in_group_version(group, version)
-        .flat_map(resource_entries)
-        .collect();
+    let resources: Vec<Value> = reg.in_group_version(group, version).flat_map(resource_entries).collect();
     if resources.is_empty() {
         return None;
     }
-    let gv = if group.is_empty() {
-        version.to_string()
-    } else {
-        format!("{group}/{version}")
-    };
+    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
     Some(json!({
         "kind": "APIResourceList",
         "apiVersion": "v1",
@@ -111,12 +104,7 @@ pub fn group_list(reg: &Registry) -> Value {
 }
 
 pub fn root_paths(reg: &Registry) -> Value {
-    let mut paths = vec![
-        "/api".to_string(),
-        "/api/v1".into(),
-        "/apis".into(),
-        "/version".into(),
-    ];
+    let mut paths = vec!["/api".to_string(), "/api/v1".into(), "/apis".into(), "/version".into()];
     for (g, v) in reg.group_versions() {
         if !g.is_empty() {
             paths.push(format!("/apis/{g}"));
@@ -138,12 +126,7 @@ fn gv_path(group: &str, version: &str) -> String {
 fn doc_hash(reg: &Registry, group: &str, version: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for r in reg.in_group_version(group, version) {
-        for b in format!(
-            "{}/{}/{}/{}",
-            r.plural, r.kind, r.namespaced, r.status_subresource
-        )
-        .bytes()
-        {
+        for b in format!("{}/{}/{}/{}", r.plural, r.kind, r.namespaced, r.status_subresource).bytes() {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0100_0000_01b3);
         }

@@ -40,31 +40,18 @@ fn details(group: &str, plural: &str, name: &str) -> Value {
 
 impl ApiError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            reason,
-            message: message.into(),
-            details: None,
-        }
+        Self { code, reason, message: message.into(), details: None }
     }
 
     pub fn not_found(group: &str, plural: &str, name: &str) -> Self {
         Self {
             details: Some(details(group, plural, name)),
-            ..Self::new(
-                404,
-                "NotFound",
-                format!("{} \"{name}\" not found", qualified(group, plural)),
-            )
+            ..Self::new(404, "NotFound", format!("{} \"{name}\" not found", qualified(group, plural)))
         }
     }
 
     pub fn path_not_found() -> Self {
-        Self::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        )
+        Self::new(404, "NotFound", "the server could not find the requested resource")
     }
 
     pub fn already_exists(group: &str, plural: &str, name: &str) -> Self {
@@ -85,10 +72,7 @@ impl ApiError {
             ..Self::new(
                 409,
                 "Conflict",
-                format!(
-                    "Operation cannot be fulfilled on {} \"{name}\": {why}",
-                    qualified(group, plural)
-                ),
+                format!("Operation cannot be fulfilled on {} \"{name}\": {why}", qualified(group, plural)),
             )
         }
     }
@@ -119,11 +103,7 @@ impl ApiError {
     }
 
     pub fn method_not_allowed() -> Self {
-        Self::new(
-            405,
-            "MethodNotAllowed",
-            "the server does not allow this method on the requested resource",
-        )
+        Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
@@ -132,17 +112,10 @@ impl ApiError {
 
     /// 422 with per-field causes; `kind` is the object's Kind as the real message shows it.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
-        let qualified_kind = if group.is_empty() {
-            kind.to_string()
-        } else {
-            format!("{kind}.{group}")
-        };
+        let qualified_kind = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
         let summary: Vec<String> = causes.iter().map(|c| c.message.clone()).collect();
-        let summary = if summary.len() == 1 {
-            summary[0].clone()
-        } else {
-            format!("[{}]", summary.join(", "))
-        };
+        let summary =
+            if summary.len() == 1 { summary[0].clone() } else { format!("[{}]", summary.join(", ")) };
         let mut d = json!({
             "name": name,
             "kind": kind,
@@ -155,11 +128,7 @@ impl ApiError {
         }
         Self {
             details: Some(d),
-            ..Self::new(
-                422,
-                "Invalid",
-                format!("{qualified_kind} \"{name}\" is invalid: {summary}"),
-            )
+            ..Self::new(422, "Invalid", format!("{qualified_kind} \"{name}\" is invalid: {summary}"))
         }
     }
 
@@ -202,11 +171,7 @@ pub fn required_value(field: &str, detail: &str) -> Cause {
     } else {
         format!("{field}: Required value: {detail}")
     };
-    Cause {
-        reason: "FieldValueRequired",
-        field: field.to_string(),
-        message,
-    }
+    Cause { reason: "FieldValueRequired", field: field.to_string(), message }
 }
 
 pub fn forbidden_field(field: &str, detail: &str) -> Cause {

@@ -126,14 +126,7 @@ fn reason_for(code: u16) -> &'static str {
 impl Faults {
     /// Fails the next `times` requests matching `verb` on `resource` (plural, e.g. "secrets")
     /// and `subresource` (None = main resource only) with `code` and a proper Status body.
-    pub fn fail_next(
-        &self,
-        verb: Verb,
-        resource: &str,
-        subresource: Option<&str>,
-        times: u32,
-        code: u16,
-    ) {
+    pub fn fail_next(&self, verb: Verb, resource: &str, subresource: Option<&str>, times: u32, code: u16) {
         if let Ok(mut r) = self.rules.lock() {
             r.failures.push(Failure {
                 verb,
@@ -148,11 +141,7 @@ impl Faults {
     /// Delays matching requests (None matches any verb / resource) by `delay` of tokio time.
     pub fn add_latency(&self, verb: Option<Verb>, resource: Option<&str>, delay: Duration) {
         if let Ok(mut r) = self.rules.lock() {
-            r.latencies.push(Latency {
-                verb,
-                resource: resource.map(String::from),
-                delay,
-            });
+            r.latencies.push(Latency { verb, resource: resource.map(String::from), delay });
         }
     }
 
@@ -192,8 +181,7 @@ impl Faults {
             .latencies
             .iter()
             .filter(|l| {
-                l.verb.is_none_or(|v| v == verb)
-                    && l.resource.as_deref().is_none_or(|x| x == resource)
+                l.verb.is_none_or(|v| v == verb) && l.resource.as_deref().is_none_or(|x| x == resource)
             })
             .map(|l| l.delay)
             .sum();

@@ -28,18 +28,11 @@ pub fn collect(state: &mut State, owner_uid: &str, policy: Propagation) {
         }
     }
     for (storage, key, obj) in dependents {
-        let refs = obj["metadata"]["ownerReferences"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let remaining: Vec<Value> = refs
-            .iter()
-            .filter(|r| r["uid"].as_str() != Some(owner_uid))
-            .cloned()
-            .collect();
-        let other_live_owner = remaining
-            .iter()
-            .any(|r| r["uid"].as_str().is_some_and(|u| live_uids.contains(u)));
+        let refs = obj["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
+        let remaining: Vec<Value> =
+            refs.iter().filter(|r| r["uid"].as_str() != Some(owner_uid)).cloned().collect();
+        let other_live_owner =
+            remaining.iter().any(|r| r["uid"].as_str().is_some_and(|u| live_uids.contains(u)));
         if policy == Propagation::Orphan || other_live_owner {
             let mut next = obj.clone();
             if remaining.is_empty() {

@@ -56,9 +56,7 @@ impl std::fmt::Debug for Config {
 
 impl std::fmt::Debug for KubeEmulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KubeEmulator")
-            .field("url", &self.url())
-            .finish()
+        f.debug_struct("KubeEmulator").field("url", &self.url()).finish()
     }
 }
 
@@ -77,8 +75,7 @@ fn default_clock() -> NowFn {
     let start = tokio::time::Instant::now();
     Arc::new(move || {
         let elapsed = tokio::time::Instant::now().duration_since(start);
-        wall.checked_add(jiff::SignedDuration::try_from(elapsed).unwrap_or_default())
-            .unwrap_or(wall)
+        wall.checked_add(jiff::SignedDuration::try_from(elapsed).unwrap_or_default()).unwrap_or(wall)
     })
 }
 
@@ -93,10 +90,7 @@ impl KubeEmulator {
         let addr = listener.local_addr()?;
         let now = config.now.clone().unwrap_or_else(default_clock);
         let state = Arc::new(Mutex::new(verbs::State::new(now)));
-        let faults = Faults {
-            rules: Arc::default(),
-            state: state.clone(),
-        };
+        let faults = Faults { rules: Arc::default(), state: state.clone() };
         let shared = Arc::new(Shared {
             state,
             faults,
@@ -129,12 +123,7 @@ impl KubeEmulator {
                 tracing::warn!(error = %e, "kube-emulator server stopped with an error");
             }
         });
-        Ok(Self {
-            shared,
-            addr,
-            shutdown: Some(tx),
-            task: Some(task),
-        })
+        Ok(Self { shared, addr, shutdown: Some(tx), task: Some(task) })
     }
 
     /// `http://127.0.0.1:PORT`
@@ -152,10 +141,7 @@ impl KubeEmulator {
     }
 
     fn client_for_token(&self, token: &str) -> kube::Client {
-        let uri = self
-            .url()
-            .parse()
-            .expect("the emulator URL is always a valid URI");
+        let uri = self.url().parse().expect("the emulator URL is always a valid URI");
         let mut config = kube::Config::new(uri);
         config.default_namespace = "default".into();
         config.auth_info = serde_json::from_value(serde_json::json!({ "token": token }))
@@ -189,12 +175,7 @@ impl KubeEmulator {
     /// Requests per verb for one resource: its plural (`"secrets"`, `"widgets"`), or
     /// `"widgets/status"` for the status subresource.
     pub fn stats_for(&self, resource: &str) -> Stats {
-        self.shared
-            .stats_by_resource
-            .lock()
-            .ok()
-            .and_then(|m| m.get(resource).copied())
-            .unwrap_or_default()
+        self.shared.stats_by_resource.lock().ok().and_then(|m| m.get(resource).copied()).unwrap_or_default()
     }
 
     /// Stops the server, ending open watches, and waits for it to finish.

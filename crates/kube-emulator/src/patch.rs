@@ -31,12 +31,11 @@ impl PatchType {
 pub fn parse_body(body: &[u8], yaml_ok: bool) -> ApiResult<Value> {
     match serde_json::from_slice::<Value>(body) {
         Ok(v) => Ok(v),
-        Err(json_err) if yaml_ok => serde_yaml::from_slice::<Value>(body).map_err(|e| {
-            ApiError::bad_request(format!("error decoding YAML: {e} (as JSON: {json_err})"))
-        }),
-        Err(e) => Err(ApiError::bad_request(format!(
-            "the object provided is unrecognized or malformed: {e}"
-        ))),
+        Err(json_err) if yaml_ok => serde_yaml::from_slice::<Value>(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e} (as JSON: {json_err})"))),
+        Err(e) => {
+            Err(ApiError::bad_request(format!("the object provided is unrecognized or malformed: {e}")))
+        }
     }
 }
 
@@ -82,10 +81,7 @@ fn strategic_meta_lists(current: &Value, patch: &mut Value) {
         pm.insert("finalizers".into(), Value::Array(fins));
     }
     if let Some(Value::Array(refs)) = pm.get("ownerReferences").cloned() {
-        let mut merged: Vec<Value> = cur["ownerReferences"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
+        let mut merged: Vec<Value> = cur["ownerReferences"].as_array().cloned().unwrap_or_default();
         for r in refs {
             let uid = r["uid"].clone();
             let delete = r["$patch"] == "delete";
@@ -119,16 +115,13 @@ pub fn apply_patch(ptype: PatchType, current: &Value, body: &[u8]) -> ApiResult<
         PatchType::Json => {
             let p = parse_body(body, false)?;
             let Value::Array(ops) = p else {
-                return Err(ApiError::bad_request(
-                    "invalid JSON patch: expected an array of operations",
-                ));
+                return Err(ApiError::bad_request("invalid JSON patch: expected an array of operations"));
             };
             // Applied one by one so that a `test` of `null` against a missing path passes,
             // as in the server's JSON patch library (kube-runtime's finalizer helper relies
             // on it when an object has no finalizers yet).
             for op in ops {
-                let is_null_test =
-                    op["op"] == "test" && op.get("value").is_some_and(Value::is_null);
+                let is_null_test = op["op"] == "test" && op.get("value").is_some_and(Value::is_null);
                 if is_null_test {
                     let path = op["path"].as_str().unwrap_or_default();
                     if out.pointer(path).is_none_or(Value::is_null) {
@@ -141,18 +134,12 @@ pub fn apply_patch(ptype: PatchType, current: &Value, body: &[u8]) -> ApiResult<
                     ApiError::new(
                         422,
                         "Invalid",
-                        format!(
-                            "the server rejected our request due to an error in our request: {e}"
-                        ),
+                        format!("the server rejected our request due to an error in our request: {e}"),
                     )
                 })?;
             }
         }
-        PatchType::Apply => {
-            return Err(ApiError::internal(
-                "apply patches are handled by the apply module",
-            ))
-        }
+        PatchType::Apply => return Err(ApiError::internal("apply patches are handled by the apply module")),
     }
     Ok(out)
 }

@@ -31,20 +31,14 @@ impl User {
 }
 
 fn list_has(v: &Value, wanted: &str) -> bool {
-    v.as_array().is_some_and(|a| {
-        a.iter()
-            .any(|x| x.as_str() == Some(wanted) || x.as_str() == Some("*"))
-    })
+    v.as_array().is_some_and(|a| a.iter().any(|x| x.as_str() == Some(wanted) || x.as_str() == Some("*")))
 }
 
 fn subject_matches(user: &User, subject: &Value, binding_ns: &str) -> bool {
     let name = subject["name"].as_str().unwrap_or_default();
     match subject["kind"].as_str() {
         Some("ServiceAccount") => {
-            let ns = subject["namespace"]
-                .as_str()
-                .filter(|n| !n.is_empty())
-                .unwrap_or(binding_ns);
+            let ns = subject["namespace"].as_str().filter(|n| !n.is_empty()).unwrap_or(binding_ns);
             user.service_account.0 == ns && user.service_account.1 == name
         }
         Some("User") => user.name == name,
@@ -53,13 +47,7 @@ fn subject_matches(user: &User, subject: &Value, binding_ns: &str) -> bool {
     }
 }
 
-fn rule_allows(
-    rule: &Value,
-    verb: Verb,
-    rt: &ResourceType,
-    sub: Option<&str>,
-    name: Option<&str>,
-) -> bool {
+fn rule_allows(rule: &Value, verb: Verb, rt: &ResourceType, sub: Option<&str>, name: Option<&str>) -> bool {
     let resource = match sub {
         Some(s) => format!("{}/{s}", rt.plural),
         None => rt.plural.clone(),
@@ -77,18 +65,11 @@ fn rule_allows(
 fn rules_of(st: &State, role_ref: &Value, binding_ns: &str) -> Vec<Value> {
     let name = role_ref["name"].as_str().unwrap_or_default().to_string();
     let obj = match role_ref["kind"].as_str() {
-        Some("ClusterRole") => st.store.get(
-            "clusterroles.rbac.authorization.k8s.io",
-            &(String::new(), name),
-        ),
-        Some("Role") => st.store.get(
-            "roles.rbac.authorization.k8s.io",
-            &(binding_ns.to_string(), name),
-        ),
+        Some("ClusterRole") => st.store.get("clusterroles.rbac.authorization.k8s.io", &(String::new(), name)),
+        Some("Role") => st.store.get("roles.rbac.authorization.k8s.io", &(binding_ns.to_string(), name)),
         _ => None,
     };
-    obj.and_then(|o| o["rules"].as_array().cloned())
-        .unwrap_or_default()
+    obj.and_then(|o| o["rules"].as_array().cloned()).unwrap_or_default()
 }
 
 pub fn authorize(
@@ -101,10 +82,7 @@ pub fn authorize(
     sub: Option<&str>,
 ) -> ApiResult<()> {
     let mut rules: Vec<Value> = Vec::new();
-    for (_, b) in st
-        .store
-        .objects("clusterrolebindings.rbac.authorization.k8s.io")
-    {
+    for (_, b) in st.store.objects("clusterrolebindings.rbac.authorization.k8s.io") {
         let subjects = b["subjects"].as_array().cloned().unwrap_or_default();
         if subjects.iter().any(|s| subject_matches(user, s, "")) {
             rules.extend(rules_of(st, &b["roleRef"], ""));

@@ -64,16 +64,7 @@ impl ResourceType {
     }
 
     pub fn verbs(&self) -> Vec<&'static str> {
-        vec![
-            "create",
-            "delete",
-            "deletecollection",
-            "get",
-            "list",
-            "patch",
-            "update",
-            "watch",
-        ]
+        vec!["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
     }
 }
 
@@ -117,64 +108,19 @@ pub struct Registry {
 
 impl Default for Registry {
     fn default() -> Self {
-        let mut events_v1 = builtin(
-            "events.k8s.io",
-            "v1",
-            "events",
-            "Event",
-            true,
-            &["ev"],
-            false,
-            false,
-        );
+        let mut events_v1 = builtin("events.k8s.io", "v1", "events", "Event", true, &["ev"], false, false);
         events_v1.storage = "events".into();
         events_v1.repr = Repr::EventsV1;
         let rbac = "rbac.authorization.k8s.io";
         Self {
             builtins: vec![
-                builtin(
-                    "",
-                    "v1",
-                    "namespaces",
-                    "Namespace",
-                    false,
-                    &["ns"],
-                    true,
-                    false,
-                ),
+                builtin("", "v1", "namespaces", "Namespace", false, &["ns"], true, false),
                 builtin("", "v1", "secrets", "Secret", true, &[], false, false),
-                builtin(
-                    "",
-                    "v1",
-                    "configmaps",
-                    "ConfigMap",
-                    true,
-                    &["cm"],
-                    false,
-                    false,
-                ),
+                builtin("", "v1", "configmaps", "ConfigMap", true, &["cm"], false, false),
                 builtin("", "v1", "events", "Event", true, &["ev"], false, false),
-                builtin(
-                    "",
-                    "v1",
-                    "serviceaccounts",
-                    "ServiceAccount",
-                    true,
-                    &["sa"],
-                    false,
-                    false,
-                ),
+                builtin("", "v1", "serviceaccounts", "ServiceAccount", true, &["sa"], false, false),
                 events_v1,
-                builtin(
-                    "coordination.k8s.io",
-                    "v1",
-                    "leases",
-                    "Lease",
-                    true,
-                    &[],
-                    false,
-                    false,
-                ),
+                builtin("coordination.k8s.io", "v1", "leases", "Lease", true, &[], false, false),
                 builtin(
                     "apiextensions.k8s.io",
                     "v1",
@@ -186,36 +132,9 @@ impl Default for Registry {
                     true,
                 ),
                 builtin(rbac, "v1", "roles", "Role", true, &[], false, false),
-                builtin(
-                    rbac,
-                    "v1",
-                    "rolebindings",
-                    "RoleBinding",
-                    true,
-                    &[],
-                    false,
-                    false,
-                ),
-                builtin(
-                    rbac,
-                    "v1",
-                    "clusterroles",
-                    "ClusterRole",
-                    false,
-                    &[],
-                    false,
-                    false,
-                ),
-                builtin(
-                    rbac,
-                    "v1",
-                    "clusterrolebindings",
-                    "ClusterRoleBinding",
-                    false,
-                    &[],
-                    false,
-                    false,
-                ),
+                builtin(rbac, "v1", "rolebindings", "RoleBinding", true, &[], false, false),
+                builtin(rbac, "v1", "clusterroles", "ClusterRole", false, &[], false, false),
+                builtin(rbac, "v1", "clusterrolebindings", "ClusterRoleBinding", false, &[], false, false),
             ],
             custom: vec![],
         }
@@ -228,14 +147,12 @@ impl Registry {
     }
 
     pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceType> {
-        self.all()
-            .find(|r| r.group == group && r.version == version && r.plural == plural)
+        self.all().find(|r| r.group == group && r.version == version && r.plural == plural)
     }
 
     /// Any served version of the resource stored under `storage` (used by GC and namespace cleanup).
     pub fn by_storage(&self, storage: &str) -> Option<&ResourceType> {
-        self.all()
-            .find(|r| r.storage == storage && r.repr == Repr::Plain)
+        self.all().find(|r| r.storage == storage && r.repr == Repr::Plain)
     }
 
     pub fn group_versions(&self) -> Vec<(String, String)> {
@@ -254,8 +171,7 @@ impl Registry {
         group: &'a str,
         version: &'a str,
     ) -> impl Iterator<Item = &'a ResourceType> + 'a {
-        self.all()
-            .filter(move |r| r.group == group && r.version == version)
+        self.all().filter(move |r| r.group == group && r.version == version)
     }
 
     /// Rebuilds the custom part from the stored CRDs. CRDs being deleted are still served
@@ -270,13 +186,7 @@ impl Registry {
 }
 
 fn str_list(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
+    v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
 }
 
 /// One `ResourceType` per served version of a CRD.
@@ -286,10 +196,7 @@ pub fn crd_resource_types(crd: &Value) -> Vec<ResourceType> {
     let names = &spec["names"];
     let plural = names["plural"].as_str().unwrap_or_default().to_string();
     let kind = names["kind"].as_str().unwrap_or_default().to_string();
-    let singular = names["singular"]
-        .as_str()
-        .map(String::from)
-        .unwrap_or_else(|| kind.to_lowercase());
+    let singular = names["singular"].as_str().map(String::from).unwrap_or_else(|| kind.to_lowercase());
     let namespaced = spec["scope"].as_str() != Some("Cluster");
     let mut out = Vec::new();
     for v in spec["versions"].as_array().into_iter().flatten() {
@@ -297,11 +204,7 @@ pub fn crd_resource_types(crd: &Value) -> Vec<ResourceType> {
             continue;
         }
         let schema = v["schema"]["openAPIV3Schema"].clone();
-        let schema = if schema.is_object() {
-            CrdSchema::new(&schema).ok().map(Arc::new)
-        } else {
-            None
-        };
+        let schema = if schema.is_object() { CrdSchema::new(&schema).ok().map(Arc::new) } else { None };
         out.push(ResourceType {
             group: group.clone(),
             version: v["name"].as_str().unwrap_or_default().to_string(),
@@ -317,10 +220,7 @@ pub fn crd_resource_types(crd: &Value) -> Vec<ResourceType> {
             repr: Repr::Plain,
             crd: Some(CrdInfo {
                 schema,
-                printer_columns: v["additionalPrinterColumns"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default(),
+                printer_columns: v["additionalPrinterColumns"].as_array().cloned().unwrap_or_default(),
             }),
         });
     }

@@ -35,15 +35,10 @@ pub struct Shared {
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
 fn json_response(code: u16, body: &Value) -> Response {
-    let mut resp = (
-        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        body.to_string(),
-    )
-        .into_response();
-    resp.headers_mut().insert(
-        "content-type",
-        axum::http::HeaderValue::from_static("application/json"),
-    );
+    let mut resp =
+        (StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), body.to_string())
+            .into_response();
+    resp.headers_mut().insert("content-type", axum::http::HeaderValue::from_static("application/json"));
     resp
 }
 
@@ -61,9 +56,7 @@ struct Target {
 }
 
 fn lock(state: &Mutex<State>) -> ApiResult<std::sync::MutexGuard<'_, State>> {
-    state
-        .lock()
-        .map_err(|_| ApiError::internal("state lock poisoned"))
+    state.lock().map_err(|_| ApiError::internal("state lock poisoned"))
 }
 
 fn parse_target(state: &State, segs: &[&str]) -> ApiResult<Target> {
@@ -114,12 +107,7 @@ fn finish_target(rt: ResourceType, namespace: Option<String>, more: &[&str]) -> 
         }
         _ => return Err(ApiError::path_not_found()),
     };
-    Ok(Target {
-        rt,
-        namespace,
-        name,
-        subresource,
-    })
+    Ok(Target { rt, namespace, name, subresource })
 }
 
 fn truthy(v: Option<&String>) -> bool {
@@ -134,11 +122,10 @@ fn list_opts(q: &HashMap<String, String>, storage: &str) -> ApiResult<ListOpts> 
         None => None,
     };
     let limit = match q.get("limit").filter(|s| !s.is_empty()) {
-        Some(l) => Some(
-            l.parse::<i64>()
-                .map_err(|_| ApiError::bad_request(format!("invalid limit: {l}")))?
-                .max(0) as usize,
-        ),
+        Some(l) => {
+            Some(l.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid limit: {l}")))?.max(0)
+                as usize)
+        }
         None => None,
     };
     Ok(ListOpts {
@@ -182,11 +169,7 @@ pub async fn handle(shared: Arc<Shared>, req: Request) -> Response {
 async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
-    let segs: Vec<&str> = path
-        .trim_matches('/')
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .collect();
+    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
     let query: HashMap<String, String> =
         axum::extract::Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
             .map(|q| q.0)
@@ -206,37 +189,28 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
         // restricted here. Unknown tokens are rejected below.
         if token == shared.admin_token || token.is_empty() {
             // The admin may impersonate (kubectl --as=system:serviceaccount:NS:NAME).
-            let as_user = parts
-                .headers
-                .get("impersonate-user")
-                .and_then(|v| v.to_str().ok());
+            let as_user = parts.headers.get("impersonate-user").and_then(|v| v.to_str().ok());
             match as_user {
                 None => None,
-                Some(name) => match name
-                    .strip_prefix("system:serviceaccount:")
-                    .and_then(|r| r.split_once(':'))
-                {
-                    Some((ns, sa)) => Some(User::service_account(ns, sa)),
-                    None => Some(User {
-                        name: name.to_string(),
-                        groups: parts
-                            .headers
-                            .get_all("impersonate-group")
-                            .iter()
-                            .filter_map(|v| v.to_str().ok().map(String::from))
-                            .chain(std::iter::once("system:authenticated".to_string()))
-                            .collect(),
-                        service_account: (String::new(), String::new()),
-                    }),
-                },
+                Some(name) => {
+                    match name.strip_prefix("system:serviceaccount:").and_then(|r| r.split_once(':')) {
+                        Some((ns, sa)) => Some(User::service_account(ns, sa)),
+                        None => Some(User {
+                            name: name.to_string(),
+                            groups: parts
+                                .headers
+                                .get_all("impersonate-group")
+                                .iter()
+                                .filter_map(|v| v.to_str().ok().map(String::from))
+                                .chain(std::iter::once("system:authenticated".to_string()))
+                                .collect(),
+                            service_account: (String::new(), String::new()),
+                        }),
+                    }
+                }
             }
         } else {
-            match shared
-                .tokens
-                .lock()
-                .ok()
-                .and_then(|t| t.get(&token).cloned())
-            {
+            match shared.tokens.lock().ok().and_then(|t| t.get(&token).cloned()) {
                 Some(u) => Some(u),
                 None => return Err(ApiError::new(401, "Unauthorized", "Unauthorized")),
             }
@@ -254,25 +228,20 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
             ["api"] => Some(discovery::api_versions(&shared.addr)),
             ["api", "v1"] => discovery::resource_list(&st.registry, "", "v1"),
             ["apis"] => Some(discovery::group_list(&st.registry)),
-            ["apis", g] => {
-                Some(discovery::group(&st.registry, g).ok_or_else(ApiError::path_not_found)?)
+            ["apis", g] => Some(discovery::group(&st.registry, g).ok_or_else(ApiError::path_not_found)?),
+            ["apis", g, v] => {
+                Some(discovery::resource_list(&st.registry, g, v).ok_or_else(ApiError::path_not_found)?)
             }
-            ["apis", g, v] => Some(
-                discovery::resource_list(&st.registry, g, v)
-                    .ok_or_else(ApiError::path_not_found)?,
-            ),
             ["healthz"] | ["livez"] | ["readyz"] => {
                 return Ok((StatusCode::OK, "ok").into_response());
             }
             ["openapi", "v3"] => Some(discovery::openapi_v3_root(&st.registry)),
-            ["openapi", "v3", "api", v] => Some(
-                discovery::openapi_v3_gv(&st.registry, "", v)
-                    .ok_or_else(ApiError::path_not_found)?,
-            ),
-            ["openapi", "v3", "apis", g, v] => Some(
-                discovery::openapi_v3_gv(&st.registry, g, v)
-                    .ok_or_else(ApiError::path_not_found)?,
-            ),
+            ["openapi", "v3", "api", v] => {
+                Some(discovery::openapi_v3_gv(&st.registry, "", v).ok_or_else(ApiError::path_not_found)?)
+            }
+            ["openapi", "v3", "apis", g, v] => {
+                Some(discovery::openapi_v3_gv(&st.registry, g, v).ok_or_else(ApiError::path_not_found)?)
+            }
             ["openapi", ..] | ["swagger.json"] => return Err(ApiError::path_not_found()),
             _ => None,
         };
@@ -287,9 +256,7 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
     };
     let rt = target.rt.clone();
     let verb = match (&parts.method, &target.name) {
-        (&Method::GET, _) if truthy(query.get("watch")) && target.subresource.is_none() => {
-            Verb::Watch
-        }
+        (&Method::GET, _) if truthy(query.get("watch")) && target.subresource.is_none() => Verb::Watch,
         (&Method::GET, None) => Verb::List,
         (&Method::GET, Some(_)) => Verb::Get,
         (&Method::POST, None) => Verb::Create,
@@ -321,9 +288,7 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
             target.subresource.as_deref(),
         )?;
     }
-    let (delay, fault) = shared
-        .faults
-        .check(verb, &rt.plural, target.subresource.as_deref());
+    let (delay, fault) = shared.faults.check(verb, &rt.plural, target.subresource.as_deref());
     if delay > Duration::ZERO {
         tokio::time::sleep(delay).await;
     }
@@ -339,11 +304,8 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
     let body = axum::body::to_bytes(Body::new(body), MAX_BODY)
         .await
         .map_err(|e| ApiError::bad_request(format!("reading request body: {e}")))?;
-    let content_type = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json")
-        .to_string();
+    let content_type =
+        headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/json").to_string();
     if content_type.contains("protobuf") || content_type.contains("cbor") {
         // Only JSON/YAML bodies are understood; typed client-go writers (e.g. `kubectl
         // create secret`) send protobuf and get the real server's answer for unknown formats.
@@ -353,10 +315,7 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
     }
     let yaml_body = content_type.contains("yaml");
     let wopts = WriteOpts {
-        field_manager: query
-            .get("fieldManager")
-            .cloned()
-            .unwrap_or_else(|| default_manager(headers)),
+        field_manager: query.get("fieldManager").cloned().unwrap_or_else(|| default_manager(headers)),
         dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
         force: truthy(query.get("force")),
         subresource: target.subresource.clone(),
@@ -366,12 +325,7 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
     let as_metadata = headers
         .get("accept")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| {
-            a.split(',')
-                .next()
-                .unwrap_or_default()
-                .contains("as=PartialObjectMetadata")
-        });
+        .is_some_and(|a| a.split(',').next().unwrap_or_default().contains("as=PartialObjectMetadata"));
     let respond = |code: u16, v: &Value| -> Response {
         if as_metadata && v["kind"] != "Status" {
             json_response(code, &partial_metadata(v))
@@ -394,8 +348,7 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
                     Some(f) => format!("{f},{sel}"),
                     None => sel,
                 };
-                lo.fields =
-                    Some(FieldSelector::parse(&fs, &rt.storage).map_err(ApiError::bad_request)?);
+                lo.fields = Some(FieldSelector::parse(&fs, &rt.storage).map_err(ApiError::bad_request)?);
             }
             let p = WatchParams {
                 namespace: target.namespace.clone(),
@@ -411,10 +364,7 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
                 metadata_only: as_metadata,
                 table: if as_table {
                     let now = lock(&shared.state)?.now.clone();
-                    let include = query
-                        .get("includeObject")
-                        .cloned()
-                        .unwrap_or_else(|| "Metadata".into());
+                    let include = query.get("includeObject").cloned().unwrap_or_else(|| "Metadata".into());
                     Some((now, include))
                 } else {
                     None
@@ -427,14 +377,8 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
             let obj = st.get(&rt, ns, target.name.as_deref().unwrap_or_default())?;
             if as_table {
                 let meta = json!({"resourceVersion": obj["metadata"]["resourceVersion"]});
-                let include = query
-                    .get("includeObject")
-                    .map(String::as_str)
-                    .unwrap_or("Metadata");
-                return Ok(json_response(
-                    200,
-                    &crate::table::render(&rt, &[obj], meta, (st.now)(), include),
-                ));
+                let include = query.get("includeObject").map(String::as_str).unwrap_or("Metadata");
+                return Ok(json_response(200, &crate::table::render(&rt, &[obj], meta, (st.now)(), include)));
             }
             Ok(respond(200, &obj))
         }
@@ -443,19 +387,10 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
             let list = st.list(&rt, ns, &list_opts(&query, &rt.storage)?)?;
             if as_table {
                 let items = list["items"].as_array().cloned().unwrap_or_default();
-                let include = query
-                    .get("includeObject")
-                    .map(String::as_str)
-                    .unwrap_or("Metadata");
+                let include = query.get("includeObject").map(String::as_str).unwrap_or("Metadata");
                 return Ok(json_response(
                     200,
-                    &crate::table::render(
-                        &rt,
-                        &items,
-                        list["metadata"].clone(),
-                        (st.now)(),
-                        include,
-                    ),
+                    &crate::table::render(&rt, &items, list["metadata"].clone(), (st.now)(), include),
                 ));
             }
             Ok(respond(200, &list))
@@ -490,10 +425,7 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
             let mut st = lock(&shared.state)?;
             if verb == Verb::DeleteCollection {
                 let lo = list_opts(&query, &rt.storage)?;
-                return Ok(json_response(
-                    200,
-                    &st.delete_collection(&rt, ns, &lo, &dopts)?,
-                ));
+                return Ok(json_response(200, &st.delete_collection(&rt, ns, &lo, &dopts)?));
             }
             let name = target.name.as_deref().unwrap_or_default();
             let (obj, gone) = st.delete(&rt, ns, name, &dopts)?;
@@ -528,13 +460,10 @@ fn delete_opts(q: &HashMap<String, String>, body: &[u8]) -> ApiResult<DeleteOpts
     } else {
         patch::parse_body(body, false)?
     };
-    let policy = b["propagationPolicy"]
-        .as_str()
-        .map(String::from)
-        .or_else(|| q.get("propagationPolicy").cloned());
-    let orphan_flag = b["orphanDependents"]
-        .as_bool()
-        .or_else(|| q.get("orphanDependents").map(|v| v == "true"));
+    let policy =
+        b["propagationPolicy"].as_str().map(String::from).or_else(|| q.get("propagationPolicy").cloned());
+    let orphan_flag =
+        b["orphanDependents"].as_bool().or_else(|| q.get("orphanDependents").map(|v| v == "true"));
     let propagation = match (policy.as_deref(), orphan_flag) {
         (Some("Orphan"), _) | (None, Some(true)) => Propagation::Orphan,
         (Some("Foreground"), _) => Propagation::Foreground,
@@ -545,16 +474,12 @@ fn delete_opts(q: &HashMap<String, String>, body: &[u8]) -> ApiResult<DeleteOpts
             )))
         }
     };
-    let dry_run = b["dryRun"]
-        .as_array()
-        .is_some_and(|a| a.iter().any(|v| v == "All"))
+    let dry_run = b["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All"))
         || q.get("dryRun").is_some_and(|d| d == "All");
     Ok(DeleteOpts {
         propagation,
         precondition_uid: b["preconditions"]["uid"].as_str().map(String::from),
-        precondition_rv: b["preconditions"]["resourceVersion"]
-            .as_str()
-            .map(String::from),
+        precondition_rv: b["preconditions"]["resourceVersion"].as_str().map(String::from),
         dry_run,
     })
 }

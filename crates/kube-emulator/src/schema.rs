@@ -22,12 +22,8 @@ pub struct SchemaError(String);
 impl CrdSchema {
     pub fn new(openapi: &Value) -> Result<Self, SchemaError> {
         let converted = convert(openapi);
-        let validator =
-            jsonschema::draft4::new(&converted).map_err(|e| SchemaError(e.to_string()))?;
-        Ok(Self {
-            raw: openapi.clone(),
-            validator,
-        })
+        let validator = jsonschema::draft4::new(&converted).map_err(|e| SchemaError(e.to_string()))?;
+        Ok(Self { raw: openapi.clone(), validator })
     }
 
     /// Drops fields the schema does not know (unless preserved) and non-nullable nulls.
@@ -61,11 +57,7 @@ impl CrdSchema {
             Some("map") => {
                 let keys: Vec<String> = cur["x-kubernetes-list-map-keys"]
                     .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|k| k.as_str().map(String::from))
-                            .collect()
-                    })
+                    .map(|a| a.iter().filter_map(|k| k.as_str().map(String::from)).collect())
                     .unwrap_or_default();
                 if keys.is_empty() {
                     ListKind::Atomic
@@ -93,41 +85,23 @@ impl CrdSchema {
             let cause = match err.kind() {
                 ValidationErrorKind::Required { property } => {
                     let prop = property.as_str().unwrap_or_default();
-                    let field = if path.is_empty() {
-                        prop.to_string()
-                    } else {
-                        format!("{path}.{prop}")
-                    };
+                    let field = if path.is_empty() { prop.to_string() } else { format!("{path}.{prop}") };
                     required_value(&field, "")
                 }
                 ValidationErrorKind::Type { kind } => {
                     let t = match kind {
                         TypeKind::Single(t) => t.to_string(),
-                        TypeKind::Multiple(ts) => ts
-                            .iter()
-                            .map(|t| t.to_string())
-                            .collect::<Vec<_>>()
-                            .join("/"),
+                        TypeKind::Multiple(ts) => {
+                            ts.iter().map(|t| t.to_string()).collect::<Vec<_>>().join("/")
+                        }
                     };
-                    let t = if t == "integer/string" {
-                        "integer or string".to_string()
-                    } else {
-                        t
-                    };
+                    let t = if t == "integer/string" { "integer or string".to_string() } else { t };
                     let shown = short(&instance);
-                    invalid_value(
-                        &path,
-                        &instance,
-                        &format!("{path} in body must be of type {t}: {shown}"),
-                    )
+                    invalid_value(&path, &instance, &format!("{path} in body must be of type {t}: {shown}"))
                 }
                 ValidationErrorKind::Enum { options } => {
-                    let supported: Vec<String> = options
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(short)
-                        .collect();
+                    let supported: Vec<String> =
+                        options.as_array().into_iter().flatten().map(short).collect();
                     Cause {
                         reason: "FieldValueNotSupported",
                         field: path.clone(),
@@ -138,11 +112,9 @@ impl CrdSchema {
                         ),
                     }
                 }
-                ValidationErrorKind::Pattern { pattern } => invalid_value(
-                    &path,
-                    &instance,
-                    &format!("{path} in body should match '{pattern}'"),
-                ),
+                ValidationErrorKind::Pattern { pattern } => {
+                    invalid_value(&path, &instance, &format!("{path} in body should match '{pattern}'"))
+                }
                 ValidationErrorKind::Minimum { limit } => invalid_value(
                     &path,
                     &instance,
@@ -226,10 +198,7 @@ fn convert(s: &Value) -> Value {
                 out.insert(k.clone(), conv);
             }
             "allOf" | "anyOf" | "oneOf" => {
-                let arr = v
-                    .as_array()
-                    .map(|a| a.iter().map(convert).collect())
-                    .unwrap_or_default();
+                let arr = v.as_array().map(|a| a.iter().map(convert).collect()).unwrap_or_default();
                 out.insert(k.clone(), Value::Array(arr));
             }
             // Formats are annotations for us; Kubernetes-specific keys have no JSON Schema meaning.
@@ -250,10 +219,7 @@ fn convert(s: &Value) -> Value {
         out.insert("type".into(), Value::Array(types));
     } else if nullable {
         if let Some(Value::String(t)) = out.get("type").cloned() {
-            out.insert(
-                "type".into(),
-                Value::Array(vec![Value::String(t), Value::from("null")]),
-            );
+            out.insert("type".into(), Value::Array(vec![Value::String(t), Value::from("null")]));
         }
         if let Some(Value::Array(e)) = out.get_mut("enum") {
             if !e.contains(&Value::Null) {
@@ -287,13 +253,7 @@ fn prune(v: &mut Value, s: &Value, keep_meta: bool, path: &str, unknown: &mut Ve
                             continue;
                         }
                         let child_path = format!("{path}.{k}");
-                        prune(
-                            child,
-                            ps,
-                            flag(ps, "x-kubernetes-embedded-resource"),
-                            &child_path,
-                            unknown,
-                        );
+                        prune(child, ps, flag(ps, "x-kubernetes-embedded-resource"), &child_path, unknown);
                     }
                     None if preserve || additional_any => {}
                     None => {
@@ -307,13 +267,7 @@ fn prune(v: &mut Value, s: &Value, keep_meta: bool, path: &str, unknown: &mut Ve
             if let Some(items) = s.get("items").filter(|i| i.is_object()) {
                 for (i, item) in a.iter_mut().enumerate() {
                     let child_path = format!("{path}[{i}]");
-                    prune(
-                        item,
-                        items,
-                        flag(items, "x-kubernetes-embedded-resource"),
-                        &child_path,
-                        unknown,
-                    );
+                    prune(item, items, flag(items, "x-kubernetes-embedded-resource"), &child_path, unknown);
                 }
             }
         }
@@ -373,10 +327,9 @@ mod tests {
 
     #[test]
     fn int_or_string_accepts_both() {
-        let s = CrdSchema::new(
-            &json!({"type":"object","properties":{"p":{"x-kubernetes-int-or-string":true}}}),
-        )
-        .unwrap();
+        let s =
+            CrdSchema::new(&json!({"type":"object","properties":{"p":{"x-kubernetes-int-or-string":true}}}))
+                .unwrap();
         assert!(s.validate(&json!({"p": 1})).is_empty());
         assert!(s.validate(&json!({"p": "1"})).is_empty());
         assert_eq!(s.validate(&json!({"p": true})).len(), 1);

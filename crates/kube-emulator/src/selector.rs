@@ -23,15 +23,12 @@ pub struct SelectorError(pub String);
 fn valid_key(k: &str) -> bool {
     !k.is_empty()
         && k.len() <= 317
-        && k.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
         && k.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
 }
 
 fn valid_value(v: &str) -> bool {
-    v.len() <= 63
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    v.len() <= 63 && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// Splits on commas that are not inside parentheses.
@@ -81,15 +78,9 @@ impl LabelSelector {
                 Req::Eq(k.trim().into(), v.trim().into())
             } else if let Some(idx) = p.find('(') {
                 let head = p[..idx].trim();
-                let list = p[idx..]
-                    .strip_prefix('(')
-                    .and_then(|r| r.strip_suffix(')'))
-                    .ok_or_else(bad)?;
-                let values: Vec<String> = list
-                    .split(',')
-                    .map(|v| v.trim().to_string())
-                    .filter(|v| !v.is_empty())
-                    .collect();
+                let list = p[idx..].strip_prefix('(').and_then(|r| r.strip_suffix(')')).ok_or_else(bad)?;
+                let values: Vec<String> =
+                    list.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect();
                 let mut words = head.split_whitespace();
                 let key = words.next().ok_or_else(bad)?.to_string();
                 let op = words.next().ok_or_else(bad)?;
@@ -174,9 +165,7 @@ impl FieldSelector {
             } else if let Some((f, v)) = part.split_once('=') {
                 (f, true, v)
             } else {
-                return Err(format!(
-                    "invalid selector: '{s}'; can't understand '{part}'"
-                ));
+                return Err(format!("invalid selector: '{s}'; can't understand '{part}'"));
             };
             let field = field.trim();
             if !supported_field(storage, field) {
@@ -227,11 +216,7 @@ mod tests {
             ("app in (a, b),tier=web", true),
             ("", true),
         ] {
-            assert_eq!(
-                LabelSelector::parse(sel).unwrap().matches(&o),
-                want,
-                "{sel}"
-            );
+            assert_eq!(LabelSelector::parse(sel).unwrap().matches(&o), want, "{sel}");
         }
         assert!(LabelSelector::parse("app in (a").is_err());
         assert!(LabelSelector::parse("a b").is_err());

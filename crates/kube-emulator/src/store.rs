@@ -88,14 +88,8 @@ impl Store {
         } else {
             map.insert(key.clone(), object.clone());
         }
-        let ev = Arc::new(Event {
-            rv,
-            storage: storage.to_string(),
-            key,
-            etype,
-            object: object.clone(),
-            old,
-        });
+        let ev =
+            Arc::new(Event { rv, storage: storage.to_string(), key, etype, object: object.clone(), old });
         self.history.push_back(ev.clone());
         while self.history.len() > HISTORY_LIMIT {
             if let Some(dropped) = self.history.pop_front() {
@@ -127,20 +121,11 @@ impl Store {
         let (tx, rx) = mpsc::unbounded_channel();
         self.next_watcher += 1;
         let id = self.next_watcher;
-        self.watchers.insert(
-            id,
-            Watcher {
-                storage: storage.to_string(),
-                tx,
-            },
-        );
+        self.watchers.insert(id, Watcher { storage: storage.to_string(), tx });
         let replay = match from_rv {
-            Some(from) => self
-                .history
-                .iter()
-                .filter(|e| e.rv > from && e.storage == storage)
-                .cloned()
-                .collect(),
+            Some(from) => {
+                self.history.iter().filter(|e| e.rv > from && e.storage == storage).cloned().collect()
+            }
             None => vec![],
         };
         (id, replay, rx)

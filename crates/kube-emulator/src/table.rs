@@ -94,19 +94,9 @@ pub fn render(
     now: jiff::Timestamp,
     include: &str,
 ) -> Value {
-    let mut columns = vec![col(
-        "Name",
-        "string",
-        "name",
-        "Name must be unique within a namespace.",
-        0,
-    )];
+    let mut columns = vec![col("Name", "string", "name", "Name must be unique within a namespace.", 0)];
     let mut cells: Vec<Cell> = vec![Box::new(|o: &Value| o["metadata"]["name"].clone())];
-    let custom_cols = rt
-        .crd
-        .as_ref()
-        .map(|c| c.printer_columns.clone())
-        .unwrap_or_default();
+    let custom_cols = rt.crd.as_ref().map(|c| c.printer_columns.clone()).unwrap_or_default();
     if !custom_cols.is_empty() {
         for c in custom_cols {
             let ty = c["type"].as_str().unwrap_or("string").to_string();
@@ -136,37 +126,17 @@ pub fn render(
                 columns.push(col("Type", "string", "", "The type of the secret", 0));
                 columns.push(col("Data", "string", "", "The number of data items", 0));
                 cells.push(Box::new(|o: &Value| o["type"].clone()));
-                cells.push(Box::new(|o: &Value| {
-                    json!(o["data"].as_object().map(|d| d.len()).unwrap_or(0))
-                }));
+                cells.push(Box::new(|o: &Value| json!(o["data"].as_object().map(|d| d.len()).unwrap_or(0))));
             }
             (_, "events") => {
                 // Real columns: LAST SEEN, TYPE, REASON, OBJECT, MESSAGE (name hidden by kubectl).
                 columns = vec![
-                    col(
-                        "Last Seen",
-                        "string",
-                        "",
-                        "Time when this Event was last seen",
-                        0,
-                    ),
-                    col(
-                        "Type",
-                        "string",
-                        "",
-                        "Type of this event (Normal, Warning)",
-                        0,
-                    ),
+                    col("Last Seen", "string", "", "Time when this Event was last seen", 0),
+                    col("Type", "string", "", "Type of this event (Normal, Warning)", 0),
                     col("Reason", "string", "", "Why the action was taken", 0),
                     col("Object", "string", "", "The object this Event is about", 0),
                     col("Message", "string", "", "A human-readable description", 0),
-                    col(
-                        "Name",
-                        "string",
-                        "name",
-                        "Name must be unique within a namespace.",
-                        1,
-                    ),
+                    col("Name", "string", "name", "Name must be unique within a namespace.", 1),
                 ];
                 let events_v1 = rt.group == "events.k8s.io";
                 cells = vec![
@@ -185,24 +155,22 @@ pub fn render(
                     Box::new(|o: &Value| o["type"].clone()),
                     Box::new(|o: &Value| o["reason"].clone()),
                     Box::new(move |o: &Value| {
-                        let r = if events_v1 {
-                            &o["regarding"]
-                        } else {
-                            &o["involvedObject"]
-                        };
+                        let r = if events_v1 { &o["regarding"] } else { &o["involvedObject"] };
                         json!(format!(
                             "{}/{}",
                             r["kind"].as_str().unwrap_or_default().to_lowercase(),
                             r["name"].as_str().unwrap_or_default()
                         ))
                     }),
-                    Box::new(move |o: &Value| {
-                        if events_v1 {
-                            o["note"].clone()
-                        } else {
-                            o["message"].clone()
-                        }
-                    }),
+                    Box::new(
+                        move |o: &Value| {
+                            if events_v1 {
+                                o["note"].clone()
+                            } else {
+                                o["message"].clone()
+                            }
+                        },
+                    ),
                     Box::new(|o: &Value| o["metadata"]["name"].clone()),
                 ];
                 return finish(columns, cells, items, list_meta, include);
@@ -212,18 +180,18 @@ pub fn render(
                 cells.push(Box::new(|o: &Value| o["spec"]["holderIdentity"].clone()));
             }
             ("", "namespaces") => {
-                columns.push(col(
-                    "Status",
-                    "string",
-                    "",
-                    "The status of the namespace",
-                    0,
-                ));
+                columns.push(col("Status", "string", "", "The status of the namespace", 0));
                 cells.push(Box::new(|o: &Value| o["status"]["phase"].clone()));
             }
             _ => {}
         }
-        columns.push(col("Age", "string", "", "CreationTimestamp is a timestamp representing the server time when this object was created.", 0));
+        columns.push(col(
+            "Age",
+            "string",
+            "",
+            "CreationTimestamp is a timestamp representing the server time when this object was created.",
+            0,
+        ));
         cells.push(Box::new(move |o: &Value| json!(age_of(o, now))));
     }
     finish(columns, cells, items, list_meta, include)
@@ -231,13 +199,7 @@ pub fn render(
 
 type Cell = Box<dyn Fn(&Value) -> Value>;
 
-fn finish(
-    columns: Vec<Value>,
-    cells: Vec<Cell>,
-    items: &[Value],
-    list_meta: Value,
-    include: &str,
-) -> Value {
+fn finish(columns: Vec<Value>, cells: Vec<Cell>, items: &[Value], list_meta: Value, include: &str) -> Value {
     let rows: Vec<Value> = items
         .iter()
         .map(|o| {
@@ -272,10 +234,7 @@ mod tests {
     #[test]
     fn json_path_forms() {
         let o = json!({"status":{"conditions":[{"type":"A","status":"False"},{"type":"Ready","status":"True"}]},"spec":{"l":[5]}});
-        assert_eq!(
-            json_path(&o, ".status.conditions[?(@.type==\"Ready\")].status"),
-            Some(&json!("True"))
-        );
+        assert_eq!(json_path(&o, ".status.conditions[?(@.type==\"Ready\")].status"), Some(&json!("True")));
         assert_eq!(json_path(&o, ".spec.l[0]"), Some(&json!(5)));
         assert_eq!(json_path(&o, ".spec.missing"), None);
     }

@@ -68,11 +68,7 @@ pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
 fn finalizers(obj: &Value) -> Vec<String> {
     obj["metadata"]["finalizers"]
         .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|f| f.as_str().map(String::from))
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|f| f.as_str().map(String::from)).collect())
         .unwrap_or_default()
 }
 
@@ -86,17 +82,11 @@ fn name_problem(name: &str, label_only: bool) -> Option<String> {
     if name.len() > max {
         return Some(format!("must be no more than {max} characters"));
     }
-    let ok_chars = name.chars().all(|c| {
-        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (!label_only && c == '.')
-    });
-    let ends_ok = name
+    let ok_chars = name
         .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .last()
-            .is_some_and(|c| c.is_ascii_alphanumeric());
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (!label_only && c == '.'));
+    let ends_ok = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().last().is_some_and(|c| c.is_ascii_alphanumeric());
     if ok_chars && ends_ok {
         None
     } else if label_only {
@@ -111,9 +101,7 @@ fn random_suffix() -> String {
     // Same alphabet as apimachinery's utilrand.String (no vowels, no confusable digits).
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
-    (0..5)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect()
+    (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
 }
 
 fn new_uid() -> String {
@@ -132,12 +120,7 @@ fn new_uid() -> String {
 fn list_kinds(rt: &ResourceType) -> impl Fn(&[String]) -> apply::ListKind + '_ {
     move |p: &[String]| {
         apply::meta_list_kind(p)
-            .or_else(|| {
-                rt.crd
-                    .as_ref()
-                    .and_then(|c| c.schema.as_ref())
-                    .map(|s| s.list_kind(p))
-            })
+            .or_else(|| rt.crd.as_ref().and_then(|c| c.schema.as_ref()).map(|s| s.list_kind(p)))
             .unwrap_or(apply::ListKind::Atomic)
     }
 }
@@ -158,27 +141,16 @@ fn spec_part(obj: &Value, status_subresource: bool) -> Value {
 
 impl State {
     pub fn new(now: NowFn) -> Self {
-        let mut s = Self {
-            store: Store::default(),
-            registry: Registry::default(),
-            now,
-            foreground_pending: false,
-        };
-        let ns = s
-            .registry
-            .find("", "v1", "namespaces")
-            .cloned()
-            .expect("builtin");
+        let mut s =
+            Self { store: Store::default(), registry: Registry::default(), now, foreground_pending: false };
+        let ns = s.registry.find("", "v1", "namespaces").cloned().expect("builtin");
         for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let body = json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":name}});
             s.create(
                 &ns,
                 None,
                 body,
-                &WriteOpts {
-                    field_manager: "kube-apiserver".into(),
-                    ..Default::default()
-                },
+                &WriteOpts { field_manager: "kube-apiserver".into(), ..Default::default() },
             )
             .expect("bootstrap namespaces");
         }
@@ -190,11 +162,7 @@ impl State {
     }
 
     fn key(rt: &ResourceType, ns: Option<&str>, name: &str) -> Key {
-        let ns = if rt.namespaced {
-            ns.unwrap_or_default()
-        } else {
-            ""
-        };
+        let ns = if rt.namespaced { ns.unwrap_or_default() } else { "" };
         (ns.to_string(), name.to_string())
     }
 
@@ -237,9 +205,7 @@ impl State {
         obj: &mut Value,
     ) -> ApiResult<()> {
         if !obj.is_object() {
-            return Err(ApiError::bad_request(
-                "the request body must be a JSON object",
-            ));
+            return Err(ApiError::bad_request("the request body must be a JSON object"));
         }
         match obj.get("kind").and_then(Value::as_str) {
             Some(k) if k != rt.kind => {
@@ -253,9 +219,9 @@ impl State {
         match obj.get("apiVersion").and_then(Value::as_str) {
             Some(v) if v != rt.api_version() => {
                 return Err(ApiError::bad_request(format!(
-                "the API version in the data ({v}) does not match the expected API version ({})",
-                rt.api_version()
-            )))
+                    "the API version in the data ({v}) does not match the expected API version ({})",
+                    rt.api_version()
+                )))
             }
             _ => {}
         }
@@ -269,11 +235,9 @@ impl State {
         if rt.namespaced {
             let url_ns = ns.unwrap_or_default();
             match meta_str(obj, "namespace") {
-                Some(b) if !b.is_empty() && b != url_ns => {
-                    return Err(ApiError::bad_request(
-                        "the namespace of the provided object does not match the namespace sent on the request",
-                    ))
-                }
+                Some(b) if !b.is_empty() && b != url_ns => return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                )),
                 _ => obj["metadata"]["namespace"] = json!(url_ns),
             }
         } else if let Some(m) = obj["metadata"].as_object_mut() {
@@ -334,23 +298,13 @@ impl State {
             }
             ("events.k8s.io", "events") if old.is_none() => {
                 // ValidateEventCreate for events.k8s.io/v1.
-                for f in [
-                    "eventTime",
-                    "reportingController",
-                    "reportingInstance",
-                    "action",
-                    "reason",
-                ] {
+                for f in ["eventTime", "reportingController", "reportingInstance", "action", "reason"] {
                     if obj[f].is_null() || obj[f] == json!("") {
                         causes.push(required_value(f, ""));
                     }
                 }
-                for (f, max) in [
-                    ("reportingInstance", 128),
-                    ("action", 128),
-                    ("reason", 128),
-                    ("note", 1024),
-                ] {
+                for (f, max) in [("reportingInstance", 128), ("action", 128), ("reason", 128), ("note", 1024)]
+                {
                     if obj[f].as_str().is_some_and(|v| v.len() > max) {
                         causes.push(Cause {
                             reason: "FieldValueTooLong",
@@ -377,14 +331,9 @@ impl State {
         if let Some(schema) = rt.crd.as_ref().and_then(|c| c.schema.as_ref()) {
             let unknown = schema.prune(obj);
             if strict && !unknown.is_empty() {
-                let list: Vec<String> = unknown
-                    .iter()
-                    .map(|u| format!("unknown field \"{}\"", &u[1..]))
-                    .collect();
-                return Err(ApiError::bad_request(format!(
-                    "strict decoding error: {}",
-                    list.join(", ")
-                )));
+                let list: Vec<String> =
+                    unknown.iter().map(|u| format!("unknown field \"{}\"", &u[1..])).collect();
+                return Err(ApiError::bad_request(format!("strict decoding error: {}", list.join(", "))));
             }
             schema.apply_defaults(obj);
             causes.extend(schema.validate(obj));
@@ -416,16 +365,12 @@ impl State {
                         &rt.group,
                         &rt.kind,
                         "",
-                        vec![required_value(
-                            "metadata.name",
-                            "name or generateName is required",
-                        )],
+                        vec![required_value("metadata.name", "name or generateName is required")],
                     ))
                 }
             }
         }
-        if let Some(problem) = name_problem(&name, rt.plural == "namespaces" && rt.group.is_empty())
-        {
+        if let Some(problem) = name_problem(&name, rt.plural == "namespaces" && rt.group.is_empty()) {
             return Err(ApiError::invalid(
                 &rt.group,
                 &rt.kind,
@@ -440,9 +385,7 @@ impl State {
         }
         if meta_str(&obj, "resourceVersion").is_some_and(|r| !r.is_empty()) {
             // etcd3 storage refuses this; clients that re-create a fetched object hit it.
-            return Err(ApiError::internal(
-                "resourceVersion should not be set on objects to be created",
-            ));
+            return Err(ApiError::internal("resourceVersion should not be set on objects to be created"));
         }
         if let Some(meta) = obj["metadata"].as_object_mut() {
             for f in [
@@ -475,9 +418,7 @@ impl State {
             return Ok(obj);
         }
         let stored = to_stored(rt, obj);
-        let out = self
-            .store
-            .commit(&rt.storage, key.clone(), EventType::Added, stored, None);
+        let out = self.store.commit(&rt.storage, key.clone(), EventType::Added, stored, None);
         if rt.storage == CRD_STORAGE {
             self.sync_crds();
         }
@@ -490,17 +431,12 @@ impl State {
     /// it happens right after it, so the writer gets its response and watchers see the
     /// ADDED/MODIFIED followed by the DELETED.
     fn collect_if_dangling(&mut self, storage: &str, key: &Key, obj: &Value) {
-        let Some(refs) = obj["metadata"]["ownerReferences"]
-            .as_array()
-            .filter(|r| !r.is_empty())
-        else {
+        let Some(refs) = obj["metadata"]["ownerReferences"].as_array().filter(|r| !r.is_empty()) else {
             return;
         };
         let uids: Vec<&str> = refs.iter().filter_map(|r| r["uid"].as_str()).collect();
         let any_live = self.store.storages().iter().any(|st| {
-            self.store
-                .objects(st)
-                .any(|(_, o)| meta_str(o, "uid").is_some_and(|u| uids.contains(&u)))
+            self.store.objects(st).any(|(_, o)| meta_str(o, "uid").is_some_and(|u| uids.contains(&u)))
         });
         if !any_live {
             self.delete_internal(storage, key, Propagation::Background);
@@ -555,30 +491,20 @@ impl State {
                     if let Some(m) = applied["metadata"].as_object_mut() {
                         m.remove("resourceVersion");
                     }
-                    let mut created =
-                        apply::apply(None, &applied, &w, opts.force, &list_kinds(rt))?;
+                    let mut created = apply::apply(None, &applied, &w, opts.force, &list_kinds(rt))?;
                     let entries = apply::read_entries(&created);
                     if let Some(m) = created["metadata"].as_object_mut() {
                         m.remove("managedFields");
                     }
-                    let mut out = self.create(
-                        rt,
-                        ns,
-                        created,
-                        &WriteOpts {
-                            dry_run: true,
-                            ..opts.clone()
-                        },
-                    )?;
+                    let mut out =
+                        self.create(rt, ns, created, &WriteOpts { dry_run: true, ..opts.clone() })?;
                     apply::write_entries(&mut out, &entries);
                     if opts.dry_run {
                         return Ok(out);
                     }
                     let stored = to_stored(rt, out);
                     let key = Self::key(rt, ns, name);
-                    let out =
-                        self.store
-                            .commit(&rt.storage, key.clone(), EventType::Added, stored, None);
+                    let out = self.store.commit(&rt.storage, key.clone(), EventType::Added, stored, None);
                     if rt.storage == CRD_STORAGE {
                         self.sync_crds();
                     }
@@ -649,8 +575,7 @@ impl State {
                     }
                 }
             }
-            if matches!(managed, Managed::Update(_)) && m["metadata"].get("managedFields").is_none()
-            {
+            if matches!(managed, Managed::Update(_)) && m["metadata"].get("managedFields").is_none() {
                 if let Some(mf) = old["metadata"].get("managedFields") {
                     m["metadata"]["managedFields"] = mf.clone();
                 }
@@ -702,30 +627,15 @@ impl State {
         if dry_run {
             return Ok(merged);
         }
-        let key = (
-            meta_str(&old, "namespace").unwrap_or_default().to_string(),
-            name.clone(),
-        );
+        let key = (meta_str(&old, "namespace").unwrap_or_default().to_string(), name.clone());
         let stored = to_stored(rt, merged);
         let old_stored = to_stored(rt, old);
         // Namespaces are removed by `settle` once empty (the namespace controller's job).
         if is_deleting(&stored) && finalizers(&stored).is_empty() && rt.storage != "namespaces" {
-            let out = self.remove(
-                &rt.storage,
-                key,
-                stored,
-                old_stored,
-                Propagation::Background,
-            );
+            let out = self.remove(&rt.storage, key, stored, old_stored, Propagation::Background);
             return Ok(to_served(rt, out));
         }
-        let out = self.store.commit(
-            &rt.storage,
-            key.clone(),
-            EventType::Modified,
-            stored,
-            Some(old_stored),
-        );
+        let out = self.store.commit(&rt.storage, key.clone(), EventType::Modified, stored, Some(old_stored));
         if rt.storage == CRD_STORAGE {
             self.sync_crds();
         }
@@ -802,32 +712,18 @@ impl State {
                 next["metadata"]["deletionTimestamp"] = json!(self.now_string());
                 next["metadata"]["deletionGracePeriodSeconds"] = json!(0);
                 next["status"]["phase"] = json!("Terminating");
-                self.store.commit(
-                    storage,
-                    key.clone(),
-                    EventType::Modified,
-                    next,
-                    Some(obj.clone()),
-                );
+                self.store.commit(storage, key.clone(), EventType::Modified, next, Some(obj.clone()));
                 let ns = key.1.clone();
                 for s in self.store.storages() {
-                    let keys: Vec<Key> = self
-                        .store
-                        .objects(&s)
-                        .filter(|(k, _)| k.0 == ns)
-                        .map(|(k, _)| k.clone())
-                        .collect();
+                    let keys: Vec<Key> =
+                        self.store.objects(&s).filter(|(k, _)| k.0 == ns).map(|(k, _)| k.clone()).collect();
                     for k in keys {
                         self.delete_internal(&s, &k, Propagation::Background);
                     }
                 }
             }
             self.settle();
-            return if self.store.get(storage, key).is_none() {
-                Some(obj)
-            } else {
-                None
-            };
+            return if self.store.get(storage, key).is_none() { Some(obj) } else { None };
         }
         let mut fins = finalizers(&obj);
         if storage == CRD_STORAGE && !fins.iter().any(|f| f == CRD_CLEANUP_FINALIZER) {
@@ -855,8 +751,7 @@ impl State {
                 let g = obj["metadata"]["generation"].as_i64().unwrap_or(0);
                 next["metadata"]["generation"] = json!(g + 1);
             }
-            self.store
-                .commit(storage, key.clone(), EventType::Modified, next, Some(obj));
+            self.store.commit(storage, key.clone(), EventType::Modified, next, Some(obj));
             if storage == CRD_STORAGE {
                 self.delete_crd_instances(key);
             }
@@ -873,18 +768,9 @@ impl State {
     }
 
     /// Removes an object for good and runs garbage collection for its dependents.
-    fn remove(
-        &mut self,
-        storage: &str,
-        key: Key,
-        last: Value,
-        old: Value,
-        policy: Propagation,
-    ) -> Value {
+    fn remove(&mut self, storage: &str, key: Key, last: Value, old: Value, policy: Propagation) -> Value {
         let uid = meta_str(&last, "uid").unwrap_or_default().to_string();
-        let out = self
-            .store
-            .commit(storage, key, EventType::Deleted, last, Some(old));
+        let out = self.store.commit(storage, key, EventType::Deleted, last, Some(old));
         crate::gc::collect(self, &uid, policy);
         if storage == CRD_STORAGE {
             self.sync_crds();
@@ -901,11 +787,7 @@ impl State {
             crd["spec"]["group"].as_str().unwrap_or_default(),
             crd["spec"]["names"]["plural"].as_str().unwrap_or_default(),
         );
-        let keys: Vec<Key> = self
-            .store
-            .objects(&storage)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let keys: Vec<Key> = self.store.objects(&storage).map(|(k, _)| k.clone()).collect();
         for k in keys {
             self.delete_internal(&storage, &k, Propagation::Background);
         }
@@ -924,11 +806,8 @@ impl State {
                 .collect();
             for ns_obj in terminating {
                 let ns = meta_str(&ns_obj, "name").unwrap_or_default().to_string();
-                let empty = self
-                    .store
-                    .storages()
-                    .iter()
-                    .all(|s| self.store.objects(s).all(|(k, _)| k.0 != ns));
+                let empty =
+                    self.store.storages().iter().all(|s| self.store.objects(s).all(|(k, _)| k.0 != ns));
                 if empty {
                     let key = (String::new(), ns);
                     let mut last = ns_obj.clone();
@@ -950,20 +829,14 @@ impl State {
                 );
                 if self.store.objects(&storage).next().is_none() {
                     let mut last = crd.clone();
-                    let fins: Vec<String> = finalizers(&crd)
-                        .into_iter()
-                        .filter(|f| f != CRD_CLEANUP_FINALIZER)
-                        .collect();
+                    let fins: Vec<String> =
+                        finalizers(&crd).into_iter().filter(|f| f != CRD_CLEANUP_FINALIZER).collect();
                     last["metadata"]["finalizers"] = json!(fins);
-                    let key = (
-                        String::new(),
-                        meta_str(&crd, "name").unwrap_or_default().to_string(),
-                    );
+                    let key = (String::new(), meta_str(&crd, "name").unwrap_or_default().to_string());
                     if fins.is_empty() {
                         self.remove(CRD_STORAGE, key, last, crd, Propagation::Background);
                     } else {
-                        self.store
-                            .commit(CRD_STORAGE, key, EventType::Modified, last, Some(crd));
+                        self.store.commit(CRD_STORAGE, key, EventType::Modified, last, Some(crd));
                     }
                     progressed = true;
                 }
@@ -978,8 +851,7 @@ impl State {
                         self.store
                             .objects(&st)
                             .filter(|(_, o)| {
-                                is_deleting(o)
-                                    && finalizers(o).iter().any(|f| f == FOREGROUND_FINALIZER)
+                                is_deleting(o) && finalizers(o).iter().any(|f| f == FOREGROUND_FINALIZER)
                             })
                             .map(|(k, o)| (st.clone(), k.clone(), o.clone()))
                             .collect::<Vec<_>>()
@@ -994,17 +866,14 @@ impl State {
                 if !crate::gc::dependents(self, &uid).is_empty() {
                     continue;
                 }
-                let rest: Vec<String> = finalizers(&obj)
-                    .into_iter()
-                    .filter(|f| f != FOREGROUND_FINALIZER)
-                    .collect();
+                let rest: Vec<String> =
+                    finalizers(&obj).into_iter().filter(|f| f != FOREGROUND_FINALIZER).collect();
                 let mut last = obj.clone();
                 last["metadata"]["finalizers"] = json!(rest);
                 if rest.is_empty() {
                     self.remove(&storage, key, last, obj, Propagation::Background);
                 } else {
-                    self.store
-                        .commit(&storage, key, EventType::Modified, last, Some(obj));
+                    self.store.commit(&storage, key, EventType::Modified, last, Some(obj));
                 }
                 progressed = true;
             }
@@ -1015,11 +884,7 @@ impl State {
     }
 
     pub fn sync_crds(&mut self) {
-        let crds: Vec<Value> = self
-            .store
-            .objects(CRD_STORAGE)
-            .map(|(_, v)| v.clone())
-            .collect();
+        let crds: Vec<Value> = self.store.objects(CRD_STORAGE).map(|(_, v)| v.clone()).collect();
         self.registry.sync_crds(crds.iter());
     }
 
@@ -1047,10 +912,9 @@ impl State {
         }
         let rv: Option<u64> = match o.resource_version.as_deref() {
             None | Some("") => None,
-            Some(s) => Some(
-                s.parse()
-                    .map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))?,
-            ),
+            Some(s) => {
+                Some(s.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))?)
+            }
         };
         match (o.resource_version_match.as_deref(), rv) {
             (Some(m), None) if !m.is_empty() => Err(ApiError::bad_request(
@@ -1068,9 +932,9 @@ impl State {
                 let snap = self.store.snapshot_at(&rt.storage, rv);
                 Ok((Some(snap.into_iter().collect()), rv, None))
             }
-            (Some(m), Some(_)) if m != "NotOlderThan" && m != "Exact" => Err(
-                ApiError::bad_request(format!("resourceVersionMatch: Unsupported value: \"{m}\"")),
-            ),
+            (Some(m), Some(_)) if m != "NotOlderThan" && m != "Exact" => {
+                Err(ApiError::bad_request(format!("resourceVersionMatch: Unsupported value: \"{m}\"")))
+            }
             (_, Some(rv)) if rv > current => Err(too_large(rv)),
             _ => Ok((None, current, None)),
         }
@@ -1119,15 +983,7 @@ impl State {
         o: &ListOpts,
         d: &DeleteOpts,
     ) -> ApiResult<Value> {
-        let list = self.list(
-            rt,
-            ns,
-            &ListOpts {
-                limit: None,
-                continue_token: None,
-                ..o.clone()
-            },
-        )?;
+        let list = self.list(rt, ns, &ListOpts { limit: None, continue_token: None, ..o.clone() })?;
         let mut items = Vec::new();
         for item in list["items"].as_array().cloned().unwrap_or_default() {
             let name = meta_str(&item, "name").unwrap_or_default().to_string();
@@ -1146,8 +1002,7 @@ impl State {
 
     /// Used by GC: rewrite an object in place (already in stored form).
     pub fn gc_update(&mut self, storage: &str, key: Key, next: Value, old: Value) {
-        self.store
-            .commit(storage, key, EventType::Modified, next, Some(old));
+        self.store.commit(storage, key, EventType::Modified, next, Some(old));
     }
 
     pub fn gc_delete(&mut self, storage: &str, key: &Key) {
@@ -1236,12 +1091,7 @@ fn validate_owner_references(obj: &Value, causes: &mut Vec<Cause>) {
     };
     let field = "metadata.ownerReferences";
     for r in refs {
-        for (key, what) in [
-            ("apiVersion", "version"),
-            ("kind", "kind"),
-            ("name", "name"),
-            ("uid", "uid"),
-        ] {
+        for (key, what) in [("apiVersion", "version"), ("kind", "kind"), ("name", "name"), ("uid", "uid")] {
             if r[key].as_str().is_none_or(str::is_empty) {
                 causes.push(invalid_value(
                     &format!("{field}.{key}"),
@@ -1251,10 +1101,7 @@ fn validate_owner_references(obj: &Value, causes: &mut Vec<Cause>) {
             }
         }
     }
-    let controllers = refs
-        .iter()
-        .filter(|r| r["controller"] == json!(true))
-        .count();
+    let controllers = refs.iter().filter(|r| r["controller"] == json!(true)).count();
     if controllers > 1 {
         causes.push(invalid_value(
             field,
@@ -1276,9 +1123,7 @@ fn validate_labels(obj: &Value, causes: &mut Vec<Cause>) {
         };
         let name_ok = !name.is_empty()
             && name.len() <= 63
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
             && name.starts_with(|c: char| c.is_ascii_alphanumeric())
             && name.ends_with(|c: char| c.is_ascii_alphanumeric());
         let prefix_ok = prefix.is_none_or(|p| name_problem(p, false).is_none());
@@ -1292,9 +1137,7 @@ fn validate_labels(obj: &Value, causes: &mut Vec<Cause>) {
         let val = v.as_str().unwrap_or_default();
         let val_ok = val.is_empty()
             || (val.len() <= 63
-                && val
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                && val.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
                 && val.starts_with(|c: char| c.is_ascii_alphanumeric())
                 && val.ends_with(|c: char| c.is_ascii_alphanumeric()));
         if !val_ok {
@@ -1333,9 +1176,8 @@ fn prepare_secret(old: Option<&Value>, obj: &mut Value, causes: &mut Vec<Cause>)
                     "Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data in data.{k}"
                 )));
             }
-            let valid_key = !k.is_empty()
-                && k.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            let valid_key =
+                !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
             if !valid_key {
                 causes.push(invalid_value(
                     &format!("data[{k}]"),
@@ -1352,13 +1194,9 @@ fn prepare_secret(old: Option<&Value>, obj: &mut Value, causes: &mut Vec<Cause>)
         if old["type"] != obj["type"] {
             causes.push(invalid_value("type", &obj["type"], "field is immutable"));
         }
-        if old["immutable"] == json!(true)
-            && (old["data"] != obj["data"] || obj["immutable"] != json!(true))
+        if old["immutable"] == json!(true) && (old["data"] != obj["data"] || obj["immutable"] != json!(true))
         {
-            causes.push(forbidden_field(
-                "data",
-                "field is immutable when `immutable` is set",
-            ));
+            causes.push(forbidden_field("data", "field is immutable when `immutable` is set"));
         }
     }
     if obj["data"].as_object().is_some_and(|d| d.is_empty()) {
@@ -1394,10 +1232,8 @@ fn prepare_crd(obj: &mut Value, causes: &mut Vec<Cause>) {
     }
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
     if versions.is_empty() {
-        causes.push(required_value(
-            "spec.versions",
-            "must have exactly one version marked as storage version",
-        ));
+        causes
+            .push(required_value("spec.versions", "must have exactly one version marked as storage version"));
     }
     if !matches!(spec["scope"].as_str(), Some("Namespaced") | Some("Cluster")) {
         causes.push(invalid_value(
@@ -1431,10 +1267,7 @@ fn prepare_crd(obj: &mut Value, causes: &mut Vec<Cause>) {
         }
     }
     let now_names = obj["spec"]["names"].clone();
-    let mut stored: Vec<Value> = obj["status"]["storedVersions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let mut stored: Vec<Value> = obj["status"]["storedVersions"].as_array().cloned().unwrap_or_default();
     if let Some(s) = storage {
         if !stored.contains(&json!(s)) {
             stored.push(json!(s));
@@ -1457,11 +1290,11 @@ fn encode_continue(rv: u64, key: &Key) -> String {
 
 fn decode_continue(token: &str) -> ApiResult<(u64, Key)> {
     let bad = || {
-        ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
     };
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| bad())?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     let rv = v["rv"].as_u64().ok_or_else(bad)?;
     let ns = v["ns"].as_str().ok_or_else(bad)?.to_string();

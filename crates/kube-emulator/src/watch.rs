@@ -54,10 +54,7 @@ impl WatchParams {
 fn event_line(rt: &ResourceType, p: &WatchParams, etype: &str, object: Value) -> Bytes {
     if let Some((now, include)) = &p.table {
         let meta = json!({"resourceVersion": object["metadata"]["resourceVersion"]});
-        return line(
-            etype,
-            crate::table::render(rt, &[object], meta, now(), include),
-        );
+        return line(etype, crate::table::render(rt, &[object], meta, now(), include));
     }
     if p.metadata_only {
         line(etype, crate::routes::partial_metadata(&object))
@@ -77,10 +74,7 @@ fn bookmark(rt: &ResourceType, rv: u64, initial_end: bool) -> Bytes {
     if initial_end {
         meta["annotations"] = json!({ "k8s.io/initial-events-end": "true" });
     }
-    line(
-        "BOOKMARK",
-        json!({ "kind": rt.kind, "apiVersion": rt.api_version(), "metadata": meta }),
-    )
+    line("BOOKMARK", json!({ "kind": rt.kind, "apiVersion": rt.api_version(), "metadata": meta }))
 }
 
 /// Turns a stored event into what this watcher sees, if anything.
@@ -92,10 +86,7 @@ fn transform(rt: &ResourceType, p: &WatchParams, ev: &Event) -> Option<Bytes> {
         EventType::Added => now.then(|| event_line(rt, p, "ADDED", obj)),
         EventType::Deleted => now.then(|| event_line(rt, p, "DELETED", obj)),
         EventType::Modified => {
-            let before = ev
-                .old
-                .as_ref()
-                .is_some_and(|o| p.selects(ns, &to_served(rt, o.clone())));
+            let before = ev.old.as_ref().is_some_and(|o| p.selects(ns, &to_served(rt, o.clone())));
             match (before, now) {
                 (true, true) => Some(event_line(rt, p, "MODIFIED", obj)),
                 (false, true) => Some(event_line(rt, p, "ADDED", obj)),
@@ -108,31 +99,22 @@ fn transform(rt: &ResourceType, p: &WatchParams, ev: &Event) -> Option<Bytes> {
 
 /// Starts a watch. Errors that the real server reports before streaming (bad parameters)
 /// come back as `Err`; everything else, including 410, is in the stream.
-pub fn start(
-    state: Arc<Mutex<State>>,
-    rt: ResourceType,
-    p: WatchParams,
-) -> Result<Response, ApiError> {
+pub fn start(state: Arc<Mutex<State>>, rt: ResourceType, p: WatchParams) -> Result<Response, ApiError> {
     let from: Option<u64> = match p.resource_version.as_deref() {
         None | Some("") | Some("0") => None,
-        Some(s) => Some(
-            s.parse()
-                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))?,
-        ),
+        Some(s) => {
+            Some(s.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))?)
+        }
     };
     let initial_state = from.is_none() || p.send_initial_events;
     let (out_tx, out_rx) = mpsc::channel::<Bytes>(256);
     let mut first: Vec<Bytes> = Vec::new();
     let subscription = {
-        let mut st = state
-            .lock()
-            .map_err(|_| ApiError::internal("state lock poisoned"))?;
+        let mut st = state.lock().map_err(|_| ApiError::internal("state lock poisoned"))?;
         match from {
             Some(rv) if !p.send_initial_events && rv < st.store.compacted_rv() => {
-                let err = ApiError::gone(format!(
-                    "too old resource version: {rv} ({})",
-                    st.store.compacted_rv()
-                ));
+                let err =
+                    ApiError::gone(format!("too old resource version: {rv} ({})", st.store.compacted_rv()));
                 first.push(line("ERROR", err.to_status()));
                 None
             }

@@ -3,9 +3,7 @@
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{
-    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
-};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::core::{DynamicObject, Status};
 use kube::discovery::ApiResource;
 use kube_emulator::{KubeEmulator, Verb};
@@ -29,8 +27,9 @@ fn api_err(e: kube::Error) -> Status {
 
 /// Creates a namespaced CRD `widgets.example.com` (v1) with a status subresource.
 async fn widget_crd(client: &kube::Client) -> Api<DynamicObject> {
-    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-        Api::all(client.clone());
+    let crds: Api<
+        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    > = Api::all(client.clone());
     let crd = serde_json::from_value(json!({
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -98,28 +97,15 @@ fn widget(name: &str, spec: serde_json::Value) -> DynamicObject {
 }
 
 fn rv(o: &impl kube::Resource) -> u64 {
-    o.meta()
-        .resource_version
-        .as_deref()
-        .unwrap()
-        .parse()
-        .unwrap()
+    o.meta().resource_version.as_deref().unwrap().parse().unwrap()
 }
 
 #[tokio::test]
 async fn create_existing_name_returns_409_already_exists() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    secrets
-        .create(&PostParams::default(), &secret("s"))
-        .await
-        .unwrap();
-    let err = api_err(
-        secrets
-            .create(&PostParams::default(), &secret("s"))
-            .await
-            .unwrap_err(),
-    );
+    secrets.create(&PostParams::default(), &secret("s")).await.unwrap();
+    let err = api_err(secrets.create(&PostParams::default(), &secret("s")).await.unwrap_err());
     assert_eq!((err.code, err.reason.as_str()), (409, "AlreadyExists"));
     assert_eq!(err.message, "secrets \"s\" already exists");
 }
@@ -129,10 +115,7 @@ async fn secret_string_data_is_merged_into_data() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
     let mut s = secret("s");
-    s.data = Some(BTreeMap::from([(
-        "other".to_string(),
-        k8s_openapi::ByteString(b"x".to_vec()),
-    )]));
+    s.data = Some(BTreeMap::from([("other".to_string(), k8s_openapi::ByteString(b"x".to_vec()))]));
     let created = secrets.create(&PostParams::default(), &s).await.unwrap();
     assert!(created.string_data.is_none());
     let data = created.data.unwrap();
@@ -145,20 +128,10 @@ async fn secret_string_data_is_merged_into_data() {
 async fn invalid_name_returns_422_and_missing_namespace_404() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    let err = api_err(
-        secrets
-            .create(&PostParams::default(), &secret("Bad_Name"))
-            .await
-            .unwrap_err(),
-    );
+    let err = api_err(secrets.create(&PostParams::default(), &secret("Bad_Name")).await.unwrap_err());
     assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"));
     let missing: Api<Secret> = Api::namespaced(emu.client(), "nope");
-    let err = api_err(
-        missing
-            .create(&PostParams::default(), &secret("s"))
-            .await
-            .unwrap_err(),
-    );
+    let err = api_err(missing.create(&PostParams::default(), &secret("s")).await.unwrap_err());
     assert_eq!((err.code, err.reason.as_str()), (404, "NotFound"));
     assert_eq!(err.message, "namespaces \"nope\" not found");
 }
@@ -179,61 +152,31 @@ async fn generate_name_appends_random_suffix() {
 async fn stale_resource_version_put_returns_409_conflict() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    let v1 = secrets
-        .create(&PostParams::default(), &secret("s"))
-        .await
-        .unwrap();
+    let v1 = secrets.create(&PostParams::default(), &secret("s")).await.unwrap();
     let mut a = v1.clone();
     a.metadata.labels = Some(BTreeMap::from([("a".into(), "1".into())]));
-    secrets
-        .replace("s", &PostParams::default(), &a)
-        .await
-        .unwrap();
+    secrets.replace("s", &PostParams::default(), &a).await.unwrap();
     let mut b = v1.clone();
     b.metadata.labels = Some(BTreeMap::from([("b".into(), "1".into())]));
-    let err = api_err(
-        secrets
-            .replace("s", &PostParams::default(), &b)
-            .await
-            .unwrap_err(),
-    );
+    let err = api_err(secrets.replace("s", &PostParams::default(), &b).await.unwrap_err());
     assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
     // Without a resourceVersion the update is unconditional, as in the real server.
     b.metadata.resource_version = None;
-    secrets
-        .replace("s", &PostParams::default(), &b)
-        .await
-        .unwrap();
+    secrets.replace("s", &PostParams::default(), &b).await.unwrap();
 }
 
 #[tokio::test]
 async fn noop_update_does_not_bump_resource_version() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    let created = secrets
-        .create(&PostParams::default(), &secret("s"))
-        .await
-        .unwrap();
-    let same = secrets
-        .replace("s", &PostParams::default(), &created)
-        .await
-        .unwrap();
+    let created = secrets.create(&PostParams::default(), &secret("s")).await.unwrap();
+    let same = secrets.replace("s", &PostParams::default(), &created).await.unwrap();
     assert_eq!(rv(&same), rv(&created));
-    let patched = secrets
-        .patch(
-            "s",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"type": "Opaque"})),
-        )
-        .await
-        .unwrap();
+    let patched =
+        secrets.patch("s", &PatchParams::default(), &Patch::Merge(json!({"type": "Opaque"}))).await.unwrap();
     assert_eq!(rv(&patched), rv(&created));
     let changed = secrets
-        .patch(
-            "s",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
-        )
+        .patch("s", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})))
         .await
         .unwrap();
     assert!(rv(&changed) > rv(&created));
@@ -243,58 +186,28 @@ async fn noop_update_does_not_bump_resource_version() {
 async fn resource_version_is_global_and_monotonic() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    let a = secrets
-        .create(&PostParams::default(), &secret("a"))
-        .await
-        .unwrap();
+    let a = secrets.create(&PostParams::default(), &secret("a")).await.unwrap();
     let ns: Api<Namespace> = Api::all(emu.client());
     let n = ns
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata":{"name":"x"}})).unwrap(),
-        )
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata":{"name":"x"}})).unwrap())
         .await
         .unwrap();
-    let b = secrets
-        .create(&PostParams::default(), &secret("b"))
-        .await
-        .unwrap();
+    let b = secrets.create(&PostParams::default(), &secret("b")).await.unwrap();
     assert!(rv(&a) < rv(&n) && rv(&n) < rv(&b));
     let list = secrets.list(&ListParams::default()).await.unwrap();
-    assert_eq!(
-        list.metadata
-            .resource_version
-            .unwrap()
-            .parse::<u64>()
-            .unwrap(),
-        rv(&b)
-    );
+    assert_eq!(list.metadata.resource_version.unwrap().parse::<u64>().unwrap(), rv(&b));
 }
 
 #[tokio::test]
 async fn merge_json_and_strategic_patches_apply() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    secrets
-        .create(&PostParams::default(), &secret("s"))
-        .await
-        .unwrap();
+    secrets.create(&PostParams::default(), &secret("s")).await.unwrap();
     let pp = PatchParams::default();
-    secrets
-        .patch(
-            "s",
-            &pp,
-            &Patch::Strategic(json!({"metadata": {"labels": {"a": "1"}}})),
-        )
-        .await
-        .unwrap();
+    secrets.patch("s", &pp, &Patch::Strategic(json!({"metadata": {"labels": {"a": "1"}}}))).await.unwrap();
     let p: json_patch::Patch =
-        serde_json::from_value(json!([{"op": "add", "path": "/metadata/labels/b", "value": "2"}]))
-            .unwrap();
-    let s = secrets
-        .patch("s", &pp, &Patch::<()>::Json(p))
-        .await
-        .unwrap();
+        serde_json::from_value(json!([{"op": "add", "path": "/metadata/labels/b", "value": "2"}])).unwrap();
+    let s = secrets.patch("s", &pp, &Patch::<()>::Json(p)).await.unwrap();
     let labels = s.metadata.labels.unwrap();
     assert_eq!(labels["a"], "1");
     assert_eq!(labels["b"], "2");
@@ -310,22 +223,13 @@ async fn label_selector_filters_list_and_watch() {
         secrets.create(&PostParams::default(), &s).await.unwrap();
     }
     let names = |l: kube::core::ObjectList<Secret>| -> Vec<String> {
-        l.items
-            .into_iter()
-            .map(|s| s.metadata.name.unwrap())
-            .collect()
+        l.items.into_iter().map(|s| s.metadata.name.unwrap()).collect()
     };
     let lp = |sel: &str| ListParams::default().labels(sel);
     assert_eq!(names(secrets.list(&lp("app=x")).await.unwrap()), ["a", "c"]);
     assert_eq!(names(secrets.list(&lp("app!=x")).await.unwrap()), ["b"]);
-    assert_eq!(
-        names(secrets.list(&lp("app in (y,z)")).await.unwrap()),
-        ["b"]
-    );
-    assert_eq!(
-        names(secrets.list(&lp("app notin (y)")).await.unwrap()),
-        ["a", "c"]
-    );
+    assert_eq!(names(secrets.list(&lp("app in (y,z)")).await.unwrap()), ["b"]);
+    assert_eq!(names(secrets.list(&lp("app notin (y)")).await.unwrap()), ["a", "c"]);
     assert_eq!(names(secrets.list(&lp("!app")).await.unwrap()).len(), 0);
     let fl = ListParams::default().fields("metadata.name=b");
     assert_eq!(names(secrets.list(&fl).await.unwrap()), ["b"]);
@@ -335,25 +239,13 @@ async fn label_selector_filters_list_and_watch() {
     // A watch with a selector sees an object leave the selection as DELETED.
     let list = secrets.list(&lp("app=x")).await.unwrap();
     let rv = list.metadata.resource_version.unwrap();
-    let mut stream = secrets
-        .watch(&WatchParams::default().labels("app=x"), &rv)
-        .await
-        .unwrap()
-        .boxed();
+    let mut stream = secrets.watch(&WatchParams::default().labels("app=x"), &rv).await.unwrap().boxed();
     secrets
-        .patch(
-            "a",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata":{"labels":{"app":"y"}}})),
-        )
+        .patch("a", &PatchParams::default(), &Patch::Merge(json!({"metadata":{"labels":{"app":"y"}}})))
         .await
         .unwrap();
     secrets
-        .patch(
-            "b",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata":{"labels":{"app":"x"}}})),
-        )
+        .patch("b", &PatchParams::default(), &Patch::Merge(json!({"metadata":{"labels":{"app":"x"}}})))
         .await
         .unwrap();
     match stream.try_next().await.unwrap().unwrap() {
@@ -371,55 +263,29 @@ async fn list_paginates_with_limit_and_continue() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
     for i in 0..5 {
-        secrets
-            .create(&PostParams::default(), &secret(&format!("s{i}")))
-            .await
-            .unwrap();
+        secrets.create(&PostParams::default(), &secret(&format!("s{i}"))).await.unwrap();
     }
     let first = secrets.list(&ListParams::default().limit(2)).await.unwrap();
     assert_eq!(first.items.len(), 2);
     assert_eq!(first.metadata.remaining_item_count, Some(3));
     let token = first.metadata.continue_.clone().unwrap();
     // Objects created after the first page do not show up in later pages (consistent snapshot).
-    secrets
-        .create(&PostParams::default(), &secret("s9"))
-        .await
-        .unwrap();
-    let second = secrets
-        .list(&ListParams::default().limit(10).continue_token(&token))
-        .await
-        .unwrap();
-    let names: Vec<_> = second
-        .items
-        .iter()
-        .map(|s| s.metadata.name.clone().unwrap())
-        .collect();
+    secrets.create(&PostParams::default(), &secret("s9")).await.unwrap();
+    let second = secrets.list(&ListParams::default().limit(10).continue_token(&token)).await.unwrap();
+    let names: Vec<_> = second.items.iter().map(|s| s.metadata.name.clone().unwrap()).collect();
     assert_eq!(names, ["s2", "s3", "s4"]);
     assert!(second.metadata.continue_.is_none());
-    assert_eq!(
-        second.metadata.resource_version,
-        first.metadata.resource_version
-    );
+    assert_eq!(second.metadata.resource_version, first.metadata.resource_version);
 }
 
 #[tokio::test]
 async fn watch_resumes_from_resource_version() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    let a = secrets
-        .create(&PostParams::default(), &secret("a"))
-        .await
-        .unwrap();
-    secrets
-        .create(&PostParams::default(), &secret("b"))
-        .await
-        .unwrap();
+    let a = secrets.create(&PostParams::default(), &secret("a")).await.unwrap();
+    secrets.create(&PostParams::default(), &secret("b")).await.unwrap();
     secrets.delete("a", &DeleteParams::default()).await.unwrap();
-    let mut stream = secrets
-        .watch(&WatchParams::default(), &rv(&a).to_string())
-        .await
-        .unwrap()
-        .boxed();
+    let mut stream = secrets.watch(&WatchParams::default(), &rv(&a).to_string()).await.unwrap().boxed();
     let mut seen = Vec::new();
     for _ in 0..2 {
         match stream.try_next().await.unwrap().unwrap() {
@@ -435,15 +301,8 @@ async fn watch_resumes_from_resource_version() {
 async fn watch_without_resource_version_starts_with_synthetic_added() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    secrets
-        .create(&PostParams::default(), &secret("a"))
-        .await
-        .unwrap();
-    let mut stream = secrets
-        .watch(&WatchParams::default(), "0")
-        .await
-        .unwrap()
-        .boxed();
+    secrets.create(&PostParams::default(), &secret("a")).await.unwrap();
+    let mut stream = secrets.watch(&WatchParams::default(), "0").await.unwrap().boxed();
     match stream.try_next().await.unwrap().unwrap() {
         WatchEvent::Added(s) => assert_eq!(s.metadata.name.as_deref(), Some("a")),
         other => panic!("unexpected {other:?}"),
@@ -454,28 +313,16 @@ async fn watch_without_resource_version_starts_with_synthetic_added() {
 async fn watch_from_compacted_resource_version_gets_410_gone() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    let a = secrets
-        .create(&PostParams::default(), &secret("a"))
-        .await
-        .unwrap();
-    secrets
-        .create(&PostParams::default(), &secret("b"))
-        .await
-        .unwrap();
+    let a = secrets.create(&PostParams::default(), &secret("a")).await.unwrap();
+    secrets.create(&PostParams::default(), &secret("b")).await.unwrap();
     emu.faults().compact();
-    let mut stream = secrets
-        .watch(&WatchParams::default(), &rv(&a).to_string())
-        .await
-        .unwrap()
-        .boxed();
+    let mut stream = secrets.watch(&WatchParams::default(), &rv(&a).to_string()).await.unwrap().boxed();
     match stream.try_next().await.unwrap().unwrap() {
         WatchEvent::Error(e) => assert_eq!((e.code, e.reason.as_str()), (410, "Expired")),
         other => panic!("unexpected {other:?}"),
     }
     // An exact list at a compacted RV is 410 too.
-    let lp = ListParams::default()
-        .at(&rv(&a).to_string())
-        .matching(kube::api::VersionMatch::Exact);
+    let lp = ListParams::default().at(&rv(&a).to_string()).matching(kube::api::VersionMatch::Exact);
     let err = api_err(secrets.list(&lp).await.unwrap_err());
     assert_eq!((err.code, err.reason.as_str()), (410, "Expired"));
 }
@@ -484,24 +331,12 @@ async fn watch_from_compacted_resource_version_gets_410_gone() {
 async fn exact_list_returns_historical_state() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    let a = secrets
-        .create(&PostParams::default(), &secret("a"))
-        .await
-        .unwrap();
-    secrets
-        .create(&PostParams::default(), &secret("b"))
-        .await
-        .unwrap();
+    let a = secrets.create(&PostParams::default(), &secret("a")).await.unwrap();
+    secrets.create(&PostParams::default(), &secret("b")).await.unwrap();
     secrets.delete("a", &DeleteParams::default()).await.unwrap();
-    let lp = ListParams::default()
-        .at(&rv(&a).to_string())
-        .matching(kube::api::VersionMatch::Exact);
+    let lp = ListParams::default().at(&rv(&a).to_string()).matching(kube::api::VersionMatch::Exact);
     let list = secrets.list(&lp).await.unwrap();
-    let names: Vec<_> = list
-        .items
-        .iter()
-        .map(|s| s.metadata.name.clone().unwrap())
-        .collect();
+    let names: Vec<_> = list.items.iter().map(|s| s.metadata.name.clone().unwrap()).collect();
     assert_eq!(names, ["a"]);
 }
 
@@ -509,18 +344,9 @@ async fn exact_list_returns_historical_state() {
 async fn watch_sends_bookmarks_when_allowed() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    let created = secrets
-        .create(&PostParams::default(), &secret("a"))
-        .await
-        .unwrap();
+    let created = secrets.create(&PostParams::default(), &secret("a")).await.unwrap();
     let mut stream = secrets
-        .watch(
-            &WatchParams {
-                bookmarks: true,
-                ..WatchParams::default()
-            },
-            &rv(&created).to_string(),
-        )
+        .watch(&WatchParams { bookmarks: true, ..WatchParams::default() }, &rv(&created).to_string())
         .await
         .unwrap()
         .boxed();
@@ -536,11 +362,7 @@ async fn watch_sends_bookmarks_when_allowed() {
 async fn watch_ends_after_timeout_seconds() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    let mut stream = secrets
-        .watch(&WatchParams::default().timeout(5), "0")
-        .await
-        .unwrap()
-        .boxed();
+    let mut stream = secrets.watch(&WatchParams::default().timeout(5), "0").await.unwrap().boxed();
     assert!(stream.try_next().await.unwrap().is_none());
 }
 
@@ -568,11 +390,7 @@ async fn finalizer_delays_deletion_until_removed() {
     );
     assert_eq!(err.code, 422);
     secrets
-        .patch(
-            "s",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata":{"finalizers":null}})),
-        )
+        .patch("s", &PatchParams::default(), &Patch::Merge(json!({"metadata":{"finalizers":null}})))
         .await
         .unwrap();
     let err = api_err(secrets.get("s").await.unwrap_err());
@@ -584,10 +402,7 @@ async fn owner_deletion_garbage_collects_dependents() {
     let emu = KubeEmulator::start().await.unwrap();
     let client = emu.client();
     let widgets = widget_crd(&client).await;
-    let owner = widgets
-        .create(&PostParams::default(), &widget("w", json!({"size": 1})))
-        .await
-        .unwrap();
+    let owner = widgets.create(&PostParams::default(), &widget("w", json!({"size": 1}))).await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(client.clone());
     let mut s = secret("dep");
     s.metadata.owner_references = Some(vec![serde_json::from_value(json!({
@@ -598,15 +413,9 @@ async fn owner_deletion_garbage_collects_dependents() {
     secrets.create(&PostParams::default(), &s).await.unwrap();
     let mut orphan = secret("orphan");
     orphan.metadata.owner_references = s.metadata.owner_references.clone();
-    secrets
-        .create(&PostParams::default(), &orphan)
-        .await
-        .unwrap();
+    secrets.create(&PostParams::default(), &orphan).await.unwrap();
 
-    let w2 = widgets
-        .create(&PostParams::default(), &widget("w2", json!({"size": 1})))
-        .await
-        .unwrap();
+    let w2 = widgets.create(&PostParams::default(), &widget("w2", json!({"size": 1}))).await.unwrap();
     let kept = secrets.patch("orphan", &PatchParams::default(), &Patch::Merge(json!({"metadata":{"ownerReferences":[
         {"apiVersion":"example.com/v1","kind":"Widget","name":"w","uid":owner.metadata.uid.clone().unwrap()},
         {"apiVersion":"example.com/v1","kind":"Widget","name":"w2","uid":w2.metadata.uid.clone().unwrap()}
@@ -624,40 +433,22 @@ async fn owner_deletion_garbage_collects_dependents() {
 async fn namespace_deletion_removes_contents() {
     let emu = KubeEmulator::start().await.unwrap();
     let ns: Api<Namespace> = Api::all(emu.client());
-    ns.create(
-        &PostParams::default(),
-        &serde_json::from_value(json!({"metadata":{"name":"team"}})).unwrap(),
-    )
-    .await
-    .unwrap();
+    ns.create(&PostParams::default(), &serde_json::from_value(json!({"metadata":{"name":"team"}})).unwrap())
+        .await
+        .unwrap();
     let secrets: Api<Secret> = Api::namespaced(emu.client(), "team");
     let mut held = secret("held");
     held.metadata.finalizers = Some(vec!["x/y".into()]);
     secrets.create(&PostParams::default(), &held).await.unwrap();
-    secrets
-        .create(&PostParams::default(), &secret("plain"))
-        .await
-        .unwrap();
+    secrets.create(&PostParams::default(), &secret("plain")).await.unwrap();
     ns.delete("team", &DeleteParams::default()).await.unwrap();
     let terminating = ns.get("team").await.unwrap();
-    assert_eq!(
-        terminating.status.unwrap().phase.as_deref(),
-        Some("Terminating")
-    );
+    assert_eq!(terminating.status.unwrap().phase.as_deref(), Some("Terminating"));
     assert_eq!(api_err(secrets.get("plain").await.unwrap_err()).code, 404);
-    let err = api_err(
-        secrets
-            .create(&PostParams::default(), &secret("new"))
-            .await
-            .unwrap_err(),
-    );
+    let err = api_err(secrets.create(&PostParams::default(), &secret("new")).await.unwrap_err());
     assert_eq!(err.code, 403);
     secrets
-        .patch(
-            "held",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata":{"finalizers":null}})),
-        )
+        .patch("held", &PatchParams::default(), &Patch::Merge(json!({"metadata":{"finalizers":null}})))
         .await
         .unwrap();
     assert_eq!(api_err(ns.get("team").await.unwrap_err()).code, 404);
@@ -667,10 +458,7 @@ async fn namespace_deletion_removes_contents() {
 async fn status_subresource_ignores_spec_changes() {
     let emu = KubeEmulator::start().await.unwrap();
     let widgets = widget_crd(&emu.client()).await;
-    widgets
-        .create(&PostParams::default(), &widget("w", json!({"size": 1})))
-        .await
-        .unwrap();
+    widgets.create(&PostParams::default(), &widget("w", json!({"size": 1}))).await.unwrap();
     let out = widgets
         .patch_status(
             "w",
@@ -708,34 +496,16 @@ async fn main_resource_write_ignores_status() {
 async fn generation_bumps_only_on_spec_change() {
     let emu = KubeEmulator::start().await.unwrap();
     let widgets = widget_crd(&emu.client()).await;
-    let created = widgets
-        .create(&PostParams::default(), &widget("w", json!({"size": 1})))
-        .await
-        .unwrap();
+    let created = widgets.create(&PostParams::default(), &widget("w", json!({"size": 1}))).await.unwrap();
     assert_eq!(created.metadata.generation, Some(1));
     let pp = PatchParams::default();
-    let labelled = widgets
-        .patch(
-            "w",
-            &pp,
-            &Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}})),
-        )
-        .await
-        .unwrap();
+    let labelled =
+        widgets.patch("w", &pp, &Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}}))).await.unwrap();
     assert_eq!(labelled.metadata.generation, Some(1));
-    let status = widgets
-        .patch_status(
-            "w",
-            &pp,
-            &Patch::Merge(json!({"status": {"phase": "Ready"}})),
-        )
-        .await
-        .unwrap();
+    let status =
+        widgets.patch_status("w", &pp, &Patch::Merge(json!({"status": {"phase": "Ready"}}))).await.unwrap();
     assert_eq!(status.metadata.generation, Some(1));
-    let spec = widgets
-        .patch("w", &pp, &Patch::Merge(json!({"spec": {"size": 3}})))
-        .await
-        .unwrap();
+    let spec = widgets.patch("w", &pp, &Patch::Merge(json!({"spec": {"size": 3}}))).await.unwrap();
     assert_eq!(spec.metadata.generation, Some(2));
 }
 
@@ -753,50 +523,25 @@ async fn crd_schema_rejects_invalid_object_with_422_and_field_path() {
         (json!({"size": 1, "port": true}), "spec.port"),
     ];
     for (spec, field) in cases {
-        let err = api_err(
-            widgets
-                .create(&pp, &widget("w", spec.clone()))
-                .await
-                .unwrap_err(),
-        );
+        let err = api_err(widgets.create(&pp, &widget("w", spec.clone())).await.unwrap_err());
         assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"), "{spec}");
         assert!(err.message.contains(field), "{spec}: {}", err.message);
-        assert!(
-            err.message
-                .starts_with("Widget.example.com \"w\" is invalid: "),
-            "{}",
-            err.message
-        );
+        assert!(err.message.starts_with("Widget.example.com \"w\" is invalid: "), "{}", err.message);
     }
     // int-or-string and nullable accept their forms.
-    widgets
-        .create(
-            &pp,
-            &widget("ok1", json!({"size": 1, "port": 80, "note": null})),
-        )
-        .await
-        .unwrap();
-    widgets
-        .create(&pp, &widget("ok2", json!({"size": 1, "port": "http"})))
-        .await
-        .unwrap();
+    widgets.create(&pp, &widget("ok1", json!({"size": 1, "port": 80, "note": null}))).await.unwrap();
+    widgets.create(&pp, &widget("ok2", json!({"size": 1, "port": "http"}))).await.unwrap();
 }
 
 #[tokio::test]
 async fn crd_schema_applies_defaults() {
     let emu = KubeEmulator::start().await.unwrap();
     let widgets = widget_crd(&emu.client()).await;
-    let created = widgets
-        .create(&PostParams::default(), &widget("w", json!({"size": 1})))
-        .await
-        .unwrap();
+    let created = widgets.create(&PostParams::default(), &widget("w", json!({"size": 1}))).await.unwrap();
     assert_eq!(created.data["spec"]["color"], "red");
     // An explicit value is kept.
     let blue = widgets
-        .create(
-            &PostParams::default(),
-            &widget("b", json!({"size": 1, "color": "blue"})),
-        )
+        .create(&PostParams::default(), &widget("b", json!({"size": 1, "color": "blue"})))
         .await
         .unwrap();
     assert_eq!(blue.data["spec"]["color"], "blue");
@@ -809,10 +554,7 @@ async fn crd_schema_prunes_unknown_fields_but_keeps_preserved_ones() {
     let created = widgets
         .create(
             &PostParams::default(),
-            &widget(
-                "w",
-                json!({"size": 1, "bogus": 1, "extra": {"anything": {"goes": true}}}),
-            ),
+            &widget("w", json!({"size": 1, "bogus": 1, "extra": {"anything": {"goes": true}}})),
         )
         .await
         .unwrap();
@@ -825,26 +567,17 @@ async fn crd_deletion_stops_serving_and_removes_instances() {
     let emu = KubeEmulator::start().await.unwrap();
     let client = emu.client();
     let widgets = widget_crd(&client).await;
-    widgets
-        .create(&PostParams::default(), &widget("w", json!({"size": 1})))
-        .await
-        .unwrap();
-    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-        Api::all(client.clone());
+    widgets.create(&PostParams::default(), &widget("w", json!({"size": 1}))).await.unwrap();
+    let crds: Api<
+        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    > = Api::all(client.clone());
     let crd = crds.get("widgets.example.com").await.unwrap();
     let conds = crd.status.unwrap().conditions.unwrap();
-    assert!(conds
-        .iter()
-        .any(|c| c.type_ == "Established" && c.status == "True"));
-    crds.delete("widgets.example.com", &DeleteParams::default())
-        .await
-        .unwrap();
+    assert!(conds.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+    crds.delete("widgets.example.com", &DeleteParams::default()).await.unwrap();
     let err = api_err(widgets.list(&ListParams::default()).await.unwrap_err());
     assert_eq!(err.code, 404);
-    assert_eq!(
-        api_err(crds.get("widgets.example.com").await.unwrap_err()).code,
-        404
-    );
+    assert_eq!(api_err(crds.get("widgets.example.com").await.unwrap_err()).code, 404);
 }
 
 #[tokio::test]
@@ -853,41 +586,24 @@ async fn server_side_apply_conflicts_without_force() {
     let widgets = widget_crd(&emu.client()).await;
     let apply = |m: &str| PatchParams::apply(m);
     let body = |size: i64| json!({"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w"},"spec":{"size":size,"color":"blue"}});
-    let created = widgets
-        .patch("w", &apply("alice"), &Patch::Apply(body(1)))
-        .await
-        .unwrap();
+    let created = widgets.patch("w", &apply("alice"), &Patch::Apply(body(1))).await.unwrap();
     assert_eq!(created.data["spec"]["size"], 1);
     let mf = created.metadata.managed_fields.clone().unwrap();
     assert_eq!(mf[0].manager.as_deref(), Some("alice"));
     assert_eq!(mf[0].operation.as_deref(), Some("Apply"));
 
-    let err = api_err(
-        widgets
-            .patch("w", &apply("bob"), &Patch::Apply(body(2)))
-            .await
-            .unwrap_err(),
-    );
+    let err = api_err(widgets.patch("w", &apply("bob"), &Patch::Apply(body(2))).await.unwrap_err());
     assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
-    assert!(
-        err.message.contains("conflict with \"alice\""),
-        "{}",
-        err.message
-    );
+    assert!(err.message.contains("conflict with \"alice\""), "{}", err.message);
     assert!(err.message.contains(".spec.size"), "{}", err.message);
 
-    let forced = widgets
-        .patch("w", &apply("bob").force(), &Patch::Apply(body(2)))
-        .await
-        .unwrap();
+    let forced = widgets.patch("w", &apply("bob").force(), &Patch::Apply(body(2))).await.unwrap();
     assert_eq!(forced.data["spec"]["size"], 2);
 
     // alice stops applying `color`; bob still owns it (same value), so it stays.
-    let alice_only = json!({"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w"},"spec":{"size":2}});
-    let out = widgets
-        .patch("w", &apply("alice").force(), &Patch::Apply(alice_only))
-        .await
-        .unwrap();
+    let alice_only =
+        json!({"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w"},"spec":{"size":2}});
+    let out = widgets.patch("w", &apply("alice").force(), &Patch::Apply(alice_only)).await.unwrap();
     assert_eq!(out.data["spec"]["color"], "blue");
 }
 
@@ -912,24 +628,14 @@ async fn server_side_apply_removes_fields_no_longer_applied() {
 async fn strategic_merge_patch_on_custom_resource_is_415() {
     let emu = KubeEmulator::start().await.unwrap();
     let widgets = widget_crd(&emu.client()).await;
-    widgets
-        .create(&PostParams::default(), &widget("w", json!({"size": 1})))
-        .await
-        .unwrap();
+    widgets.create(&PostParams::default(), &widget("w", json!({"size": 1}))).await.unwrap();
     let err = api_err(
         widgets
-            .patch(
-                "w",
-                &PatchParams::default(),
-                &Patch::Strategic(json!({"spec":{"size":2}})),
-            )
+            .patch("w", &PatchParams::default(), &Patch::Strategic(json!({"spec":{"size":2}})))
             .await
             .unwrap_err(),
     );
-    assert_eq!(
-        (err.code, err.reason.as_str()),
-        (415, "UnsupportedMediaType")
-    );
+    assert_eq!((err.code, err.reason.as_str()), (415, "UnsupportedMediaType"));
 }
 
 #[tokio::test]
@@ -937,19 +643,10 @@ async fn injected_fault_fails_next_request() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
     // (kube-rs retries 503/429 by itself, so a 500 shows the single failure directly.)
-    emu.faults()
-        .fail_next(Verb::Create, "secrets", None, 1, 500);
-    let err = api_err(
-        secrets
-            .create(&PostParams::default(), &secret("s"))
-            .await
-            .unwrap_err(),
-    );
+    emu.faults().fail_next(Verb::Create, "secrets", None, 1, 500);
+    let err = api_err(secrets.create(&PostParams::default(), &secret("s")).await.unwrap_err());
     assert_eq!((err.code, err.reason.as_str()), (500, "InternalError"));
-    secrets
-        .create(&PostParams::default(), &secret("s"))
-        .await
-        .unwrap();
+    secrets.create(&PostParams::default(), &secret("s")).await.unwrap();
     let stats = emu.stats();
     assert_eq!(stats.create, 2);
     let before = emu.stats().writes();
@@ -964,11 +661,7 @@ async fn injected_fault_fails_next_request() {
 async fn injected_latency_delays_matching_requests() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    emu.faults().add_latency(
-        Some(Verb::List),
-        Some("secrets"),
-        std::time::Duration::from_secs(3),
-    );
+    emu.faults().add_latency(Some(Verb::List), Some("secrets"), std::time::Duration::from_secs(3));
     let start = tokio::time::Instant::now();
     secrets.list(&ListParams::default()).await.unwrap();
     assert!(start.elapsed() >= std::time::Duration::from_secs(3));
@@ -978,11 +671,7 @@ async fn injected_latency_delays_matching_requests() {
 async fn cut_watches_ends_open_streams() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    let mut stream = secrets
-        .watch(&WatchParams::default(), "0")
-        .await
-        .unwrap()
-        .boxed();
+    let mut stream = secrets.watch(&WatchParams::default(), "0").await.unwrap().boxed();
     emu.faults().cut_watches();
     assert!(stream.try_next().await.unwrap().is_none());
 }
@@ -991,9 +680,7 @@ async fn cut_watches_ends_open_streams() {
 async fn kubeconfig_works_with_kube_config_loader() {
     let emu = KubeEmulator::start().await.unwrap();
     let kc = kube::config::Kubeconfig::from_yaml(&emu.kubeconfig_yaml()).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
     let client = kube::Client::try_from(cfg).unwrap();
     let ns: Api<Namespace> = Api::all(client);
     let names: Vec<_> = ns
@@ -1011,10 +698,7 @@ async fn kubeconfig_works_with_kube_config_loader() {
 async fn foreground_deletion_waits_for_dependents() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    let owner = secrets
-        .create(&PostParams::default(), &secret("owner"))
-        .await
-        .unwrap();
+    let owner = secrets.create(&PostParams::default(), &secret("owner")).await.unwrap();
     let mut dep = secret("dep");
     dep.metadata.finalizers = Some(vec!["x/y".into()]);
     dep.metadata.owner_references = Some(vec![serde_json::from_value(json!({
@@ -1023,28 +707,12 @@ async fn foreground_deletion_waits_for_dependents() {
     }))
     .unwrap()]);
     secrets.create(&PostParams::default(), &dep).await.unwrap();
-    secrets
-        .delete("owner", &DeleteParams::foreground())
-        .await
-        .unwrap();
+    secrets.delete("owner", &DeleteParams::foreground()).await.unwrap();
     let waiting = secrets.get("owner").await.unwrap();
-    assert_eq!(
-        waiting.metadata.finalizers,
-        Some(vec!["foregroundDeletion".to_string()])
-    );
-    assert!(secrets
-        .get("dep")
-        .await
-        .unwrap()
-        .metadata
-        .deletion_timestamp
-        .is_some());
+    assert_eq!(waiting.metadata.finalizers, Some(vec!["foregroundDeletion".to_string()]));
+    assert!(secrets.get("dep").await.unwrap().metadata.deletion_timestamp.is_some());
     secrets
-        .patch(
-            "dep",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata":{"finalizers":null}})),
-        )
+        .patch("dep", &PatchParams::default(), &Patch::Merge(json!({"metadata":{"finalizers":null}})))
         .await
         .unwrap();
     assert_eq!(api_err(secrets.get("owner").await.unwrap_err()).code, 404);
@@ -1054,20 +722,14 @@ async fn foreground_deletion_waits_for_dependents() {
 async fn orphan_deletion_keeps_dependents_without_owner_reference() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    let owner = secrets
-        .create(&PostParams::default(), &secret("owner"))
-        .await
-        .unwrap();
+    let owner = secrets.create(&PostParams::default(), &secret("owner")).await.unwrap();
     let mut dep = secret("dep");
     dep.metadata.owner_references = Some(vec![serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Secret", "name": "owner", "uid": owner.metadata.uid.clone().unwrap()
     }))
     .unwrap()]);
     secrets.create(&PostParams::default(), &dep).await.unwrap();
-    secrets
-        .delete("owner", &DeleteParams::orphan())
-        .await
-        .unwrap();
+    secrets.delete("owner", &DeleteParams::orphan()).await.unwrap();
     let kept = secrets.get("dep").await.unwrap();
     assert!(kept.metadata.owner_references.is_none());
 }
@@ -1076,39 +738,18 @@ async fn orphan_deletion_keeps_dependents_without_owner_reference() {
 async fn write_preconditions_and_metadata_validation_match_the_real_server() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    let created = secrets
-        .create(&PostParams::default(), &secret("s"))
-        .await
-        .unwrap();
+    let created = secrets.create(&PostParams::default(), &secret("s")).await.unwrap();
     // Re-creating a fetched object (resourceVersion set) fails in etcd3 storage.
     let mut again = created.clone();
     again.metadata.name = Some("t".into());
     again.metadata.uid = None;
-    assert_eq!(
-        api_err(
-            secrets
-                .create(&PostParams::default(), &again)
-                .await
-                .unwrap_err()
-        )
-        .code,
-        500
-    );
+    assert_eq!(api_err(secrets.create(&PostParams::default(), &again).await.unwrap_err()).code, 500);
     // A mismatched uid is a failed precondition.
     let mut wrong_uid = created.clone();
     wrong_uid.metadata.uid = Some("00000000-0000-0000-0000-000000000000".into());
-    let err = api_err(
-        secrets
-            .replace("s", &PostParams::default(), &wrong_uid)
-            .await
-            .unwrap_err(),
-    );
+    let err = api_err(secrets.replace("s", &PostParams::default(), &wrong_uid).await.unwrap_err());
     assert_eq!(err.code, 409);
-    assert!(
-        err.message.contains("Precondition failed: UID"),
-        "{}",
-        err.message
-    );
+    assert!(err.message.contains("Precondition failed: UID"), "{}", err.message);
     // Invalid label values are 422.
     let err = api_err(
         secrets
@@ -1123,15 +764,7 @@ async fn write_preconditions_and_metadata_validation_match_the_real_server() {
     assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"));
     // Protected namespaces cannot be deleted.
     let ns: Api<Namespace> = Api::all(emu.client());
-    assert_eq!(
-        api_err(
-            ns.delete("default", &DeleteParams::default())
-                .await
-                .unwrap_err()
-        )
-        .code,
-        403
-    );
+    assert_eq!(api_err(ns.delete("default", &DeleteParams::default()).await.unwrap_err()).code, 403);
 }
 
 #[tokio::test]
@@ -1149,41 +782,11 @@ async fn malformed_requests_get_status_errors_not_panics() {
         async move { client.request::<serde_json::Value>(req).await }
     };
     let cases = [
-        (
-            "POST",
-            "/api/v1/namespaces/default/secrets",
-            "application/json",
-            "{not json",
-            400,
-        ),
-        (
-            "POST",
-            "/api/v1/namespaces/default/secrets",
-            "application/json",
-            "[]",
-            400,
-        ),
-        (
-            "GET",
-            "/api/v1/namespaces/default/nonsense",
-            "application/json",
-            "",
-            404,
-        ),
-        (
-            "GET",
-            "/api/v1/namespaces/default/secrets?labelSelector=a%20in%20(",
-            "application/json",
-            "",
-            400,
-        ),
-        (
-            "GET",
-            "/api/v1/namespaces/default/secrets?fieldSelector=spec.x%3D1",
-            "application/json",
-            "",
-            400,
-        ),
+        ("POST", "/api/v1/namespaces/default/secrets", "application/json", "{not json", 400),
+        ("POST", "/api/v1/namespaces/default/secrets", "application/json", "[]", 400),
+        ("GET", "/api/v1/namespaces/default/nonsense", "application/json", "", 404),
+        ("GET", "/api/v1/namespaces/default/secrets?labelSelector=a%20in%20(", "application/json", "", 400),
+        ("GET", "/api/v1/namespaces/default/secrets?fieldSelector=spec.x%3D1", "application/json", "", 400),
         (
             "GET",
             "/api/v1/namespaces/default/secrets?resourceVersion=abc&resourceVersionMatch=Exact",
@@ -1191,27 +794,9 @@ async fn malformed_requests_get_status_errors_not_panics() {
             "",
             400,
         ),
-        (
-            "PATCH",
-            "/api/v1/namespaces/default/secrets/x",
-            "text/plain",
-            "{}",
-            415,
-        ),
-        (
-            "GET",
-            "/api/v1/namespaces/default/secrets?continue=garbage",
-            "application/json",
-            "",
-            400,
-        ),
-        (
-            "PUT",
-            "/api/v1/namespaces/default/secrets",
-            "application/json",
-            "{}",
-            405,
-        ),
+        ("PATCH", "/api/v1/namespaces/default/secrets/x", "text/plain", "{}", 415),
+        ("GET", "/api/v1/namespaces/default/secrets?continue=garbage", "application/json", "", 400),
+        ("PUT", "/api/v1/namespaces/default/secrets", "application/json", "{}", 405),
     ];
     for (method, path, ct, body, code) in cases {
         match send(method, path, ct, body).await {
@@ -1225,74 +810,41 @@ async fn malformed_requests_get_status_errors_not_panics() {
 async fn managed_fields_track_update_and_apply_managers() {
     let emu = KubeEmulator::start().await.unwrap();
     let widgets = widget_crd(&emu.client()).await;
-    let pp = PostParams {
-        field_manager: Some("creator".into()),
-        ..PostParams::default()
-    };
-    widgets
-        .create(&pp, &widget("w", json!({"size": 1})))
-        .await
-        .unwrap();
+    let pp = PostParams { field_manager: Some("creator".into()), ..PostParams::default() };
+    widgets.create(&pp, &widget("w", json!({"size": 1}))).await.unwrap();
     let patched = widgets
         .patch(
             "w",
-            &PatchParams {
-                field_manager: Some("labeller".into()),
-                ..PatchParams::default()
-            },
+            &PatchParams { field_manager: Some("labeller".into()), ..PatchParams::default() },
             &Patch::Merge(json!({"metadata": {"labels": {"team": "a"}}})),
         )
         .await
         .unwrap();
     let mf = patched.metadata.managed_fields.unwrap();
-    let by = |m: &str| {
-        mf.iter()
-            .find(|e| e.manager.as_deref() == Some(m))
-            .cloned()
-            .unwrap()
-    };
+    let by = |m: &str| mf.iter().find(|e| e.manager.as_deref() == Some(m)).cloned().unwrap();
     assert_eq!(by("creator").operation.as_deref(), Some("Update"));
     let creator = serde_json::to_value(by("creator").fields_v1.unwrap()).unwrap();
     assert!(creator["f:spec"]["f:size"].is_object(), "{creator}");
     let labeller = serde_json::to_value(by("labeller").fields_v1.unwrap()).unwrap();
-    assert!(
-        labeller["f:metadata"]["f:labels"]["f:team"].is_object(),
-        "{labeller}"
-    );
+    assert!(labeller["f:metadata"]["f:labels"]["f:team"].is_object(), "{labeller}");
 
     // An Update manager's field conflicts with an apply that changes it.
-    let body = json!({"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w"},"spec":{"size":3}});
-    let err = api_err(
-        widgets
-            .patch("w", &PatchParams::apply("applier"), &Patch::Apply(body))
-            .await
-            .unwrap_err(),
-    );
-    assert!(
-        err.message.contains("conflict with \"creator\""),
-        "{}",
-        err.message
-    );
+    let body =
+        json!({"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w"},"spec":{"size":3}});
+    let err =
+        api_err(widgets.patch("w", &PatchParams::apply("applier"), &Patch::Apply(body)).await.unwrap_err());
+    assert!(err.message.contains("conflict with \"creator\""), "{}", err.message);
 }
 
 #[tokio::test]
 async fn server_side_apply_to_status_subresource_changes_only_status() {
     let emu = KubeEmulator::start().await.unwrap();
     let widgets = widget_crd(&emu.client()).await;
-    widgets
-        .create(&PostParams::default(), &widget("w", json!({"size": 1})))
-        .await
-        .unwrap();
+    widgets.create(&PostParams::default(), &widget("w", json!({"size": 1}))).await.unwrap();
     let body = json!({"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w"},
         "spec":{"size":9},"status":{"phase":"Ready"}});
-    let out = widgets
-        .patch_status(
-            "w",
-            &PatchParams::apply("ctrl").force(),
-            &Patch::Apply(body),
-        )
-        .await
-        .unwrap();
+    let out =
+        widgets.patch_status("w", &PatchParams::apply("ctrl").force(), &Patch::Apply(body)).await.unwrap();
     assert_eq!(out.data["status"]["phase"], "Ready");
     assert_eq!(out.data["spec"]["size"], 1);
     assert_eq!(out.metadata.generation, Some(1));
@@ -1328,22 +880,17 @@ async fn lease_replace_with_stale_resource_version_conflicts() {
     use k8s_openapi::api::coordination::v1::Lease;
     let emu = KubeEmulator::start().await.unwrap();
     let leases: Api<Lease> = Api::namespaced(emu.client(), "kube-system");
-    let lease: Lease = serde_json::from_value(json!({"metadata":{"name":"leader"},"spec":{"holderIdentity":"a","leaseDurationSeconds":15}})).unwrap();
+    let lease: Lease = serde_json::from_value(
+        json!({"metadata":{"name":"leader"},"spec":{"holderIdentity":"a","leaseDurationSeconds":15}}),
+    )
+    .unwrap();
     let created = leases.create(&PostParams::default(), &lease).await.unwrap();
     let mut mine = created.clone();
     mine.spec.as_mut().unwrap().holder_identity = Some("b".into());
-    leases
-        .replace("leader", &PostParams::default(), &mine)
-        .await
-        .unwrap();
+    leases.replace("leader", &PostParams::default(), &mine).await.unwrap();
     let mut theirs = created;
     theirs.spec.as_mut().unwrap().holder_identity = Some("c".into());
-    let err = api_err(
-        leases
-            .replace("leader", &PostParams::default(), &theirs)
-            .await
-            .unwrap_err(),
-    );
+    let err = api_err(leases.replace("leader", &PostParams::default(), &theirs).await.unwrap_err());
     assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
 }
 
@@ -1351,11 +898,7 @@ async fn lease_replace_with_stale_resource_version_conflicts() {
 async fn shutdown_completes_with_open_watches_and_refuses_new_requests() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    let mut stream = secrets
-        .watch(&WatchParams::default(), "0")
-        .await
-        .unwrap()
-        .boxed();
+    let mut stream = secrets.watch(&WatchParams::default(), "0").await.unwrap().boxed();
     tokio::time::timeout(std::time::Duration::from_secs(30), emu.shutdown())
         .await
         .expect("shutdown finished in time");
@@ -1367,24 +910,14 @@ async fn shutdown_completes_with_open_watches_and_refuses_new_requests() {
 async fn strict_field_validation_rejects_unknown_fields() {
     let emu = KubeEmulator::start().await.unwrap();
     let widgets = widget_crd(&emu.client()).await;
-    widgets
-        .create(&PostParams::default(), &widget("w", json!({"size": 1})))
-        .await
-        .unwrap();
+    widgets.create(&PostParams::default(), &widget("w", json!({"size": 1}))).await.unwrap();
     let strict = PatchParams::default().validation_strict();
     let bogus = Patch::Merge(json!({"spec": {"bogus": 1}}));
     let err = api_err(widgets.patch("w", &strict, &bogus).await.unwrap_err());
     assert_eq!(err.code, 400);
-    assert!(
-        err.message.contains("unknown field \"spec.bogus\""),
-        "{}",
-        err.message
-    );
+    assert!(err.message.contains("unknown field \"spec.bogus\""), "{}", err.message);
     // Without Strict the unknown field is silently pruned (a no-op here).
-    let ok = widgets
-        .patch("w", &PatchParams::default(), &bogus)
-        .await
-        .unwrap();
+    let ok = widgets.patch("w", &PatchParams::default(), &bogus).await.unwrap();
     assert!(ok.data["spec"].get("bogus").is_none());
 }
 
@@ -1403,24 +936,10 @@ async fn owner_references_are_validated() {
         )
         .unwrap(),
     ]);
-    let err = api_err(
-        secrets
-            .create(&PostParams::default(), &s)
-            .await
-            .unwrap_err(),
-    );
+    let err = api_err(secrets.create(&PostParams::default(), &s).await.unwrap_err());
     assert_eq!(err.code, 422);
-    assert!(
-        err.message.contains("uid must not be empty"),
-        "{}",
-        err.message
-    );
-    assert!(
-        err.message
-            .contains("Only one reference can have Controller set to true"),
-        "{}",
-        err.message
-    );
+    assert!(err.message.contains("uid must not be empty"), "{}", err.message);
+    assert!(err.message.contains("Only one reference can have Controller set to true"), "{}", err.message);
 }
 
 #[tokio::test]
@@ -1436,10 +955,7 @@ async fn delete_collection_honours_label_selector_and_finalizers() {
         secrets.create(&PostParams::default(), &s).await.unwrap();
     }
     secrets
-        .delete_collection(
-            &DeleteParams::default(),
-            &ListParams::default().labels("app=x"),
-        )
+        .delete_collection(&DeleteParams::default(), &ListParams::default().labels("app=x"))
         .await
         .unwrap();
     let left: Vec<_> = secrets
@@ -1448,12 +964,7 @@ async fn delete_collection_honours_label_selector_and_finalizers() {
         .unwrap()
         .items
         .into_iter()
-        .map(|s| {
-            (
-                s.metadata.name.unwrap(),
-                s.metadata.deletion_timestamp.is_some(),
-            )
-        })
+        .map(|s| (s.metadata.name.unwrap(), s.metadata.deletion_timestamp.is_some()))
         .collect();
     assert_eq!(left, [("b".to_string(), true), ("c".to_string(), false)]);
 }
@@ -1464,10 +975,7 @@ async fn apply_to_status_of_missing_object_is_404() {
     let widgets = widget_crd(&emu.client()).await;
     let body = json!({"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"nope"},"status":{"phase":"X"}});
     let err = api_err(
-        widgets
-            .patch_status("nope", &PatchParams::apply("c"), &Patch::Apply(body))
-            .await
-            .unwrap_err(),
+        widgets.patch_status("nope", &PatchParams::apply("c"), &Patch::Apply(body)).await.unwrap_err(),
     );
     assert_eq!(err.code, 404);
 }
@@ -1476,62 +984,29 @@ async fn apply_to_status_of_missing_object_is_404() {
 async fn server_side_apply_merges_list_type_map_items_per_manager() {
     let emu = KubeEmulator::start().await.unwrap();
     let widgets = widget_crd(&emu.client()).await;
-    widgets
-        .create(&PostParams::default(), &widget("w", json!({"size": 1})))
-        .await
-        .unwrap();
+    widgets.create(&PostParams::default(), &widget("w", json!({"size": 1}))).await.unwrap();
     let cond = |t: &str, s: &str| {
         json!({"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w"},
             "status":{"conditions":[{"type": t, "status": s}]}})
     };
-    widgets
-        .patch_status(
-            "w",
-            &PatchParams::apply("a"),
-            &Patch::Apply(cond("Ready", "True")),
-        )
-        .await
-        .unwrap();
+    widgets.patch_status("w", &PatchParams::apply("a"), &Patch::Apply(cond("Ready", "True"))).await.unwrap();
     let both = widgets
-        .patch_status(
-            "w",
-            &PatchParams::apply("b"),
-            &Patch::Apply(cond("Synced", "True")),
-        )
+        .patch_status("w", &PatchParams::apply("b"), &Patch::Apply(cond("Synced", "True")))
         .await
         .unwrap();
-    assert_eq!(
-        both.data["status"]["conditions"].as_array().unwrap().len(),
-        2
-    );
+    assert_eq!(both.data["status"]["conditions"].as_array().unwrap().len(), 2);
     // b changing a's item conflicts; b dropping its own item removes only that item.
     let err = api_err(
         widgets
-            .patch_status(
-                "w",
-                &PatchParams::apply("b"),
-                &Patch::Apply(cond("Ready", "False")),
-            )
+            .patch_status("w", &PatchParams::apply("b"), &Patch::Apply(cond("Ready", "False")))
             .await
             .unwrap_err(),
     );
     assert_eq!(err.code, 409);
-    assert!(
-        err.message
-            .contains(".status.conditions.k:{\"type\":\"Ready\"}.status"),
-        "{}",
-        err.message
-    );
-    let empty =
-        json!({"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w"},"status":{}});
-    let out = widgets
-        .patch_status("w", &PatchParams::apply("b"), &Patch::Apply(empty))
-        .await
-        .unwrap();
-    assert_eq!(
-        out.data["status"]["conditions"],
-        json!([{"type": "Ready", "status": "True"}])
-    );
+    assert!(err.message.contains(".status.conditions.k:{\"type\":\"Ready\"}.status"), "{}", err.message);
+    let empty = json!({"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w"},"status":{}});
+    let out = widgets.patch_status("w", &PatchParams::apply("b"), &Patch::Apply(empty)).await.unwrap();
+    assert_eq!(out.data["status"]["conditions"], json!([{"type": "Ready", "status": "True"}]));
 }
 
 #[tokio::test]
@@ -1543,37 +1018,22 @@ async fn strategic_merge_patch_merges_finalizers_and_owner_references() {
     secrets.create(&PostParams::default(), &s).await.unwrap();
     let pp = PatchParams::default();
     let out = secrets
-        .patch(
-            "s",
-            &pp,
-            &Patch::Strategic(json!({"metadata": {"finalizers": ["b/y"]}})),
-        )
+        .patch("s", &pp, &Patch::Strategic(json!({"metadata": {"finalizers": ["b/y"]}})))
         .await
         .unwrap();
-    assert_eq!(
-        out.metadata.finalizers,
-        Some(vec!["a/x".to_string(), "b/y".to_string()])
-    );
+    assert_eq!(out.metadata.finalizers, Some(vec!["a/x".to_string(), "b/y".to_string()]));
     let out = secrets
         .patch(
             "s",
             &pp,
-            &Patch::Strategic(
-                json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a/x"]}}),
-            ),
+            &Patch::Strategic(json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a/x"]}})),
         )
         .await
         .unwrap();
     assert_eq!(out.metadata.finalizers, Some(vec!["b/y".to_string()]));
     // A JSON merge patch replaces the list instead.
-    let out = secrets
-        .patch(
-            "s",
-            &pp,
-            &Patch::Merge(json!({"metadata": {"finalizers": ["c/z"]}})),
-        )
-        .await
-        .unwrap();
+    let out =
+        secrets.patch("s", &pp, &Patch::Merge(json!({"metadata": {"finalizers": ["c/z"]}}))).await.unwrap();
     assert_eq!(out.metadata.finalizers, Some(vec!["c/z".to_string()]));
 }
 
@@ -1582,20 +1042,10 @@ async fn events_k8s_io_create_requires_reporting_fields() {
     use k8s_openapi::api::events::v1::Event;
     let emu = KubeEmulator::start().await.unwrap();
     let events: Api<Event> = Api::default_namespaced(emu.client());
-    let ev: Event =
-        serde_json::from_value(json!({"metadata": {"name": "e"}, "reason": "X"})).unwrap();
-    let err = api_err(
-        events
-            .create(&PostParams::default(), &ev)
-            .await
-            .unwrap_err(),
-    );
+    let ev: Event = serde_json::from_value(json!({"metadata": {"name": "e"}, "reason": "X"})).unwrap();
+    let err = api_err(events.create(&PostParams::default(), &ev).await.unwrap_err());
     assert_eq!(err.code, 422);
-    assert!(
-        err.message.contains("eventTime: Required value"),
-        "{}",
-        err.message
-    );
+    assert!(err.message.contains("eventTime: Required value"), "{}", err.message);
 }
 
 #[tokio::test]
@@ -1613,26 +1063,14 @@ async fn type_mismatches_in_bodies_are_400_bad_request() {
         async move { client.request::<serde_json::Value>(req).await }
     };
     let cases = [
-        (
-            "POST",
-            "/api/v1/namespaces",
-            r#"{"metadata":{"name":"x","labels":"oops"}}"#,
-        ),
-        (
-            "POST",
-            "/api/v1/namespaces",
-            r#"{"metadata":{"name":"x"},"spec":"oops"}"#,
-        ),
+        ("POST", "/api/v1/namespaces", r#"{"metadata":{"name":"x","labels":"oops"}}"#),
+        ("POST", "/api/v1/namespaces", r#"{"metadata":{"name":"x"},"spec":"oops"}"#),
         (
             "POST",
             "/api/v1/namespaces/default/secrets",
             r#"{"metadata":{"name":"x"},"data":{"k":"not base64!"}}"#,
         ),
-        (
-            "POST",
-            "/api/v1/namespaces/default/secrets",
-            r#"{"metadata":{"name":"x","annotations":[1]}}"#,
-        ),
+        ("POST", "/api/v1/namespaces/default/secrets", r#"{"metadata":{"name":"x","annotations":[1]}}"#),
         (
             "POST",
             "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
@@ -1647,17 +1085,10 @@ async fn type_mismatches_in_bodies_are_400_bad_request() {
     }
     // A merge patch that breaks the type is rejected too, and the server keeps serving.
     let secrets: Api<Secret> = Api::default_namespaced(client.clone());
-    secrets
-        .create(&PostParams::default(), &secret("s"))
-        .await
-        .unwrap();
+    secrets.create(&PostParams::default(), &secret("s")).await.unwrap();
     let err = api_err(
         secrets
-            .patch(
-                "s",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"metadata": {"labels": "x"}})),
-            )
+            .patch("s", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": "x"}})))
             .await
             .unwrap_err(),
     );
@@ -1677,10 +1108,7 @@ async fn dependent_of_missing_owner_is_garbage_collected() {
     // The create succeeds (the collector acts after the write) ...
     secrets.create(&PostParams::default(), &s).await.unwrap();
     // ... and the dependent is then gone.
-    assert_eq!(
-        api_err(secrets.get("dangling").await.unwrap_err()).code,
-        404
-    );
+    assert_eq!(api_err(secrets.get("dangling").await.unwrap_err()).code, 404);
 }
 
 #[tokio::test(start_paused = true)]
@@ -1688,14 +1116,8 @@ async fn watch_on_a_named_object_path_selects_that_object() {
     let emu = KubeEmulator::start().await.unwrap();
     let client = emu.client();
     let secrets: Api<Secret> = Api::default_namespaced(client.clone());
-    secrets
-        .create(&PostParams::default(), &secret("a"))
-        .await
-        .unwrap();
-    secrets
-        .create(&PostParams::default(), &secret("b"))
-        .await
-        .unwrap();
+    secrets.create(&PostParams::default(), &secret("a")).await.unwrap();
+    secrets.create(&PostParams::default(), &secret("b")).await.unwrap();
     let req = http::Request::builder()
         .uri("/api/v1/namespaces/default/secrets/b?watch=true&timeoutSeconds=5")
         .body(Vec::new())
@@ -1703,35 +1125,21 @@ async fn watch_on_a_named_object_path_selects_that_object() {
     let text = client.request_text(req).await.unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 1, "{text}");
-    assert!(
-        lines[0].contains("\"ADDED\"") && lines[0].contains("\"name\":\"b\""),
-        "{text}"
-    );
+    assert!(lines[0].contains("\"ADDED\"") && lines[0].contains("\"name\":\"b\""), "{text}");
 }
 
 #[tokio::test]
 async fn namespace_metadata_finalizer_holds_it_after_contents_are_gone() {
     let emu = KubeEmulator::start().await.unwrap();
     let ns: Api<Namespace> = Api::all(emu.client());
-    let body: Namespace = serde_json::from_value(
-        json!({"metadata":{"name":"held","finalizers":["example.com/hold"]}}),
-    )
-    .unwrap();
+    let body: Namespace =
+        serde_json::from_value(json!({"metadata":{"name":"held","finalizers":["example.com/hold"]}}))
+            .unwrap();
     ns.create(&PostParams::default(), &body).await.unwrap();
     ns.delete("held", &DeleteParams::default()).await.unwrap();
-    assert!(ns
-        .get("held")
+    assert!(ns.get("held").await.unwrap().metadata.deletion_timestamp.is_some());
+    ns.patch("held", &PatchParams::default(), &Patch::Merge(json!({"metadata":{"finalizers":null}})))
         .await
-        .unwrap()
-        .metadata
-        .deletion_timestamp
-        .is_some());
-    ns.patch(
-        "held",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata":{"finalizers":null}})),
-    )
-    .await
-    .unwrap();
+        .unwrap();
     assert_eq!(api_err(ns.get("held").await.unwrap_err()).code, 404);
 }

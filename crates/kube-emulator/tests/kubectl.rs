@@ -66,11 +66,7 @@ impl Kubectl {
         cmd.args(args)
             .env("KUBECONFIG", &self.kubeconfig)
             .env_remove("KUBERNETES_SERVICE_HOST")
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
@@ -93,10 +89,7 @@ impl Kubectl {
 
     async fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
         let (ok, stdout, stderr) = self.run(args, stdin).await;
-        assert!(
-            ok,
-            "kubectl {args:?} failed:\nstdout: {stdout}\nstderr: {stderr}"
-        );
+        assert!(ok, "kubectl {args:?} failed:\nstdout: {stdout}\nstderr: {stderr}");
         stdout
     }
 }
@@ -126,75 +119,37 @@ async fn kubectl_apply_get_describe_annotate_delete_work() {
     emu.write_kubeconfig(&kubeconfig).unwrap();
     let k = Kubectl { kubeconfig };
 
-    let out = k
-        .ok(&["apply", "--validate=false", "-f", "-"], Some(CRD))
-        .await;
+    let out = k.ok(&["apply", "--validate=false", "-f", "-"], Some(CRD)).await;
     assert!(
-        out.contains(
-            "customresourcedefinition.apiextensions.k8s.io/slacktokens.example.com created"
-        ),
+        out.contains("customresourcedefinition.apiextensions.k8s.io/slacktokens.example.com created"),
         "{out}"
     );
     // With validation on (the default), kubectl finds fieldValidation support in the
     // OpenAPI v3 documents and lets the server validate strictly.
     let bogus = CR.replace("spec:\n", "spec:\n  bogus: 1\n");
     let (ok, _, stderr) = k.run(&["apply", "-f", "-"], Some(&bogus)).await;
-    assert!(
-        !ok && stderr.contains("strict decoding error: unknown field \"spec.bogus\""),
-        "{stderr}"
-    );
+    assert!(!ok && stderr.contains("strict decoding error: unknown field \"spec.bogus\""), "{stderr}");
     let out = k.ok(&["apply", "-f", "-"], Some(CR)).await;
-    assert!(
-        out.contains("slacktoken.example.com/team-a created"),
-        "{out}"
-    );
+    assert!(out.contains("slacktoken.example.com/team-a created"), "{out}");
     // Re-applying an unchanged manifest is a no-op.
     let out = k.ok(&["apply", "-f", "-"], Some(CR)).await;
     assert!(out.contains("unchanged"), "{out}");
     // Server-side apply conflicts with the client-side applier's ownership.
     let changed = CR.replace("team-a-token", "other");
-    let (ok, _, stderr) = k
-        .run(&["apply", "--server-side", "-f", "-"], Some(&changed))
-        .await;
-    assert!(
-        !ok && stderr.contains("Apply failed with 1 conflict"),
-        "{stderr}"
-    );
+    let (ok, _, stderr) = k.run(&["apply", "--server-side", "-f", "-"], Some(&changed)).await;
+    assert!(!ok && stderr.contains("Apply failed with 1 conflict"), "{stderr}");
 
     let table = k.ok(&["get", "slacktokens"], None).await;
-    assert!(
-        table.contains("SECRET") && table.contains("team-a-token"),
-        "{table}"
-    );
+    assert!(table.contains("SECRET") && table.contains("team-a-token"), "{table}");
     let short = k.ok(&["get", "st", "team-a", "-o", "name"], None).await;
     assert_eq!(short.trim(), "slacktoken.example.com/team-a");
-    let yaml = k
-        .ok(&["get", "slacktoken", "team-a", "-o", "yaml"], None)
-        .await;
-    assert!(
-        yaml.contains("secretName: team-a-token") && yaml.contains("resourceVersion:"),
-        "{yaml}"
-    );
+    let yaml = k.ok(&["get", "slacktoken", "team-a", "-o", "yaml"], None).await;
+    assert!(yaml.contains("secretName: team-a-token") && yaml.contains("resourceVersion:"), "{yaml}");
 
-    k.ok(
-        &[
-            "annotate",
-            "slacktoken",
-            "team-a",
-            "example.com/rotated=yes",
-        ],
-        None,
-    )
-    .await;
+    k.ok(&["annotate", "slacktoken", "team-a", "example.com/rotated=yes"], None).await;
     let ann = k
         .ok(
-            &[
-                "get",
-                "slacktoken",
-                "team-a",
-                "-o",
-                "jsonpath={.metadata.annotations.example\\.com/rotated}",
-            ],
+            &["get", "slacktoken", "team-a", "-o", "jsonpath={.metadata.annotations.example\\.com/rotated}"],
             None,
         )
         .await;
@@ -215,13 +170,8 @@ async fn kubectl_apply_get_describe_annotate_delete_work() {
             kube::Api::namespaced_with(client.clone(), "default", &ar);
         let obj = api.get("team-a").await.unwrap();
         let reference = kube::Resource::object_ref(&obj, &ar);
-        let recorder = Recorder::new(
-            client,
-            Reporter {
-                controller: "slack-token-operator".into(),
-                instance: None,
-            },
-        );
+        let recorder =
+            Recorder::new(client, Reporter { controller: "slack-token-operator".into(), instance: None });
         let ev = Event {
             type_: EventType::Normal,
             reason: "Rotated".into(),
@@ -240,34 +190,25 @@ async fn kubectl_apply_get_describe_annotate_delete_work() {
     );
     let described = k.ok(&["describe", "slacktoken", "team-a"], None).await;
     assert!(
-        described.contains("team-a-token")
-            && described.contains("Name:")
-            && described.contains("Rotated"),
+        described.contains("team-a-token") && described.contains("Name:") && described.contains("Rotated"),
         "{described}"
     );
 
-    let secret =
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: tok\nstringData:\n  token: xoxb-1\n";
-    k.ok(&["apply", "--validate=false", "-f", "-"], Some(secret))
-        .await;
+    let secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: tok\nstringData:\n  token: xoxb-1\n";
+    k.ok(&["apply", "--validate=false", "-f", "-"], Some(secret)).await;
     k.ok(&["annotate", "secret", "tok", "a=b"], None).await;
     let secrets = k.ok(&["get", "secrets"], None).await;
-    assert!(
-        secrets.contains("tok") && secrets.contains("Opaque"),
-        "{secrets}"
-    );
+    assert!(secrets.contains("tok") && secrets.contains("Opaque"), "{secrets}");
     let described = k.ok(&["describe", "secret", "tok"], None).await;
     assert!(described.contains("token:"), "{described}");
 
     let (ok, _, stderr) = k.run(&["get", "slacktoken", "missing"], None).await;
     assert!(!ok && stderr.contains("NotFound"), "{stderr}");
 
-    k.ok(&["delete", "slacktoken", "team-a", "--timeout=30s"], None)
-        .await;
+    k.ok(&["delete", "slacktoken", "team-a", "--timeout=30s"], None).await;
     let (ok, _, _) = k.run(&["get", "slacktoken", "team-a"], None).await;
     assert!(!ok);
-    k.ok(&["delete", "-f", "-", "--timeout=30s"], Some(CRD))
-        .await;
+    k.ok(&["delete", "-f", "-", "--timeout=30s"], Some(CRD)).await;
     let (ok, _, stderr) = k.run(&["get", "slacktokens"], None).await;
     assert!(!ok, "{stderr}");
     let ns = k.ok(&["get", "namespaces"], None).await;
@@ -279,12 +220,8 @@ async fn kubectl_impersonation_is_authorized_by_rbac() {
     if !kubectl_available().await {
         return;
     }
-    let emu = KubeEmulator::start_with(kube_emulator::Config {
-        rbac: true,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let emu =
+        KubeEmulator::start_with(kube_emulator::Config { rbac: true, ..Default::default() }).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     emu.write_kubeconfig(&kubeconfig).unwrap();
@@ -305,14 +242,10 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: secrets-reader}
 subjects:
 - {kind: ServiceAccount, name: operator, namespace: ops}
 "#;
-    k.ok(&["apply", "--validate=false", "-f", "-"], Some(rbac))
-        .await;
+    k.ok(&["apply", "--validate=false", "-f", "-"], Some(rbac)).await;
     let as_sa = "--as=system:serviceaccount:ops:operator";
     k.ok(&[as_sa, "get", "secrets"], None).await;
     let (ok, _, stderr) = k.run(&[as_sa, "get", "namespaces"], None).await;
     assert!(!ok && stderr.contains("Forbidden"), "{stderr}");
-    assert!(
-        stderr.contains("cannot list resource \"namespaces\""),
-        "{stderr}"
-    );
+    assert!(stderr.contains("cannot list resource \"namespaces\""), "{stderr}");
 }

@@ -23,12 +23,7 @@ async fn create(client: &kube::Client, ns: Option<&str>, r: &ApiResource, body: 
         Some(ns) => Api::namespaced_with(client.clone(), ns, r),
         None => Api::all_with(client.clone(), r),
     };
-    api.create(
-        &PostParams::default(),
-        &serde_json::from_value(body).unwrap(),
-    )
-    .await
-    .unwrap();
+    api.create(&PostParams::default(), &serde_json::from_value(body).unwrap()).await.unwrap();
 }
 
 fn code(e: kube::Error) -> u16 {
@@ -40,12 +35,7 @@ fn code(e: kube::Error) -> u16 {
 
 #[tokio::test]
 async fn rbac_role_binding_grants_only_listed_verbs() {
-    let emu = KubeEmulator::start_with(Config {
-        rbac: true,
-        ..Config::default()
-    })
-    .await
-    .unwrap();
+    let emu = KubeEmulator::start_with(Config { rbac: true, ..Config::default() }).await.unwrap();
     let admin = emu.client();
     let rbac = "rbac.authorization.k8s.io";
     create(&admin, Some("default"), &ar(rbac, "Role", "roles"), json!({
@@ -84,10 +74,7 @@ async fn rbac_role_binding_grants_only_listed_verbs() {
     .await;
     let secrets_admin: Api<Secret> = Api::default_namespaced(admin.clone());
     secrets_admin
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata":{"name":"s"}})).unwrap(),
-        )
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata":{"name":"s"}})).unwrap())
         .await
         .unwrap();
 
@@ -96,18 +83,11 @@ async fn rbac_role_binding_grants_only_listed_verbs() {
     secrets.list(&ListParams::default()).await.unwrap();
     secrets.get("s").await.unwrap();
     secrets
-        .patch(
-            "s",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata":{"labels":{"a":"b"}}})),
-        )
+        .patch("s", &PatchParams::default(), &Patch::Merge(json!({"metadata":{"labels":{"a":"b"}}})))
         .await
         .unwrap();
     let err = secrets
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata":{"name":"t"}})).unwrap(),
-        )
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata":{"name":"t"}})).unwrap())
         .await
         .unwrap_err();
     match &err {
@@ -118,17 +98,11 @@ async fn rbac_role_binding_grants_only_listed_verbs() {
         other => panic!("{other:?}"),
     }
     let other_ns: Api<Secret> = Api::namespaced(sa.clone(), "kube-system");
-    assert_eq!(
-        code(other_ns.list(&ListParams::default()).await.unwrap_err()),
-        403
-    );
+    assert_eq!(code(other_ns.list(&ListParams::default()).await.unwrap_err()), 403);
     let namespaces: Api<Namespace> = Api::all(sa.clone());
     namespaces.get("default").await.unwrap();
     assert_eq!(code(namespaces.get("kube-system").await.unwrap_err()), 403);
-    assert_eq!(
-        code(namespaces.list(&ListParams::default()).await.unwrap_err()),
-        403
-    );
+    assert_eq!(code(namespaces.list(&ListParams::default()).await.unwrap_err()), 403);
 
     // A different service account gets nothing.
     let stranger: Api<Secret> = Api::default_namespaced(emu.service_account_client("ops", "other"));

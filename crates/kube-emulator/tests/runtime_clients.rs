@@ -74,22 +74,15 @@ async fn controller_scenario(idle: Duration) {
     let emu = KubeEmulator::start().await.unwrap();
     let client = emu.client();
     let api = widgets(&client).await;
-    api.create(&PostParams::default(), &widget("a"))
-        .await
-        .unwrap();
+    api.create(&PostParams::default(), &widget("a")).await.unwrap();
 
-    async fn reconcile(
-        obj: Arc<DynamicObject>,
-        api: Arc<Api<DynamicObject>>,
-    ) -> Result<Action, kube::Error> {
+    async fn reconcile(obj: Arc<DynamicObject>, api: Arc<Api<DynamicObject>>) -> Result<Action, kube::Error> {
         let name = obj.meta().name.clone().unwrap_or_default();
         let generation = obj.meta().generation.unwrap_or_default();
         api.patch_status(
             &name,
             &PatchParams::default(),
-            &Patch::Merge(
-                json!({"status": {"phase": "Reconciled", "observedGeneration": generation}}),
-            ),
+            &Patch::Merge(json!({"status": {"phase": "Reconciled", "observedGeneration": generation}})),
         )
         .await?;
         Ok(Action::await_change())
@@ -110,31 +103,19 @@ async fn controller_scenario(idle: Duration) {
         .for_each(|_| async {});
     let handle = tokio::spawn(controller);
 
-    api.create(&PostParams::default(), &widget("b"))
-        .await
-        .unwrap();
-    let reconciled =
-        |o: Option<&DynamicObject>| o.is_some_and(|o| o.data["status"]["phase"] == "Reconciled");
+    api.create(&PostParams::default(), &widget("b")).await.unwrap();
+    let reconciled = |o: Option<&DynamicObject>| o.is_some_and(|o| o.data["status"]["phase"] == "Reconciled");
     for name in ["a", "b"] {
-        tokio::time::timeout(
-            WAIT,
-            kube::runtime::wait::await_condition(api.clone(), name, reconciled),
-        )
-        .await
-        .expect("reconciled in time")
-        .unwrap();
+        tokio::time::timeout(WAIT, kube::runtime::wait::await_condition(api.clone(), name, reconciled))
+            .await
+            .expect("reconciled in time")
+            .unwrap();
     }
     if !idle.is_zero() {
         tokio::time::sleep(idle).await;
     }
     // A spec change is seen and reconciled again.
-    api.patch(
-        "b",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"size": 2}})),
-    )
-    .await
-    .unwrap();
+    api.patch("b", &PatchParams::default(), &Patch::Merge(json!({"spec": {"size": 2}}))).await.unwrap();
     tokio::time::timeout(
         WAIT,
         kube::runtime::wait::await_condition(api.clone(), "b", |o: Option<&DynamicObject>| {
@@ -151,10 +132,7 @@ async fn controller_scenario(idle: Duration) {
 async fn watcher_recovers_from_cut_watch_and_compaction() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    secrets
-        .create(&PostParams::default(), &secret("before"))
-        .await
-        .unwrap();
+    secrets.create(&PostParams::default(), &secret("before")).await.unwrap();
     let mut stream = watcher(secrets.clone(), watcher::Config::default()).boxed();
     // Consume the initial list.
     loop {
@@ -164,10 +142,7 @@ async fn watcher_recovers_from_cut_watch_and_compaction() {
     }
     emu.faults().compact();
     emu.faults().cut_watches();
-    secrets
-        .create(&PostParams::default(), &secret("after"))
-        .await
-        .unwrap();
+    secrets.create(&PostParams::default(), &secret("after")).await.unwrap();
     let seen = tokio::time::timeout(WAIT, async {
         loop {
             match stream.next().await {
@@ -190,19 +165,9 @@ async fn watcher_recovers_from_cut_watch_and_compaction() {
 async fn watcher_streaming_list_ends_initial_events_with_bookmark() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    secrets
-        .create(&PostParams::default(), &secret("a"))
-        .await
-        .unwrap();
-    secrets
-        .create(&PostParams::default(), &secret("b"))
-        .await
-        .unwrap();
-    let mut stream = watcher(
-        secrets.clone(),
-        watcher::Config::default().streaming_lists(),
-    )
-    .boxed();
+    secrets.create(&PostParams::default(), &secret("a")).await.unwrap();
+    secrets.create(&PostParams::default(), &secret("b")).await.unwrap();
+    let mut stream = watcher(secrets.clone(), watcher::Config::default().streaming_lists()).boxed();
     let mut initial = Vec::new();
     tokio::time::timeout(WAIT, async {
         loop {
@@ -224,17 +189,9 @@ async fn recorder_events_are_created_and_visible_in_core_v1() {
     let emu = KubeEmulator::start().await.unwrap();
     let client = emu.client();
     let secrets: Api<Secret> = Api::default_namespaced(client.clone());
-    let s = secrets
-        .create(&PostParams::default(), &secret("s"))
-        .await
-        .unwrap();
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "slack-token-operator".into(),
-            instance: None,
-        },
-    );
+    let s = secrets.create(&PostParams::default(), &secret("s")).await.unwrap();
+    let recorder =
+        Recorder::new(client.clone(), Reporter { controller: "slack-token-operator".into(), instance: None });
     let ev = Event {
         type_: EventType::Normal,
         reason: "Rotated".into(),
@@ -259,13 +216,7 @@ async fn recorder_events_are_created_and_visible_in_core_v1() {
     let v1: Api<k8s_openapi::api::events::v1::Event> = Api::default_namespaced(client);
     let list = v1.list(&ListParams::default()).await.unwrap();
     assert_eq!(list.items[0].note.as_deref(), Some("token rotated"));
-    assert_eq!(
-        list.items[0]
-            .regarding
-            .as_ref()
-            .and_then(|r| r.name.as_deref()),
-        Some("s")
-    );
+    assert_eq!(list.items[0].regarding.as_ref().and_then(|r| r.name.as_deref()), Some("s"));
 }
 
 #[tokio::test]
@@ -273,9 +224,7 @@ async fn finalizer_helper_adds_and_removes_its_finalizer() {
     use kube::runtime::finalizer::{finalizer, Event as Fin};
     let emu = KubeEmulator::start().await.unwrap();
     let api = widgets(&emu.client()).await;
-    api.create(&PostParams::default(), &widget("w"))
-        .await
-        .unwrap();
+    api.create(&PostParams::default(), &widget("w")).await.unwrap();
     let name = "example.com/cleanup";
     let run = |obj: DynamicObject| {
         let api = api.clone();
@@ -302,10 +251,7 @@ async fn finalizer_helper_adds_and_removes_its_finalizer() {
 async fn metadata_api_and_metadata_watcher_get_partial_object_metadata() {
     let emu = KubeEmulator::start().await.unwrap();
     let secrets: Api<Secret> = Api::default_namespaced(emu.client());
-    secrets
-        .create(&PostParams::default(), &secret("a"))
-        .await
-        .unwrap();
+    secrets.create(&PostParams::default(), &secret("a")).await.unwrap();
     let meta = secrets.get_metadata("a").await.unwrap();
     assert_eq!(meta.metadata.name.as_deref(), Some("a"));
     let list = secrets.list_metadata(&ListParams::default()).await.unwrap();
@@ -321,10 +267,7 @@ async fn metadata_api_and_metadata_watcher_get_partial_object_metadata() {
                 _ => {}
             }
         }
-        secrets
-            .create(&PostParams::default(), &secret("b"))
-            .await
-            .unwrap();
+        secrets.create(&PostParams::default(), &secret("b")).await.unwrap();
         loop {
             if let watcher::Event::Apply(m) = stream.try_next().await.unwrap().unwrap() {
                 names.push(m.metadata.name.unwrap());
@@ -342,22 +285,10 @@ async fn discovery_finds_builtin_and_custom_resources() {
     let emu = KubeEmulator::start().await.unwrap();
     let client = emu.client();
     widgets(&client).await;
-    let discovery = kube::discovery::Discovery::new(client.clone())
-        .run()
-        .await
-        .unwrap();
+    let discovery = kube::discovery::Discovery::new(client.clone()).run().await.unwrap();
     let groups: Vec<String> = discovery.groups().map(|g| g.name().to_string()).collect();
-    for g in [
-        "",
-        "apiextensions.k8s.io",
-        "coordination.k8s.io",
-        "events.k8s.io",
-        "example.com",
-    ] {
-        assert!(
-            groups.contains(&g.to_string()),
-            "{g} missing from {groups:?}"
-        );
+    for g in ["", "apiextensions.k8s.io", "coordination.k8s.io", "events.k8s.io", "example.com"] {
+        assert!(groups.contains(&g.to_string()), "{g} missing from {groups:?}");
     }
     let gvk = kube::api::GroupVersionKind::gvk("example.com", "v1", "Widget");
     let (ar, caps) = kube::discovery::pinned_kind(&client, &gvk).await.unwrap();
