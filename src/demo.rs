@@ -199,10 +199,11 @@ pub async fn emulate(args: EmulateArgs) -> anyhow::Result<()> {
     .await?;
     kube.write_kubeconfig(&args.kubeconfig)?;
     println!(
-        "ready: kubernetes {} (kubeconfig {}), slack {}",
+        "ready: kubernetes {} (kubeconfig {}), slack {} (admin {})",
         kube.url(),
         args.kubeconfig.display(),
-        slack.base_url()
+        slack.base_url(),
+        slack.admin_url()
     );
     let _ = tokio::signal::ctrl_c().await;
     Ok(())
