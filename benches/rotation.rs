@@ -137,12 +137,21 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             println!("  WARNING: a rotation came due before phase 1 settled; raise BENCH_TTL_SECS");
         }
     }
+    let mut seconds: Vec<Timestamp> = due.values().copied().collect();
+    seconds.sort();
+    seconds.dedup();
+    println!("\n{n} rotations come due on {} distinct whole seconds", seconds.len());
     let round_start = env.snapshot_stats();
     observer.wait(&format!("{n} SlackTokens with rotationCount 2"), |o| o.ready_with_count(2) >= n).await?;
     env.settle().await;
     let round_end = env.snapshot_stats();
     let after_round = env.snapshot_events().await?;
     print_round(n, &round_start, &round_end, &after_first.events, &after_round);
+    println!(
+        "  Rotated Event objects whose note says \"(Due)\": {} of {} (a repeat within kube's 6 min Event",
+        after_round.due_notes, after_round.objects
+    );
+    println!("  cache is recorded as a series count on the first Event, whose note is not updated)");
     check_refreshes(&env, &installations, 2);
     print_latency(&observer.rotation_latencies(&due, 2));
 
@@ -290,6 +299,10 @@ impl Env {
                 .iter()
                 .map(|e| e.series.as_ref().map_or(1, |s| s.count.max(1) as usize))
                 .sum(),
+            due_notes: rotated
+                .iter()
+                .filter(|e| e.note.as_deref().is_some_and(|n| n.contains("(Due)")))
+                .count(),
         })
     }
 }
@@ -304,6 +317,8 @@ struct Counts {
 struct EventTally {
     objects: usize,
     occurrences: usize,
+    /// Rotated Events whose note describes a scheduled rotation, "Rotated (Due); …".
+    due_notes: usize,
 }
 
 struct Snapshot {
@@ -489,11 +504,12 @@ async fn idle_window(env: &Env, observer: &Observer) {
 }
 
 /// Sum of the operator's `failures_total` counters, read from its Prometheus text.
-fn failures(metrics: &str) -> f64 {
+fn failures(metrics: &str) -> u64 {
     metrics
         .lines()
         .filter(|l| l.starts_with("slack_token_operator_failures_total"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
         .sum()
 }
 
