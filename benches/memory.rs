@@ -51,23 +51,25 @@ fn main() -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async {
         println!("slack-token-operator memory bench: `{BIN} run` as its own process");
         println!(
-            "{:>9} {:>10} {:>14} {:>12} {:>12} {:>14} {:>14}",
-            "tokens", "unrelated", "all Ready (s)", "VmRSS MiB", "VmHWM MiB", "idle RSS MiB", "emulator RSS"
+            "{:>9} {:>10} {:>14} {:>12} {:>12} {:>14} {:>14} {:>14}",
+            "tokens", "unrelated", "all Ready (s)", "VmRSS MiB", "VmHWM MiB", "idle RSS MiB", "emulator RSS", "op. sockets"
         );
         for (tokens, unrelated) in scenarios {
             let row = scenario(tokens, unrelated).await?;
             println!(
-                "{tokens:>9} {unrelated:>10} {:>14.1} {:>12.1} {:>12.1} {:>14.1} {:>14.1}",
+                "{tokens:>9} {unrelated:>10} {:>14.1} {:>12.1} {:>12.1} {:>14.1} {:>14.1} {:>14}",
                 row.ready_after.as_secs_f64(),
                 mib(row.operator.rss_kib),
                 mib(row.operator.hwm_kib),
                 mib(row.baseline_rss_kib),
                 mib(row.emulator_rss_kib),
+                row.operator.sockets,
             );
         }
         println!("VmRSS: operator resident after every SlackToken is Ready plus 2 s; VmHWM: its peak resident.");
         println!("idle RSS: a first operator process on the same cluster before any SlackToken existed (the");
         println!("unrelated Secrets already there), 3 s after start. emulator RSS (both emulators) for scale only.");
+        println!("op. sockets: sockets the operator holds open when VmRSS is read (idle pooled connections).");
         anyhow::Ok(())
     })
 }
@@ -276,6 +278,8 @@ async fn wait_all_ready(client: &Client, count: usize) -> anyhow::Result<()> {
 struct Memory {
     rss_kib: u64,
     hwm_kib: u64,
+    /// Open sockets: the emulators speak HTTP/1.1, so every concurrent request is a connection.
+    sockets: usize,
 }
 
 /// VmRSS and VmHWM of a child from /proc/<pid>/status (Linux only).
@@ -286,5 +290,9 @@ fn memory(child: &Child) -> anyhow::Result<Memory> {
         let line = status.lines().find(|l| l.starts_with(name)).context("field in /proc status")?;
         Ok(line.split_whitespace().nth(1).context("value")?.parse()?)
     };
-    Ok(Memory { rss_kib: field("VmRSS:")?, hwm_kib: field("VmHWM:")? })
+    let sockets = std::fs::read_dir(format!("/proc/{pid}/fd"))?
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("socket:"))
+        .count();
+    Ok(Memory { rss_kib: field("VmRSS:")?, hwm_kib: field("VmHWM:")?, sockets })
 }

@@ -353,6 +353,9 @@ impl Observer {
         tokio::spawn(reflect.for_each(|_| futures::future::ready(())));
         tokens.wait_until_ready().await?;
         secrets_listed.await?;
+        // A watcher sends its watch request just after its initial list: let both go out before
+        // any window opens.
+        tokio::time::sleep(Duration::from_millis(300)).await;
         Ok(Self { published, tokens })
     }
 
