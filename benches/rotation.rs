@@ -38,6 +38,7 @@ use slack_token_operator::{
     crd::SlackToken,
     schedule::default_renew_before,
     slack::SlackClient,
+    status,
 };
 use std::{
     collections::HashMap,
@@ -375,7 +376,7 @@ impl Observer {
             .iter()
             .filter_map(|t| t.status.as_ref())
             .filter(|s| s.rotation_count == count)
-            .filter(|s| s.conditions.iter().any(|c| c.type_ == controller::READY && c.status == "True"))
+            .filter(|s| s.conditions.iter().any(|c| c.type_ == status::READY && c.status == "True"))
             .count()
     }
 

@@ -24,7 +24,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{
     api::{Api, PartialObjectMeta, Patch, PatchParams},
     runtime::{
-        controller::{Action, Controller},
+        controller::{self, Action, Controller},
         events::{Event, EventType, Recorder, Reporter},
         reflector,
         reflector::ObjectRef,
@@ -48,6 +48,9 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "slack-token-operator";
 /// Any new value triggers one immediate rotation (like cert-manager's renew).
 pub const ROTATE_ANNOTATION: &str = "slack.rotator.dev/rotate";
+
+/// Reconciles running at once, across all SlackTokens of one watched scope.
+const MAX_CONCURRENT_RECONCILES: u16 = 16;
 
 /// The shortest wait before a scheduled reconcile.
 const MIN_REQUEUE: Duration = Duration::from_secs(1);
@@ -136,7 +139,11 @@ async fn run_scope(ctx: Arc<Context>, namespace: Option<String>) {
     let secret_stream = watcher(secrets, watcher::Config::default().labels(SLACKTOKEN_LABEL))
         .default_backoff()
         .touched_objects();
+    // Bounded so that a start with thousands of SlackTokens does not open thousands of
+    // connections at once to the API server and to Slack's rate-limited methods.
+    let config = controller::Config::default().concurrency(MAX_CONCURRENT_RECONCILES);
     Controller::for_stream(token_stream, reader)
+        .with_config(config)
         .watches_stream(secret_stream, |secret| {
             let owner = secret.labels().get(SLACKTOKEN_LABEL)?;
             Some(ObjectRef::new(owner).within(&secret.namespace()?))

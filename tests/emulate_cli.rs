@@ -37,7 +37,8 @@ fn emulate_serves_kubectl_and_the_slack_admin_api_after_printing_ready() {
     let mut line = String::new();
     BufReader::new(child.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
     assert!(line.contains("ready"), "first line says ready: {line}");
-    let slack_url = line.split_whitespace().find(|w| w.contains("/api/")).expect("slack URL printed").to_owned();
+    let slack_url =
+        line.split_whitespace().find(|w| w.contains("/api/")).expect("slack URL printed").to_owned();
 
     let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/slacktoken.yaml");
     let out = kubectl(&kubeconfig, &["apply", "-f", crd]);
