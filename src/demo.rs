@@ -136,10 +136,9 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
 
 /// Prints one line each time the output Secret gets a new token.
 async fn print_rotations(client: Client) -> anyhow::Result<()> {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
-    let tokens: Api<SlackToken> = Api::namespaced(client, "default");
+    let secrets: Api<Secret> = Api::namespaced(client, "default");
     let config = watcher::Config::default().fields("metadata.name=deploy-bot-token");
-    let mut stream = std::pin::pin!(watcher(secrets, config).default_backoff().applied_objects());
+    let mut stream = std::pin::pin!(watcher(secrets.clone(), config).default_backoff().applied_objects());
     let mut last: Option<Vec<u8>> = None;
     while let Some(secret) = stream.next().await {
         let secret = secret?;
@@ -150,22 +149,31 @@ async fn print_rotations(client: Client) -> anyhow::Result<()> {
             continue;
         }
         last = Some(value.clone());
-        let token = SecretString::from(String::from_utf8_lossy(&value).into_owned());
-        let expires = tokens
-            .get_status("deploy-bot")
+        // The expiry is saved in the credentials Secret before the token is published.
+        let expires = secrets
+            .get("deploy-bot-creds")
             .await
             .ok()
-            .and_then(|t| t.status)
-            .and_then(|s| s.expiration_time)
+            .and_then(|s| s.data?.get("expiresAt").map(|v| String::from_utf8_lossy(&v.0).into_owned()))
             .unwrap_or_else(|| "?".into());
+        let token = SecretString::from(String::from_utf8_lossy(&value).into_owned());
         println!(
-            "{}  Secret default/{} now holds {}  (expires {expires})",
+            "{}  Secret default/{} now holds {} (fingerprint {})  expires {expires}",
             jiff::Timestamp::now().strftime("%H:%M:%S"),
             secret.name_any(),
             redacted(&token),
+            fingerprint(&value),
         );
     }
     Ok(())
+}
+
+/// A short, one-way fingerprint so that people can tell tokens apart without seeing them.
+fn fingerprint(value: &[u8]) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut h);
+    format!("{:08x}", h.finish() >> 32)
 }
 
 const DEMO_TOKEN: &str = r#"
