@@ -34,6 +34,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY crates/kube-emulator/Cargo.toml crates/kube-emulator/Cargo.toml
 COPY crates/slack-emulator/Cargo.toml crates/slack-emulator/Cargo.toml
+# Cargo resolves the explicit [[bench]] targets when it loads the manifest.
+COPY benches benches
 RUN mkdir -p src crates/kube-emulator/src crates/slack-emulator/src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs crates/kube-emulator/src/lib.rs crates/slack-emulator/src/lib.rs \
