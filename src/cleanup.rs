@@ -16,9 +16,6 @@ use serde_json::json;
 pub const REVOKE_FINALIZER: &str = "slack.rotator.dev/revoke-on-delete";
 pub const SKIP_REVOKE_ANNOTATION: &str = "slack.rotator.dev/skip-revoke";
 
-/// Errors that mean the token is already unusable: nothing left to revoke.
-const GONE: &[&str] = &["token_revoked", "invalid_auth", "token_expired", "account_inactive", "not_authed"];
-
 /// Adds or removes our finalizer so that it is present exactly when `revokeOnDelete` is set.
 pub async fn sync_finalizer(tokens: &Api<SlackToken>, stk: &SlackToken) -> Result<(), Error> {
     let has = stk.finalizers().iter().any(|f| f == REVOKE_FINALIZER);
@@ -71,7 +68,8 @@ pub async fn on_delete(
             ctx.event(stk, EventType::Normal, "Revoked", "the token was revoked with auth.revoke".into())
                 .await
         }
-        Err(e) if e.code().is_some_and(|c| GONE.contains(&c)) => {}
+        // Already unusable: nothing left to revoke.
+        Err(e) if e.token_is_dead() => {}
         Err(e) => return Err(e.into()),
     }
     release(tokens, stk).await

@@ -4,7 +4,7 @@
 //! watching that the current token still works.
 
 use crate::{
-    controller::{Context, MANAGER},
+    controller::Context,
     crd::{ManualKind, SlackToken},
     credentials::{self, Credentials, CredentialsError, PENDING_TOKEN},
     error::Error,
@@ -15,16 +15,13 @@ use crate::{
 };
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::ByteString;
 use kube::{
-    api::{Api, Patch, PatchParams, PostParams},
+    api::{Api, Patch, PatchParams},
     runtime::events::EventType,
 };
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
-
-/// Errors that mean "this token does not work", as opposed to "Slack is unwell".
-const DEAD_TOKEN: &[&str] =
-    &["token_revoked", "invalid_auth", "token_expired", "account_inactive", "not_authed"];
 
 pub async fn converge(
     stk: &SlackToken,
@@ -180,7 +177,7 @@ async fn check_pending(
 async fn revoke_replaced(ctx: &Context, old: &SecretString) -> Result<(), Error> {
     match ctx.slack.revoke(old).await {
         Ok(_) => Ok(()),
-        Err(e) if e.code().is_some_and(|c| DEAD_TOKEN.contains(&c)) => Ok(()),
+        Err(e) if e.token_is_dead() => Ok(()),
         Err(e) => Err(e.into()),
     }
 }
@@ -189,27 +186,18 @@ async fn revoke_replaced(ctx: &Context, old: &SecretString) -> Result<(), Error>
 async fn save_handover(
     secrets: &Api<Secret>,
     name: &str,
-    mut latest: Secret,
+    latest: Secret,
     token: &SecretString,
     now: Timestamp,
 ) -> Result<(), Error> {
-    let params = PostParams { field_manager: Some(MANAGER.to_owned()), ..Default::default() };
-    for _ in 0..5 {
-        let mut updated = latest.clone();
-        let data = updated.data.get_or_insert_with(Default::default);
-        data.insert(
-            credentials::ACCESS_TOKEN.into(),
-            k8s_openapi::ByteString(secrecy::ExposeSecret::expose_secret(token).as_bytes().to_vec()),
-        );
+    rotation::update_credentials(secrets, name, latest, |secret| {
+        let data = secret.data.get_or_insert_with(Default::default);
+        data.insert(credentials::ACCESS_TOKEN.into(), ByteString(token.expose_secret().as_bytes().to_vec()));
         data.remove(PENDING_TOKEN);
-        credentials::set_issued_at(&mut updated, now);
-        match secrets.replace(name, &params, &updated).await {
-            Ok(_) => return Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 409 => latest = secrets.get(name).await?,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(Error::Rejected("credentials Secret kept changing while saving the handed-over token".into()))
+        credentials::set_issued_at(secret, now);
+    })
+    .await?;
+    Ok(())
 }
 
 fn identity_of(who: &AuthTest) -> crate::crd::Identity {

@@ -142,51 +142,66 @@ impl Rotator<'_> {
     async fn save(
         &self,
         stk: &SlackToken,
-        mut latest: Secret,
+        latest: Secret,
         creds: &Credentials,
         issued: &Issued,
     ) -> Result<Secret, Error> {
-        let name = stk.spec.credentials_ref.name.clone();
-        let params = PostParams { field_manager: Some(MANAGER.to_owned()), ..Default::default() };
+        let name = &stk.spec.credentials_ref.name;
         let now = self.clock.now();
-        for _ in 0..SAVE_ATTEMPTS {
-            let mut updated = latest.clone();
-            credentials::record_issued(&mut updated, issued, now);
-            label_for(&mut updated.metadata, &stk.name_any());
-            match self.secrets.replace(&name, &params, &updated).await {
-                Ok(saved) => return Ok(saved),
-                Err(kube::Error::Api(e)) if e.code == 409 => latest = self.secrets.get(&name).await?,
-                Err(kube::Error::Api(e)) if e.code == 404 => {
-                    // Someone deleted the Secret after Slack answered: these tokens are the only
-                    // copy, so recreate it with everything we know rather than lose them.
-                    let mut fresh = Secret {
-                        metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() },
-                        ..Default::default()
-                    };
-                    if let Some((id, secret)) = creds.client_id.as_ref().zip(creds.client_secret.as_ref()) {
-                        let data = fresh.data.get_or_insert_with(Default::default);
-                        data.insert(credentials::CLIENT_ID.into(), ByteString(id.as_bytes().to_vec()));
-                        data.insert(
-                            credentials::CLIENT_SECRET.into(),
-                            ByteString(secret.expose_secret().as_bytes().to_vec()),
-                        );
-                    }
-                    credentials::record_issued(&mut fresh, issued, now);
-                    label_for(&mut fresh.metadata, &stk.name_any());
-                    return Ok(self.secrets.create(&params, &fresh).await?);
+        let record = |secret: &mut Secret| {
+            credentials::record_issued(secret, issued, now);
+            label_for(&mut secret.metadata, &stk.name_any());
+        };
+        match update_credentials(self.secrets, name, latest, record).await {
+            Err(Error::Kube(kube::Error::Api(e))) if e.code == 404 => {
+                // Someone deleted the Secret after Slack answered: these tokens are the only
+                // copy, so recreate it with everything we know rather than lose them.
+                let mut fresh = Secret {
+                    metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() },
+                    ..Default::default()
+                };
+                if let Some((id, secret)) = creds.client_id.as_ref().zip(creds.client_secret.as_ref()) {
+                    let data = fresh.data.get_or_insert_with(Default::default);
+                    data.insert(credentials::CLIENT_ID.into(), ByteString(id.as_bytes().to_vec()));
+                    data.insert(
+                        credentials::CLIENT_SECRET.into(),
+                        ByteString(secret.expose_secret().as_bytes().to_vec()),
+                    );
                 }
-                Err(e) => return Err(e.into()),
+                record(&mut fresh);
+                Ok(self.secrets.create(&write_params(), &fresh).await?)
             }
+            other => other,
         }
-        Err(Error::Kube(kube::Error::Api(
-            kube::core::Status::failure(
-                "credentials Secret kept changing while saving rotated tokens",
-                "Conflict",
-            )
+    }
+}
+
+fn write_params() -> PostParams {
+    PostParams { field_manager: Some(MANAGER.to_owned()), ..Default::default() }
+}
+
+/// Writes the credentials Secret once, with a resourceVersion precondition. On a conflict (someone
+/// edited it meanwhile) it re-reads and re-applies `change`, so neither their edit nor ours is lost.
+pub async fn update_credentials(
+    secrets: &Api<Secret>,
+    name: &str,
+    mut latest: Secret,
+    change: impl Fn(&mut Secret),
+) -> Result<Secret, Error> {
+    for _ in 0..SAVE_ATTEMPTS {
+        let mut updated = latest.clone();
+        change(&mut updated);
+        match secrets.replace(name, &write_params(), &updated).await {
+            Ok(saved) => return Ok(saved),
+            Err(kube::Error::Api(e)) if e.code == 409 => latest = secrets.get(name).await?,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Error::Kube(kube::Error::Api(
+        kube::core::Status::failure("credentials Secret kept changing while saving", "Conflict")
             .with_code(409)
             .boxed(),
-        )))
-    }
+    )))
 }
 
 fn refresh_token(creds: &Credentials) -> Result<&SecretString, credentials::CredentialsError> {
@@ -208,7 +223,7 @@ pub async fn publish(secrets: &Api<Secret>, stk: &SlackToken, token: &SecretStri
         .controller_owner_ref(&())
         .ok_or_else(|| Error::InvalidSpec("SlackToken has no uid yet".into()))?;
     let template = stk.spec.secret_template.clone().unwrap_or_default();
-    let params = PostParams { field_manager: Some(MANAGER.to_owned()), ..Default::default() };
+    let params = write_params();
     let existing = secrets.get_opt(&spec.name).await?;
     let mut desired = match &existing {
         Some(current) => {

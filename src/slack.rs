@@ -13,6 +13,10 @@ use std::time::Duration;
 /// Errors Slack's documentation lists as temporary.
 const TRANSIENT_CODES: &[&str] = &["internal_error", "fatal_error", "service_unavailable", "request_timeout"];
 
+/// Errors meaning the token is revoked, expired or otherwise unusable.
+const DEAD_TOKEN_CODES: &[&str] =
+    &["token_revoked", "invalid_auth", "token_expired", "account_inactive", "not_authed"];
+
 /// What Slack says when no `Retry-After` comes with a 429; Slack's tier-1 limit is one call a minute.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
 
@@ -42,6 +46,11 @@ impl SlackError {
             SlackError::Http { status, .. } => *status >= 500 || *status == 429 || *status == 408,
             SlackError::RateLimited { .. } | SlackError::Transport { .. } | SlackError::Decode { .. } => true,
         }
+    }
+
+    /// Whether Slack says the token itself no longer works (as opposed to Slack being unwell).
+    pub fn token_is_dead(&self) -> bool {
+        self.code().is_some_and(|c| DEAD_TOKEN_CODES.contains(&c))
     }
 
     pub fn retry_after(&self) -> Option<Duration> {
