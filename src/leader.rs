@@ -37,6 +37,11 @@ pub async fn acquire(client: Client) -> anyhow::Result<Leadership> {
 }
 
 impl Leadership {
+    /// Whether this replica still holds the Lease.
+    pub fn is_leader(&self) -> bool {
+        *self.state.borrow()
+    }
+
     /// Resolves when leadership is lost.
     pub async fn lost(mut self) {
         while *self.state.borrow_and_update() {

@@ -290,15 +290,14 @@ fn expand(group: &str, resources: &[&str], verbs: &[&str], name: Option<&str>) -
 /// What the operator needs wherever it watches SlackTokens.
 fn watch_grants() -> BTreeSet<Grant> {
     [
-        expand("slack.rotator.dev", &["slacktokens"], &["get", "list", "watch"], None),
-        expand(
-            "slack.rotator.dev",
-            &["slacktokens/status", "slacktokens/finalizers"],
-            &["update", "patch"],
-            None,
-        ),
+        // patch: the revokeOnDelete finalizer lives in the SlackToken's metadata.
+        expand("slack.rotator.dev", &["slacktokens"], &["get", "list", "watch", "patch"], None),
+        expand("slack.rotator.dev", &["slacktokens/status"], &["patch"], None),
+        // Checked by the OwnerReferencesPermissionEnforcement admission plugin (e.g. OpenShift)
+        // when an output Secret names its SlackToken as owner with blockOwnerDeletion.
+        expand("slack.rotator.dev", &["slacktokens/finalizers"], &["update"], None),
         expand("", &["secrets"], &["get", "list", "watch", "create", "update", "patch"], None),
-        expand("", &["events"], &["create", "patch"], None),
+        // kube-runtime's Recorder writes events.k8s.io/v1 only.
         expand("events.k8s.io", &["events"], &["create", "patch"], None),
     ]
     .concat()
@@ -311,7 +310,7 @@ fn watch_grants() -> BTreeSet<Grant> {
 fn lease_grants() -> BTreeSet<Grant> {
     [
         expand("coordination.k8s.io", &["leases"], &["create"], None),
-        expand("coordination.k8s.io", &["leases"], &["get", "update", "patch"], Some(LEASE_NAME)),
+        expand("coordination.k8s.io", &["leases"], &["get", "patch"], Some(LEASE_NAME)),
     ]
     .concat()
     .into_iter()
@@ -914,20 +913,61 @@ fn an_existing_service_account_can_be_used_and_gets_the_bindings() {
 // ---------------------------------------------------------------------------
 // The rendered RBAC against the real operator
 
-/// Runs the operator authenticated as the chart's ServiceAccount, holding only the rendered RBAC,
-/// against the Kubernetes emulator (which enforces RBAC) and the Slack emulator, until it has
-/// taken the leader-election Lease, published a token and recorded an Event.
-async fn operator_works_with_rendered_rbac(values: Value, watch: Vec<String>) {
-    use kube::api::{Api, ListParams, PostParams};
-    use slack_token_operator::{clock::SystemClock, controller, crd::SlackToken, slack::SlackClient};
+/// One verb of one rendered rule, to take away: (Role or ClusterRole name, rule index, verb).
+type Permission = (String, usize, String);
+
+/// Every single verb the chart grants in `rendered`, except `slacktokens/finalizers`, which only the
+/// OwnerReferencesPermissionEnforcement admission plugin checks (not modelled by the emulator).
+fn each_permission(rendered: &Rendered) -> Vec<Permission> {
+    let mut rules: Vec<(String, Vec<PolicyRule>)> = Vec::new();
+    for role in rendered.all::<ClusterRole>("ClusterRole") {
+        rules.push((role.metadata.name.unwrap_or_default(), role.rules.unwrap_or_default()));
+    }
+    for role in rendered.all::<Role>("Role") {
+        rules.push((role.metadata.name.unwrap_or_default(), role.rules.unwrap_or_default()));
+    }
+    let mut out = Vec::new();
+    for (name, rules) in rules {
+        for (i, rule) in rules.iter().enumerate() {
+            if rule.resources.iter().flatten().any(|r| r == "slacktokens/finalizers") {
+                continue;
+            }
+            for verb in &rule.verbs {
+                out.push((name.clone(), i, verb.clone()));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn without(mut rules: Vec<PolicyRule>, name: Option<&str>, drop: &Option<Permission>) -> Vec<PolicyRule> {
+    if let Some((role, index, verb)) = drop {
+        if Some(role.as_str()) == name {
+            rules[*index].verbs.retain(|v| v != verb);
+        }
+    }
+    rules
+}
+
+/// Runs the operator authenticated as the chart's ServiceAccount, holding only the rendered RBAC
+/// (less `drop`), against the Kubernetes emulator (which enforces RBAC) and the Slack emulator, on
+/// tokio's paused clock. It must take (and renew) the leader-election Lease if the chart turns
+/// leader election on, add the revokeOnDelete finalizer, publish a token, write status, record and
+/// update Events, rotate on request, restore a deleted output Secret, and on deletion revoke the
+/// token and release the finalizer.
+async fn operator_scenario(
+    rendered: &Rendered,
+    watch: Vec<String>,
+    taken_away: Option<Permission>,
+) -> Result<(), String> {
+    use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+    use slack_token_operator::{clock::TokioClock, controller, crd::SlackToken, slack::SlackClient};
     use std::time::Duration;
 
-    // The operator takes its Lease in $POD_NAMESPACE (default "default"): install the release there.
+    // The operator takes its Lease in $POD_NAMESPACE (default "default"): the release lives there.
     let release_ns = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into());
-    let rendered = {
-        let release_ns = release_ns.clone();
-        tokio::task::spawn_blocking(move || render_in(&release_ns, values)).await.unwrap()
-    };
     let kube =
         kube_emulator::KubeEmulator::start_with(kube_emulator::Config { rbac: true, ..Default::default() })
             .await
@@ -948,13 +988,17 @@ async fn operator_works_with_rendered_rbac(values: Value, watch: Vec<String>) {
             Err(e) => panic!("namespace {ns}: {e}"),
         }
     }
-    for role in rendered.all::<ClusterRole>("ClusterRole") {
+    for mut role in rendered.all::<ClusterRole>("ClusterRole") {
+        role.rules =
+            Some(without(role.rules.take().unwrap_or_default(), role.metadata.name.as_deref(), &taken_away));
         Api::<ClusterRole>::all(admin.clone()).create(&pp, &role).await.unwrap();
     }
     for binding in rendered.all::<ClusterRoleBinding>("ClusterRoleBinding") {
         Api::<ClusterRoleBinding>::all(admin.clone()).create(&pp, &binding).await.unwrap();
     }
-    for role in rendered.all::<Role>("Role") {
+    for mut role in rendered.all::<Role>("Role") {
+        role.rules =
+            Some(without(role.rules.take().unwrap_or_default(), role.metadata.name.as_deref(), &taken_away));
         let ns = role.metadata.namespace.clone().unwrap();
         Api::<Role>::namespaced(admin.clone(), &ns).create(&pp, &role).await.unwrap();
     }
@@ -982,68 +1026,147 @@ async fn operator_works_with_rendered_rbac(values: Value, watch: Vec<String>) {
         "apiVersion": "slack.rotator.dev/v1alpha1",
         "kind": "SlackToken",
         "metadata": { "name": "bot" },
-        "spec": { "type": "OAuth", "credentialsRef": { "name": "bot-creds" }, "secretRef": { "name": "bot-token" } },
+        "spec": {
+            "type": "OAuth", "credentialsRef": { "name": "bot-creds" }, "secretRef": { "name": "bot-token" },
+            "revokeOnDelete": true,
+        },
     }))
     .unwrap();
-    Api::<SlackToken>::namespaced(admin.clone(), &token_ns).create(&pp, &token).await.unwrap();
+    let tokens = Api::<SlackToken>::namespaced(admin.clone(), &token_ns);
+    tokens.create(&pp, &token).await.unwrap();
 
     // The operator, as the chart's ServiceAccount.
     let operator = kube.service_account_client(&release_ns, FULLNAME);
     let leader_elect = rendered.args().iter().any(|a| a == "--leader-elect");
-    let leadership = if leader_elect {
+    let mut leadership = None;
+    if leader_elect {
         let acquired = tokio::time::timeout(
-            Duration::from_secs(30),
+            Duration::from_secs(60),
             slack_token_operator::leader::acquire(operator.clone()),
         )
         .await
-        .expect("leadership within 30s: the Lease could not be taken with the rendered Role");
-        Some(acquired.expect("the rendered Role lets the operator take its Lease"))
-    } else {
-        None
-    };
+        .map_err(|_| "no leadership within 60s: the Lease could not be taken".to_owned())?;
+        leadership = Some(acquired.map_err(|e| format!("leader election failed: {e}"))?);
+    }
     let ctx = controller::Context::new(
         operator,
         SlackClient::new(&slack.base_url()).unwrap(),
-        std::sync::Arc::new(SystemClock),
+        std::sync::Arc::new(TokioClock::new()),
     );
     let controller = tokio::spawn(controller::run(ctx, watch));
-
     let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(admin.clone(), &token_ns);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let published = secrets
+
+    // Polls `check` every 100ms of (paused) time for up to a minute.
+    macro_rules! within_a_minute {
+        ($what:expr, $check:expr) => {{
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                if $check {
+                    break;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    controller.abort();
+                    return Err(format!("{} did not happen within a minute", $what));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }};
+    }
+    let published = || async {
+        secrets
             .get_opt("bot-token")
             .await
             .unwrap()
             .and_then(|s| s.data)
-            .and_then(|d| d.get("token").map(|t| slack.token_is_valid(&String::from_utf8_lossy(&t.0))))
-            .unwrap_or(false);
-        let recorded = !events.list(&ListParams::default()).await.unwrap().items.is_empty();
-        let status = Api::<SlackToken>::namespaced(admin.clone(), &token_ns).get("bot").await.unwrap().status;
-        if published && recorded {
-            let ready = status.unwrap().conditions.into_iter().find(|c| c.type_ == "Ready").unwrap();
-            assert_eq!(ready.status, "True", "Ready condition written through slacktokens/status");
-            break;
+            .and_then(|d| d.get("token").map(|t| String::from_utf8_lossy(&t.0).into_owned()))
+    };
+    within_a_minute!("the revokeOnDelete finalizer", {
+        tokens.get("bot").await.unwrap().metadata.finalizers.is_some_and(|f| !f.is_empty())
+    });
+    within_a_minute!("publishing a token", published().await.is_some_and(|t| slack.token_is_valid(&t)));
+    within_a_minute!("Ready written through slacktokens/status", {
+        let status = tokens.get("bot").await.unwrap().status.unwrap_or_default();
+        status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+    });
+    within_a_minute!("recording an Event", !events.list(&Default::default()).await.unwrap().items.is_empty());
+
+    // A second rotation within minutes: the Recorder patches the Event into a series.
+    let first = published().await.unwrap_or_default();
+    let patch = json!({"metadata": {"annotations": {"slack.rotator.dev/rotate": "1"}}});
+    tokens.patch("bot", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    within_a_minute!("rotating on request", published().await.is_some_and(|t| t != first));
+    within_a_minute!("counting the second Rotated Event", {
+        events.list(&Default::default()).await.unwrap().items.iter().any(|e| e.series.is_some())
+    });
+
+    // A deleted output Secret comes back: the operator watches the Secrets it labelled.
+    secrets.delete("bot-token", &DeleteParams::default()).await.unwrap();
+    within_a_minute!("restoring the deleted output Secret", published().await.is_some());
+
+    if let Some(leadership) = &leadership {
+        // Hold the Lease through renewals.
+        let leases = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(admin.clone(), &release_ns);
+        let renewed = |l: k8s_openapi::api::coordination::v1::Lease| l.spec.and_then(|s| s.renew_time);
+        let before = renewed(leases.get(slack_token_operator::leader::LEASE_NAME).await.unwrap());
+        tokio::time::sleep(Duration::from_secs(40)).await;
+        let after = renewed(leases.get(slack_token_operator::leader::LEASE_NAME).await.unwrap());
+        if after == before || !leadership.is_leader() {
+            controller.abort();
+            return Err("the Lease was not renewed".into());
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the operator did not publish a token and record an Event within 30s with the rendered RBAC \
-             (published: {published}, event: {recorded}); status: {status:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    let current = published().await.unwrap_or_default();
+    tokens.delete("bot", &DeleteParams::default()).await.unwrap();
+    within_a_minute!("revoking on delete and releasing the finalizer", {
+        tokens.get_opt("bot").await.unwrap().is_none()
+    });
+    let revoked = slack.is_revoked(&current);
     controller.abort();
     drop(leadership);
     slack.shutdown();
     kube.shutdown().await;
+    revoked.then_some(()).ok_or_else(|| "the token was not revoked".into())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_operator_rotates_and_elects_a_leader_with_only_the_rendered_cluster_wide_rbac() {
-    operator_works_with_rendered_rbac(json!({ "replicaCount": 2 }), vec![]).await;
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_operator_rotates_with_only_the_rendered_namespaced_rbac() {
-    operator_works_with_rendered_rbac(json!({ "watchNamespaces": ["team-a"] }), vec!["team-a".into()]).await;
+#[test]
+fn the_operator_rotates_and_elects_a_leader_with_only_the_rendered_cluster_wide_rbac() {
+    let rendered = render_in(
+        &std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into()),
+        json!({ "replicaCount": 2 }),
+    );
+    paused_runtime().block_on(operator_scenario(&rendered, vec![], None)).unwrap();
+}
+
+#[test]
+fn the_operator_rotates_with_only_the_rendered_namespaced_rbac() {
+    let rendered = render_in(
+        &std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into()),
+        json!({ "watchNamespaces": ["team-a"] }),
+    );
+    paused_runtime().block_on(operator_scenario(&rendered, vec!["team-a".into()], None)).unwrap();
+}
+
+#[test]
+fn taking_away_any_single_rendered_permission_breaks_the_operator() {
+    let rendered = render_in(
+        &std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into()),
+        json!({ "replicaCount": 2 }),
+    );
+    let permissions = each_permission(&rendered);
+    assert!(permissions.len() >= 15, "every verb is tried: {permissions:?}");
+    let mut unneeded = Vec::new();
+    for permission in permissions {
+        if paused_runtime().block_on(operator_scenario(&rendered, vec![], Some(permission.clone()))).is_ok() {
+            unneeded.push(permission);
+        }
+    }
+    assert!(
+        unneeded.is_empty(),
+        "the operator works without these, so the chart should not grant them: {unneeded:?}"
+    );
 }
