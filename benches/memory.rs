@@ -140,10 +140,12 @@ async fn start_emulators(kubeconfig: &Path) -> anyhow::Result<(Child, String)> {
         .context("starting the emulators")?;
     let stdout = child.stdout.take().context("emulator stdout")?;
     let mut lines = BufReader::new(stdout).lines();
-    // "ready: kubernetes http://… (kubeconfig …), slack http://127.0.0.1:PORT/api/"
+    // "ready: kubernetes http://… (kubeconfig …), slack http://127.0.0.1:PORT/api/ (admin …)"
     while let Some(line) = lines.next_line().await? {
-        if let Some(slack) = line.strip_prefix("ready: ").and_then(|l| l.rsplit("slack ").next()) {
-            let slack = slack.trim().to_owned();
+        let slack =
+            line.strip_prefix("ready: ").and_then(|l| l.split_whitespace().find(|w| w.ends_with("/api/")));
+        if let Some(slack) = slack {
+            let slack = slack.to_owned();
             // Keep draining stdout so the child never blocks on a full pipe.
             tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
             return Ok((child, slack));

@@ -385,3 +385,30 @@ fn stale_credentials_cache_never_spends_a_refresh_token_twice() {
         assert_eq!(env.status("bot").await.last_rotate_request.as_deref(), Some("r3"));
     });
 }
+
+#[test]
+fn malformed_durations_are_rejected_by_the_schema() {
+    e2e(|env| async move {
+        // Sent untyped: the Rust types would refuse to serialise a malformed duration at all.
+        let yaml = support::token_yaml("bad", "OAuth", "renewBefore: 2d");
+        let object: kube::api::DynamicObject = serde_yaml::from_str(&yaml).unwrap();
+        let resource = kube::api::ApiResource::erase::<slack_token_operator::crd::SlackToken>(&());
+        let api: kube::Api<kube::api::DynamicObject> =
+            kube::Api::namespaced_with(env.client.clone(), &env.ns, &resource);
+        let err = api.create(&Default::default(), &object).await.unwrap_err();
+        let kube::Error::Api(status) = err else { panic!("expected an API error, got {err}") };
+        assert_eq!(status.code, 422);
+        assert!(status.message.contains("renewBefore"), "{}", status.message);
+    });
+}
+
+#[test]
+fn invalid_spec_gets_a_condition_that_says_what_is_wrong() {
+    e2e(|env| async move {
+        let yaml = support::token_yaml("same", "OAuth", "").replace("name: same-token", "name: same-creds");
+        env.create_token(&yaml).await;
+        let (reason, message) = env.ready("same", "False").await;
+        assert_eq!(reason, "InvalidSpec");
+        assert!(message.contains("same Secret"), "{message}");
+    });
+}
