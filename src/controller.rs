@@ -256,7 +256,7 @@ async fn converge(
     let warnings = validate(stk)?;
     let creds_name = &spec.credentials_ref.name;
     let creds_secret = secrets.get_opt(creds_name).await?;
-    if !fresh_rotate_request(stk) && !ctx_has_unsaved(ctx, stk) {
+    if !fresh_rotate_request(stk) && !ctx.unsaved.holds(stk) {
         let creds_version = creds_secret.as_ref().and_then(|s| s.resource_version());
         if let Some(wait) = ctx.backoff.remaining(stk, creds_version.as_deref()) {
             return Ok(Converged::Waiting(wait));
@@ -300,10 +300,6 @@ fn fresh_rotate_request(stk: &SlackToken) -> bool {
         && request != stk.status.as_ref().and_then(|s| s.last_rotate_request.as_ref())
 }
 
-fn ctx_has_unsaved(ctx: &Context, stk: &SlackToken) -> bool {
-    ctx.unsaved.contains(&stk.uid().unwrap_or_default())
-}
-
 /// OAuth and AppConfiguration tokens: rotate through Slack when due, then publish.
 async fn converge_rotating(
     stk: &SlackToken,
@@ -322,7 +318,7 @@ async fn converge_rotating(
     let due = schedule::next_rotation(times, period, renew_before).is_some_and(|next| next <= now);
     let rotate_request = stk.annotations().get(ROTATE_ANNOTATION).cloned();
 
-    let trigger = if rotator.has_unsaved(stk) {
+    let trigger = if ctx.unsaved.holds(stk) {
         Some(Trigger::SavePending)
     } else if spec.suspend {
         None

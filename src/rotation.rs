@@ -46,8 +46,9 @@ impl Unsaved {
     fn remove(&self, uid: &str) {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(uid);
     }
-    pub fn contains(&self, uid: &str) -> bool {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).contains_key(uid)
+    /// Whether a pair for this SlackToken is waiting to be saved.
+    pub fn holds(&self, stk: &SlackToken) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&stk.uid().unwrap_or_default())
     }
     pub fn len(&self) -> usize {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
@@ -102,10 +103,6 @@ impl Rotator<'_> {
         let saved = self.save(stk, creds_secret, creds, &issued).await?;
         self.unsaved.remove(&uid);
         Ok((saved, issued))
-    }
-
-    pub fn has_unsaved(&self, stk: &SlackToken) -> bool {
-        self.unsaved.get(&stk.uid().unwrap_or_default()).is_some()
     }
 
     async fn call_slack(
