@@ -412,3 +412,73 @@ fn invalid_spec_gets_a_condition_that_says_what_is_wrong() {
         assert!(message.contains("same Secret"), "{message}");
     });
 }
+
+/// Collects everything logged on this thread.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn no_token_text_reaches_logs_events_or_status() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("debug")
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    // The e2e runtime is single-threaded, so every task logs through this subscriber.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let secrets_seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = secrets_seen.clone();
+    e2e(|env| async move {
+        let f = env.oauth_token("bot", "").await;
+        let first = env.published_token(&f.output(), None).await;
+        env.ready("bot", "True").await;
+        let wait = until_next_rotation(&env, "bot").await;
+        env.advance(wait + margin(&env)).await;
+        let second = env.published_token(&f.output(), Some(&first)).await;
+        // And a failure: a refresh token Slack refuses.
+        env.create_secret(
+            "bad-creds",
+            &[
+                ("clientId", &f.app.client_id),
+                ("clientSecret", &f.app.client_secret),
+                ("refreshToken", "xoxe-1-REFUSED"),
+            ],
+        )
+        .await;
+        env.create_token(&support::token_yaml("bad", "OAuth", "")).await;
+        env.ready("bad", "False").await;
+
+        let mut secrets = vec![first, second, f.app.client_secret.clone(), "xoxe-1-REFUSED".to_owned()];
+        secrets.extend(env.saved_refresh_token(&f).await);
+        let mut public = String::new();
+        for name in ["bot", "bad"] {
+            public.push_str(&serde_json::to_string(&env.tokens().get(name).await.unwrap().status).unwrap());
+        }
+        let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+            kube::Api::namespaced(env.client.clone(), &env.ns);
+        public.push_str(
+            &serde_json::to_string(&events.list(&Default::default()).await.unwrap().items).unwrap(),
+        );
+        for secret in &secrets {
+            assert!(!public.contains(secret.as_str()), "a token or client secret in status or Events");
+        }
+        seen.lock().unwrap().extend(secrets);
+    });
+    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    assert!(logs.contains("rotated"), "the capture saw the controller's logs");
+    for secret in secrets_seen.lock().unwrap().iter() {
+        assert!(!logs.contains(secret.as_str()), "a token or client secret in the logs");
+    }
+}
