@@ -387,14 +387,7 @@ fn validate(stk: &SlackToken) -> Result<Vec<String>, Error> {
         return Err(Error::InvalidSpec("rotationPeriod must be greater than zero".into()));
     }
     if spec.token_type == TokenType::Manual {
-        if spec.manual.is_none() {
-            return Err(Error::InvalidSpec("type Manual needs spec.manual.kind".into()));
-        }
-        if spec.rotation_period.is_none() {
-            return Err(Error::InvalidSpec(
-                "type Manual needs rotationPeriod: how often a person should re-issue the token".into(),
-            ));
-        }
+        manual::settings(spec)?;
         return Ok(Vec::new());
     }
     let mut warnings = Vec::new();

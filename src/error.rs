@@ -30,9 +30,6 @@ pub enum Error {
 
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
-
-    #[error("{0}")]
-    Rejected(String),
 }
 
 impl Error {
@@ -57,7 +54,6 @@ impl Error {
                 _ => "SlackError",
             },
             Error::Kube(_) => "KubernetesApiError",
-            Error::Rejected(_) => "PendingTokenRejected",
         }
     }
 

@@ -5,7 +5,7 @@
 
 use crate::{
     controller::Context,
-    crd::{ManualKind, SlackToken},
+    crd::{ManualKind, ManualSpec, SlackToken, SlackTokenSpec},
     credentials::{self, Credentials, CredentialsError, PENDING_TOKEN},
     error::Error,
     rotation::{self, Trigger},
@@ -22,6 +22,21 @@ use kube::{
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
+use std::time::Duration;
+
+/// The Manual settings a spec must have: `manual` and `rotationPeriod`.
+pub fn settings(spec: &SlackTokenSpec) -> Result<(&ManualSpec, Duration), Error> {
+    let manual = spec
+        .manual
+        .as_ref()
+        .ok_or_else(|| Error::InvalidSpec("type Manual needs spec.manual.kind".into()))?;
+    let period = spec.rotation_period.map(|p| p.as_std()).ok_or_else(|| {
+        Error::InvalidSpec(
+            "type Manual needs rotationPeriod: how often a person should re-issue the token".into(),
+        )
+    })?;
+    Ok((manual, period))
+}
 
 pub async fn converge(
     stk: &SlackToken,
@@ -34,13 +49,7 @@ pub async fn converge(
     let spec = &stk.spec;
     let creds_name = &spec.credentials_ref.name;
     let bad = |source| Error::BadCredentials { name: creds_name.clone(), source };
-    let manual =
-        spec.manual.clone().ok_or_else(|| Error::InvalidSpec("type Manual needs spec.manual.kind".into()))?;
-    let period = spec.rotation_period.map(|p| p.as_std()).ok_or_else(|| {
-        Error::InvalidSpec(
-            "type Manual needs rotationPeriod: how often a person should re-issue the token".into(),
-        )
-    })?;
+    let (manual, period) = settings(spec)?;
     let mut current =
         creds.access_token.clone().ok_or(bad(CredentialsError::Missing(credentials::ACCESS_TOKEN)))?;
     let mut creds_secret = creds_secret;
@@ -104,7 +113,10 @@ pub async fn converge(
     let checked = done.last_check.or(last_check).unwrap_or(now);
     done.wake_at = checked.checked_add(interval).ok();
 
-    rotation::publish(secrets, stk, &current).await?;
+    if done.rotated.is_none() {
+        // (A hand-over published the new token already, before revoking the old one.)
+        rotation::publish(secrets, stk, &current).await?;
+    }
 
     let due_at = issued_at.checked_add(period).unwrap_or(Timestamp::MAX);
     if due_at <= now {
