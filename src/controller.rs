@@ -184,6 +184,7 @@ pub async fn reconcile(cached: Arc<SlackToken>, ctx: Arc<Context>) -> Result<Act
     // Decide on the object as the API server has it now, not as the cache last saw it: a status
     // that lags behind would make us handle the same rotate request twice.
     let Some(stk) = tokens.get_opt(&cached.name_any()).await? else {
+        ctx.backoff.clear(&cached); // gone: forget its retry state
         return Ok(Action::await_change());
     };
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);

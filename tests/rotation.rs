@@ -308,6 +308,10 @@ fn short_rotation_period_is_warned_about() {
         env.oauth_token("fast", "rotationPeriod: 30m").await;
         let (_, message) = env.ready("fast", "True").await;
         assert!(message.contains("under 1h"), "{message}");
+        env.eventually("a ShortRotationPeriod Event", env.patience(), || async {
+            env.event_reasons("fast").await.contains(&"ShortRotationPeriod".to_owned()).then_some(())
+        })
+        .await;
     });
 }
 
