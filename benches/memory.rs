@@ -20,7 +20,7 @@ use kube::{
     Client,
 };
 use serde_json::{json, Value};
-use slack_token_operator::crd::SlackToken;
+use slack_token_operator::crd::{SlackToken, SlackTokenSpec, TokenType};
 use std::{
     path::Path,
     process::Stdio,
@@ -230,16 +230,9 @@ async fn seed_tokens(client: &Client, slack_api: &str, count: usize) -> anyhow::
                     },
                 }))?;
                 secrets.create(&PostParams::default(), &creds).await?;
-                let token: SlackToken = serde_json::from_value(json!({
-                    "apiVersion": "slack.rotator.dev/v1alpha1",
-                    "kind": "SlackToken",
-                    "metadata": {"name": name},
-                    "spec": {
-                        "type": "OAuth",
-                        "credentialsRef": {"name": format!("{name}-creds")},
-                        "secretRef": {"name": format!("{name}-token")},
-                    },
-                }))?;
+                let spec =
+                    SlackTokenSpec::new(TokenType::OAuth, &format!("{name}-creds"), &format!("{name}-token"));
+                let token = SlackToken::new(&name, spec);
                 tokens.create(&PostParams::default(), &token).await?;
                 anyhow::Ok(())
             }

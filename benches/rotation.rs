@@ -35,7 +35,7 @@ use slack_emulator::{SlackEmulator, TokenKind};
 use slack_token_operator::{
     clock::{SharedClock, TokioClock},
     controller::{self, Context, MANAGED_BY, MANAGED_BY_LABEL},
-    crd::SlackToken,
+    crd::{SlackToken, SlackTokenSpec, TokenType},
     schedule::default_renew_before,
     slack::SlackClient,
     status,
@@ -232,16 +232,9 @@ impl Env {
                         "stringData": {"clientId": app.client_id, "clientSecret": app.client_secret, "refreshToken": refresh},
                     }))?;
                     secrets.create(&PostParams::default(), &creds).await?;
-                    let token = serde_json::from_value(serde_json::json!({
-                        "apiVersion": "slack.rotator.dev/v1alpha1",
-                        "kind": "SlackToken",
-                        "metadata": {"name": name},
-                        "spec": {
-                            "type": "OAuth",
-                            "credentialsRef": {"name": format!("{name}-creds")},
-                            "secretRef": {"name": format!("{name}-token")},
-                        },
-                    }))?;
+                    let spec =
+                        SlackTokenSpec::new(TokenType::OAuth, &format!("{name}-creds"), &format!("{name}-token"));
+                    let token = SlackToken::new(&name, spec);
                     tokens.create(&PostParams::default(), &token).await?;
                     anyhow::Ok(installation.id)
                 }

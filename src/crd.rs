@@ -80,6 +80,23 @@ pub struct SlackTokenSpec {
     pub revoke_on_delete: bool,
 }
 
+impl SlackTokenSpec {
+    /// A spec with every optional field at its default: the type and the two Secrets' names.
+    pub fn new(token_type: TokenType, credentials: &str, secret: &str) -> Self {
+        Self {
+            token_type,
+            credentials_ref: CredentialsRef { name: credentials.to_owned() },
+            secret_ref: OutputSecretRef { name: secret.to_owned(), key: default_key() },
+            rotation_period: None,
+            renew_before: None,
+            secret_template: None,
+            suspend: false,
+            manual: None,
+            revoke_on_delete: false,
+        }
+    }
+}
+
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum TokenType {
     OAuth,

@@ -3,7 +3,7 @@
 use crate::{
     clock::TokioClock,
     controller::{self, Context},
-    crd::SlackToken,
+    crd::{SlackToken, SlackTokenSpec, TokenType},
     slack::{redacted, SlackClient},
 };
 use anyhow::Context as _;
@@ -96,7 +96,10 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         "stringData": {"clientId": app.client_id, "clientSecret": app.client_secret, "refreshToken": refresh}
     }))?;
     secrets.create(&PostParams::default(), &creds).await?;
-    let token: SlackToken = serde_yaml::from_str(DEMO_TOKEN)?;
+    let token = SlackToken::new(
+        "deploy-bot",
+        SlackTokenSpec::new(TokenType::OAuth, "deploy-bot-creds", "deploy-bot-token"),
+    );
     Api::<SlackToken>::namespaced(client.clone(), "default").create(&PostParams::default(), &token).await?;
 
     println!(
@@ -175,20 +178,6 @@ fn fingerprint(value: &[u8]) -> String {
     value.hash(&mut h);
     format!("{:08x}", h.finish() >> 32)
 }
-
-const DEMO_TOKEN: &str = r#"
-apiVersion: slack.rotator.dev/v1alpha1
-kind: SlackToken
-metadata:
-  name: deploy-bot
-  namespace: default
-spec:
-  type: OAuth
-  credentialsRef:
-    name: deploy-bot-creds
-  secretRef:
-    name: deploy-bot-token
-"#;
 
 pub async fn emulate(args: EmulateArgs) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

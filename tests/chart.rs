@@ -963,7 +963,12 @@ async fn operator_scenario(
     taken_away: Option<Permission>,
 ) -> Result<(), String> {
     use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-    use slack_token_operator::{clock::TokioClock, controller, crd::SlackToken, slack::SlackClient};
+    use slack_token_operator::{
+        clock::TokioClock,
+        controller,
+        crd::{SlackToken, SlackTokenSpec, TokenType},
+        slack::SlackClient,
+    };
     use std::time::Duration;
 
     // The operator takes its Lease in $POD_NAMESPACE (default "default"): the release lives there.
@@ -1022,16 +1027,8 @@ async fn operator_scenario(
     .unwrap();
     let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(admin.clone(), &token_ns);
     secrets.create(&pp, &creds).await.unwrap();
-    let token: SlackToken = serde_json::from_value(json!({
-        "apiVersion": "slack.rotator.dev/v1alpha1",
-        "kind": "SlackToken",
-        "metadata": { "name": "bot" },
-        "spec": {
-            "type": "OAuth", "credentialsRef": { "name": "bot-creds" }, "secretRef": { "name": "bot-token" },
-            "revokeOnDelete": true,
-        },
-    }))
-    .unwrap();
+    let mut token = SlackToken::new("bot", SlackTokenSpec::new(TokenType::OAuth, "bot-creds", "bot-token"));
+    token.spec.revoke_on_delete = true;
     let tokens = Api::<SlackToken>::namespaced(admin.clone(), &token_ns);
     tokens.create(&pp, &token).await.unwrap();
 
