@@ -273,6 +273,15 @@ fn app_configuration_token_is_rotated_with_tooling_tokens_rotate() {
         assert!(env.slack.token_is_valid(&token));
         assert_eq!(env.slack.calls("tooling.tokens.rotate"), 1);
         env.ready("cfg", "True").await;
+        // `exp` - `iat` gives the lifetime, so the schedule works as for OAuth tokens.
+        let wait = until_next_rotation(&env, "cfg").await;
+        // (Status times have second precision, hence the second of slack.)
+        assert!(wait <= due_after(&env) + Duration::from_secs(1), "scheduled from the token's exp: {wait:?}");
+        env.advance(wait + margin(&env)).await;
+        let second = env.published_token("cfg-token", Some(&token)).await;
+        assert!(env.slack.token_is_valid(&second));
+        assert_eq!(env.slack.calls("tooling.tokens.rotate"), 2);
+        assert!(env.slack.broken_chains().is_empty());
     });
 }
 
