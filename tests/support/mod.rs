@@ -58,7 +58,11 @@ pub struct TestEnv {
 
 impl TestEnv {
     async fn start() -> Self {
-        let clock: SharedClock = Arc::new(TokioClock::new());
+        // Start on a whole second so that runs are repeatable: status times are rounded to
+        // seconds, and a random sub-second start would round differently from run to run.
+        let start =
+            jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or_else(|_| jiff::Timestamp::now());
+        let clock: SharedClock = Arc::new(TokioClock::starting_at(start));
         let clock_for_emulators = clock.clone();
         let now: slack_emulator::NowFn = Arc::new(move || clock_for_emulators.now());
         let (kube, client, ttl) = match std::env::var("E2E_KUBECONFIG") {
