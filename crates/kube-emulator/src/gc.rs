@@ -4,21 +4,16 @@
 //! owner only loses the dangling reference).
 
 use crate::store::Key;
-use crate::verbs::{meta_str, Propagation, State};
+use crate::verbs::{Propagation, State};
 use serde_json::Value;
-use std::collections::HashSet;
 
 pub fn collect(state: &mut State, owner_uid: &str, policy: Propagation) {
     if owner_uid.is_empty() {
         return;
     }
     let mut dependents: Vec<(String, Key, Value)> = Vec::new();
-    let mut live_uids: HashSet<String> = HashSet::new();
     for storage in state.store.storages() {
         for (key, obj) in state.store.objects(&storage) {
-            if let Some(uid) = meta_str(obj, "uid") {
-                live_uids.insert(uid.to_string());
-            }
             let owned = obj["metadata"]["ownerReferences"]
                 .as_array()
                 .is_some_and(|refs| refs.iter().any(|r| r["uid"].as_str() == Some(owner_uid)));
@@ -32,7 +27,7 @@ pub fn collect(state: &mut State, owner_uid: &str, policy: Propagation) {
         let remaining: Vec<Value> =
             refs.iter().filter(|r| r["uid"].as_str() != Some(owner_uid)).cloned().collect();
         let other_live_owner =
-            remaining.iter().any(|r| r["uid"].as_str().is_some_and(|u| live_uids.contains(u)));
+            remaining.iter().any(|r| r["uid"].as_str().is_some_and(|u| state.store.has_uid(u)));
         if policy == Propagation::Orphan || other_live_owner {
             let mut next = obj.clone();
             if remaining.is_empty() {

@@ -3,7 +3,7 @@
 //! fan-out of committed events to open watches.
 
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -41,6 +41,8 @@ struct Watcher {
 pub struct Store {
     rv: u64,
     objects: HashMap<String, BTreeMap<Key, Value>>,
+    /// uids of every stored object, so ownerReference checks cost O(1), not a scan of the store.
+    uids: HashSet<String>,
     history: VecDeque<Arc<Event>>,
     /// Resuming from an RV below this is impossible (410 Gone).
     compacted: u64,
@@ -65,6 +67,11 @@ impl Store {
         self.objects.get(storage).into_iter().flatten()
     }
 
+    /// Whether any stored object has this uid.
+    pub fn has_uid(&self, uid: &str) -> bool {
+        self.uids.contains(uid)
+    }
+
     pub fn storages(&self) -> Vec<String> {
         self.objects.keys().cloned().collect()
     }
@@ -83,10 +90,17 @@ impl Store {
         let rv = self.rv;
         object["metadata"]["resourceVersion"] = Value::String(rv.to_string());
         let map = self.objects.entry(storage.to_string()).or_default();
+        let uid = object["metadata"]["uid"].as_str().map(str::to_string);
         if etype == EventType::Deleted {
             map.remove(&key);
+            if let Some(uid) = uid {
+                self.uids.remove(&uid);
+            }
         } else {
             map.insert(key.clone(), object.clone());
+            if let Some(uid) = uid {
+                self.uids.insert(uid);
+            }
         }
         let ev =
             Arc::new(Event { rv, storage: storage.to_string(), key, etype, object: object.clone(), old });

@@ -434,10 +434,7 @@ impl State {
         let Some(refs) = obj["metadata"]["ownerReferences"].as_array().filter(|r| !r.is_empty()) else {
             return;
         };
-        let uids: Vec<&str> = refs.iter().filter_map(|r| r["uid"].as_str()).collect();
-        let any_live = self.store.storages().iter().any(|st| {
-            self.store.objects(st).any(|(_, o)| meta_str(o, "uid").is_some_and(|u| uids.contains(&u)))
-        });
+        let any_live = refs.iter().filter_map(|r| r["uid"].as_str()).any(|u| self.store.has_uid(u));
         if !any_live {
             self.delete_internal(storage, key, Propagation::Background);
         }
