@@ -11,17 +11,13 @@ pub fn collect(state: &mut State, owner_uid: &str, policy: Propagation) {
     if owner_uid.is_empty() {
         return;
     }
-    let mut dependents: Vec<(String, Key, Value)> = Vec::new();
-    for storage in state.store.storages() {
-        for (key, obj) in state.store.objects(&storage) {
-            let owned = obj["metadata"]["ownerReferences"]
-                .as_array()
-                .is_some_and(|refs| refs.iter().any(|r| r["uid"].as_str() == Some(owner_uid)));
-            if owned {
-                dependents.push((storage.clone(), key.clone(), obj.clone()));
-            }
-        }
-    }
+    let dependents: Vec<(String, Key, Value)> = dependents(state, owner_uid)
+        .into_iter()
+        .filter_map(|(storage, key)| {
+            let obj = state.store.get(&storage, &key)?.clone();
+            Some((storage, key, obj))
+        })
+        .collect();
     for (storage, key, obj) in dependents {
         let refs = obj["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
         let remaining: Vec<Value> =
