@@ -25,6 +25,23 @@ fn api_err(e: kube::Error) -> Status {
     }
 }
 
+/// Sends a raw request (any method, content type and body) through the kube-rs client.
+async fn send(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    ct: &str,
+    body: &str,
+) -> Result<serde_json::Value, kube::Error> {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", ct)
+        .body(body.as_bytes().to_vec())
+        .unwrap();
+    client.request::<serde_json::Value>(req).await
+}
+
 /// Creates a namespaced CRD `widgets.example.com` (v1) with a status subresource.
 async fn widget_crd(client: &kube::Client) -> Api<DynamicObject> {
     let crds: Api<
@@ -771,16 +788,6 @@ async fn write_preconditions_and_metadata_validation_match_the_real_server() {
 async fn malformed_requests_get_status_errors_not_panics() {
     let emu = KubeEmulator::start().await.unwrap();
     let client = emu.client();
-    let send = |method: &str, path: &str, ct: &str, body: &'static str| {
-        let req = http::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("content-type", ct)
-            .body(body.as_bytes().to_vec())
-            .unwrap();
-        let client = client.clone();
-        async move { client.request::<serde_json::Value>(req).await }
-    };
     let cases = [
         ("POST", "/api/v1/namespaces/default/secrets", "application/json", "{not json", 400),
         ("POST", "/api/v1/namespaces/default/secrets", "application/json", "[]", 400),
@@ -799,7 +806,7 @@ async fn malformed_requests_get_status_errors_not_panics() {
         ("PUT", "/api/v1/namespaces/default/secrets", "application/json", "{}", 405),
     ];
     for (method, path, ct, body, code) in cases {
-        match send(method, path, ct, body).await {
+        match send(&client, method, path, ct, body).await {
             Err(kube::Error::Api(s)) => assert_eq!(s.code, code, "{method} {path}: {}", s.message),
             other => panic!("{method} {path}: expected {code}, got {other:?}"),
         }
@@ -1052,16 +1059,6 @@ async fn events_k8s_io_create_requires_reporting_fields() {
 async fn type_mismatches_in_bodies_are_400_bad_request() {
     let emu = KubeEmulator::start().await.unwrap();
     let client = emu.client();
-    let send = |method: &str, path: &str, ct: &str, body: &'static str| {
-        let req = http::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("content-type", ct)
-            .body(body.as_bytes().to_vec())
-            .unwrap();
-        let client = client.clone();
-        async move { client.request::<serde_json::Value>(req).await }
-    };
     let cases = [
         ("POST", "/api/v1/namespaces", r#"{"metadata":{"name":"x","labels":"oops"}}"#),
         ("POST", "/api/v1/namespaces", r#"{"metadata":{"name":"x"},"spec":"oops"}"#),
@@ -1078,7 +1075,7 @@ async fn type_mismatches_in_bodies_are_400_bad_request() {
         ),
     ];
     for (method, path, body) in cases {
-        match send(method, path, "application/json", body).await {
+        match send(&client, method, path, "application/json", body).await {
             Err(kube::Error::Api(s)) => assert_eq!(s.code, 400, "{path} {body}: {}", s.message),
             other => panic!("{path} {body}: {other:?}"),
         }
