@@ -29,26 +29,32 @@ use std::{collections::HashMap, sync::Mutex};
 /// How often a conflicting write of the credentials Secret is re-read and retried in one go.
 const SAVE_ATTEMPTS: usize = 5;
 
-/// Token pairs Slack issued that are not yet saved, by SlackToken uid.
+/// Token pairs Slack issued that are not yet saved, by credentials Secret (`namespace/name`).
 ///
 /// The refresh token they replace is already spent, so these are the only copy. A reconcile that
-/// finds one here saves it instead of calling Slack.
+/// finds one here saves it instead of calling Slack. They are keyed by the credentials Secret,
+/// not by the SlackToken, because the pair continues that Secret's refresh-token chain: a
+/// SlackToken deleted and created again (by hand, or by a GitOps tool replacing it) while a save
+/// is failing must still find the pair, or its next rotation would present a spent token.
 #[derive(Default)]
 pub struct Unsaved(Mutex<HashMap<String, Issued>>);
 
 impl Unsaved {
-    fn get(&self, uid: &str) -> Option<Issued> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(uid).cloned()
+    fn key(stk: &SlackToken) -> String {
+        format!("{}/{}", stk.namespace().unwrap_or_default(), stk.spec.credentials_ref.name)
     }
-    fn put(&self, uid: &str, issued: Issued) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(uid.to_owned(), issued);
+    fn get(&self, stk: &SlackToken) -> Option<Issued> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&Self::key(stk)).cloned()
     }
-    fn remove(&self, uid: &str) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(uid);
+    fn put(&self, stk: &SlackToken, issued: Issued) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(Self::key(stk), issued);
     }
-    /// Whether a pair for this SlackToken is waiting to be saved.
+    fn remove(&self, stk: &SlackToken) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&Self::key(stk));
+    }
+    /// Whether a pair for this SlackToken's credentials is waiting to be saved.
     pub fn holds(&self, stk: &SlackToken) -> bool {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&stk.uid().unwrap_or_default())
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&Self::key(stk))
     }
     pub fn len(&self) -> usize {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
@@ -91,17 +97,16 @@ impl Rotator<'_> {
         creds: &Credentials,
         trigger: Trigger,
     ) -> Result<(Secret, Issued), Error> {
-        let uid = stk.uid().unwrap_or_default();
-        let issued = match self.unsaved.get(&uid) {
+        let issued = match self.unsaved.get(stk) {
             Some(issued) => issued,
             None => {
                 let issued = self.call_slack(stk, creds, trigger).await?;
-                self.unsaved.put(&uid, issued.clone());
+                self.unsaved.put(stk, issued.clone());
                 issued
             }
         };
         let saved = self.save(stk, creds_secret, creds, &issued).await?;
-        self.unsaved.remove(&uid);
+        self.unsaved.remove(stk);
         Ok((saved, issued))
     }
 

@@ -386,6 +386,43 @@ fn api_server_write_failure_after_slack_answered_loses_no_refresh_token() {
 }
 
 #[test]
+fn slacktoken_recreated_while_a_save_fails_saves_the_pending_pair_first() {
+    // A GitOps tool replacing the SlackToken (delete + create: a new uid) while the credentials
+    // Secret cannot be written must not lose the pair Slack issued: it continues that Secret's
+    // refresh-token chain, whatever SlackToken object drives it.
+    e2e(|env| async move {
+        let Some(kube) = env.kube.as_ref() else {
+            eprintln!("skipped: needs the emulator's fault injection");
+            return;
+        };
+        let f = env.oauth_token("bot", "").await;
+        let first = env.published_token(&f.output(), None).await;
+        env.ready("bot", "True").await;
+        kube.faults().fail_next(kube_emulator::Verb::Update, "secrets", None, 1000, 500);
+        let wait = until_next_rotation(&env, "bot").await;
+        env.advance(wait).await;
+        let (reason, _) = env.ready("bot", "False").await;
+        assert_eq!(reason, "KubernetesApiError");
+        assert_eq!(env.slack.refreshes(&f.installation_id), 2, "Slack answered; the save failed");
+        assert_eq!(env.ctx.unsaved.len(), 1);
+
+        env.tokens().delete("bot", &DeleteParams::default()).await.unwrap();
+        env.eventually("SlackToken gone", env.patience(), || async {
+            env.tokens().get_opt("bot").await.unwrap().is_none().then_some(())
+        })
+        .await;
+        env.create_token(&support::token_yaml("bot", "OAuth", "")).await;
+        kube.faults().clear();
+
+        let second = env.published_token(&f.output(), Some(&first)).await;
+        assert!(env.slack.token_is_valid(&second));
+        assert_eq!(env.slack.refreshes(&f.installation_id), 2, "the pending pair was saved, not re-fetched");
+        assert!(env.slack.broken_chains().is_empty(), "no spent refresh token was presented");
+        assert!(env.ctx.unsaved.is_empty());
+    });
+}
+
+#[test]
 fn stale_credentials_cache_never_spends_a_refresh_token_twice() {
     // Rotations in quick succession (rotate-now twice) must each read the newest refresh token.
     e2e(|env| async move {
