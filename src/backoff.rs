@@ -72,9 +72,22 @@ impl Gate {
 
     pub fn hold(&self, stk: &crate::crd::SlackToken, delay: Duration) {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        // A hold that has run out no longer gates anything, and the controller is not told when
+        // a SlackToken without finalizer is deleted; dropping run-out holds here keeps entries of
+        // deleted SlackTokens from piling up.
+        map.retain(|_, held| held.until.is_none_or(|until| until > now));
         if let Some(held) = map.get_mut(&Self::key(stk)) {
-            held.until = Some(Instant::now() + delay);
+            held.until = Some(now + delay);
         }
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     pub fn clear(&self, stk: &crate::crd::SlackToken) {
@@ -125,6 +138,28 @@ mod tests {
     fn rate_limit_waits_at_least_retry_after() {
         let e = Error::Slack(SlackError::RateLimited { method: "m", retry_after: Duration::from_secs(90) });
         assert!(delay(&e, 1, None, "uid") >= Duration::from_secs(90));
+    }
+
+    fn slacktoken(uid: &str) -> crate::crd::SlackToken {
+        let spec = crate::crd::SlackTokenSpec::new(crate::crd::TokenType::OAuth, "creds", "out");
+        let mut stk = crate::crd::SlackToken::new(uid, spec);
+        stk.metadata.uid = Some(uid.to_owned());
+        stk
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn run_out_holds_are_forgotten() {
+        let gate = Gate::default();
+        let (gone, other) = (slacktoken("deleted-while-failing"), slacktoken("other"));
+        gate.observe(&gone, None);
+        gate.hold(&gone, Duration::from_secs(10));
+        assert_eq!(gate.remaining(&gone, None), Some(Duration::from_secs(10)));
+        // `gone` is deleted: no reconcile ever clears it. Another token's failure later prunes it.
+        tokio::time::advance(Duration::from_secs(11)).await;
+        gate.observe(&other, None);
+        gate.hold(&other, Duration::from_secs(10));
+        assert_eq!(gate.len(), 1, "only the live hold is kept");
+        assert!(gate.remaining(&other, None).is_some());
     }
 
     #[test]
