@@ -130,7 +130,14 @@ async fn run_scope(ctx: Arc<Context>, namespace: Option<String>) {
     };
     let (reader, writer) = reflector::store();
     // Our own status writes must not wake us: only spec, annotations, finalizers and deletion do.
-    let token_stream = reflector(writer, watcher(tokens, watcher::Config::default()))
+    // The cache only needs what names the object and what the predicate hashes: reconcile reads
+    // the SlackToken afresh from the API server. Dropping managedFields and status keeps memory
+    // per SlackToken small when there are thousands.
+    let slim = watcher(tokens, watcher::Config::default()).modify(|stk| {
+        stk.managed_fields_mut().clear();
+        stk.status = None;
+    });
+    let token_stream = reflector(writer, slim)
         .default_backoff()
         .applied_objects()
         .predicate_filter(inputs_hash, Default::default());

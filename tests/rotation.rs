@@ -306,7 +306,10 @@ fn valid_access_token_in_credentials_is_published_without_rotating() {
             ],
         )
         .await;
-        env.create_token(&support::token_yaml("adopt", "OAuth", "")).await;
+        // An adopted token's issue time is unknown, so Slack's 12h lifetime (renew 2h before) is
+        // assumed; with a real cluster's short-lived test tokens that would be due at once.
+        let renew = slack_token_operator::duration::GoDuration(env.ttl() / 3);
+        env.create_token(&support::token_yaml("adopt", "OAuth", &format!("renewBefore: {renew}"))).await;
         let token = env.published_token("adopt-token", None).await;
         assert_eq!(token, install.access_token);
         assert_eq!(env.slack.calls(OAUTH), 0);
