@@ -6,6 +6,7 @@
 //! `REAL_TTL` instead of 12h and tests express every duration as a fraction of `env.ttl()`.
 #![allow(dead_code)]
 
+use futures::FutureExt;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::{
     api::{Api, DeleteParams, PostParams},
@@ -42,8 +43,31 @@ where
         .expect("tokio runtime");
     runtime.block_on(async move {
         let env = TestEnv::start().await;
-        body(env).await;
+        let leftovers = env.is_real_cluster().then(|| (env.client.clone(), env.ns.clone()));
+        // Catch a failing test's panic so that its namespace is still removed from a real cluster.
+        let outcome = std::panic::AssertUnwindSafe(body(env)).catch_unwind().await;
+        if let Some((client, ns)) = leftovers {
+            remove_namespace(client, &ns).await;
+        }
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
     });
+}
+
+/// Leaves a real cluster as we found it. The controller is gone by now, so finalizers it would
+/// have released are dropped first, or the namespace would hang in Terminating.
+async fn remove_namespace(client: Client, ns: &str) {
+    let tokens: Api<SlackToken> = Api::namespaced(client.clone(), ns);
+    let release = serde_json::json!({"metadata": {"finalizers": null}});
+    for stk in tokens.list(&Default::default()).await.map(|l| l.items).unwrap_or_default() {
+        let patch = kube::api::Patch::Merge(&release);
+        let _ = tokens.patch(&stk.name_any(), &Default::default(), &patch).await;
+    }
+    let namespaces: Api<Namespace> = Api::all(client);
+    if let Err(e) = namespaces.delete(ns, &DeleteParams::default()).await {
+        eprintln!("could not delete test namespace {ns}: {e}");
+    }
 }
 
 pub struct TestEnv {
@@ -252,14 +276,6 @@ impl TestEnv {
 impl Drop for TestEnv {
     fn drop(&mut self) {
         self.controller.abort();
-        if self.is_real_cluster() {
-            // Best effort: leave the real cluster as we found it.
-            let namespaces: Api<Namespace> = Api::all(self.client.clone());
-            let ns = self.ns.clone();
-            tokio::spawn(async move {
-                let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
-            });
-        }
     }
 }
 
