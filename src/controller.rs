@@ -10,13 +10,14 @@ use crate::{
     clock::{format_time, SharedClock},
     crd::{SlackToken, TokenType},
     credentials::{Credentials, SLACKTOKEN_LABEL},
+    duration::GoDuration,
     error::Error,
     manual,
     metrics::{ReasonLabels, TypeLabels},
     rotation::{self, Rotator, Trigger, Unsaved},
     schedule::{self, TokenTimes},
     slack::SlackClient,
-    status::{self, Done, READY},
+    status::{self, Done, Warning, READY},
 };
 use futures::StreamExt;
 use jiff::Timestamp;
@@ -297,7 +298,7 @@ async fn converge(
             converge_rotating(stk, ctx, secrets, creds_secret, creds, now).await?
         }
     };
-    done.warnings = warnings;
+    done.warnings.splice(0..0, warnings);
     Ok(Converged::Done(Box::new(done)))
 }
 
@@ -372,9 +373,25 @@ async fn converge_rotating(
         );
         ctx.event(stk, EventType::Normal, "Rotated", note).await;
     }
+    let mut warnings = Vec::new();
+    if let Some(lifetime) =
+        times.lifetime().filter(|&life| schedule::renew_before_too_long(renew_before, Some(life)))
+    {
+        let used = schedule::effective_renew_before(renew_before, Some(lifetime));
+        warnings.push(Warning {
+            reason: "RenewBeforeTooLong",
+            message: format!(
+                "renewBefore {} is not shorter than the token's lifetime {}; renewing {} before expiry instead",
+                GoDuration(renew_before.unwrap_or_default()),
+                GoDuration(lifetime),
+                GoDuration(used)
+            ),
+        });
+    }
     Ok(Done {
         rotated: trigger,
         next_rotation: schedule::next_rotation(times, period, renew_before),
+        warnings,
         times,
         identity,
         handled_rotate_request: if trigger.is_some() { rotate_request } else { None },
@@ -383,7 +400,7 @@ async fn converge_rotating(
 }
 
 /// Checks a spec can work. Returns warnings that do not stop rotation.
-fn validate(stk: &SlackToken) -> Result<Vec<String>, Error> {
+fn validate(stk: &SlackToken) -> Result<Vec<Warning>, Error> {
     let spec = &stk.spec;
     if spec.credentials_ref.name == spec.secret_ref.name {
         return Err(Error::InvalidSpec(
@@ -400,10 +417,13 @@ fn validate(stk: &SlackToken) -> Result<Vec<String>, Error> {
     }
     let mut warnings = Vec::new();
     if let Some(period) = spec.rotation_period.filter(|p| p.as_std() < schedule::SHORT_ROTATION_PERIOD) {
-        warnings.push(format!(
-            "rotationPeriod {period} is under 1h: Slack keeps only two access tokens active, so consumers must reload Secret {} within {period}",
-            spec.secret_ref.name
-        ));
+        warnings.push(Warning {
+            reason: "ShortRotationPeriod",
+            message: format!(
+                "rotationPeriod {period} is under 1h: Slack keeps only two access tokens active, so consumers must reload Secret {} within {period}",
+                spec.secret_ref.name
+            ),
+        });
     }
     Ok(warnings)
 }
@@ -411,7 +431,7 @@ fn validate(stk: &SlackToken) -> Result<Vec<String>, Error> {
 /// A warning is announced by an Event once, when it first appears in the Ready message.
 async fn report_warnings(ctx: &Context, stk: &SlackToken, done: &Done) {
     let ready = status::find(stk.status.as_ref(), READY).map(|c| c.message.as_str()).unwrap_or_default();
-    for warning in done.warnings.iter().filter(|w| !ready.contains(w.as_str())) {
-        ctx.event(stk, EventType::Warning, "ShortRotationPeriod", warning.clone()).await;
+    for warning in done.warnings.iter().filter(|w| !ready.contains(w.message.as_str())) {
+        ctx.event(stk, EventType::Warning, warning.reason, warning.message.clone()).await;
     }
 }

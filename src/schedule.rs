@@ -29,6 +29,23 @@ impl TokenTimes {
     }
 }
 
+/// The `renewBefore` actually used. A value as long as the token's whole lifetime would make
+/// every new token due the moment it is issued: the operator would rotate in a loop, and since
+/// Slack keeps only two access tokens per installation, every consumer would lose its token at
+/// once. Like cert-manager with a `renewBefore` over the certificate's duration, fall back to the
+/// default then (and say so: see [`renew_before_too_long`]).
+pub fn effective_renew_before(renew_before: Option<Duration>, lifetime: Option<Duration>) -> Duration {
+    match renew_before {
+        Some(before) if !renew_before_too_long(Some(before), lifetime) => before,
+        _ => default_renew_before(lifetime),
+    }
+}
+
+/// Whether `renewBefore` is at least the token's known lifetime.
+pub fn renew_before_too_long(renew_before: Option<Duration>, lifetime: Option<Duration>) -> bool {
+    renew_before.zip(lifetime).is_some_and(|(before, life)| before >= life)
+}
+
 /// next rotation = min(issued + rotationPeriod, expiry − renewBefore); `None` when neither applies
 /// (a long-lived token with no period).
 pub fn next_rotation(
@@ -39,7 +56,7 @@ pub fn next_rotation(
     let by_period =
         times.issued_at.zip(rotation_period).and_then(|(issued, period)| issued.checked_add(period).ok());
     let by_expiry = times.expires_at.and_then(|expiry| {
-        let before = renew_before.unwrap_or_else(|| default_renew_before(times.lifetime()));
+        let before = effective_renew_before(renew_before, times.lifetime());
         expiry.checked_sub(before).ok()
     });
     match (by_period, by_expiry) {
@@ -90,6 +107,16 @@ mod tests {
     fn renew_before_overrides_the_default() {
         let next = next_rotation(slack_token(), None, Some(Duration::from_secs(4 * H)));
         assert_eq!(next, Some(t("2026-01-01T08:00:00Z")));
+    }
+
+    #[test]
+    fn renew_before_as_long_as_the_lifetime_falls_back_to_the_default() {
+        for before in [12 * H, 24 * H] {
+            let next = next_rotation(slack_token(), None, Some(Duration::from_secs(before)));
+            assert_eq!(next, Some(t("2026-01-01T10:00:00Z")), "renewBefore {before}s");
+        }
+        let just_under = next_rotation(slack_token(), None, Some(Duration::from_secs(12 * H - 60)));
+        assert_eq!(just_under, Some(t("2026-01-01T00:01:00Z")), "a shorter one is taken as given");
     }
 
     #[test]

@@ -30,12 +30,19 @@ pub struct Done {
     pub wake_at: Option<Timestamp>,
     pub identity: Option<crate::crd::Identity>,
     pub handled_rotate_request: Option<String>,
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
     /// Conditions besides Ready to set: (type, status, reason, message).
     pub conditions: Vec<(&'static str, bool, String, String)>,
     /// Condition types to drop.
     pub cleared: Vec<&'static str>,
     pub last_check: Option<Timestamp>,
+}
+
+/// Something about the spec that works, but not as the user may think. Shown in the Ready
+/// message and announced once by an Event with `reason`.
+pub struct Warning {
+    pub reason: &'static str,
+    pub message: String,
 }
 
 impl Done {
@@ -54,7 +61,7 @@ pub fn success(stk: &SlackToken, old: &SlackTokenStatus, done: &Done, now: Times
     );
     for warning in &done.warnings {
         message.push_str("; warning: ");
-        message.push_str(warning);
+        message.push_str(&warning.message);
     }
     let reason = if suspended { "Suspended" } else { "TokenPublished" };
     let mut conditions = set_condition(&old.conditions, condition(stk, READY, true, reason, &message, now));

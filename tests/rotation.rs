@@ -130,6 +130,32 @@ fn renew_before_change_reschedules() {
 }
 
 #[test]
+fn renew_before_as_long_as_the_token_lifetime_does_not_rotate_in_a_loop() {
+    // Every new token would be due the moment it is issued: without a fallback the operator
+    // rotates on each of its own Secret writes, and each rotation revokes a token a consumer uses.
+    e2e(|env| async move {
+        let f = env.oauth_token("bot", "renewBefore: 24h").await;
+        env.published_token(&f.output(), None).await;
+        let (_, message) = env.ready("bot", "True").await;
+        assert!(message.contains("renewBefore 24h is not shorter than the token's lifetime"), "{message}");
+        env.advance(margin(&env)).await;
+        assert_eq!(env.slack.refreshes(&f.installation_id), 1, "one rotation, not a loop");
+        let s = env.status("bot").await;
+        let exp: jiff::Timestamp = s.expiration_time.unwrap().parse().unwrap();
+        let next: jiff::Timestamp = s.next_rotation_time.unwrap().parse().unwrap();
+        let renew = default_renew_before(Some(env.ttl()));
+        assert_eq!(exp.duration_since(next).as_secs() as u64, renew.as_secs(), "the default renewBefore");
+        env.eventually("a RenewBeforeTooLong Event", env.patience(), || async {
+            env.event_reasons("bot").await.contains(&"RenewBeforeTooLong".to_owned()).then_some(())
+        })
+        .await;
+        // Due at the default time, then once more only.
+        env.advance(until_next_rotation(&env, "bot").await + margin(&env)).await;
+        assert_eq!(env.slack.refreshes(&f.installation_id), 2);
+    });
+}
+
+#[test]
 fn deleted_output_secret_is_restored_without_rotating() {
     e2e(|env| async move {
         let f = env.oauth_token("bot", "").await;

@@ -8,7 +8,6 @@ use secrecy::SecretString;
 use serde_json::json;
 use slack_emulator::{Fault, TokenKind};
 use slack_token_operator::slack::SlackClient;
-use std::time::Duration;
 use support::{e2e, token_yaml, TestEnv};
 
 fn period(env: &TestEnv) -> String {
@@ -219,9 +218,11 @@ fn rotate_now_annotation_fires_once_per_value() {
         .await;
         // Any other change wakes the controller; the handled value must not fire again.
         annotate(&env, "bot", "unrelated", "x").await;
-        let patch = json!({"spec": {"renewBefore": "3h"}});
+        // A shorter renewBefore than the default (a third of the lifetime): not due any sooner.
+        let renew = slack_token_operator::duration::GoDuration(env.ttl() / 4);
+        let patch = json!({"spec": {"renewBefore": renew.to_string()}});
         env.tokens().patch("bot", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
-        env.advance(Duration::from_secs(60)).await;
+        env.advance(env.ttl() / 30).await;
         assert_eq!(env.slack.refreshes(&f.installation_id), 2);
         annotate(&env, "bot", "slack.rotator.dev/rotate", "2").await;
         env.published_token(&f.output(), Some(&second)).await;
