@@ -59,7 +59,7 @@ pub struct SlackTokenSpec {
     pub rotation_period: Option<GoDuration>,
 
     /// Rotate this long before Slack's expiry (Go duration). Default: the smaller of 2h and a
-    /// third of the token's lifetime.
+    /// third of the token's lifetime; also used when this is not shorter than the lifetime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renew_before: Option<GoDuration>,
 
