@@ -336,7 +336,7 @@ async fn converge_rotating(
         && creds.legacy_token.is_some()
     {
         Some(Trigger::Exchange)
-    } else if creds.access_token.is_none() || creds.expires_at.is_none() {
+    } else if creds.needs_first_token() {
         Some(Trigger::FirstToken)
     } else if fresh_rotate_request(stk) {
         Some(Trigger::Requested)
@@ -374,6 +374,12 @@ async fn converge_rotating(
         ctx.event(stk, EventType::Normal, "Rotated", note).await;
     }
     let mut warnings = Vec::new();
+    if times.expires_at.is_none() && period.is_none() {
+        warnings.push(Warning {
+            reason: "NoExpiry",
+            message: "Slack gave no expiry for this token and no rotationPeriod is set, so it is not rotated on a schedule".into(),
+        });
+    }
     if let Some(lifetime) =
         times.lifetime().filter(|&life| schedule::renew_before_too_long(renew_before, Some(life)))
     {

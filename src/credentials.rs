@@ -71,6 +71,15 @@ impl Credentials {
         })
     }
 
+    /// Whether there is no usable access token yet, so the first one must come from a rotation.
+    /// An access token without `expiresAt` counts as unusable only if a person put it there (we
+    /// would not know when it expires). One the operator saved has its issue time recorded: if
+    /// Slack gave no expiry for it, rotating again would only get another token without one, and
+    /// do so on every write of ours, in a loop.
+    pub fn needs_first_token(&self) -> bool {
+        self.access_token.is_none() || (self.expires_at.is_none() && self.issued_at.is_none())
+    }
+
     pub fn require_client(&self) -> Result<(&str, &SecretString), CredentialsError> {
         let id = self.client_id.as_deref().ok_or(CredentialsError::Missing(CLIENT_ID))?;
         let secret = self.client_secret.as_ref().ok_or(CredentialsError::Missing(CLIENT_SECRET))?;
@@ -138,6 +147,22 @@ mod tests {
     fn trailing_newlines_in_values_are_ignored() {
         let creds = Credentials::from_secret(&secret_with(&[(CLIENT_ID, "123.456\n")])).unwrap();
         assert_eq!(creds.client_id.as_deref(), Some("123.456"));
+    }
+
+    #[test]
+    fn a_saved_token_without_expiry_is_not_fetched_again() {
+        let issued = Issued {
+            access_token: SecretString::from("xoxe.xoxb-1-new".to_owned()),
+            refresh_token: SecretString::from("xoxe-1-new".to_owned()),
+            expires_in: None,
+            identity: Default::default(),
+        };
+        let mut secret = secret_with(&[(REFRESH_TOKEN, "old")]);
+        assert!(Credentials::from_secret(&secret).unwrap().needs_first_token(), "no access token");
+        let by_hand = secret_with(&[(ACCESS_TOKEN, "xoxe.xoxb-1-pasted")]);
+        assert!(Credentials::from_secret(&by_hand).unwrap().needs_first_token(), "expiry unknown");
+        record_issued(&mut secret, &issued, "2026-01-01T00:00:00Z".parse().unwrap());
+        assert!(!Credentials::from_secret(&secret).unwrap().needs_first_token(), "saved by us");
     }
 
     #[test]

@@ -260,7 +260,9 @@ struct Named {
 fn issued_from_oauth(method: &'static str, body: &Value) -> Result<Issued, SlackError> {
     let access_token = required_secret(method, body, "access_token")?;
     let refresh_token = required_secret(method, body, "refresh_token")?;
-    let expires_in = body.get("expires_in").and_then(Value::as_u64).map(Duration::from_secs);
+    // An expiry of 0 would make the token due the moment it is saved: treat it as none given.
+    let expires_in =
+        body.get("expires_in").and_then(Value::as_u64).filter(|&s| s > 0).map(Duration::from_secs);
     let id_of = |field: &str| {
         body.get(field).cloned().and_then(|v| serde_json::from_value::<Named>(v).ok()).and_then(|n| n.id)
     };
@@ -322,5 +324,17 @@ mod tests {
         assert_eq!(issued.identity.bot_user_id.as_deref(), Some("U1"));
         assert_eq!(issued.identity.enterprise_id, None);
         assert!(!format!("{issued:?}").contains("xoxe-1-r"), "Debug must not show tokens");
+    }
+
+    #[test]
+    fn zero_or_missing_expiry_means_none_given() {
+        for extra in [serde_json::json!({"expires_in": 0}), serde_json::json!({})] {
+            let mut body = serde_json::json!({
+                "ok": true, "access_token": "xoxe.xoxb-1-a", "refresh_token": "xoxe-1-r",
+                "team": {"id": "T1"}
+            });
+            body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            assert_eq!(issued_from_oauth("oauth.v2.access", &body).unwrap().expires_in, None, "{extra}");
+        }
     }
 }
