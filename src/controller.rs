@@ -9,7 +9,7 @@ use crate::{
     backoff, cleanup,
     clock::{format_time, SharedClock},
     crd::{SlackToken, TokenType},
-    credentials::{Credentials, SLACKTOKEN_LABEL},
+    credentials::{Credentials, ROTATED_FOR_ANNOTATION, SLACKTOKEN_LABEL},
     duration::GoDuration,
     error::Error,
     manual,
@@ -265,7 +265,7 @@ async fn converge(
     let warnings = validate(stk)?;
     let creds_name = &spec.credentials_ref.name;
     let creds_secret = secrets.get_opt(creds_name).await?;
-    if !fresh_rotate_request(stk) && !ctx.unsaved.holds(stk) {
+    if !fresh_rotate_request(stk, creds_secret.as_ref()) && !ctx.unsaved.holds(stk) {
         let creds_version = creds_secret.as_ref().and_then(|s| s.resource_version());
         if let Some(wait) = ctx.backoff.remaining(stk, creds_version.as_deref()) {
             return Ok(Converged::Waiting(wait));
@@ -302,11 +302,15 @@ async fn converge(
     Ok(Converged::Done(Box::new(done)))
 }
 
-fn fresh_rotate_request(stk: &SlackToken) -> bool {
-    let request = stk.annotations().get(ROTATE_ANNOTATION);
-    stk.spec.token_type != TokenType::Manual
-        && request.is_some()
-        && request != stk.status.as_ref().and_then(|s| s.last_rotate_request.as_ref())
+/// Whether `slack.rotator.dev/rotate` holds a value no rotation has satisfied yet: not the one
+/// recorded in status, nor the one saved with the current tokens in the credentials Secret.
+fn fresh_rotate_request(stk: &SlackToken, creds_secret: Option<&Secret>) -> bool {
+    let Some(request) = stk.annotations().get(ROTATE_ANNOTATION) else {
+        return false;
+    };
+    let in_status = stk.status.as_ref().and_then(|s| s.last_rotate_request.as_ref());
+    let in_credentials = creds_secret.and_then(|s| s.annotations().get(ROTATED_FOR_ANNOTATION));
+    stk.spec.token_type != TokenType::Manual && in_status != Some(request) && in_credentials != Some(request)
 }
 
 /// OAuth and AppConfiguration tokens: rotate through Slack when due, then publish.
@@ -326,6 +330,7 @@ async fn converge_rotating(
     let renew_before = spec.renew_before.map(|d| d.as_std());
     let due = schedule::next_rotation(times, period, renew_before).is_some_and(|next| next <= now);
     let rotate_request = stk.annotations().get(ROTATE_ANNOTATION).cloned();
+    let requested = fresh_rotate_request(stk, Some(&creds_secret));
 
     let trigger = if ctx.unsaved.holds(stk) {
         Some(Trigger::SavePending)
@@ -338,7 +343,7 @@ async fn converge_rotating(
         Some(Trigger::Exchange)
     } else if creds.needs_first_token() {
         Some(Trigger::FirstToken)
-    } else if fresh_rotate_request(stk) {
+    } else if requested {
         Some(Trigger::Requested)
     } else if due {
         Some(Trigger::Due)
@@ -400,7 +405,8 @@ async fn converge_rotating(
         warnings,
         times,
         identity,
-        handled_rotate_request: if trigger.is_some() { rotate_request } else { None },
+        // A request is handled by this rotation, or was by one whose status write was lost.
+        handled_rotate_request: rotate_request.filter(|_| trigger.is_some() || !requested),
         ..Done::default()
     })
 }

@@ -20,6 +20,9 @@ pub const PENDING_TOKEN: &str = "pendingToken";
 
 /// When the current access token was issued (or adopted); drives `rotationPeriod`.
 pub const ISSUED_AT_ANNOTATION: &str = "slack.rotator.dev/issued-at";
+/// The `slack.rotator.dev/rotate` value the last rotation satisfied. Saved with the new tokens, in
+/// the same write, so a request is handled once even if status cannot be written afterwards.
+pub const ROTATED_FOR_ANNOTATION: &str = "slack.rotator.dev/rotated-for-request";
 /// Put on every Secret the operator reads or writes, valued with the SlackToken's name: the
 /// operator watches only Secrets carrying it, and it stops two SlackTokens sharing credentials.
 pub const SLACKTOKEN_LABEL: &str = "slack.rotator.dev/slacktoken";

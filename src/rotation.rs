@@ -12,7 +12,7 @@
 
 use crate::{
     clock::SharedClock,
-    controller::{MANAGED_BY, MANAGED_BY_LABEL, MANAGER},
+    controller::{MANAGED_BY, MANAGED_BY_LABEL, MANAGER, ROTATE_ANNOTATION},
     crd::{SlackToken, TokenType},
     credentials::{self, Credentials, SLACKTOKEN_LABEL},
     error::Error,
@@ -150,9 +150,15 @@ impl Rotator<'_> {
     ) -> Result<Secret, Error> {
         let name = &stk.spec.credentials_ref.name;
         let now = self.clock.now();
+        let request = stk.annotations().get(ROTATE_ANNOTATION);
         let record = |secret: &mut Secret| {
             credentials::record_issued(secret, issued, now);
             label_for(&mut secret.metadata, &stk.name_any());
+            // Whatever triggered it, this rotation satisfies any outstanding rotate-now request.
+            if let Some(request) = request {
+                let annotations = secret.metadata.annotations.get_or_insert_with(Default::default);
+                annotations.insert(credentials::ROTATED_FOR_ANNOTATION.to_owned(), request.clone());
+            }
         };
         match update_credentials(self.secrets, name, latest, record).await {
             Err(Error::Kube(kube::Error::Api(e))) if e.code == 404 => {
