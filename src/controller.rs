@@ -378,6 +378,24 @@ async fn converge_rotating(
         );
         ctx.event(stk, EventType::Normal, "Rotated", note).await;
     }
+    Ok(Done {
+        rotated: trigger,
+        next_rotation: schedule::next_rotation(times, period, renew_before),
+        warnings: schedule_warnings(times, period, renew_before),
+        times,
+        identity,
+        // A request is handled by this rotation, or was by one whose status write was lost.
+        handled_rotate_request: rotate_request.filter(|_| trigger.is_some() || !requested),
+        ..Done::default()
+    })
+}
+
+/// Schedules that work, but not as the user may think.
+fn schedule_warnings(
+    times: TokenTimes,
+    period: Option<Duration>,
+    renew_before: Option<Duration>,
+) -> Vec<Warning> {
     let mut warnings = Vec::new();
     if times.expires_at.is_none() && period.is_none() {
         warnings.push(Warning {
@@ -399,16 +417,7 @@ async fn converge_rotating(
             ),
         });
     }
-    Ok(Done {
-        rotated: trigger,
-        next_rotation: schedule::next_rotation(times, period, renew_before),
-        warnings,
-        times,
-        identity,
-        // A request is handled by this rotation, or was by one whose status write was lost.
-        handled_rotate_request: rotate_request.filter(|_| trigger.is_some() || !requested),
-        ..Done::default()
-    })
+    warnings
 }
 
 /// Checks a spec can work. Returns warnings that do not stop rotation.
