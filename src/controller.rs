@@ -23,7 +23,7 @@ use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
-    api::{Api, PartialObjectMeta, Patch, PatchParams},
+    api::{Api, PartialObjectMeta},
     runtime::{
         controller::{self, Action, Controller},
         events::{Event, EventType, Recorder, Reporter},
@@ -34,7 +34,6 @@ use kube::{
     Client, Resource, ResourceExt,
 };
 use secrecy::SecretString;
-use serde_json::json;
 use std::{
     collections::hash_map::DefaultHasher,
     hash::{Hash, Hasher},
@@ -280,14 +279,15 @@ async fn converge(
             return Err(Error::CredentialsInUse { name: creds_name.clone(), owner: owner.clone() });
         }
     }
-    // Label the credentials Secret before anything can fail on its content, so that the user's
-    // fix to it wakes us through the watch.
-    let creds_secret = if creds_secret.labels().get(SLACKTOKEN_LABEL) == Some(&stk.name_any()) {
-        creds_secret
-    } else {
-        let patch = json!({"metadata": {"labels": {SLACKTOKEN_LABEL: stk.name_any()}}});
-        secrets.patch(creds_name, &PatchParams::default(), &Patch::Merge(&patch)).await?
-    };
+    // Claim the credentials Secret before anything can fail on its content, so that the user's
+    // fix to it wakes us through the watch (and, with revokeOnDelete, it outlives the SlackToken).
+    let creds_secret = cleanup::claim_credentials(secrets, stk, creds_secret).await?;
+    // A changed spec may have moved credentialsRef away from a Secret we hold (a new SlackToken
+    // has none: nothing to look for).
+    let observed = stk.status.as_ref().and_then(|s| s.observed_generation);
+    if observed.is_some() && observed != stk.meta().generation {
+        cleanup::release_stale_credentials(secrets, stk).await?;
+    }
     // A failure from here on holds retries until the SlackToken or these credentials change.
     ctx.backoff.observe(stk, creds_secret.resource_version());
     let creds = Credentials::from_secret(&creds_secret)

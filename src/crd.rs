@@ -75,7 +75,10 @@ pub struct SlackTokenSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manual: Option<ManualSpec>,
 
-    /// Revoke the current token with auth.revoke when this SlackToken is deleted.
+    /// Revoke the current token with auth.revoke when this SlackToken is deleted. Adds the finalizer
+    /// slack.rotator.dev/revoke-on-delete to the SlackToken and its credentials Secret (so the token
+    /// is still there to revoke when a whole namespace is deleted); annotate the SlackToken with
+    /// slack.rotator.dev/skip-revoke to let go without revoking.
     #[serde(default)]
     pub revoke_on_delete: bool,
 }

@@ -267,12 +267,85 @@ fn revoke_on_delete_revokes_the_token_then_releases_the_finalizer() {
             t.metadata.finalizers?.contains(&"slack.rotator.dev/revoke-on-delete".to_owned()).then_some(())
         })
         .await;
+        wait_held(&env, &f.creds(), true).await;
         env.tokens().delete("bot", &DeleteParams::default()).await.unwrap();
         env.eventually("SlackToken gone", env.patience(), || async {
             env.tokens().get_opt("bot").await.ok()?.is_none().then_some(())
         })
         .await;
         assert!(env.slack.is_revoked(&token));
+        assert!(!held(&env, &f.creds()).await, "credentials released with the SlackToken");
+    });
+}
+
+const REVOKE_FINALIZER: &str = "slack.rotator.dev/revoke-on-delete";
+
+/// Whether Secret `name` carries the revokeOnDelete finalizer.
+async fn held(env: &TestEnv, name: &str) -> bool {
+    let secret = env.secrets().get_opt(name).await.unwrap();
+    secret.and_then(|s| s.metadata.finalizers).is_some_and(|f| f.contains(&REVOKE_FINALIZER.to_owned()))
+}
+
+async fn wait_held(env: &TestEnv, name: &str, want: bool) {
+    env.eventually(&format!("Secret {name} held: {want}"), env.patience(), || async {
+        (held(env, name).await == want).then_some(())
+    })
+    .await;
+}
+
+#[test]
+fn revoke_on_delete_still_revokes_when_the_whole_namespace_is_deleted() {
+    // Deleting a namespace deletes the SlackToken and its credentials Secret together. The
+    // Secret's finalizer keeps the token readable until it is revoked.
+    e2e(|env| async move {
+        let f = env.oauth_token("bot", "revokeOnDelete: true").await;
+        let token = env.published_token(&f.output(), None).await;
+        wait_held(&env, &f.creds(), true).await;
+        let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(env.client.clone());
+        namespaces.delete(&env.ns, &DeleteParams::default()).await.unwrap();
+        env.eventually("token revoked", env.patience(), || async {
+            env.slack.is_revoked(&token).then_some(())
+        })
+        .await;
+        env.eventually("namespace gone", env.patience() * 2, || async {
+            namespaces.get_opt(&env.ns).await.ok()?.is_none().then_some(())
+        })
+        .await;
+    });
+}
+
+#[test]
+fn credentials_are_held_only_while_revoke_on_delete_wants_them() {
+    e2e(|env| async move {
+        let f = env.oauth_token("bot", "revokeOnDelete: true").await;
+        env.published_token(&f.output(), None).await;
+        wait_held(&env, &f.creds(), true).await;
+        // Move the SlackToken onto a copy of its credentials: the old Secret is let go.
+        let data = env.secrets().get(&f.creds()).await.unwrap().data.unwrap_or_default();
+        let pairs: Vec<(String, String)> =
+            data.into_iter().map(|(k, v)| (k, String::from_utf8(v.0).unwrap())).collect();
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        env.create_secret("bot-creds-2", &pairs).await;
+        let patch = json!({"spec": {"credentialsRef": {"name": "bot-creds-2"}}});
+        env.tokens().patch("bot", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        wait_held(&env, "bot-creds-2", true).await;
+        wait_held(&env, &f.creds(), false).await;
+        // Turning revokeOnDelete off lets go of both the credentials and the SlackToken.
+        let patch = json!({"spec": {"revokeOnDelete": false}});
+        env.tokens().patch("bot", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        wait_held(&env, "bot-creds-2", false).await;
+        env.eventually("SlackToken finalizer removed", env.patience(), || async {
+            env.tokens()
+                .get("bot")
+                .await
+                .ok()?
+                .metadata
+                .finalizers
+                .unwrap_or_default()
+                .is_empty()
+                .then_some(())
+        })
+        .await;
     });
 }
 
@@ -296,5 +369,6 @@ fn revoke_on_delete_waits_out_a_slack_outage_and_can_be_skipped() {
         })
         .await;
         assert!(!env.slack.is_revoked(&token), "skipped on request");
+        assert!(!held(&env, &f.creds()).await, "the escape releases the credentials too");
     });
 }

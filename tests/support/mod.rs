@@ -56,17 +56,26 @@ where
 }
 
 /// Leaves a real cluster as we found it. The controller is gone by now, so finalizers it would
-/// have released are dropped first, or the namespace would hang in Terminating.
+/// have released (on SlackTokens and credentials Secrets) are dropped first, or the namespace
+/// would hang in Terminating.
 async fn remove_namespace(client: Client, ns: &str) {
-    let tokens: Api<SlackToken> = Api::namespaced(client.clone(), ns);
     let release = serde_json::json!({"metadata": {"finalizers": null}});
+    let patch = kube::api::Patch::Merge(&release);
+    let tokens: Api<SlackToken> = Api::namespaced(client.clone(), ns);
     for stk in tokens.list(&Default::default()).await.map(|l| l.items).unwrap_or_default() {
-        let patch = kube::api::Patch::Merge(&release);
         let _ = tokens.patch(&stk.name_any(), &Default::default(), &patch).await;
     }
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    for secret in secrets.list(&Default::default()).await.map(|l| l.items).unwrap_or_default() {
+        if secret.metadata.finalizers.is_some() {
+            let _ = secrets.patch(&secret.name_any(), &Default::default(), &patch).await;
+        }
+    }
     let namespaces: Api<Namespace> = Api::all(client);
-    if let Err(e) = namespaces.delete(ns, &DeleteParams::default()).await {
-        eprintln!("could not delete test namespace {ns}: {e}");
+    match namespaces.delete(ns, &DeleteParams::default()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => {} // the test deleted it
+        Err(e) => eprintln!("could not delete test namespace {ns}: {e}"),
     }
 }
 
