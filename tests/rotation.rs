@@ -50,9 +50,7 @@ fn first_token_is_published_at_once() {
 #[test]
 fn rotates_at_the_due_time_and_not_before() {
     e2e(|env| async move {
-        let f = env.oauth_token("bot", "").await;
-        let first = env.published_token(&f.output(), None).await;
-        env.ready("bot", "True").await;
+        let (f, first) = env.ready_bot().await;
         let status = env.status("bot").await;
         let expires: jiff::Timestamp = status.expiration_time.unwrap().parse().unwrap();
         let next: jiff::Timestamp = status.next_rotation_time.unwrap().parse().unwrap();
@@ -83,9 +81,7 @@ fn rotates_at_the_due_time_and_not_before() {
 #[test]
 fn rotation_period_change_reschedules() {
     e2e(|env| async move {
-        let f = env.oauth_token("bot", "").await;
-        let first = env.published_token(&f.output(), None).await;
-        env.ready("bot", "True").await;
+        let (f, first) = env.ready_bot().await;
         let before = until_next_rotation(&env, "bot").await;
         let period = env.ttl() / 4;
         let period_text = slack_token_operator::duration::GoDuration(period).to_string();
@@ -275,9 +271,7 @@ fn rate_limit_retry_after_is_honoured() {
 #[test]
 fn slack_outage_is_retried_with_backoff_and_recovers() {
     e2e(|env| async move {
-        let f = env.oauth_token("bot", "").await;
-        let first = env.published_token(&f.output(), None).await;
-        env.ready("bot", "True").await;
+        let (f, first) = env.ready_bot().await;
         env.slack.set_outage(true);
         let wait = until_next_rotation(&env, "bot").await;
         env.advance(wait + margin(&env)).await;
@@ -377,15 +371,10 @@ fn an_idle_hour_writes_nothing() {
 #[test]
 fn api_server_write_failure_after_slack_answered_loses_no_refresh_token() {
     e2e(|env| async move {
-        let Some(kube) = env.kube.as_ref() else {
-            eprintln!("skipped: needs the emulator's fault injection");
-            return;
-        };
-        let f = env.oauth_token("bot", "").await;
-        let first = env.published_token(&f.output(), None).await;
-        env.ready("bot", "True").await;
+        let Some(faults) = env.fault_injection() else { return };
+        let (f, first) = env.ready_bot().await;
         // The next three Secret updates fail: the first of them is the save of the rotated pair.
-        kube.faults().fail_next(kube_emulator::Verb::Update, "secrets", None, 3, 500);
+        faults.fail_next(kube_emulator::Verb::Update, "secrets", None, 3, 500);
         let wait = until_next_rotation(&env, "bot").await;
         env.advance(wait).await;
         let (reason, _) = env.ready("bot", "False").await;
@@ -420,14 +409,9 @@ fn slacktoken_recreated_while_a_save_fails_saves_the_pending_pair_first() {
     // Secret cannot be written must not lose the pair Slack issued: it continues that Secret's
     // refresh-token chain, whatever SlackToken object drives it.
     e2e(|env| async move {
-        let Some(kube) = env.kube.as_ref() else {
-            eprintln!("skipped: needs the emulator's fault injection");
-            return;
-        };
-        let f = env.oauth_token("bot", "").await;
-        let first = env.published_token(&f.output(), None).await;
-        env.ready("bot", "True").await;
-        kube.faults().fail_next(kube_emulator::Verb::Update, "secrets", None, 1000, 500);
+        let Some(faults) = env.fault_injection() else { return };
+        let (f, first) = env.ready_bot().await;
+        faults.fail_next(kube_emulator::Verb::Update, "secrets", None, 1000, 500);
         let wait = until_next_rotation(&env, "bot").await;
         env.advance(wait).await;
         let (reason, _) = env.ready("bot", "False").await;
@@ -441,7 +425,7 @@ fn slacktoken_recreated_while_a_save_fails_saves_the_pending_pair_first() {
         })
         .await;
         env.create_token(&support::token_yaml("bot", "OAuth", "")).await;
-        kube.faults().clear();
+        faults.clear();
 
         let second = env.published_token(&f.output(), Some(&first)).await;
         assert!(env.slack.token_is_valid(&second));
@@ -524,9 +508,7 @@ fn no_token_text_reaches_logs_events_or_status() {
     let secrets_seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let seen = secrets_seen.clone();
     e2e(|env| async move {
-        let f = env.oauth_token("bot", "").await;
-        let first = env.published_token(&f.output(), None).await;
-        env.ready("bot", "True").await;
+        let (f, first) = env.ready_bot().await;
         let wait = until_next_rotation(&env, "bot").await;
         env.advance(wait + margin(&env)).await;
         let second = env.published_token(&f.output(), Some(&first)).await;

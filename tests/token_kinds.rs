@@ -236,19 +236,14 @@ fn rotate_now_fires_once_even_while_status_cannot_be_written() {
     // that cannot be written (API server trouble, RBAC without slacktokens/status) would make
     // every retry rotate again, each revoking a token a consumer may still use.
     e2e(|env| async move {
-        let Some(kube) = env.kube.as_ref() else {
-            eprintln!("skipped: needs the emulator's fault injection");
-            return;
-        };
-        let f = env.oauth_token("bot", "").await;
-        let first = env.published_token(&f.output(), None).await;
-        env.ready("bot", "True").await;
-        kube.faults().fail_next(kube_emulator::Verb::Patch, "slacktokens", Some("status"), 1000, 500);
+        let Some(faults) = env.fault_injection() else { return };
+        let (f, first) = env.ready_bot().await;
+        faults.fail_next(kube_emulator::Verb::Patch, "slacktokens", Some("status"), 1000, 500);
         annotate(&env, "bot", "slack.rotator.dev/rotate", "1").await;
         env.published_token(&f.output(), Some(&first)).await;
         env.advance(env.ttl() / 30).await; // many status retries
         assert_eq!(env.slack.refreshes(&f.installation_id), 2, "one rotation for one request");
-        kube.faults().clear();
+        faults.clear();
         env.eventually("request recorded", env.patience(), || async {
             (env.status("bot").await.last_rotate_request.as_deref() == Some("1")).then_some(())
         })

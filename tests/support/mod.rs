@@ -246,6 +246,25 @@ impl TestEnv {
         Fixture { name: name.to_owned(), installation_id: installation.id, app }
     }
 
+    /// The usual start: bot token `bot` with rotation, published and Ready. Returns its fixture
+    /// and the first token.
+    pub async fn ready_bot(&self) -> (Fixture, String) {
+        let f = self.oauth_token("bot", "").await;
+        let first = self.published_token(&f.output(), None).await;
+        self.ready("bot", "True").await;
+        (f, first)
+    }
+
+    /// The emulator's fault injection, for tests that need the API server to fail; `None` (and
+    /// a "skipped" line) against a real cluster.
+    pub fn fault_injection(&self) -> Option<kube_emulator::Faults> {
+        let faults = self.kube.as_ref().map(|k| k.faults());
+        if faults.is_none() {
+            eprintln!("skipped: needs the emulator's fault injection");
+        }
+        faults
+    }
+
     /// Resource versions of the SlackToken and its two Secrets: equal snapshots mean no writes.
     pub async fn versions(&self, f: &Fixture) -> Vec<Option<String>> {
         vec![
