@@ -20,7 +20,10 @@ use kube::{
     Client,
 };
 use serde_json::{json, Value};
-use slack_token_operator::crd::{SlackToken, SlackTokenSpec, TokenType};
+use slack_token_operator::{
+    crd::{SlackToken, SlackTokenSpec, TokenType},
+    credentials::oauth_secret,
+};
 use std::{
     path::Path,
     process::Stdio,
@@ -221,14 +224,13 @@ async fn seed_tokens(client: &Client, slack_api: &str, count: usize) -> anyhow::
                 )
                 .await?;
                 let name = format!("stk-{i}");
-                let creds: Secret = serde_json::from_value(json!({
-                    "metadata": {"name": format!("{name}-creds")},
-                    "stringData": {
-                        "clientId": app["client_id"],
-                        "clientSecret": app["client_secret"],
-                        "refreshToken": installation["refresh_token"],
-                    },
-                }))?;
+                let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+                let creds = oauth_secret(
+                    &format!("{name}-creds"),
+                    &text(&app["client_id"]),
+                    &text(&app["client_secret"]),
+                    &text(&installation["refresh_token"]),
+                );
                 secrets.create(&PostParams::default(), &creds).await?;
                 let spec =
                     SlackTokenSpec::new(TokenType::OAuth, &format!("{name}-creds"), &format!("{name}-token"));

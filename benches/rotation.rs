@@ -36,6 +36,7 @@ use slack_token_operator::{
     clock::{SharedClock, TokioClock},
     controller::{self, Context, MANAGED_BY, MANAGED_BY_LABEL},
     crd::{SlackToken, SlackTokenSpec, TokenType},
+    credentials::oauth_secret,
     schedule::default_renew_before,
     slack::SlackClient,
     status,
@@ -227,13 +228,14 @@ impl Env {
                     let app = self.slack.create_app(true);
                     let installation = self.slack.install(&app, "T0BENCH", TokenKind::Bot);
                     let refresh = installation.refresh_token.clone().unwrap_or_default();
-                    let creds = serde_json::from_value(serde_json::json!({
-                        "metadata": {"name": format!("{name}-creds")},
-                        "stringData": {"clientId": app.client_id, "clientSecret": app.client_secret, "refreshToken": refresh},
-                    }))?;
+                    let creds =
+                        oauth_secret(&format!("{name}-creds"), &app.client_id, &app.client_secret, &refresh);
                     secrets.create(&PostParams::default(), &creds).await?;
-                    let spec =
-                        SlackTokenSpec::new(TokenType::OAuth, &format!("{name}-creds"), &format!("{name}-token"));
+                    let spec = SlackTokenSpec::new(
+                        TokenType::OAuth,
+                        &format!("{name}-creds"),
+                        &format!("{name}-token"),
+                    );
                     let token = SlackToken::new(&name, spec);
                     tokens.create(&PostParams::default(), &token).await?;
                     anyhow::Ok(installation.id)

@@ -7,7 +7,7 @@
 
 use crate::slack::Issued;
 use jiff::Timestamp;
-use k8s_openapi::{api::core::v1::Secret, ByteString};
+use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta, ByteString};
 use secrecy::{ExposeSecret, SecretString};
 
 pub const CLIENT_ID: &str = "clientId";
@@ -112,6 +112,17 @@ pub fn set_issued_at(secret: &mut Secret, at: Timestamp) {
         .annotations
         .get_or_insert_with(Default::default)
         .insert(ISSUED_AT_ANNOTATION.to_owned(), crate::clock::format_time(at));
+}
+
+/// The credentials Secret a user creates for an `OAuth` SlackToken: the app's client id and
+/// secret and the installation's refresh token (the demo, benches and tests make theirs here).
+pub fn oauth_secret(name: &str, client_id: &str, client_secret: &str, refresh_token: &str) -> Secret {
+    let data = [(CLIENT_ID, client_id), (CLIENT_SECRET, client_secret), (REFRESH_TOKEN, refresh_token)];
+    Secret {
+        metadata: ObjectMeta { name: Some(name.to_owned()), ..Default::default() },
+        string_data: Some(data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+        ..Default::default()
+    }
 }
 
 fn put(data: &mut std::collections::BTreeMap<String, ByteString>, key: &str, value: &str) {

@@ -4,6 +4,7 @@ use crate::{
     clock::TokioClock,
     controller::{self, Context},
     crd::{SlackToken, SlackTokenSpec, TokenType},
+    credentials,
     slack::{redacted, SlackClient},
 };
 use anyhow::Context as _;
@@ -91,10 +92,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let install = slack.install(&app, "T0DEMO", slack_emulator::TokenKind::Bot);
     let refresh = install.refresh_token.clone().context("a rotating installation has a refresh token")?;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
-    let creds: Secret = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "deploy-bot-creds"},
-        "stringData": {"clientId": app.client_id, "clientSecret": app.client_secret, "refreshToken": refresh}
-    }))?;
+    let creds = credentials::oauth_secret("deploy-bot-creds", &app.client_id, &app.client_secret, &refresh);
     secrets.create(&PostParams::default(), &creds).await?;
     let token = SlackToken::new(
         "deploy-bot",

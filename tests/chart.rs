@@ -967,6 +967,7 @@ async fn operator_scenario(
         clock::TokioClock,
         controller,
         crd::{SlackToken, SlackTokenSpec, TokenType},
+        credentials::oauth_secret,
         slack::SlackClient,
     };
     use std::time::Duration;
@@ -1016,15 +1017,8 @@ async fn operator_scenario(
     let slack = slack_emulator::SlackEmulator::start().await.expect("slack emulator starts");
     let app = slack.create_app(true);
     let installation = slack.install(&app, "T0CHART", slack_emulator::TokenKind::Bot);
-    let creds: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
-        "metadata": { "name": "bot-creds" },
-        "stringData": {
-            "clientId": app.client_id,
-            "clientSecret": app.client_secret,
-            "refreshToken": installation.refresh_token.clone().expect("rotating installation"),
-        },
-    }))
-    .unwrap();
+    let refresh = installation.refresh_token.clone().expect("rotating installation");
+    let creds = oauth_secret("bot-creds", &app.client_id, &app.client_secret, &refresh);
     let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(admin.clone(), &token_ns);
     secrets.create(&pp, &creds).await.unwrap();
     let mut token = SlackToken::new("bot", SlackTokenSpec::new(TokenType::OAuth, "bot-creds", "bot-token"));
