@@ -4,7 +4,7 @@
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
-use kube::core::{DynamicObject, Status};
+use kube::core::{DynamicObject, GroupVersionKind, Status};
 use kube::discovery::ApiResource;
 use kube_emulator::{KubeEmulator, Verb};
 use serde_json::json;
@@ -95,13 +95,7 @@ async fn widget_crd(client: &kube::Client) -> Api<DynamicObject> {
     }))
     .unwrap();
     crds.create(&PostParams::default(), &crd).await.unwrap();
-    let ar = ApiResource {
-        group: "example.com".into(),
-        version: "v1".into(),
-        api_version: "example.com/v1".into(),
-        kind: "Widget".into(),
-        plural: "widgets".into(),
-    };
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("example.com", "v1", "Widget"));
     Api::namespaced_with(client.clone(), "default", &ar)
 }
 

@@ -159,13 +159,11 @@ async fn kubectl_apply_get_describe_annotate_delete_work() {
     {
         use kube::runtime::events::{Event, EventType, Recorder, Reporter};
         let client = emu.client();
-        let ar = kube::discovery::ApiResource {
-            group: "example.com".into(),
-            version: "v1".into(),
-            api_version: "example.com/v1".into(),
-            kind: "SlackToken".into(),
-            plural: "slacktokens".into(),
-        };
+        let ar = kube::discovery::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+            "example.com",
+            "v1",
+            "SlackToken",
+        ));
         let api: kube::Api<kube::core::DynamicObject> =
             kube::Api::namespaced_with(client.clone(), "default", &ar);
         let obj = api.get("team-a").await.unwrap();

@@ -3,7 +3,7 @@
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::core::DynamicObject;
+use kube::core::{DynamicObject, GroupVersionKind};
 use kube::discovery::ApiResource;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -24,13 +24,11 @@ fn secret(name: &str) -> Secret {
 async fn widgets(client: &kube::Client) -> Api<DynamicObject> {
     let crds: Api<DynamicObject> = Api::all_with(
         client.clone(),
-        &ApiResource {
-            group: "apiextensions.k8s.io".into(),
-            version: "v1".into(),
-            api_version: "apiextensions.k8s.io/v1".into(),
-            kind: "CustomResourceDefinition".into(),
-            plural: "customresourcedefinitions".into(),
-        },
+        &ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "apiextensions.k8s.io",
+            "v1",
+            "CustomResourceDefinition",
+        )),
     );
     let crd = serde_json::from_value(json!({
         "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
@@ -42,13 +40,7 @@ async fn widgets(client: &kube::Client) -> Api<DynamicObject> {
     }))
     .unwrap();
     crds.create(&PostParams::default(), &crd).await.unwrap();
-    let ar = ApiResource {
-        group: "example.com".into(),
-        version: "v1".into(),
-        api_version: "example.com/v1".into(),
-        kind: "Widget".into(),
-        plural: "widgets".into(),
-    };
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("example.com", "v1", "Widget"));
     Api::namespaced_with(client.clone(), "default", &ar)
 }
 
@@ -90,13 +82,7 @@ async fn controller_scenario(idle: Duration) {
     fn error_policy(_: Arc<DynamicObject>, _: &kube::Error, _: Arc<Api<DynamicObject>>) -> Action {
         Action::requeue(Duration::from_millis(100))
     }
-    let ar = ApiResource::erase::<DynamicObject>(&ApiResource {
-        group: "example.com".into(),
-        version: "v1".into(),
-        api_version: "example.com/v1".into(),
-        kind: "Widget".into(),
-        plural: "widgets".into(),
-    });
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("example.com", "v1", "Widget"));
     let ctx = Arc::new(api.clone());
     let controller = Controller::new_with(api.clone(), watcher::Config::default(), ar)
         .run(reconcile, error_policy, ctx)
