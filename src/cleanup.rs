@@ -109,14 +109,8 @@ pub async fn on_delete(
         ctx.event(stk, EventType::Warning, "RevokeSkipped", note).await;
         return release(tokens, secrets, stk).await;
     };
-    match ctx.slack.revoke(&token).await {
-        Ok(_) => {
-            ctx.event(stk, EventType::Normal, "Revoked", "the token was revoked with auth.revoke".into())
-                .await
-        }
-        // Already unusable: nothing left to revoke.
-        Err(e) if e.token_is_dead() => {}
-        Err(e) => return Err(e.into()),
+    if ctx.slack.revoke(&token).await? {
+        ctx.event(stk, EventType::Normal, "Revoked", "the token was revoked with auth.revoke".into()).await;
     }
     release(tokens, secrets, stk).await
 }

@@ -71,7 +71,8 @@ pub async fn converge(
             Ok(who) => {
                 rotation::publish(secrets, stk, pending).await?;
                 if manual.revoke_replaced {
-                    revoke_replaced(ctx, &current).await?;
+                    // The help article's first step; done once the new token is live.
+                    ctx.slack.revoke(&current).await?;
                 }
                 save_handover(secrets, creds_name, creds_secret, pending, now).await?;
                 current = pending.clone();
@@ -183,15 +184,6 @@ async fn check_pending(
         )));
     }
     Ok(Ok(new))
-}
-
-/// The help article's first step is to revoke the old token; we do it once the new one is live.
-async fn revoke_replaced(ctx: &Context, old: &SecretString) -> Result<(), Error> {
-    match ctx.slack.revoke(old).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.token_is_dead() => Ok(()),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Moves the pending token to `accessToken` in one write with a resourceVersion precondition.

@@ -224,8 +224,7 @@ pub fn label_for(meta: &mut ObjectMeta, slacktoken: &str) {
 }
 
 /// Step 4: make the output Secret hold `token`. Writes only when something differs.
-/// Returns whether it wrote.
-pub async fn publish(secrets: &Api<Secret>, stk: &SlackToken, token: &SecretString) -> Result<bool, Error> {
+pub async fn publish(secrets: &Api<Secret>, stk: &SlackToken, token: &SecretString) -> Result<(), Error> {
     let spec = &stk.spec.secret_ref;
     let owner = stk
         .controller_owner_ref(&())
@@ -265,14 +264,13 @@ pub async fn publish(secrets: &Api<Secret>, stk: &SlackToken, token: &SecretStri
         .insert(spec.key.clone(), ByteString(token.expose_secret().as_bytes().to_vec()));
 
     match existing {
-        Some(current) if current == desired => Ok(false),
+        Some(current) if current == desired => {}
         Some(_) => {
             secrets.replace(&spec.name, &params, &desired).await?;
-            Ok(true)
         }
         None => {
             secrets.create(&params, &desired).await?;
-            Ok(true)
         }
     }
+    Ok(())
 }

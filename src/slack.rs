@@ -173,12 +173,16 @@ impl SlackClient {
         })
     }
 
-    /// `auth.revoke`: revoke a token. Returns whether Slack revoked it.
+    /// `auth.revoke`: revoke a token. Returns whether this call revoked it. A token Slack no
+    /// longer accepts counts as done (`false`): nothing is left to revoke.
     pub async fn revoke(&self, token: &SecretString) -> Result<bool, SlackError> {
         const METHOD: &str = "auth.revoke";
         let request = self.post(METHOD).bearer_auth(token.expose_secret());
-        let body = self.send(METHOD, request).await?;
-        Ok(body.get("revoked").and_then(Value::as_bool).unwrap_or(false))
+        match self.send(METHOD, request).await {
+            Ok(body) => Ok(body.get("revoked").and_then(Value::as_bool).unwrap_or(false)),
+            Err(e) if e.token_is_dead() => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     fn post(&self, method: &str) -> reqwest::RequestBuilder {

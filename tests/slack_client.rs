@@ -86,4 +86,6 @@ async fn auth_test_and_revoke_work_on_a_long_lived_token() {
     assert!(client.revoke(&secret(&token)).await.unwrap());
     assert!(slack.is_revoked(&token));
     assert_eq!(client.auth_test(&secret(&token)).await.unwrap_err().code(), Some("token_revoked"));
+    // Revoking it again is not an error: nothing is left to revoke, and this call revoked nothing.
+    assert!(!client.revoke(&secret(&token)).await.unwrap());
 }
