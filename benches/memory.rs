@@ -20,10 +20,7 @@ use kube::{
     Client,
 };
 use serde_json::{json, Value};
-use slack_token_operator::{
-    crd::{SlackToken, SlackTokenSpec, TokenType},
-    credentials::oauth_secret,
-};
+use slack_token_operator::{oauth_secret, SlackToken, SlackTokenSpec, TokenType};
 use std::{
     path::Path,
     process::Stdio,

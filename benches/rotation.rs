@@ -3,7 +3,7 @@
 //!
 //! Stands the system up the way the e2e harness does (`tests/support/mod.rs`): one `TokioClock`
 //! shared by the controller and both emulators, `demo::install_crd`, `Context::new`,
-//! `controller::run`. Unlike the tests, tokio's clock is NOT paused (we measure wall time), Slack
+//! `run`. Unlike the tests, tokio's clock is NOT paused (we measure wall time), Slack
 //! tokens live `BENCH_TTL_SECS` (default 9 s, so the default renewBefore is 3 s and a token is due
 //! 6 s after issue), and the controller watches all namespaces.
 //!
@@ -33,13 +33,8 @@ use kube::{
 };
 use slack_emulator::{SlackEmulator, TokenKind};
 use slack_token_operator::{
-    clock::{SharedClock, TokioClock},
-    controller::{self, Context, MANAGED_BY, MANAGED_BY_LABEL},
-    crd::{SlackToken, SlackTokenSpec, TokenType},
-    credentials::oauth_secret,
-    schedule::default_renew_before,
-    slack::SlackClient,
-    status,
+    default_renew_before, oauth_secret, Context, SharedClock, SlackClient, SlackToken, SlackTokenSpec,
+    TokenType, TokioClock, MANAGED_BY, MANAGED_BY_LABEL,
 };
 use std::{
     collections::HashMap,
@@ -162,7 +157,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let broken = env.slack.broken_chains();
     println!("\nbroken refresh chains: {} (must be 0)", broken.len());
-    println!("issued pairs still unsaved in the operator: {}", env.ctx()?.unsaved.len());
+    println!("issued pairs still unsaved in the operator: {}", env.ctx()?.pending.len());
     println!("failed reconciles (operator metric): {}", failures(&env.ctx()?.metrics.encode()));
     Ok(())
 }
@@ -207,7 +202,7 @@ impl Env {
         let slack = SlackClient::new(&self.slack.base_url()).expect("Slack client for the emulator");
         let ctx = Context::new(self.client.clone(), slack, self.clock.clone());
         self.ctx = Some(ctx.clone());
-        tokio::spawn(controller::run(ctx, vec![]));
+        tokio::spawn(slack_token_operator::run(ctx, vec![]));
     }
 
     fn ctx(&self) -> anyhow::Result<&Arc<Context>> {
@@ -371,7 +366,7 @@ impl Observer {
             .iter()
             .filter_map(|t| t.status.as_ref())
             .filter(|s| s.rotation_count == count)
-            .filter(|s| s.conditions.iter().any(|c| c.type_ == status::READY && c.status == "True"))
+            .filter(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
             .count()
     }
 
@@ -476,7 +471,7 @@ async fn idle_window(env: &Env, observer: &Observer) {
     const MARGIN: Duration = Duration::from_millis(250);
     let next_due = observer.due_times().into_values().min();
     let available = next_due
-        .map(|t| slack_token_operator::schedule::until(env.clock.now(), t))
+        .map(|t| slack_token_operator::until(env.clock.now(), t))
         .unwrap_or(IDLE + MARGIN)
         .saturating_sub(MARGIN);
     let window = available.min(IDLE);

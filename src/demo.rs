@@ -2,9 +2,10 @@
 
 use crate::{
     clock::TokioClock,
-    controller::{self, Context},
-    crd::{SlackToken, SlackTokenSpec, TokenType},
-    credentials,
+    controller,
+    reconcile::Context,
+    resource::{GoDuration, SlackToken, SlackTokenSpec, TokenType},
+    secrets,
     slack::{redacted, SlackClient},
 };
 use anyhow::Context as _;
@@ -24,10 +25,10 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 pub struct DemoArgs {
     /// Stop after this long (e.g. `90s`); default: run until Ctrl-C.
     #[arg(long = "for")]
-    run_for: Option<crate::duration::GoDuration>,
+    run_for: Option<GoDuration>,
     /// Lifetime of the emulated Slack access tokens.
     #[arg(long, default_value = "1m")]
-    token_lifetime: crate::duration::GoDuration,
+    token_lifetime: GoDuration,
     /// Also write a kubeconfig here, to look around with kubectl while the demo runs.
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
@@ -44,7 +45,7 @@ pub struct EmulateArgs {
     slack_port: u16,
     /// Lifetime of the emulated Slack access tokens.
     #[arg(long, default_value = "12h")]
-    token_lifetime: crate::duration::GoDuration,
+    token_lifetime: GoDuration,
 }
 
 /// Installs the CRD into a cluster (emulated or real) and waits until it is served.
@@ -92,7 +93,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let install = slack.install(&app, "T0DEMO", slack_emulator::TokenKind::Bot);
     let refresh = install.refresh_token.clone().context("a rotating installation has a refresh token")?;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
-    let creds = credentials::oauth_secret("deploy-bot-creds", &app.client_id, &app.client_secret, &refresh);
+    let creds = secrets::oauth_secret("deploy-bot-creds", &app.client_id, &app.client_secret, &refresh);
     secrets.create(&PostParams::default(), &creds).await?;
     let token = SlackToken::new(
         "deploy-bot",

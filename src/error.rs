@@ -1,21 +1,43 @@
-//! Everything a reconcile can fail with, and what each failure tells the user.
+//! Everything a reconcile can fail with, classified once: the reason users see, the hint that
+//! says what to do, and whether retrying soon can help all come from here.
 
-use crate::{credentials::CredentialsError, slack::SlackError};
+use crate::slack::SlackError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Something in the cluster a person must fix.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+
+    #[error(transparent)]
+    Slack(#[from] SlackError),
+
+    /// A Kubernetes API call failed; `verb` and `resource` say which.
+    #[error("Kubernetes API: {verb} {resource} `{name}`: {source}")]
+    Kube {
+        verb: &'static str,
+        resource: &'static str,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    /// A write with a resourceVersion precondition kept meeting newer versions.
+    #[error("Kubernetes API: {resource} `{name}` kept changing while it was being written")]
+    Conflict { resource: &'static str, name: String },
+}
+
+/// What a person must fix in the cluster before the SlackToken can work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
     #[error("invalid spec: {0}")]
-    InvalidSpec(String),
+    Spec(String),
 
     #[error("credentials Secret `{name}` not found in this namespace")]
     CredentialsNotFound { name: String },
 
-    #[error("credentials Secret `{name}`: {source}")]
-    BadCredentials {
-        name: String,
-        #[source]
-        source: CredentialsError,
-    },
+    #[error("credentials Secret `{name}`: {problem}")]
+    Credentials { name: String, problem: CredentialsError },
 
     #[error(
         "credentials Secret `{name}` is already used by SlackToken `{owner}`; each SlackToken needs its own"
@@ -24,84 +46,121 @@ pub enum Error {
 
     #[error("output Secret `{name}` already exists and is not managed by this SlackToken")]
     OutputSecretConflict { name: String },
+}
 
-    #[error("{0}")]
-    Slack(#[from] SlackError),
-
-    #[error("Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
+/// What can be wrong with the content of a credentials Secret.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum CredentialsError {
+    #[error("key `{0}` is missing or empty")]
+    Missing(&'static str),
+    #[error("key `{0}` is not valid UTF-8")]
+    NotUtf8(&'static str),
+    #[error("key `expiresAt` is not an RFC 3339 timestamp")]
+    BadExpiry,
 }
 
 impl Error {
-    /// The condition reason users see (PascalCase, stable: scripts may match on it).
+    /// Wraps a failed Kubernetes call with what it was doing.
+    pub fn kube(verb: &'static str, resource: &'static str, name: &str) -> impl FnOnce(kube::Error) -> Self {
+        let name = name.to_owned();
+        move |source| Error::Kube { verb, resource, name, source }
+    }
+
+    /// The HTTP status of a failed Kubernetes call.
+    fn api_code(&self) -> Option<u16> {
+        match self {
+            Error::Kube { source: kube::Error::Api(e), .. } => Some(e.code),
+            _ => None,
+        }
+    }
+
+    /// The condition reason users see (PascalCase, stable: scripts and alerts match on it).
     pub fn reason(&self) -> &'static str {
         match self {
-            Error::InvalidSpec(_) => "InvalidSpec",
-            Error::CredentialsNotFound { .. } => "CredentialsNotFound",
-            Error::BadCredentials { .. } => "InvalidCredentials",
-            Error::CredentialsInUse { .. } => "CredentialsInUse",
-            Error::OutputSecretConflict { .. } => "OutputSecretConflict",
-            Error::Slack(e) => match e.code() {
-                Some("invalid_refresh_token") => "InvalidRefreshToken",
-                Some("invalid_client_id" | "bad_client_secret") => "InvalidClientCredentials",
-                Some("token_revoked" | "invalid_auth" | "account_inactive") => "TokenRevoked",
-                Some("token_expired") => "TokenExpired",
-                Some("ratelimited") => "RateLimited",
-                Some("token_already_exchanged" | "token_rotation_not_enabled" | "invalid_token") => {
-                    "ExchangeFailed"
-                }
-                _ if e.is_transient() => "SlackUnavailable",
-                _ => "SlackError",
-            },
-            Error::Kube(_) => "KubernetesApiError",
+            Error::Invalid(Invalid::Spec(_)) => "InvalidSpec",
+            Error::Invalid(Invalid::CredentialsNotFound { .. }) => "CredentialsNotFound",
+            Error::Invalid(Invalid::Credentials { .. }) => "InvalidCredentials",
+            Error::Invalid(Invalid::CredentialsInUse { .. }) => "CredentialsInUse",
+            Error::Invalid(Invalid::OutputSecretConflict { .. }) => "OutputSecretConflict",
+            Error::Slack(e) => e.kind().reason(),
+            Error::Kube { .. } if self.api_code() == Some(403) => "Forbidden",
+            Error::Kube { .. } if self.api_code() == Some(422) => "RejectedByApiServer",
+            Error::Kube { .. } | Error::Conflict { .. } => "KubernetesApiError",
         }
     }
 
     /// Whether retrying soon can help. Permanent errors wait for a person to change something
-    /// (the watch brings us back at once) and are retried only rarely in between.
+    /// (the watch brings us back at once when they change the SlackToken or its credentials)
+    /// and are retried only rarely in between.
     pub fn is_transient(&self) -> bool {
         match self {
+            Error::Invalid(Invalid::CredentialsNotFound { .. }) => true,
+            Error::Invalid(_) => false,
             Error::Slack(e) => e.is_transient(),
-            Error::Kube(_) | Error::CredentialsNotFound { .. } => true,
-            _ => false,
+            Error::Kube { .. } => !matches!(self.api_code(), Some(403 | 422)),
+            Error::Conflict { .. } => true,
         }
     }
 
     /// A message that says what happened and what to do about it. Never contains a token.
     pub fn user_message(&self, credentials: &str) -> String {
         let hint = match self {
-            Error::CredentialsNotFound { .. } => format!(
+            Error::Invalid(Invalid::CredentialsNotFound { .. }) => format!(
                 "create it (label it `{}=<this SlackToken>` to have it picked up at once)",
-                crate::credentials::SLACKTOKEN_LABEL
+                crate::resource::SLACKTOKEN_LABEL
             ),
-            Error::Slack(e) => match e.code() {
-                Some("invalid_refresh_token") => format!(
-                    "the refresh token was already used or revoked; reinstall the Slack app and put the new refresh token into Secret `{credentials}` key `refreshToken`"
-                ),
-                Some("invalid_client_id" | "bad_client_secret") => {
-                    format!("check `clientId` and `clientSecret` in Secret `{credentials}` against the app's Basic Information page")
-                }
-                Some("invalid_grant_type") => "this app may not have token rotation turned on".to_owned(),
-                Some("token_revoked" | "invalid_auth" | "account_inactive") => {
-                    "the token no longer works; issue a new one and supply it as `pendingToken`".to_owned()
-                }
-                Some("token_already_exchanged") => format!(
-                    "this long-lived token was already exchanged; put the refresh token from that exchange into Secret `{credentials}` key `refreshToken`, or reinstall the app"
-                ),
-                Some("token_rotation_not_enabled") => {
-                    "turn on token rotation in the Slack app settings (OAuth & Permissions), then retry".to_owned()
-                }
-                Some("invalid_token") => format!("check `legacyToken` in Secret `{credentials}`: Slack does not know it"),
-                _ if e.is_transient() => "will retry with backoff".to_owned(),
-                _ => "see Slack's documentation for this error".to_owned(),
-            },
-            Error::Kube(_) => "will retry with backoff".to_owned(),
-            _ => String::new(),
+            Error::Invalid(_) => String::new(),
+            Error::Slack(e) => e.kind().hint(credentials),
+            Error::Kube { verb, resource, .. } if self.api_code() == Some(403) => format!(
+                "the operator's ServiceAccount may not {verb} {resource} here; grant it (the Helm chart's RBAC does)"
+            ),
+            Error::Kube { .. } if self.api_code() == Some(422) => {
+                "the API server refused the object; see the message above".to_owned()
+            }
+            Error::Kube { .. } | Error::Conflict { .. } => "will retry with backoff".to_owned(),
         };
         if hint.is_empty() {
             self.to_string()
         } else {
             format!("{self}: {hint}")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u16) -> Error {
+        let status = kube::core::Status::failure("refused", "Reason").with_code(code);
+        Error::kube("patch", "secrets", "creds")(kube::Error::Api(status.boxed()))
+    }
+
+    #[test]
+    fn kubernetes_errors_are_transient_unless_a_person_must_act() {
+        // (code, transient, reason)
+        let table = [
+            (500, true, "KubernetesApiError"),
+            (503, true, "KubernetesApiError"),
+            (409, true, "KubernetesApiError"),
+            (429, true, "KubernetesApiError"),
+            (403, false, "Forbidden"),
+            (422, false, "RejectedByApiServer"),
+        ];
+        for (code, transient, reason) in table {
+            let e = api(code);
+            assert_eq!((e.is_transient(), e.reason()), (transient, reason), "HTTP {code}");
+        }
+        let forbidden = api(403).user_message("creds");
+        assert!(forbidden.contains("may not patch secrets"), "{forbidden}");
+    }
+
+    #[test]
+    fn problems_a_person_must_fix_are_not_retried_soon_except_a_missing_secret() {
+        let missing = Error::from(Invalid::CredentialsNotFound { name: "c".into() });
+        assert!(missing.is_transient());
+        let in_use = Error::from(Invalid::CredentialsInUse { name: "c".into(), owner: "o".into() });
+        assert!(!in_use.is_transient());
+        assert_eq!(in_use.reason(), "CredentialsInUse");
     }
 }

@@ -1,21 +1,63 @@
 //! slack-token-operator: keeps Slack tokens fresh in Kubernetes Secrets.
+//!
+//! # How it fits together
+//!
+//! ```text
+//!  Kubernetes API                          this process                                  Slack
+//!  ──────────────                          ────────────                                  ─────
+//!  SlackTokens ──watch──┐
+//!                       ├─► controller ──► reconcile(one SlackToken)
+//!  labelled Secrets ────┘   (which changes      │
+//!  (metadata only)           wake us)           ├─ observe: SlackToken, credentials Secret,
+//!                                               │           output Secret  ◄── GET (never a cache)
+//!                                               │           + pending pair, retry hold (memory)
+//!                                               ├─ decide:  Snapshot ─► Plan   (pure, table-tested)
+//!                                               ├─ act:     the Plan, in one fixed order:
+//!                                               │    1-3 finalizers and labels           ──► PATCH
+//!                                               │    4   new pair from Slack  ◄──────────────────► oauth.v2.access /
+//!                                               │        kept pending, then saved                   tooling.tokens.rotate
+//!                                               │        into the credentials Secret     ──► PUT (resourceVersion-guarded)
+//!                                               │    5   output Secret                   ──► PUT/POST (only if changed)
+//!                                               └─ report:  status, Events, next wake-up ──► PATCH status (only if changed)
+//! ```
+//!
+//! Where state lives:
+//! - **credentials Secret** (the user's): the refresh token, access token, expiry and issue time.
+//!   The only durable rotation state; everything else is derived from it and can be rebuilt.
+//! - **output Secret** (ours, owned by the SlackToken): the access token applications mount.
+//! - **SlackToken status**: what people read (conditions, times, identity); never a token.
+//! - **memory**: pairs Slack issued whose save has not succeeded yet (`secrets`' pending
+//!   pairs: the refresh token they replace is spent, so they are the only copy), and retry holds.
+//!
+//! Modules, from the bottom up (none imports one above it): `clock`, `resource` (the CRD types
+//! and the names we put on objects), `slack` (the client and what its errors mean), `error`
+//! (every failure, classified once), `secrets` (credentials format and writes, the output
+//! Secret, pending pairs), `ops` (metrics, probes, leader election), `reconcile`
+//! (observe → decide → act → report), `controller` (watches and the work queue).
 #![forbid(unsafe_code)]
 
-pub mod backoff;
-pub mod cleanup;
-pub mod clock;
-pub mod controller;
-pub mod crd;
-pub mod credentials;
+mod clock;
+mod controller;
 #[cfg(feature = "emulator")]
 pub mod demo;
-pub mod duration;
-pub mod error;
-pub mod http;
-pub mod leader;
-pub mod manual;
-pub mod metrics;
-pub mod rotation;
-pub mod schedule;
-pub mod slack;
-pub mod status;
+mod error;
+mod ops;
+mod reconcile;
+mod resource;
+mod secrets;
+mod slack;
+
+pub use clock::{format_time, Clock, SharedClock, SystemClock, TokioClock};
+pub use controller::run;
+pub use error::Error;
+pub use ops::{http, leader, metrics::Metrics};
+pub use reconcile::{
+    schedule::{default_renew_before, until},
+    Context, Settings,
+};
+pub use resource::{
+    GoDuration, Identity, ManualKind, ManualSpec, SlackToken, SlackTokenSpec, SlackTokenStatus, TokenType,
+    MANAGED_BY, MANAGED_BY_LABEL, MANAGER, SLACKTOKEN_LABEL,
+};
+pub use secrets::oauth_secret;
+pub use slack::{SlackClient, SlackError};

@@ -3,7 +3,7 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use kube::CustomResourceExt;
-use slack_token_operator::{clock::SystemClock, controller, crd::SlackToken, slack::SlackClient};
+use slack_token_operator::{Context, GoDuration, Settings, SlackClient, SlackToken, SystemClock};
 use std::{net::SocketAddr, sync::Arc};
 
 #[derive(Parser)]
@@ -47,7 +47,7 @@ struct RunArgs {
     leader_elect: bool,
     /// How often long-lived (Manual) tokens are checked with auth.test.
     #[arg(long, env = "HEALTH_CHECK_INTERVAL", default_value = "6h")]
-    health_check_interval: slack_token_operator::duration::GoDuration,
+    health_check_interval: GoDuration,
 }
 
 #[derive(ValueEnum, Clone, Copy)]
@@ -87,8 +87,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
     let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
     let slack = SlackClient::new(&args.slack_api_url).context("building the Slack client")?;
-    let settings = controller::Settings { health_check_interval: args.health_check_interval.as_std() };
-    let ctx = controller::Context::with_settings(client.clone(), slack, Arc::new(SystemClock), settings);
+    let settings = Settings { health_check_interval: args.health_check_interval.as_std() };
+    let ctx = Context::with_settings(client.clone(), slack, Arc::new(SystemClock), settings);
     let http = tokio::spawn(slack_token_operator::http::serve(args.http_addr, ctx.metrics.clone()));
     let leadership = match args.leader_elect {
         true => Some(slack_token_operator::leader::acquire(client).await?),
@@ -102,7 +102,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     tracing::info!(namespaces = ?args.namespaces, slack = %args.slack_api_url, "starting controller");
     tokio::select! {
-        () = controller::run(ctx, args.namespaces) => Ok(()),
+        () = slack_token_operator::run(ctx, args.namespaces) => Ok(()),
         result = http => result.context("http server task")?.context("http server"),
         () = lost => anyhow::bail!("lost leadership; exiting so that only the leader rotates"),
     }

@@ -964,11 +964,7 @@ async fn operator_scenario(
 ) -> Result<(), String> {
     use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
     use slack_token_operator::{
-        clock::TokioClock,
-        controller,
-        crd::{SlackToken, SlackTokenSpec, TokenType},
-        credentials::oauth_secret,
-        slack::SlackClient,
+        oauth_secret, Context, SlackClient, SlackToken, SlackTokenSpec, TokenType, TokioClock,
     };
     use std::time::Duration;
 
@@ -1039,12 +1035,12 @@ async fn operator_scenario(
         .map_err(|_| "no leadership within 60s: the Lease could not be taken".to_owned())?;
         leadership = Some(acquired.map_err(|e| format!("leader election failed: {e}"))?);
     }
-    let ctx = controller::Context::new(
+    let ctx = Context::new(
         operator,
         SlackClient::new(&slack.base_url()).unwrap(),
         std::sync::Arc::new(TokioClock::new()),
     );
-    let controller = tokio::spawn(controller::run(ctx, watch));
+    let controller = tokio::spawn(slack_token_operator::run(ctx, watch));
     let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(admin.clone(), &token_ns);
 
     // Polls `check` every 100ms of (paused) time for up to a minute.

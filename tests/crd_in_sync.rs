@@ -1,7 +1,7 @@
 //! `crds/` is generated from the Rust types and must never drift from them.
 
 use kube::CustomResourceExt;
-use slack_token_operator::crd::SlackToken;
+use slack_token_operator::SlackToken;
 
 #[test]
 fn committed_crd_yaml_matches_the_rust_types() {

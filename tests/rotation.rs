@@ -6,7 +6,7 @@ mod support;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use slack_emulator::Fault;
-use slack_token_operator::schedule::default_renew_before;
+use slack_token_operator::default_renew_before;
 use std::time::Duration;
 use support::{e2e, TestEnv};
 
@@ -25,7 +25,7 @@ fn margin(env: &TestEnv) -> Duration {
 async fn until_next_rotation(env: &TestEnv, name: &str) -> Duration {
     let next = env.status(name).await.next_rotation_time.expect("nextRotationTime set");
     let next: jiff::Timestamp = next.parse().unwrap();
-    slack_token_operator::schedule::until(env.clock.now(), next)
+    slack_token_operator::until(env.clock.now(), next)
 }
 
 #[test]
@@ -84,7 +84,7 @@ fn rotation_period_change_reschedules() {
         let (f, first) = env.ready_bot().await;
         let before = until_next_rotation(&env, "bot").await;
         let period = env.ttl() / 4;
-        let period_text = slack_token_operator::duration::GoDuration(period).to_string();
+        let period_text = slack_token_operator::GoDuration(period).to_string();
         let patch = json!({"spec": {"rotationPeriod": period_text}});
         env.tokens().patch("bot", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
         let after = env
@@ -111,8 +111,7 @@ fn renew_before_change_reschedules() {
         env.published_token(&f.output(), None).await;
         env.ready("bot", "True").await;
         let renew = env.ttl() / 2;
-        let patch =
-            json!({"spec": {"renewBefore": slack_token_operator::duration::GoDuration(renew).to_string()}});
+        let patch = json!({"spec": {"renewBefore": slack_token_operator::GoDuration(renew).to_string()}});
         env.tokens().patch("bot", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
         env.eventually("nextRotationTime = expiry - renewBefore", Duration::from_secs(30), || async {
             let s = env.status("bot").await;
@@ -322,13 +321,13 @@ fn valid_access_token_in_credentials_is_published_without_rotating() {
                 ("clientSecret", &app.client_secret),
                 ("refreshToken", install.refresh_token.as_deref().unwrap()),
                 ("accessToken", &install.access_token),
-                ("expiresAt", &slack_token_operator::clock::format_time(expires)),
+                ("expiresAt", &slack_token_operator::format_time(expires)),
             ],
         )
         .await;
         // An adopted token's issue time is unknown, so Slack's 12h lifetime (renew 2h before) is
         // assumed; with a real cluster's short-lived test tokens that would be due at once.
-        let renew = slack_token_operator::duration::GoDuration(env.ttl() / 3);
+        let renew = slack_token_operator::GoDuration(env.ttl() / 3);
         env.create_token(&support::token_yaml("adopt", "OAuth", &format!("renewBefore: {renew}"))).await;
         let token = env.published_token("adopt-token", None).await;
         assert_eq!(token, install.access_token);
@@ -386,7 +385,7 @@ fn api_server_write_failure_after_slack_answered_loses_no_refresh_token() {
             "Slack was not called again for the same rotation"
         );
         assert!(env.slack.broken_chains().is_empty(), "no spent refresh token was presented");
-        assert!(env.ctx.unsaved.is_empty());
+        assert!(env.ctx.pending.is_empty());
         env.ready("bot", "True").await;
         env.eventually("the completed rotation counts once", env.patience(), || async {
             (env.status("bot").await.rotation_count == 2).then_some(())
@@ -417,7 +416,7 @@ fn slacktoken_recreated_while_a_save_fails_saves_the_pending_pair_first() {
         let (reason, _) = env.ready("bot", "False").await;
         assert_eq!(reason, "KubernetesApiError");
         assert_eq!(env.slack.refreshes(&f.installation_id), 2, "Slack answered; the save failed");
-        assert_eq!(env.ctx.unsaved.len(), 1);
+        assert_eq!(env.ctx.pending.len(), 1);
 
         env.tokens().delete("bot", &DeleteParams::default()).await.unwrap();
         env.eventually("SlackToken gone", env.patience(), || async {
@@ -431,7 +430,7 @@ fn slacktoken_recreated_while_a_save_fails_saves_the_pending_pair_first() {
         assert!(env.slack.token_is_valid(&second));
         assert_eq!(env.slack.refreshes(&f.installation_id), 2, "the pending pair was saved, not re-fetched");
         assert!(env.slack.broken_chains().is_empty(), "no spent refresh token was presented");
-        assert!(env.ctx.unsaved.is_empty());
+        assert!(env.ctx.pending.is_empty());
     });
 }
 
@@ -459,7 +458,7 @@ fn malformed_durations_are_rejected_by_the_schema() {
         // Sent untyped: the Rust types would refuse to serialise a malformed duration at all.
         let yaml = support::token_yaml("bad", "OAuth", "renewBefore: 2d");
         let object: kube::api::DynamicObject = serde_yaml::from_str(&yaml).unwrap();
-        let resource = kube::api::ApiResource::erase::<slack_token_operator::crd::SlackToken>(&());
+        let resource = kube::api::ApiResource::erase::<slack_token_operator::SlackToken>(&());
         let api: kube::Api<kube::api::DynamicObject> =
             kube::Api::namespaced_with(env.client.clone(), &env.ns, &resource);
         let err = api.create(&Default::default(), &object).await.unwrap_err();

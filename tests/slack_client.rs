@@ -2,7 +2,7 @@
 
 use secrecy::{ExposeSecret, SecretString};
 use slack_emulator::{Fault, SlackEmulator, TokenKind};
-use slack_token_operator::slack::{SlackClient, SlackError};
+use slack_token_operator::{SlackClient, SlackError};
 use std::time::Duration;
 
 fn secret(s: &str) -> SecretString {
@@ -55,11 +55,12 @@ async fn server_errors_malformed_answers_and_internal_errors_are_transient() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_hanging_slack_times_out_as_a_transport_error() {
+async fn a_hanging_slack_times_out_and_says_so() {
     let (slack, client) = setup().await;
     slack.fail_next("auth.test", 1, Fault::Hang);
     let err = client.auth_test(&secret("xoxb-x")).await.unwrap_err();
-    assert!(matches!(err, SlackError::Transport { .. }), "{err:?}");
+    assert!(matches!(err, SlackError::Timeout { .. }), "{err:?}");
+    assert_eq!(err.to_string(), "Slack did not answer auth.test within 30s");
     assert!(err.is_transient());
 }
 

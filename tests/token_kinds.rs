@@ -7,11 +7,11 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use secrecy::SecretString;
 use serde_json::json;
 use slack_emulator::{Fault, TokenKind};
-use slack_token_operator::slack::SlackClient;
+use slack_token_operator::SlackClient;
 use support::{e2e, token_yaml, TestEnv};
 
 fn period(env: &TestEnv) -> String {
-    slack_token_operator::duration::GoDuration(env.ttl() / 2).to_string()
+    slack_token_operator::GoDuration(env.ttl() / 2).to_string()
 }
 
 async fn manual_token(env: &TestEnv, name: &str, kind: &str, token: &str) {
@@ -164,7 +164,7 @@ fn exchange_moves_a_long_lived_token_onto_rotation_without_revoking_it() {
 
         // From here on it is an ordinary rotating token.
         let next: jiff::Timestamp = env.status("bot").await.next_rotation_time.unwrap().parse().unwrap();
-        env.advance(slack_token_operator::schedule::until(env.clock.now(), next) + env.ttl() / 30).await;
+        env.advance(slack_token_operator::until(env.clock.now(), next) + env.ttl() / 30).await;
         env.published_token("bot-token", Some(&rotating)).await;
         assert_eq!(env.slack.calls("oauth.v2.exchange"), 1);
         assert!(env.slack.broken_chains().is_empty());
@@ -219,7 +219,7 @@ fn rotate_now_annotation_fires_once_per_value() {
         // Any other change wakes the controller; the handled value must not fire again.
         annotate(&env, "bot", "unrelated", "x").await;
         // A shorter renewBefore than the default (a third of the lifetime): not due any sooner.
-        let renew = slack_token_operator::duration::GoDuration(env.ttl() / 4);
+        let renew = slack_token_operator::GoDuration(env.ttl() / 4);
         let patch = json!({"spec": {"renewBefore": renew.to_string()}});
         env.tokens().patch("bot", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
         env.advance(env.ttl() / 30).await;

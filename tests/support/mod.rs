@@ -14,10 +14,7 @@ use kube::{
 };
 use slack_emulator::{SlackEmulator, TokenKind};
 use slack_token_operator::{
-    clock::{SharedClock, TokioClock},
-    controller::{self, Context},
-    crd::{SlackToken, SlackTokenStatus},
-    slack::SlackClient,
+    Context, Settings, SharedClock, SlackClient, SlackToken, SlackTokenStatus, TokioClock,
 };
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -130,14 +127,14 @@ impl TestEnv {
         let namespace: Namespace =
             serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap();
         namespaces.create(&PostParams::default(), &namespace).await.expect("namespace created");
-        let settings = controller::Settings { health_check_interval: ttl / 4 };
+        let settings = Settings { health_check_interval: ttl / 4 };
         let ctx = Context::with_settings(
             client.clone(),
             SlackClient::new(&slack.base_url()).unwrap(),
             clock.clone(),
             settings,
         );
-        let controller = tokio::spawn(controller::run(ctx.clone(), vec![ns.clone()]));
+        let controller = tokio::spawn(slack_token_operator::run(ctx.clone(), vec![ns.clone()]));
         Self { kube, client, slack, ns, clock, ctx, controller }
     }
 

@@ -1,13 +1,11 @@
 //! The `SlackToken` custom resource. `crds/slacktoken.yaml` is generated from these types
 //! (`slack-token-operator crd`), so doc comments here are what `kubectl explain` shows.
 
-use crate::duration::GoDuration;
+use super::{conditions::Condition, duration::GoDuration};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-pub const GROUP: &str = "slack.rotator.dev";
 
 /// Desired state of a Slack token kept fresh in a Kubernetes Secret.
 // Each printcolumn repeats `type_ = ...`; clippy reads the derive's arguments as duplicated attributes.
@@ -218,19 +216,4 @@ pub struct Identity {
     pub bot_user_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scopes: Option<String>,
-}
-
-/// A standard Kubernetes condition (metav1.Condition).
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Condition {
-    #[serde(rename = "type")]
-    pub type_: String,
-    /// True, False or Unknown.
-    pub status: String,
-    pub reason: String,
-    pub message: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    pub last_transition_time: String,
 }

@@ -1,74 +1,22 @@
 //! Client for the few Slack Web API methods the operator calls.
 //!
-//! Every answer is classified once, here: transient failures (5xx, 429, `internal_error`, transport
-//! errors, unreadable answers) are retried by the controller with backoff; anything else needs a
-//! person and is reported as such. Tokens only ever travel as [`SecretString`], so they cannot end
-//! up in a log line or an error message by accident.
+//! Every answer becomes either the fields the operator needs or a [`SlackError`] (classified in
+//! [`super::error`]). Tokens only ever travel as [`SecretString`], so they cannot end up in a log
+//! line or an error message by accident.
 
+use super::error::SlackError;
+use crate::resource::Identity;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
 use std::time::Duration;
 
-/// Errors Slack's documentation lists as temporary.
-const TRANSIENT_CODES: &[&str] = &["internal_error", "fatal_error", "service_unavailable", "request_timeout"];
-
-/// Errors meaning the token is revoked, expired or otherwise unusable.
-const DEAD_TOKEN_CODES: &[&str] =
-    &["token_revoked", "invalid_auth", "token_expired", "account_inactive", "not_authed"];
-
 /// What Slack says when no `Retry-After` comes with a 429; Slack's tier-1 limit is one call a minute.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
-
-#[derive(Debug, thiserror::Error)]
-pub enum SlackError {
-    #[error("Slack answered {method} with error `{code}`")]
-    Api { method: &'static str, code: String },
-    #[error("Slack rate-limited {method}; retry after {}s", retry_after.as_secs())]
-    RateLimited { method: &'static str, retry_after: Duration },
-    #[error("Slack answered {method} with HTTP {status}")]
-    Http { method: &'static str, status: u16 },
-    #[error("could not reach Slack for {method}: {source}")]
-    Transport {
-        method: &'static str,
-        #[source]
-        source: reqwest::Error,
-    },
-    #[error("Slack sent an unreadable answer to {method}: {detail}")]
-    Decode { method: &'static str, detail: String },
-}
-
-impl SlackError {
-    /// Whether trying again later can succeed without a person doing anything.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            SlackError::Api { code, .. } => TRANSIENT_CODES.contains(&code.as_str()),
-            SlackError::Http { status, .. } => *status >= 500 || *status == 429 || *status == 408,
-            SlackError::RateLimited { .. } | SlackError::Transport { .. } | SlackError::Decode { .. } => true,
-        }
-    }
-
-    /// Whether Slack says the token itself no longer works (as opposed to Slack being unwell).
-    pub fn token_is_dead(&self) -> bool {
-        self.code().is_some_and(|c| DEAD_TOKEN_CODES.contains(&c))
-    }
-
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            SlackError::RateLimited { retry_after, .. } => Some(*retry_after),
-            _ => None,
-        }
-    }
-
-    /// The Slack error code, when Slack gave one.
-    pub fn code(&self) -> Option<&str> {
-        match self {
-            SlackError::Api { code, .. } => Some(code),
-            SlackError::RateLimited { .. } => Some("ratelimited"),
-            _ => None,
-        }
-    }
-}
+/// Giving up on connecting; a healthy Slack edge answers in well under a second.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Giving up on a whole call. A hung Slack must not hold a reconcile (and its concurrency slot).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A freshly issued token pair.
 #[derive(Debug, Clone)]
@@ -77,7 +25,7 @@ pub struct Issued {
     pub refresh_token: SecretString,
     /// Lifetime of the access token as Slack reported it.
     pub expires_in: Option<Duration>,
-    pub identity: crate::crd::Identity,
+    pub identity: Identity,
 }
 
 /// What `auth.test` says about a token.
@@ -85,10 +33,8 @@ pub struct Issued {
 pub struct AuthTest {
     pub team_id: Option<String>,
     pub user_id: Option<String>,
-    pub bot_id: Option<String>,
     pub app_id: Option<String>,
     pub enterprise_id: Option<String>,
-    pub expires_in: Option<u64>,
 }
 
 #[derive(Clone)]
@@ -101,8 +47,8 @@ impl SlackClient {
     /// `base_url` is e.g. `https://slack.com/api/` (GovSlack: `https://slack-gov.com/api/`).
     pub fn new(base_url: &str) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(30))
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
             .user_agent(concat!("slack-token-operator/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let mut base_url = base_url.to_owned();
@@ -150,7 +96,7 @@ impl SlackClient {
                 (Some(exp), Some(iat)) if exp > iat => Some(Duration::from_secs((exp - iat) as u64)),
                 _ => None,
             };
-        let identity = crate::crd::Identity {
+        let identity = Identity {
             team_id: string(&body, "team_id"),
             user_id: string(&body, "user_id"),
             ..Default::default()
@@ -166,10 +112,8 @@ impl SlackClient {
         Ok(AuthTest {
             team_id: string(&body, "team_id"),
             user_id: string(&body, "user_id"),
-            bot_id: string(&body, "bot_id"),
             app_id: string(&body, "app_id"),
             enterprise_id: string(&body, "enterprise_id"),
-            expires_in: body.get("expires_in").and_then(Value::as_u64),
         })
     }
 
@@ -207,8 +151,10 @@ impl SlackClient {
         request: reqwest::RequestBuilder,
     ) -> Result<Value, SlackError> {
         // Error texts of reqwest carry the URL; ours never contains a token, but strip it anyway.
-        let transport =
-            |source: reqwest::Error| SlackError::Transport { method, source: source.without_url() };
+        let transport = |source: reqwest::Error| match source.is_timeout() {
+            true => SlackError::Timeout { method, after: REQUEST_TIMEOUT },
+            false => SlackError::Transport { method, source: source.without_url() },
+        };
         let response = request.send().await.map_err(transport)?;
         let status = response.status();
         if status.as_u16() == 429 {
@@ -271,7 +217,7 @@ fn issued_from_oauth(method: &'static str, body: &Value) -> Result<Issued, Slack
         body.get(field).cloned().and_then(|v| serde_json::from_value::<Named>(v).ok()).and_then(|n| n.id)
     };
     let user_id = string(body, "user_id").or_else(|| id_of("authed_user"));
-    let identity = crate::crd::Identity {
+    let identity = Identity {
         team_id: id_of("team"),
         enterprise_id: id_of("enterprise"),
         app_id: string(body, "app_id"),
@@ -296,17 +242,6 @@ pub fn redacted(token: &SecretString) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn transient_errors_are_the_ones_slack_documents_as_temporary() {
-        let api = |code: &str| SlackError::Api { method: "m", code: code.into() };
-        assert!(api("internal_error").is_transient());
-        assert!(api("service_unavailable").is_transient());
-        assert!(!api("invalid_refresh_token").is_transient());
-        assert!(!api("bad_client_secret").is_transient());
-        assert!(SlackError::Http { method: "m", status: 503 }.is_transient());
-        assert!(!SlackError::Http { method: "m", status: 404 }.is_transient());
-    }
 
     #[test]
     fn redacted_token_shows_only_its_kind() {

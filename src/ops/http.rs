@@ -1,6 +1,6 @@
 //! /healthz, /readyz and /metrics.
 
-use crate::metrics::Metrics;
+use super::metrics::Metrics;
 use axum::{extract::State, routing::get, Router};
 use std::{net::SocketAddr, sync::Arc};
 

@@ -23,7 +23,7 @@ pub async fn acquire(client: Client) -> anyhow::Result<Leadership> {
         std::env::var("POD_NAME").unwrap_or_else(|_| format!("slack-token-operator-{}", std::process::id()));
     let manager = LeaseManagerBuilder::new(client, LEASE_NAME)
         .with_namespace(namespace)
-        .with_parameters(LeaseParams::new(identity, 15, 5).with_field_manager(crate::controller::MANAGER))
+        .with_parameters(LeaseParams::new(identity, 15, 5).with_field_manager(crate::resource::MANAGER))
         .build()
         .await
         .context("setting up the leader-election Lease")?;

@@ -5,7 +5,7 @@
 //! that token's expiry and issue time; the output Secret and the SlackToken status are only
 //! derived from it and can always be rebuilt.
 
-use crate::slack::Issued;
+use crate::{error::CredentialsError, resource::ISSUED_AT_ANNOTATION, slack::Issued};
 use jiff::Timestamp;
 use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta, ByteString};
 use secrecy::{ExposeSecret, SecretString};
@@ -17,25 +17,6 @@ pub const ACCESS_TOKEN: &str = "accessToken";
 pub const EXPIRES_AT: &str = "expiresAt";
 pub const LEGACY_TOKEN: &str = "legacyToken";
 pub const PENDING_TOKEN: &str = "pendingToken";
-
-/// When the current access token was issued (or adopted); drives `rotationPeriod`.
-pub const ISSUED_AT_ANNOTATION: &str = "slack.rotator.dev/issued-at";
-/// The `slack.rotator.dev/rotate` value the last rotation satisfied. Saved with the new tokens, in
-/// the same write, so a request is handled once even if status cannot be written afterwards.
-pub const ROTATED_FOR_ANNOTATION: &str = "slack.rotator.dev/rotated-for-request";
-/// Put on every Secret the operator reads or writes, valued with the SlackToken's name: the
-/// operator watches only Secrets carrying it, and it stops two SlackTokens sharing credentials.
-pub const SLACKTOKEN_LABEL: &str = "slack.rotator.dev/slacktoken";
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum CredentialsError {
-    #[error("key `{0}` is missing or empty")]
-    Missing(&'static str),
-    #[error("key `{0}` is not valid UTF-8")]
-    NotUtf8(&'static str),
-    #[error("key `{EXPIRES_AT}` is not an RFC 3339 timestamp")]
-    BadExpiry,
-}
 
 /// What the credentials Secret holds, parsed. Tokens stay redacted.
 #[derive(Debug, Default, Clone)]

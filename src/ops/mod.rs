@@ -1,0 +1,5 @@
+//! Running the operator: its HTTP endpoints (probes, metrics), its metrics and leader election.
+
+pub mod http;
+pub mod leader;
+pub mod metrics;

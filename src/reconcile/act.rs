@@ -1,0 +1,386 @@
+//! Act: carry out a [`Plan`] in its one fixed order.
+//!
+//! The order is what keeps refresh tokens safe. For a rotation:
+//!
+//! 1. the SlackToken's finalizer, 2. the credentials Secret's label and finalizer, 3. release of
+//!    Secrets no longer used (all metadata only, all before Slack is called);
+//! 4. Slack issues a new pair, which is kept as pending (the refresh token it replaces is spent
+//!    now, so it is the only copy) and saved into the credentials Secret in ONE write with a
+//!    resourceVersion precondition; only then is it no longer pending;
+//! 5. the access token is published into the output Secret;
+//! 6. status and Events are written last, by [`super::report`].
+//!
+//! A failure anywhere ends the reconcile with what was done so far in the [`Outcome`]; the next
+//! reconcile starts from a fresh snapshot and finds the pending pair instead of calling Slack.
+
+use super::{
+    context::Context,
+    decide::{self, Call, Claim, Converge, Finalize, HandOver, Manual, Rotate, Rotating, TokenPlan, Trigger},
+    observe::Snapshot,
+    schedule::TokenTimes,
+};
+use crate::{
+    error::{Error, Invalid},
+    resource::{
+        Identity, SlackToken, REVOKE_FINALIZER, ROTATED_FOR_ANNOTATION, ROTATE_ANNOTATION, SLACKTOKEN_LABEL,
+    },
+    secrets::{self, Credentials, PENDING_TOKEN},
+    slack::{AuthTest, Issued},
+};
+use jiff::Timestamp;
+use k8s_openapi::{api::core::v1::Secret, ByteString};
+use kube::{
+    api::{Api, ListParams, Patch, PatchParams},
+    Resource, ResourceExt,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+
+/// What a reconcile did and found out, for status and Events.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The credentials Secret's resourceVersion after our writes: a failure is held until it changes.
+    pub credentials_version: Option<String>,
+    pub rotated: Option<Trigger>,
+    /// Issue time and expiry of the published token.
+    pub times: TokenTimes,
+    pub identity: Option<Identity>,
+    /// Manual tokens: when the current token last passed auth.test, if it did in this reconcile.
+    pub checked_at: Option<Timestamp>,
+    /// Manual tokens: why a supplied `pendingToken` was refused.
+    pub refused: Option<String>,
+    /// Whether auth.revoke revoked a token (on delete, or the one a hand-over replaced).
+    pub revoked: bool,
+}
+
+/// Steps 1 to 5 of a converging reconcile. Fills `out` as it goes, so that a failure still
+/// reports what was done.
+pub async fn converge(ctx: &Context, s: &Snapshot, plan: &Converge, out: &mut Outcome) -> Result<(), Error> {
+    let stk = &s.slacktoken;
+    let secrets = secrets_api(ctx, s);
+    out.credentials_version = s.credentials.as_ref().and_then(|c| c.version());
+    if let Some(add) = plan.finalizer {
+        let mut finalizers = without_ours(stk);
+        if add {
+            finalizers.push(REVOKE_FINALIZER.to_owned());
+        }
+        set_finalizers(&slacktokens_api(ctx, s), stk, finalizers).await?;
+    }
+    let mut credentials = s.credentials.as_ref().map(|c| c.secret.clone());
+    if let (Some(claim), Some(secret)) = (&plan.claim, &credentials) {
+        let claimed = claim_credentials(&secrets, stk, secret, claim).await?;
+        out.credentials_version = claimed.resource_version();
+        credentials = Some(claimed);
+    }
+    if plan.release_stale {
+        let current = &stk.spec.credentials_ref.name;
+        for secret in held_for(&secrets, stk).await?.iter().filter(|s| &s.name_any() != current) {
+            set_finalizers(&secrets, secret, without_ours(secret)).await?;
+        }
+    }
+    let (Some(token), Some(credentials), Some(Ok(parsed))) =
+        (&plan.token, credentials, s.credentials.as_ref().map(|c| &c.parsed))
+    else {
+        return Ok(());
+    };
+    match token {
+        TokenPlan::Rotating(plan) => rotating(ctx, s, &secrets, plan, credentials, parsed, out).await,
+        TokenPlan::Manual(plan) => manual(ctx, s, &secrets, plan, credentials, parsed, out).await,
+    }
+}
+
+/// OAuth and AppConfiguration: steps 4 (rotate and save) and 5 (publish).
+async fn rotating(
+    ctx: &Context,
+    s: &Snapshot,
+    secrets: &Api<Secret>,
+    plan: &Rotating,
+    credentials: Secret,
+    creds: &Credentials,
+    out: &mut Outcome,
+) -> Result<(), Error> {
+    let stk = &s.slacktoken;
+    out.times = TokenTimes { issued_at: creds.issued_at, expires_at: creds.expires_at };
+    let token = match plan.rotate {
+        Some(rotate) => {
+            let issued = rotate_and_save(ctx, s, secrets, rotate, credentials, creds, out).await?;
+            out.rotated = Some(rotate.trigger);
+            out.identity = Some(issued.identity);
+            issued.access_token
+        }
+        None => match &creds.access_token {
+            Some(token) => token.clone(),
+            None => return Ok(()), // decide refuses this; nothing to publish
+        },
+    };
+    if plan.publish {
+        secrets::publish(secrets, stk, s.output.as_ref(), &token).await?;
+    }
+    Ok(())
+}
+
+/// Step 4: get a pair from Slack (or the one it gave earlier), then save it.
+async fn rotate_and_save(
+    ctx: &Context,
+    s: &Snapshot,
+    secrets: &Api<Secret>,
+    rotate: Rotate,
+    credentials: Secret,
+    creds: &Credentials,
+    out: &mut Outcome,
+) -> Result<Issued, Error> {
+    let stk = &s.slacktoken;
+    let (namespace, name) = (s.namespace(), &stk.spec.credentials_ref.name);
+    let issued = match (rotate.call, &s.pending) {
+        (_, Some(pending)) => pending.clone(),
+        (Some(call), None) => {
+            let issued = call_slack(ctx, call, creds).await?;
+            // The refresh token it replaces is spent from here on: this is the only copy.
+            ctx.pending.put(&namespace, name, issued.clone());
+            issued
+        }
+        (None, None) => return Err(Error::Invalid(Invalid::Spec("nothing to save".into()))),
+    };
+    let request = stk.annotations().get(ROTATE_ANNOTATION);
+    let also = |secret: &mut Secret| {
+        secret
+            .metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert(SLACKTOKEN_LABEL.to_owned(), stk.name_any());
+        // Whatever triggered it, this rotation satisfies any outstanding rotate-now request.
+        if let Some(request) = request {
+            let annotations = secret.metadata.annotations.get_or_insert_with(Default::default);
+            annotations.insert(ROTATED_FOR_ANNOTATION.to_owned(), request.clone());
+        }
+    };
+    let saved = secrets::save_issued(secrets, credentials, creds, &issued, ctx.clock.now(), also).await?;
+    ctx.pending.remove(&namespace, name);
+    out.credentials_version = saved.resource_version();
+    if let Ok(saved) = Credentials::from_secret(&saved) {
+        out.times = TokenTimes { issued_at: saved.issued_at, expires_at: saved.expires_at };
+    }
+    Ok(issued)
+}
+
+async fn call_slack(ctx: &Context, call: Call, creds: &Credentials) -> Result<Issued, Error> {
+    // decide has checked that what each call needs is there.
+    let missing = || Error::Invalid(Invalid::Spec("credentials changed while deciding".into()));
+    let issued = match call {
+        Call::RefreshOAuth => {
+            let (id, secret) = creds.require_client().map_err(|_| missing())?;
+            let refresh = creds.refresh_token.as_ref().ok_or_else(missing)?;
+            ctx.slack.refresh_oauth(id, secret, refresh).await?
+        }
+        Call::Exchange => {
+            let (id, secret) = creds.require_client().map_err(|_| missing())?;
+            let legacy = creds.legacy_token.as_ref().ok_or_else(missing)?;
+            ctx.slack.exchange(id, secret, legacy).await?
+        }
+        Call::RotateConfigToken => {
+            let refresh = creds.refresh_token.as_ref().ok_or_else(missing)?;
+            ctx.slack.rotate_config_token(refresh).await?
+        }
+    };
+    Ok(issued)
+}
+
+/// Manual: steps 4 (start the period), 5 (hand-over), 6 (health check) and 7 (publish).
+async fn manual(
+    ctx: &Context,
+    s: &Snapshot,
+    secrets: &Api<Secret>,
+    plan: &Manual,
+    mut credentials: Secret,
+    creds: &Credentials,
+    out: &mut Outcome,
+) -> Result<(), Error> {
+    let stk = &s.slacktoken;
+    let name = &stk.spec.credentials_ref.name;
+    let Some(mut current) = creds.access_token.clone() else {
+        return Ok(()); // decide refuses this
+    };
+    let mut issued_at = creds.issued_at.unwrap_or(s.now);
+    if plan.stamp_issued_at {
+        let patch = json!({"metadata": {"annotations": {crate::resource::ISSUED_AT_ANNOTATION: crate::clock::format_time(s.now)}}});
+        credentials = secrets
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(Error::kube("patch", "secrets", name))?;
+        out.credentials_version = credentials.resource_version();
+    }
+    if let (Some(hand_over), Some(pending)) = (plan.hand_over, &creds.pending_token) {
+        match check_replacement(ctx, stk, &current, pending, hand_over).await? {
+            Ok(who) => {
+                secrets::publish(secrets, stk, s.output.as_ref(), pending).await?;
+                if hand_over.revoke_replaced {
+                    // The help article's first step; done once the new token is live.
+                    out.revoked = ctx.slack.revoke(&current).await?;
+                }
+                let saved = save_hand_over(secrets, name, credentials, pending, s.now).await?;
+                out.credentials_version = saved.resource_version();
+                current = pending.clone();
+                issued_at = s.now;
+                out.rotated = Some(Trigger::HandOver);
+                out.identity = Some(identity_of(&who));
+                out.checked_at = Some(s.now);
+            }
+            Err(why) => out.refused = Some(why),
+        }
+    }
+    if out.rotated.is_none() {
+        if plan.health_check {
+            // A long-lived token can be revoked by a person or by Slack for disuse at any time.
+            let who = ctx.slack.auth_test(&current).await?;
+            out.identity = Some(identity_of(&who));
+            out.checked_at = Some(s.now);
+        }
+        secrets::publish(secrets, stk, s.output.as_ref(), &current).await?;
+    }
+    out.times = TokenTimes { issued_at: Some(issued_at), expires_at: None };
+    Ok(())
+}
+
+/// Checks a supplied token with auth.test against the current one's identity. Outer error: try
+/// again later; inner error: the token is refused, with the reason.
+async fn check_replacement(
+    ctx: &Context,
+    stk: &SlackToken,
+    current: &SecretString,
+    pending: &SecretString,
+    hand_over: HandOver,
+) -> Result<Result<AuthTest, String>, Error> {
+    let new = match ctx.slack.auth_test(pending).await {
+        Ok(who) => who,
+        Err(e) if e.is_transient() => return Err(e.into()),
+        Err(e) => return Ok(Err(format!("Slack rejected it ({})", e.code().unwrap_or("error")))),
+    };
+    let reference = match ctx.slack.auth_test(current).await {
+        Ok(who) => Some(identity_of(&who)),
+        Err(e) if e.is_transient() => return Err(e.into()),
+        // The current token may already be dead; fall back to the identity recorded earlier.
+        Err(_) => stk.status.as_ref().and_then(|s| s.identity.clone()),
+    };
+    Ok(decide::accept_replacement(reference.as_ref(), &new, hand_over.allow_identity_change).map(|()| new))
+}
+
+/// Moves the pending token to `accessToken` in one write with a resourceVersion precondition.
+async fn save_hand_over(
+    secrets: &Api<Secret>,
+    name: &str,
+    latest: Secret,
+    token: &SecretString,
+    now: Timestamp,
+) -> Result<Secret, Error> {
+    secrets::update_credentials(secrets, name, latest, |secret| {
+        let data = secret.data.get_or_insert_with(Default::default);
+        data.insert(secrets::ACCESS_TOKEN.into(), ByteString(token.expose_secret().as_bytes().to_vec()));
+        data.remove(PENDING_TOKEN);
+        secrets::set_issued_at(secret, now);
+    })
+    .await
+}
+
+fn identity_of(who: &AuthTest) -> Identity {
+    Identity {
+        team_id: who.team_id.clone(),
+        enterprise_id: who.enterprise_id.clone(),
+        app_id: who.app_id.clone(),
+        user_id: who.user_id.clone(),
+        bot_user_id: None,
+        scopes: None,
+    }
+}
+
+/// A SlackToken with our finalizer is being deleted: revoke (or not), then release the
+/// credentials Secret(s) first and the SlackToken last. The other way round, a failure in between
+/// would leave a Secret held by a SlackToken that no longer exists.
+pub async fn finalize(ctx: &Context, s: &Snapshot, plan: &Finalize) -> Result<Outcome, Error> {
+    let stk = &s.slacktoken;
+    let mut out = Outcome::default();
+    if let Finalize::Revoke = plan {
+        let token =
+            s.credentials.as_ref().and_then(|c| c.parsed.as_ref().ok()).and_then(|c| c.access_token.as_ref());
+        if let Some(token) = token {
+            out.revoked = ctx.slack.revoke(token).await?;
+        }
+    }
+    let secrets = secrets_api(ctx, s);
+    for secret in held_for(&secrets, stk).await? {
+        set_finalizers(&secrets, &secret, without_ours(&secret)).await?;
+    }
+    set_finalizers(&slacktokens_api(ctx, s), stk, without_ours(stk)).await?;
+    Ok(out)
+}
+
+fn secrets_api(ctx: &Context, s: &Snapshot) -> Api<Secret> {
+    Api::namespaced(ctx.client.clone(), &s.namespace())
+}
+
+fn slacktokens_api(ctx: &Context, s: &Snapshot) -> Api<SlackToken> {
+    Api::namespaced(ctx.client.clone(), &s.namespace())
+}
+
+/// One patch: our label, and our finalizer added or removed. The finalizer list is written
+/// whole, so it goes with a resourceVersion precondition.
+async fn claim_credentials(
+    secrets: &Api<Secret>,
+    stk: &SlackToken,
+    secret: &Secret,
+    claim: &Claim,
+) -> Result<Secret, Error> {
+    let mut patch = json!({"metadata": {"labels": {SLACKTOKEN_LABEL: stk.name_any()}}});
+    if let Some(hold) = claim.hold {
+        let mut finalizers = without_ours(secret);
+        if hold {
+            finalizers.push(REVOKE_FINALIZER.to_owned());
+        }
+        patch["metadata"]["finalizers"] = json!(finalizers);
+        patch["metadata"]["resourceVersion"] = json!(secret.resource_version());
+    }
+    let name = secret.name_any();
+    secrets
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(Error::kube("patch", "secrets", &name))
+}
+
+/// Secrets labelled for this SlackToken that carry our finalizer.
+async fn held_for(secrets: &Api<Secret>, stk: &SlackToken) -> Result<Vec<Secret>, Error> {
+    let selector = format!("{SLACKTOKEN_LABEL}={}", stk.name_any());
+    let list = secrets
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(Error::kube("list", "secrets", &selector))?;
+    Ok(list.items.into_iter().filter(decide::has_our_finalizer).collect())
+}
+
+fn without_ours(object: &impl Resource) -> Vec<String> {
+    object.finalizers().iter().filter(|f| *f != REVOKE_FINALIZER).cloned().collect()
+}
+
+/// Merge patch of the whole list with a resourceVersion precondition: another controller's
+/// finalizer added meanwhile is never dropped (we get a conflict and come back). Gone is done.
+async fn set_finalizers<K>(api: &Api<K>, object: &K, finalizers: Vec<String>) -> Result<(), Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": object.resource_version()}});
+    let name = object.name_any();
+    match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(Error::kube("patch", resource_name::<K>(), &name)(e)),
+    }
+}
+
+fn resource_name<K: Resource>() -> &'static str
+where
+    K::DynamicType: Default,
+{
+    match K::kind(&K::DynamicType::default()).as_ref() {
+        "Secret" => "secrets",
+        _ => "slacktokens",
+    }
+}

@@ -1,0 +1,79 @@
+//! What every reconcile shares: the clients, the clock, the Event recorder, the pairs not yet
+//! saved, the retry holds, metrics and settings.
+
+use super::backoff::Gate;
+use crate::{
+    clock::SharedClock,
+    ops::metrics::Metrics,
+    resource::{SlackToken, MANAGER},
+    secrets::PendingPairs,
+    slack::SlackClient,
+};
+use kube::{
+    runtime::events::{Event, EventType, Recorder, Reporter},
+    Client, Resource,
+};
+use std::{sync::Arc, time::Duration};
+use tracing::warn;
+
+/// Settings from the command line.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// How often long-lived tokens are checked with auth.test.
+    pub health_check_interval: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { health_check_interval: Duration::from_secs(6 * 3600) }
+    }
+}
+
+/// Shared state of all reconciles.
+pub struct Context {
+    pub client: Client,
+    pub slack: SlackClient,
+    pub clock: SharedClock,
+    pub recorder: Recorder,
+    /// Pairs Slack issued that are not saved yet (the only copy of their refresh token).
+    pub pending: PendingPairs,
+    /// Retry holds after failures.
+    pub backoff: Gate,
+    pub metrics: Arc<Metrics>,
+    pub settings: Settings,
+}
+
+impl Context {
+    pub fn new(client: Client, slack: SlackClient, clock: SharedClock) -> Arc<Self> {
+        Self::with_settings(client, slack, clock, Settings::default())
+    }
+
+    pub fn with_settings(
+        client: Client,
+        slack: SlackClient,
+        clock: SharedClock,
+        settings: Settings,
+    ) -> Arc<Self> {
+        let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
+        Arc::new(Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            slack,
+            clock,
+            pending: PendingPairs::default(),
+            backoff: Gate::default(),
+            metrics: Arc::default(),
+            settings,
+        })
+    }
+
+    /// Publishes an Event about `stk`. Never contains a token: callers pass fixed texts and names.
+    pub async fn event(&self, stk: &SlackToken, type_: EventType, reason: &str, note: String) {
+        let event =
+            Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
+        if let Err(e) = self.recorder.publish(&event, &stk.object_ref(&())).await {
+            // An Event is a courtesy; failing to record one must not fail the rotation.
+            warn!(error = %e, "could not publish event");
+        }
+    }
+}

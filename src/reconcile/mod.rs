@@ -1,0 +1,135 @@
+//! One reconcile of one SlackToken: observe → decide → act → report.
+//!
+//! ```text
+//!   observe ──► Snapshot ──► decide (pure) ──► Plan ──► act ──► Outcome ──► report ──► status, Events
+//!   (reads)                                            (Slack, writes, in      (pure, then the
+//!                                                       one fixed order)         status write)
+//! ```
+//!
+//! `observe` reads the SlackToken and its two Secrets afresh, and what this process remembers
+//! (a pair Slack issued that is not saved yet, a held failure). `decide` turns that into a
+//! [`decide::Plan`] without touching anything: its table tests cover every row of behaviour.
+//! `act` carries the plan out in the write order that keeps refresh tokens safe (see
+//! [`act`]). `report` computes status, Events and the next wake-up, and writes status once.
+
+mod act;
+pub mod backoff;
+mod context;
+mod decide;
+mod observe;
+mod report;
+pub mod schedule;
+
+pub use context::{Context, Settings};
+
+use crate::{error::Error, ops::metrics::ReasonLabels, ops::metrics::TypeLabels, resource::SlackToken};
+use decide::Plan;
+use kube::{
+    api::Api,
+    runtime::{controller::Action, events::EventType},
+    ResourceExt,
+};
+use report::Report;
+use std::sync::Arc;
+use tracing::{info, instrument, warn};
+
+#[instrument(skip_all, fields(slacktoken = %cached.name_any(), namespace = cached.namespace().unwrap_or_default()))]
+pub async fn reconcile(cached: Arc<SlackToken>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let Some(stk) = observe::slacktoken(&ctx, &cached).await? else {
+        ctx.backoff.clear(&cached.uid().unwrap_or_default()); // gone: forget its retry state
+        return Ok(Action::await_change());
+    };
+    ctx.metrics.reconciles.inc();
+    let tokens: Api<SlackToken> = Api::namespaced(ctx.client.clone(), &stk.namespace().unwrap_or_default());
+    let snapshot = match observe::snapshot(&ctx, &stk).await {
+        Ok(snapshot) => snapshot,
+        Err(error) => {
+            let now = ctx.clock.now();
+            let s = observe::Snapshot::unread(stk, now);
+            return fail(&ctx, &tokens, &s, &error, None).await;
+        }
+    };
+    let s = &snapshot;
+    match decide::decide(s, &ctx.settings) {
+        Plan::Nothing => Ok(Action::await_change()),
+        Plan::Wait(left) => Ok(Action::requeue(left)),
+        Plan::Finalize(plan) => match act::finalize(&ctx, s, &plan).await {
+            Ok(out) => {
+                let note = match (&plan, out.revoked) {
+                    (decide::Finalize::Skip(why), _) => {
+                        Some((EventType::Warning, "RevokeSkipped", why.clone()))
+                    }
+                    (decide::Finalize::Revoke, true) => Some((
+                        EventType::Normal,
+                        "Revoked",
+                        "the token was revoked with auth.revoke".to_owned(),
+                    )),
+                    (decide::Finalize::Revoke, false) => None,
+                };
+                if let Some((type_, reason, note)) = note {
+                    ctx.event(&s.slacktoken, type_, reason, note).await;
+                }
+                Ok(Action::await_change())
+            }
+            Err(error) => fail(&ctx, &tokens, s, &error, None).await,
+        },
+        Plan::Converge(plan) => {
+            let mut out = act::Outcome::default();
+            let result = act::converge(&ctx, s, &plan, &mut out).await;
+            ctx.metrics.unsaved_tokens.set(ctx.pending.len() as i64);
+            let result = result.and(plan.invalid.clone().map_or(Ok(()), |invalid| Err(invalid.into())));
+            if let Err(error) = result {
+                return fail(&ctx, &tokens, s, &error, out.credentials_version).await;
+            }
+            ctx.backoff.clear(&s.uid());
+            let first = report::success(&s.slacktoken, s, &plan, &out, &ctx.settings);
+            if let Some(trigger) = out.rotated {
+                let type_ = format!("{:?}", s.slacktoken.spec.token_type);
+                ctx.metrics.rotations.get_or_create(&TypeLabels { r#type: type_ }).inc();
+                let expires =
+                    out.times.expires_at.map(crate::clock::format_time).unwrap_or_else(|| "never".into());
+                info!(?trigger, %expires, "rotated");
+            }
+            publish_events(&ctx, &s.slacktoken, &first).await;
+            report::write_status(&tokens, s.slacktoken.clone(), |stk| {
+                report::success(stk, s, &plan, &out, &ctx.settings).status
+            })
+            .await?;
+            Ok(first.requeue.map_or_else(Action::await_change, Action::requeue))
+        }
+    }
+}
+
+/// Reports a failed reconcile: Ready=False with what to do, a `RotationFailed` Event, a hold on
+/// retries until the backoff runs out or the inputs change.
+async fn fail(
+    ctx: &Context,
+    tokens: &Api<SlackToken>,
+    s: &observe::Snapshot,
+    error: &Error,
+    credentials_version: Option<String>,
+) -> Result<Action, Error> {
+    let pending = ctx.pending.get(&s.namespace(), &s.slacktoken.spec.credentials_ref.name).is_some();
+    let first = report::failure(&s.slacktoken, s, error, pending);
+    let delay = first.requeue.unwrap_or(report::MIN_REQUEUE);
+    let mut inputs = decide::inputs(s);
+    if credentials_version.is_some() {
+        inputs.credentials_version = credentials_version;
+    }
+    ctx.backoff.hold(&s.uid(), delay, inputs);
+    ctx.metrics.failures.get_or_create(&ReasonLabels { reason: error.reason().to_owned() }).inc();
+    let message = error.user_message(&s.slacktoken.spec.credentials_ref.name);
+    let attempts = first.status.failed_attempts;
+    warn!(reason = error.reason(), %message, attempts, retry_in_secs = delay.as_secs(), "reconcile failed");
+    publish_events(ctx, &s.slacktoken, &first).await;
+    report::write_status(tokens, s.slacktoken.clone(), |stk| report::failure(stk, s, error, pending).status)
+        .await?;
+    Ok(Action::requeue(delay))
+}
+
+async fn publish_events(ctx: &Context, stk: &SlackToken, report: &Report) {
+    for note in &report.events {
+        let type_ = if note.warning { EventType::Warning } else { EventType::Normal };
+        ctx.event(stk, type_, note.reason, note.note.clone()).await;
+    }
+}

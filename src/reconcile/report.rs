@@ -1,0 +1,349 @@
+//! Report: what a reconcile tells people (status, Events) and when it looks again, computed
+//! from the snapshot, the plan and the outcome; then the one status write.
+//!
+//! Status is written only when it changed, and Events only when something happened or a
+//! condition changed, so a reconcile that changes nothing writes nothing.
+
+use super::{
+    act::Outcome,
+    backoff,
+    context::Settings,
+    decide::{Converge, Manual, TokenPlan, Trigger, Warning},
+    observe::Snapshot,
+    schedule::{self, TokenTimes},
+};
+use crate::{
+    clock::format_time,
+    error::Error,
+    resource::{
+        find_condition, set_condition, Condition, GoDuration, ManualKind, SlackToken, SlackTokenStatus,
+        PENDING_TOKEN, READY, ROTATION_DUE,
+    },
+};
+use jiff::Timestamp;
+use kube::{
+    api::{Api, Patch, PatchParams},
+    Resource, ResourceExt,
+};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// The shortest wait before a scheduled reconcile: a time already past must not become a hot loop.
+pub const MIN_REQUEUE: Duration = Duration::from_secs(1);
+
+/// An Event to record about the SlackToken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+impl Note {
+    fn normal(reason: &'static str, note: String) -> Self {
+        Self { warning: false, reason, note }
+    }
+    fn warning(reason: &'static str, note: String) -> Self {
+        Self { warning: true, reason, note }
+    }
+}
+
+/// Everything a reconcile reports.
+#[derive(Debug)]
+pub struct Report {
+    pub status: SlackTokenStatus,
+    pub events: Vec<Note>,
+    /// When to reconcile again; `None` waits for a change.
+    pub requeue: Option<Duration>,
+}
+
+/// A converging reconcile that did all it planned.
+///
+/// `stk` is the SlackToken whose status is updated: the snapshot's, or a newer one if writing
+/// status met a conflict.
+pub fn success(
+    stk: &SlackToken,
+    s: &Snapshot,
+    plan: &Converge,
+    out: &Outcome,
+    settings: &Settings,
+) -> Report {
+    let old = stk.status.clone().unwrap_or_default();
+    let mut events = Vec::new();
+    let mut warnings = plan.warnings.clone();
+    let mut conditions = old.conditions.clone();
+    let mut cleared = Vec::new();
+    let (next_rotation, wake_at) = match &plan.token {
+        Some(TokenPlan::Manual(manual)) => {
+            let (next, wake) = manual_report(stk, s.now, manual, out, settings, &mut conditions, &mut events);
+            if out.refused.is_none() {
+                cleared.push(PENDING_TOKEN);
+            }
+            (Some(next), wake)
+        }
+        _ => {
+            let period = stk.spec.rotation_period.map(|d| d.as_std());
+            let renew_before = stk.spec.renew_before.map(|d| d.as_std());
+            warnings.extend(schedule_warnings(out.times, period, renew_before));
+            let next = schedule::next_rotation(out.times, period, renew_before);
+            (next, next)
+        }
+    };
+    if let Some(trigger) = out.rotated {
+        events.push(Note::normal("Rotated", rotated_note(stk, trigger, out)));
+    }
+    // A warning is announced by an Event once, when it first appears in the Ready message.
+    let ready_before = find_condition(&old.conditions, READY).map(|c| c.message.as_str()).unwrap_or_default();
+    for warning in warnings.iter().filter(|w| !ready_before.contains(w.message.as_str())) {
+        events.push(Note::warning(warning.reason, warning.message.clone()));
+    }
+
+    let suspended = stk.spec.suspend;
+    let mut message = format!(
+        "{}token published to Secret {}",
+        if suspended { "rotation suspended; " } else { "" },
+        stk.spec.secret_ref.name
+    );
+    for warning in &warnings {
+        message.push_str("; warning: ");
+        message.push_str(&warning.message);
+    }
+    let reason = if suspended { "Suspended" } else { "TokenPublished" };
+    conditions = set_condition(&conditions, condition(stk, READY, true, reason, &message, s.now));
+    conditions.retain(|c| !cleared.contains(&c.type_.as_str()));
+    let status = SlackTokenStatus {
+        conditions,
+        observed_generation: stk.meta().generation,
+        last_rotation_time: out.times.issued_at.map(format_time).or_else(|| old.last_rotation_time.clone()),
+        next_rotation_time: if suspended { None } else { next_rotation.map(format_time) },
+        expiration_time: out.times.expires_at.map(format_time),
+        rotation_count: old.rotation_count + u64::from(out.rotated.is_some()),
+        last_failure_time: None,
+        failed_attempts: 0,
+        identity: out.identity.clone().or_else(|| old.identity.clone()),
+        last_check_time: out.checked_at.map(format_time).or_else(|| old.last_check_time.clone()),
+        last_rotate_request: match &plan.token {
+            Some(TokenPlan::Rotating(r)) => {
+                r.handled_request.clone().or_else(|| old.last_rotate_request.clone())
+            }
+            _ => old.last_rotate_request.clone(),
+        },
+    };
+    let requeue = match wake_at {
+        Some(at) if !suspended => Some(schedule::until(s.now, at).max(MIN_REQUEUE)),
+        _ => None,
+    };
+    Report { status, events, requeue }
+}
+
+/// Manual tokens: RotationDue and PendingToken conditions; returns (due time, wake-up time).
+fn manual_report(
+    stk: &SlackToken,
+    now: Timestamp,
+    manual: &Manual,
+    out: &Outcome,
+    settings: &Settings,
+    conditions: &mut Vec<Condition>,
+    events: &mut Vec<Note>,
+) -> (Timestamp, Option<Timestamp>) {
+    let old = stk.status.clone().unwrap_or_default();
+    let credentials = &stk.spec.credentials_ref.name;
+    if let Some(why) = &out.refused {
+        let message =
+            format!("pendingToken in Secret {credentials} was not used: {why}; nothing was changed");
+        if find_condition(&old.conditions, PENDING_TOKEN).map(|c| &c.message) != Some(&message) {
+            events.push(Note::warning("PendingTokenRejected", message.clone()));
+        }
+        *conditions = set_condition(
+            conditions,
+            condition(stk, PENDING_TOKEN, false, "PendingTokenRejected", &message, now),
+        );
+    }
+    let issued_at = out.times.issued_at.unwrap_or(now);
+    let due_at = issued_at.checked_add(manual.period).unwrap_or(Timestamp::MAX);
+    if due_at <= now {
+        let message = format!(
+            "the token is older than rotationPeriod {}; re-issue it: {}",
+            GoDuration(manual.period),
+            reissue_steps(manual.kind, credentials)
+        );
+        if find_condition(&old.conditions, ROTATION_DUE).map(|c| c.status.as_str()) != Some("True") {
+            events.push(Note::warning("RotationDue", message.clone()));
+        }
+        *conditions =
+            set_condition(conditions, condition(stk, ROTATION_DUE, true, "RotationDue", &message, now));
+    } else {
+        let message = format!("next re-issue due at {}", format_time(due_at));
+        *conditions = set_condition(conditions, condition(stk, ROTATION_DUE, false, "NotDue", &message, now));
+    }
+    // Wake for the next health check, or at the due time to raise RotationDue; once raised,
+    // only health checks remain.
+    let last_check = old.last_check_time.as_deref().and_then(|t| t.parse::<Timestamp>().ok());
+    let checked = out.checked_at.or(last_check).unwrap_or(now);
+    let mut wake = checked.checked_add(settings.health_check_interval).ok();
+    if due_at > now {
+        wake = wake.map(|t| t.min(due_at)).or(Some(due_at));
+    }
+    (due_at, wake)
+}
+
+fn rotated_note(stk: &SlackToken, trigger: Trigger, out: &Outcome) -> String {
+    let secret = &stk.spec.secret_ref.name;
+    match trigger {
+        Trigger::HandOver => format!(
+            "Rotated (HandOver): the supplied token passed auth.test and is published to Secret {secret}{}",
+            if out.revoked { "; the replaced token was revoked" } else { "" }
+        ),
+        _ => {
+            let expiry = out.times.expires_at.map(format_time).unwrap_or_else(|| "never".into());
+            format!("Rotated ({trigger:?}); published to Secret {secret}; new token expires {expiry}")
+        }
+    }
+}
+
+/// Schedules that work, but not as the user may think.
+fn schedule_warnings(
+    times: TokenTimes,
+    period: Option<Duration>,
+    renew_before: Option<Duration>,
+) -> Vec<Warning> {
+    let mut warnings = Vec::new();
+    if times.expires_at.is_none() && period.is_none() {
+        warnings.push(Warning {
+            reason: "NoExpiry",
+            message: "Slack gave no expiry for this token and no rotationPeriod is set, so it is not rotated on a schedule".into(),
+        });
+    }
+    if let Some(lifetime) =
+        times.lifetime().filter(|&life| schedule::renew_before_too_long(renew_before, Some(life)))
+    {
+        let used = schedule::effective_renew_before(renew_before, Some(lifetime));
+        warnings.push(Warning {
+            reason: "RenewBeforeTooLong",
+            message: format!(
+                "renewBefore {} is not shorter than the token's lifetime {}; renewing {} before expiry instead",
+                GoDuration(renew_before.unwrap_or_default()),
+                GoDuration(lifetime),
+                GoDuration(used)
+            ),
+        });
+    }
+    warnings
+}
+
+/// A reconcile that failed. `pending` says whether a pair Slack issued is still waiting to be
+/// saved: then the retry comes on the transient schedule whatever the error, because that pair
+/// is the only copy of the refresh token and the current access token keeps ageing.
+pub fn failure(stk: &SlackToken, s: &Snapshot, error: &Error, pending: bool) -> Report {
+    let old = stk.status.clone().unwrap_or_default();
+    let attempts = old.failed_attempts.saturating_add(1);
+    let expiry = old.expiration_time.as_deref().and_then(|t| t.parse::<Timestamp>().ok());
+    let time_left = expiry.map(|e| schedule::until(s.now, e));
+    let delay = backoff::delay(error, attempts, time_left, &s.uid(), pending);
+    let message = error.user_message(&stk.spec.credentials_ref.name);
+    let note = format!("{}: {message}", error.reason());
+    let status = SlackTokenStatus {
+        conditions: set_condition(
+            &old.conditions,
+            condition(stk, READY, false, error.reason(), &message, s.now),
+        ),
+        observed_generation: stk.meta().generation,
+        last_failure_time: Some(format_time(s.now)),
+        failed_attempts: attempts,
+        ..old
+    };
+    Report { status, events: vec![Note::warning("RotationFailed", note)], requeue: Some(delay) }
+}
+
+fn condition(
+    stk: &SlackToken,
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) -> Condition {
+    Condition {
+        type_: type_.to_owned(),
+        status: if ok { "True" } else { "False" }.to_owned(),
+        reason: reason.to_owned(),
+        message: message.to_owned(),
+        observed_generation: stk.meta().generation,
+        last_transition_time: format_time(now),
+    }
+}
+
+/// How a person re-issues each kind of long-lived token (Slack help: "Create and regenerate API tokens").
+pub fn reissue_steps(kind: ManualKind, creds: &str) -> String {
+    let hand_over = format!("then write the new token into Secret {creds} key `pendingToken`");
+    match kind {
+        ManualKind::LegacyTestToken => format!(
+            "legacy test token: revoke it with the auth.revoke tester (api.slack.com/methods/auth.revoke/test), click \"Re-issue token\" on the Legacy Tokens page (api.slack.com/custom-integrations/legacy-tokens), {hand_over}; no new legacy tokens can be created, consider moving to a Slack app"
+        ),
+        ManualKind::CustomIntegrationBot => format!(
+            "custom-integration bot: on my.slack.com/apps/manage/custom-integrations click \"Edit configuration\" next to the bot, then \"Regenerate\" below the token, {hand_over}"
+        ),
+        ManualKind::HubotLita => format!(
+            "Hubot/Lita bot: on my.slack.com/apps/manage click \"Edit configuration\" next to the integration, then \"Regenerate\" below the token, {hand_over}"
+        ),
+        ManualKind::App => format!(
+            "app without token rotation: in the App Directory (my.slack.com/apps/manage, Installed apps) remove the app and reinstall it, {hand_over}; better, turn on token rotation and use type OAuth with `legacyToken` to stop rotating by hand"
+        ),
+    }
+}
+
+/// Merge-patches status with a resourceVersion precondition, nulling fields that disappeared;
+/// skips the write if nothing changed. On a conflict the status is recomputed from the newer
+/// object (`compute` is a function of the SlackToken), so a concurrent write is never overwritten.
+pub async fn write_status(
+    tokens: &Api<SlackToken>,
+    mut stk: SlackToken,
+    compute: impl Fn(&SlackToken) -> SlackTokenStatus,
+) -> Result<(), Error> {
+    const ATTEMPTS: usize = 3;
+    let name = stk.name_any();
+    for attempt in 1..=ATTEMPTS {
+        let old = stk.status.clone().unwrap_or_default();
+        let new = compute(&stk);
+        if new == old && stk.status.is_some() {
+            return Ok(());
+        }
+        let mut value = serde_json::to_value(&new).unwrap_or(Value::Null);
+        if let (Value::Object(new_map), Ok(Value::Object(old_map))) = (&mut value, serde_json::to_value(&old))
+        {
+            for key in old_map.keys() {
+                new_map.entry(key.clone()).or_insert(Value::Null);
+            }
+        }
+        let patch = json!({ "metadata": { "resourceVersion": stk.resource_version() }, "status": value });
+        match tokens.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch)).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 && attempt < ATTEMPTS => {
+                stk = tokens.get(&name).await.map_err(Error::kube("get", "slacktokens", &name))?;
+            }
+            Err(e) => return Err(Error::kube("patch", "slacktokens/status", &name)(e)),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_its_own_reissue_steps_that_end_in_the_hand_over() {
+        let kinds = [
+            ManualKind::LegacyTestToken,
+            ManualKind::CustomIntegrationBot,
+            ManualKind::HubotLita,
+            ManualKind::App,
+        ];
+        let steps: Vec<String> = kinds.iter().map(|k| reissue_steps(*k, "c")).collect();
+        assert!(steps[0].contains("legacy-tokens") && steps[0].contains("auth.revoke"));
+        assert!(steps[1].contains("custom-integrations"));
+        assert!(steps[2].contains("apps/manage") && steps[2].contains("Regenerate"));
+        assert!(steps[3].contains("reinstall"));
+        assert!(steps.iter().all(|s| s.contains("pendingToken")));
+    }
+}

@@ -1,0 +1,36 @@
+//! What the operator reads and writes in the cluster: the `SlackToken` custom resource, its
+//! durations and conditions, and the names (labels, annotations, finalizers) it puts on objects.
+
+mod conditions;
+mod duration;
+mod slacktoken;
+
+pub use conditions::{
+    find as find_condition, set as set_condition, Condition, PENDING_TOKEN, READY, ROTATION_DUE,
+};
+pub use duration::GoDuration;
+pub use slacktoken::{
+    Identity, ManualKind, ManualSpec, SlackToken, SlackTokenSpec, SlackTokenStatus, TokenType,
+};
+
+/// Field manager of every write, and the reporting controller of Events.
+pub const MANAGER: &str = "slack-token-operator";
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "slack-token-operator";
+
+/// Put on every Secret the operator reads or writes, valued with the SlackToken's name: the
+/// operator watches only Secrets carrying it, and it stops two SlackTokens sharing credentials.
+pub const SLACKTOKEN_LABEL: &str = "slack.rotator.dev/slacktoken";
+
+/// Any new value triggers one immediate rotation (like cert-manager's renew).
+pub const ROTATE_ANNOTATION: &str = "slack.rotator.dev/rotate";
+/// Lets a SlackToken with `revokeOnDelete` go without revoking (Slack unreachable, say).
+pub const SKIP_REVOKE_ANNOTATION: &str = "slack.rotator.dev/skip-revoke";
+/// On the SlackToken and its credentials Secret while `revokeOnDelete` wants the token revoked.
+pub const REVOKE_FINALIZER: &str = "slack.rotator.dev/revoke-on-delete";
+
+/// When the current access token was issued (or adopted); drives `rotationPeriod`.
+pub const ISSUED_AT_ANNOTATION: &str = "slack.rotator.dev/issued-at";
+/// The `slack.rotator.dev/rotate` value the last rotation satisfied. Saved with the new tokens, in
+/// the same write, so a request is handled once even if status cannot be written afterwards.
+pub const ROTATED_FOR_ANNOTATION: &str = "slack.rotator.dev/rotated-for-request";

@@ -1,0 +1,86 @@
+//! The output Secret: what applications mount. Created and owned by the operator (an
+//! ownerReference to the SlackToken, so the garbage collector removes it with the SlackToken),
+//! derived entirely from the credentials Secret and so always rebuildable.
+
+use super::store::write_params;
+use crate::{
+    error::Error,
+    resource::{SlackToken, MANAGED_BY, MANAGED_BY_LABEL, SLACKTOKEN_LABEL},
+};
+use k8s_openapi::{api::core::v1::Secret, ByteString};
+use kube::{
+    api::{Api, ObjectMeta},
+    Resource, ResourceExt,
+};
+use secrecy::{ExposeSecret, SecretString};
+
+/// Whether an existing output Secret may be written by this SlackToken: it is owned by it, or
+/// was made by the operator for a SlackToken of the same name (one deleted and created again).
+/// Anyone else's Secret is never overwritten.
+pub fn is_ours(stk: &SlackToken, existing: &Secret) -> bool {
+    let owned = stk.uid().is_some_and(|uid| existing.owner_references().iter().any(|o| o.uid == uid));
+    let made_for_this_name = existing.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
+        && existing.labels().get(SLACKTOKEN_LABEL) == Some(&stk.name_any());
+    owned || made_for_this_name
+}
+
+/// The output Secret as it should be: `existing` (if any) with the token under its key, the
+/// template's labels and annotations, our labels and the owner reference.
+pub fn desired(stk: &SlackToken, existing: Option<&Secret>, token: &SecretString) -> Option<Secret> {
+    let spec = &stk.spec.secret_ref;
+    let owner = stk.controller_owner_ref(&())?;
+    let template = stk.spec.secret_template.clone().unwrap_or_default();
+    let mut desired = existing.cloned().unwrap_or_else(|| Secret {
+        metadata: ObjectMeta { name: Some(spec.name.clone()), ..Default::default() },
+        type_: Some("Opaque".to_owned()),
+        ..Default::default()
+    });
+    let meta = &mut desired.metadata;
+    let owners = meta.owner_references.get_or_insert_with(Vec::new);
+    owners.retain(|o| o.controller != Some(true));
+    owners.push(owner);
+    let labels = meta.labels.get_or_insert_with(Default::default);
+    labels.extend(template.labels);
+    labels.insert(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned());
+    labels.insert(SLACKTOKEN_LABEL.to_owned(), stk.name_any());
+    if !template.annotations.is_empty() {
+        meta.annotations.get_or_insert_with(Default::default).extend(template.annotations);
+    }
+    desired
+        .data
+        .get_or_insert_with(Default::default)
+        .insert(spec.key.clone(), ByteString(token.expose_secret().as_bytes().to_vec()));
+    Some(desired)
+}
+
+/// Makes the output Secret hold `token`. Writes only when something differs from `existing`
+/// (the caller has checked that `existing` is ours).
+pub async fn publish(
+    secrets: &Api<Secret>,
+    stk: &SlackToken,
+    existing: Option<&Secret>,
+    token: &SecretString,
+) -> Result<(), Error> {
+    let name = &stk.spec.secret_ref.name;
+    let Some(desired) = desired(stk, existing, token) else {
+        // Only a SlackToken the API server has not stored yet has no uid; the watch brings it back.
+        return Ok(());
+    };
+    match existing {
+        Some(current) if *current == desired => Ok(()),
+        Some(_) => {
+            secrets
+                .replace(name, &write_params(), &desired)
+                .await
+                .map_err(Error::kube("update", "secrets", name))?;
+            Ok(())
+        }
+        None => {
+            secrets
+                .create(&write_params(), &desired)
+                .await
+                .map_err(Error::kube("create", "secrets", name))?;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! Slack's Web API: the client for the few methods the operator calls, and what their failures mean.
+
+mod client;
+mod error;
+
+pub use client::{redacted, AuthTest, Issued, SlackClient};
+pub use error::SlackError;
