@@ -59,5 +59,5 @@ pub use resource::{
     GoDuration, Identity, ManualKind, ManualSpec, SlackToken, SlackTokenSpec, SlackTokenStatus, TokenType,
     MANAGED_BY, MANAGED_BY_LABEL, MANAGER, SLACKTOKEN_LABEL,
 };
-pub use secrets::oauth_secret;
-pub use slack::{SlackClient, SlackError};
+pub use secrets::{oauth_secret, Journal, Replayed};
+pub use slack::{check_slack_url, SlackClient, SlackError};

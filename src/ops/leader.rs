@@ -11,19 +11,44 @@ use tokio::sync::watch;
 
 pub const LEASE_NAME: &str = "slack-token-operator";
 
+/// How long a Lease holds after its last renewal: a leader that stops renewing (killed, paused,
+/// cut off) is replaced after at most this long. The holder renews `grace` before it runs out.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseTimes {
+    pub duration_secs: u64,
+    pub grace_secs: u64,
+}
+
+impl Default for LeaseTimes {
+    fn default() -> Self {
+        Self { duration_secs: 15, grace_secs: 5 }
+    }
+}
+
+impl LeaseTimes {
+    /// A Lease of `duration_secs`, renewed a third of it before it runs out (at most 5 s before).
+    pub fn lasting(duration_secs: u64) -> Self {
+        let duration_secs = duration_secs.max(2);
+        Self { duration_secs, grace_secs: (duration_secs / 3).clamp(1, 5) }
+    }
+}
+
 pub struct Leadership {
     state: watch::Receiver<bool>,
 }
 
 /// Waits until this replica holds the Lease. Namespace and identity come from the downward API
 /// (`POD_NAMESPACE`, `POD_NAME`).
-pub async fn acquire(client: Client) -> anyhow::Result<Leadership> {
+pub async fn acquire(client: Client, times: LeaseTimes) -> anyhow::Result<Leadership> {
     let namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into());
     let identity =
         std::env::var("POD_NAME").unwrap_or_else(|_| format!("slack-token-operator-{}", std::process::id()));
     let manager = LeaseManagerBuilder::new(client, LEASE_NAME)
         .with_namespace(namespace)
-        .with_parameters(LeaseParams::new(identity, 15, 5).with_field_manager(crate::resource::MANAGER))
+        .with_parameters(
+            LeaseParams::new(identity, times.duration_secs, times.grace_secs)
+                .with_field_manager(crate::resource::MANAGER),
+        )
         .build()
         .await
         .context("setting up the leader-election Lease")?;

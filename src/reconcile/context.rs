@@ -6,7 +6,7 @@ use crate::{
     clock::SharedClock,
     ops::metrics::Metrics,
     resource::{SlackToken, MANAGER},
-    secrets::PendingPairs,
+    secrets::{Journal, PendingPairs, Replayed},
     slack::SlackClient,
 };
 use kube::{
@@ -54,17 +54,34 @@ impl Context {
         clock: SharedClock,
         settings: Settings,
     ) -> Arc<Self> {
+        Self::with_journal(client, slack, clock, settings, None)
+    }
+
+    /// With a crash journal, pairs Slack issues are on disk until saved; call
+    /// [`Context::replay_journal`] before the controller starts.
+    pub fn with_journal(
+        client: Client,
+        slack: SlackClient,
+        clock: SharedClock,
+        settings: Settings,
+        journal: Option<Journal>,
+    ) -> Arc<Self> {
         let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
         Arc::new(Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             slack,
             clock,
-            pending: PendingPairs::default(),
+            pending: PendingPairs::new(journal),
             backoff: Gate::default(),
             metrics: Arc::default(),
             settings,
         })
+    }
+
+    /// Saves the pairs a previous run journaled but did not save (see `secrets::replay`).
+    pub async fn replay_journal(&self) -> Replayed {
+        crate::secrets::replay(&self.client, &self.pending).await
     }
 
     /// Publishes an Event about `stk`. Never contains a token: callers pass fixed texts and names.
