@@ -14,7 +14,7 @@ use kube::{
 };
 use slack_emulator::{SlackEmulator, TokenKind};
 use slack_token_operator::{
-    Context, Settings, SharedClock, SlackClient, SlackToken, SlackTokenStatus, TokioClock,
+    Context, Journal, Replayed, Settings, SharedClock, SlackClient, SlackToken, SlackTokenStatus, TokioClock,
 };
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -84,6 +84,7 @@ pub struct TestEnv {
     pub clock: SharedClock,
     pub ctx: Arc<Context>,
     controller: tokio::task::JoinHandle<()>,
+    settings: Settings,
 }
 
 impl TestEnv {
@@ -132,10 +133,29 @@ impl TestEnv {
             client.clone(),
             SlackClient::new(&slack.base_url()).unwrap(),
             clock.clone(),
-            settings,
+            settings.clone(),
         );
         let controller = tokio::spawn(slack_token_operator::run(ctx.clone(), vec![ns.clone()]));
-        Self { kube, client, slack, ns, clock, ctx, controller }
+        Self { kube, client, slack, ns, clock, ctx, controller, settings }
+    }
+
+    /// Stops the operator as a crash would (its memory, and every pair held there, is gone) and
+    /// starts a new one, with the crash journal in `journal` if given. The new operator replays
+    /// the journal before it takes any work, as `run` does; returns what the replay did.
+    pub async fn restart_operator(&mut self, journal: Option<&std::path::Path>) -> Replayed {
+        self.controller.abort();
+        let _ = (&mut self.controller).await;
+        let journal = journal.map(|dir| Journal::open(dir).expect("journal directory usable"));
+        self.ctx = Context::with_journal(
+            self.client.clone(),
+            SlackClient::new(&self.slack.base_url()).unwrap(),
+            self.clock.clone(),
+            self.settings.clone(),
+            journal,
+        );
+        let replayed = self.ctx.replay_journal().await;
+        self.controller = tokio::spawn(slack_token_operator::run(self.ctx.clone(), vec![self.ns.clone()]));
+        replayed
     }
 
     pub fn is_real_cluster(&self) -> bool {
@@ -243,6 +263,16 @@ impl TestEnv {
         Fixture { name: name.to_owned(), installation_id: installation.id, app }
     }
 
+    /// An app configuration token, its credentials Secret `<name>-creds` and a SlackToken `<name>`
+    /// publishing into `<name>-token`. The fixture's installation is the token's chain.
+    pub async fn config_token(&self, name: &str) -> Fixture {
+        let config = self.slack.create_config_token("T0E2E", "U0E2E");
+        let chain = self.slack.installation_of(&config.refresh_token).expect("a configuration token chain");
+        self.create_secret(&format!("{name}-creds"), &[("refreshToken", &config.refresh_token)]).await;
+        self.create_token(&token_yaml(name, "AppConfiguration", "")).await;
+        Fixture { name: name.to_owned(), installation_id: chain, app: self.slack.create_app(true) }
+    }
+
     /// The usual start: bot token `bot` with rotation, published and Ready. Returns its fixture
     /// and the first token.
     pub async fn ready_bot(&self) -> (Fixture, String) {
@@ -252,14 +282,14 @@ impl TestEnv {
         (f, first)
     }
 
-    /// The emulator's fault injection, for tests that need the API server to fail; `None` (and
-    /// a "skipped" line) against a real cluster.
-    pub fn fault_injection(&self) -> Option<kube_emulator::Faults> {
-        let faults = self.kube.as_ref().map(|k| k.faults());
-        if faults.is_none() {
-            eprintln!("skipped: needs the emulator's fault injection");
-        }
-        faults
+    /// The emulator's fault injection. Tests that use it are marked
+    /// `#[cfg_attr(e2e_real_cluster, ignore = "...")]`, so against a real cluster they show as
+    /// ignored instead of passing without having checked anything.
+    pub fn fault_injection(&self) -> kube_emulator::Faults {
+        self.kube
+            .as_ref()
+            .expect("a test using fault injection must be ignored against a real cluster")
+            .faults()
     }
 
     /// Resource versions of the SlackToken and its two Secrets: equal snapshots mean no writes.
