@@ -166,11 +166,6 @@ impl Registry {
         self.all().find(|r| r.group == group && r.version == version && r.plural == plural)
     }
 
-    /// Any served version of the resource stored under `storage` (used by GC and namespace cleanup).
-    pub fn by_storage(&self, storage: &str) -> Option<&ResourceType> {
-        self.all().find(|r| r.storage == storage && r.repr == Repr::Plain)
-    }
-
     pub fn group_versions(&self) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = Vec::new();
         for r in self.all() {

@@ -8,7 +8,7 @@ use crate::patch::{self, PatchType};
 use crate::rbac::{self, User};
 use crate::resources::ResourceType;
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::verbs::{DeleteOpts, ListOpts, Propagation, State, WriteOpts};
+use crate::verbs::{DeleteOpts, Deleted, ListOpts, Propagation, State, WriteOpts};
 use crate::watch::{self, WatchParams};
 use axum::body::Body;
 use axum::extract::Request;
@@ -468,11 +468,12 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
                 return Ok(json_response(200, &st.delete_collection(&rt, ns, &lo, &dopts)?));
             }
             let name = target.name.as_deref().unwrap_or_default();
-            let (obj, gone) = st.delete(&rt, ns, name, &dopts)?;
-            if gone && !rt.is_custom() {
-                return Ok(json_response(200, &success_status(&rt, &obj)));
+            match st.delete(&rt, ns, name, &dopts)? {
+                Deleted::Gone(last) => Ok(json_response(200, &success_status(&rt, &last))),
+                // Real servers answer 202 only when orphanDependents=false was asked for.
+                Deleted::Pending(obj) if dopts.orphan_dependents == Some(false) => Ok(respond(202, &obj)),
+                Deleted::Pending(obj) => Ok(respond(200, &obj)),
             }
-            Ok(respond(200, &obj))
         }
     }
 }
@@ -507,9 +508,10 @@ fn delete_opts(q: &HashMap<String, String>, decoded: Option<Value>, body: &[u8])
     let orphan_flag =
         b["orphanDependents"].as_bool().or_else(|| q.get("orphanDependents").map(|v| v == "true"));
     let propagation = match (policy.as_deref(), orphan_flag) {
-        (Some("Orphan"), _) | (None, Some(true)) => Propagation::Orphan,
-        (Some("Foreground"), _) => Propagation::Foreground,
-        (Some("Background"), _) | (None, _) => Propagation::Background,
+        (Some("Orphan"), _) | (None, Some(true)) => Some(Propagation::Orphan),
+        (Some("Foreground"), _) => Some(Propagation::Foreground),
+        (Some("Background"), _) | (None, Some(false)) => Some(Propagation::Background),
+        (None, None) => None,
         (Some(other), _) => {
             return Err(ApiError::bad_request(format!(
                 "propagationPolicy: Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
@@ -523,5 +525,6 @@ fn delete_opts(q: &HashMap<String, String>, decoded: Option<Value>, body: &[u8])
         precondition_uid: b["preconditions"]["uid"].as_str().map(String::from),
         precondition_rv: b["preconditions"]["resourceVersion"].as_str().map(String::from),
         dry_run,
+        orphan_dependents: orphan_flag,
     })
 }

@@ -1134,3 +1134,155 @@ async fn namespace_metadata_finalizer_holds_it_after_contents_are_gone() {
         .unwrap();
     assert_eq!(api_err(ns.get("held").await.unwrap_err()).code, 404);
 }
+
+#[tokio::test]
+async fn delete_answers_status_when_gone_and_the_object_when_held() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let client = emu.client();
+    let widgets = widget_crd(&client).await;
+    let w = widgets.create(&PostParams::default(), &widget("w", json!({"size": 1}))).await.unwrap();
+    // A custom resource without finalizers: Status, like every emulated kind.
+    let status = widgets.delete("w", &DeleteParams::default()).await.unwrap().right().expect("a Status");
+    assert_eq!(status.status, Some(kube::core::response::StatusSummary::Success));
+    let details = status.details.unwrap();
+    assert_eq!(
+        (details.name.as_str(), details.group.as_str(), details.kind.as_str()),
+        ("w", "example.com", "widgets")
+    );
+    assert_eq!(details.uid, w.metadata.uid.unwrap());
+    // With a finalizer: the object, marked for deletion (generation bumped).
+    let mut held = widget("held", json!({"size": 1}));
+    held.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    widgets.create(&PostParams::default(), &held).await.unwrap();
+    let pending = widgets.delete("held", &DeleteParams::default()).await.unwrap().left().expect("the object");
+    assert!(pending.metadata.deletion_timestamp.is_some());
+    assert_eq!(pending.metadata.generation, Some(2));
+    // dryRun=All: the same answers, nothing changes.
+    let secrets: Api<Secret> = Api::default_namespaced(client.clone());
+    secrets.create(&PostParams::default(), &secret("s")).await.unwrap();
+    let dry = DeleteParams { dry_run: true, ..Default::default() };
+    assert!(secrets.delete("s", &dry).await.unwrap().is_right());
+    assert!(secrets.get("s").await.unwrap().metadata.deletion_timestamp.is_none());
+}
+
+#[tokio::test]
+async fn orphan_policy_sets_the_orphan_finalizer_which_the_collector_removes() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let secrets: Api<Secret> = Api::default_namespaced(emu.client());
+    let mut owner = secret("owner");
+    owner.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    let owner = secrets.create(&PostParams::default(), &owner).await.unwrap();
+    let mut dep = secret("dep");
+    dep.metadata.owner_references = Some(vec![serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret", "name": "owner", "uid": owner.metadata.uid.clone().unwrap()
+    }))
+    .unwrap()]);
+    secrets.create(&PostParams::default(), &dep).await.unwrap();
+    let answered = secrets.delete("owner", &DeleteParams::orphan()).await.unwrap().left().expect("held");
+    assert_eq!(
+        answered.metadata.finalizers,
+        Some(vec!["example.com/hold".to_string(), "orphan".to_string()])
+    );
+    // The collector orphaned the dependent and removed its finalizer; the owner's own stays.
+    assert!(secrets.get("dep").await.unwrap().metadata.owner_references.is_none());
+    let owner = secrets.get("owner").await.unwrap();
+    assert_eq!(owner.metadata.finalizers, Some(vec!["example.com/hold".to_string()]));
+    // Without other finalizers the owner is answered held, then gone.
+    secrets.create(&PostParams::default(), &secret("lone")).await.unwrap();
+    let lone = secrets.delete("lone", &DeleteParams::orphan()).await.unwrap().left().expect("held");
+    assert_eq!(lone.metadata.finalizers, Some(vec!["orphan".to_string()]));
+    assert_eq!(api_err(secrets.get("lone").await.unwrap_err()).code, 404);
+}
+
+#[tokio::test]
+async fn foreground_owner_is_held_only_by_blocking_dependents() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let secrets: Api<Secret> = Api::default_namespaced(emu.client());
+    for block in [false, true] {
+        let owner = secrets.create(&PostParams::default(), &secret("owner")).await.unwrap();
+        let mut dep = secret("dep");
+        dep.metadata.finalizers = Some(vec!["x/y".into()]);
+        dep.metadata.owner_references = Some(vec![serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret", "name": "owner",
+            "uid": owner.metadata.uid.clone().unwrap(), "blockOwnerDeletion": block
+        }))
+        .unwrap()]);
+        secrets.create(&PostParams::default(), &dep).await.unwrap();
+        let answered = secrets.delete("owner", &DeleteParams::foreground()).await.unwrap();
+        assert!(answered.is_left(), "a foreground deletion answers the held object");
+        assert!(secrets.get("dep").await.unwrap().metadata.deletion_timestamp.is_some());
+        assert_eq!(secrets.get("owner").await.is_ok(), block, "blockOwnerDeletion: {block}");
+        secrets
+            .patch("dep", &PatchParams::default(), &Patch::Merge(json!({"metadata":{"finalizers":null}})))
+            .await
+            .unwrap();
+        assert_eq!(api_err(secrets.get("owner").await.unwrap_err()).code, 404);
+    }
+}
+
+#[tokio::test]
+async fn watch_deleted_event_carries_the_last_stored_state() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let secrets: Api<Secret> = Api::default_namespaced(emu.client());
+    let mut s = secret("s");
+    s.metadata.finalizers = Some(vec!["example.com/keep".into()]);
+    let created = secrets.create(&PostParams::default(), &s).await.unwrap();
+    secrets.delete("s", &DeleteParams::default()).await.unwrap();
+    let released = secrets
+        .patch("s", &PatchParams::default(), &Patch::Merge(json!({"metadata":{"finalizers":null}})))
+        .await
+        .unwrap();
+    assert!(released.metadata.finalizers.is_none(), "the writer gets the object it sent");
+    let wp = WatchParams::default().timeout(1);
+    let stream = secrets.watch(&wp, &rv(&created).to_string()).await.unwrap();
+    let events: Vec<_> = stream.try_collect().await.unwrap();
+    let last = events.iter().find_map(|e| match e {
+        WatchEvent::Deleted(o) => Some(o.clone()),
+        _ => None,
+    });
+    let last = last.expect("a DELETED event");
+    assert_eq!(
+        last.metadata.finalizers,
+        Some(vec!["example.com/keep".to_string()]),
+        "state before the release"
+    );
+    assert!(last.metadata.deletion_timestamp.is_some());
+}
+
+#[tokio::test]
+async fn terminating_namespace_reports_conditions_and_refuses_new_content() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let ns: Api<Namespace> = Api::all(emu.client());
+    ns.create(&PostParams::default(), &serde_json::from_value(json!({"metadata":{"name":"team"}})).unwrap())
+        .await
+        .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(emu.client(), "team");
+    let mut held = secret("held");
+    held.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    secrets.create(&PostParams::default(), &held).await.unwrap();
+    let answered = ns.delete("team", &DeleteParams::default()).await.unwrap().left().expect("the namespace");
+    assert_eq!(answered.status.unwrap().phase.as_deref(), Some("Terminating"));
+    let conditions = ns.get("team").await.unwrap().status.unwrap().conditions.unwrap();
+    let remaining = conditions.iter().find(|c| c.type_ == "NamespaceFinalizersRemaining").unwrap();
+    assert_eq!(
+        (remaining.status.as_str(), remaining.reason.as_deref()),
+        ("True", Some("SomeFinalizersRemain"))
+    );
+    assert!(remaining.message.as_deref().unwrap().contains("example.com/hold in 1 resource instances"));
+    let err = api_err(secrets.create(&PostParams::default(), &secret("new")).await.unwrap_err());
+    assert_eq!((err.code, err.reason.as_str()), (403, "Forbidden"));
+    let raw = send(
+        &emu.client(),
+        "POST",
+        "/api/v1/namespaces/team/configmaps",
+        "application/json",
+        r#"{"metadata":{"name":"c"}}"#,
+    )
+    .await
+    .unwrap_err();
+    let cause = match raw {
+        kube::Error::Api(s) => s.details.unwrap().causes[0].clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((cause.reason.as_str(), cause.field.as_str()), ("NamespaceTerminating", "metadata.namespace"));
+}

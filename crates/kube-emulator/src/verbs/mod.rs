@@ -9,6 +9,8 @@
 //! - `validate`: decoding checks and per-type validation and defaulting.
 
 mod delete;
+
+pub use delete::Deleted;
 mod list;
 mod validate;
 mod write;
@@ -29,8 +31,8 @@ pub struct State {
     pub store: Store,
     pub registry: Registry,
     pub now: NowFn,
-    /// Set while a foreground deletion may be waiting, so `settle` only scans then.
-    foreground_pending: bool,
+    /// Set while a foreground deletion or orphaning may be waiting, so `settle` only scans then.
+    gc_pending: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -54,7 +56,10 @@ pub enum Propagation {
 
 #[derive(Debug, Clone, Default)]
 pub struct DeleteOpts {
-    pub propagation: Propagation,
+    /// None: the object's own GC finalizers decide, else background.
+    pub propagation: Option<Propagation>,
+    /// `orphanDependents: false` given explicitly (a pending deletion then answers 202).
+    pub orphan_dependents: Option<bool>,
     pub precondition_uid: Option<String>,
     pub precondition_rv: Option<String>,
     pub dry_run: bool,
@@ -130,8 +135,7 @@ fn spec_part(obj: &Value, status_subresource: bool) -> Value {
 
 impl State {
     pub fn new(now: NowFn) -> Self {
-        let mut s =
-            Self { store: Store::default(), registry: Registry::default(), now, foreground_pending: false };
+        let mut s = Self { store: Store::default(), registry: Registry::default(), now, gc_pending: false };
         let ns = s.registry.find("", "v1", "namespaces").cloned().expect("builtin");
         for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let body = json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":name}});
@@ -182,7 +186,7 @@ impl State {
     }
 
     pub fn gc_delete(&mut self, storage: &str, key: &Key) {
-        self.delete_internal(storage, key, Propagation::Background);
+        self.delete_internal(storage, key, None, false);
     }
 }
 

@@ -3,8 +3,8 @@
 
 use super::validate::{check_preconditions, name_problem};
 use super::{
-    finalizers, is_deleting, list_kinds, meta_str, new_uid, random_suffix, spec_part, Managed, Propagation,
-    State, WriteOpts, CRD_STORAGE,
+    finalizers, is_deleting, list_kinds, meta_str, new_uid, random_suffix, spec_part, Managed, State,
+    WriteOpts, CRD_STORAGE,
 };
 use crate::apply;
 use crate::error::{forbidden_field, invalid_value, required_value, ApiError, ApiResult};
@@ -21,10 +21,21 @@ impl State {
         let ns = ns.unwrap_or_default();
         match self.store.get("namespaces", &(String::new(), ns.to_string())) {
             None => Err(ApiError::not_found("", "namespaces", ns)),
-            Some(n) if is_deleting(n) => Err(ApiError::forbidden(format!(
-                "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
-                crate::error::qualified(&rt.group, &rt.plural)
-            ))),
+            Some(n) if is_deleting(n) => Err(ApiError {
+                details: Some(json!({
+                    "name": name,
+                    "kind": rt.plural,
+                    "causes": [{
+                        "reason": "NamespaceTerminating",
+                        "message": format!("namespace {ns} is being terminated"),
+                        "field": "metadata.namespace",
+                    }],
+                })),
+                ..ApiError::forbidden(format!(
+                    "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                    crate::error::qualified(&rt.group, &rt.plural)
+                ))
+            }),
             Some(_) => Ok(()),
         }
     }
@@ -181,7 +192,7 @@ impl State {
         };
         let any_live = refs.iter().filter_map(|r| r["uid"].as_str()).any(|u| self.store.has_uid(u));
         if !any_live {
-            self.delete_internal(storage, key, Propagation::Background);
+            self.delete_internal(storage, key, None, false);
         }
     }
 
@@ -374,8 +385,10 @@ impl State {
         let old_stored = to_stored(rt, old);
         // Namespaces are removed by `settle` once empty (the namespace controller's job).
         if is_deleting(&stored) && finalizers(&stored).is_empty() && rt.storage != "namespaces" {
-            let out = self.remove(&rt.storage, key, stored, old_stored, Propagation::Background);
-            return Ok(to_served(rt, out));
+            // The real store deletes instead of writing: watchers see the last stored state,
+            // the writer gets the object it sent.
+            self.remove(&rt.storage, key, old_stored);
+            return Ok(to_served(rt, stored));
         }
         let out = self.store.commit(&rt.storage, key.clone(), EventType::Modified, stored, Some(old_stored));
         if rt.storage == CRD_STORAGE {
