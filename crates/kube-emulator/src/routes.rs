@@ -457,8 +457,8 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
             }
             let mut st = lock(&shared.state)?;
             let name = target.name.as_deref().unwrap_or_default();
-            let patched = st.patch(&rt, ns, name, ptype, &body, &wopts)?;
-            Ok(respond(200, &patched))
+            let (patched, created) = st.patch(&rt, ns, name, ptype, &body, &wopts)?;
+            Ok(respond(if created { 201 } else { 200 }, &patched))
         }
         Verb::Delete | Verb::DeleteCollection => {
             let dopts = delete_opts(&query, protobuf_body.clone(), &body)?;

@@ -1286,3 +1286,42 @@ async fn terminating_namespace_reports_conditions_and_refuses_new_content() {
     };
     assert_eq!((cause.reason.as_str(), cause.field.as_str()), ("NamespaceTerminating", "metadata.namespace"));
 }
+
+#[tokio::test]
+async fn server_side_apply_creates_with_201_and_ignores_empty_maps_and_number_forms() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let client = emu.client();
+    let widgets = widget_crd(&client).await;
+    let apply = |name: &str, manager: &str, body: serde_json::Value| {
+        http::Request::builder()
+            .method("PATCH")
+            .uri(format!("/apis/example.com/v1/namespaces/default/widgets/{name}?fieldManager={manager}"))
+            .header("content-type", "application/apply-patch+yaml")
+            .body(body.to_string().into_bytes())
+            .unwrap()
+    };
+    let body =
+        json!({"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"a"},"spec":{"size":1}});
+    let resp = client.send(apply("a", "alice", body.clone()).map(Into::into)).await.unwrap();
+    assert_eq!(resp.status(), 201, "apply that creates");
+    let resp = client.send(apply("a", "alice", body).map(Into::into)).await.unwrap();
+    assert_eq!(resp.status(), 200, "apply that updates");
+
+    // Created with empty maps and a float-formatted number by another manager.
+    let created = widget("b", json!({"size": 1, "extra": {"min": 0.0, "opts": {}}}));
+    let mut created = created;
+    created.metadata.labels = Some(BTreeMap::new());
+    widgets
+        .create(&PostParams { field_manager: Some("creator".into()), ..Default::default() }, &created)
+        .await
+        .unwrap();
+    let second = widget("b", json!({"extra": {"min": 0, "opts": {"fast": true}}}));
+    let mut second = second;
+    second.metadata.labels = Some(BTreeMap::from([("team".to_string(), "a".to_string())]));
+    let out = widgets
+        .patch("b", &PatchParams::apply("second"), &Patch::Apply(&second))
+        .await
+        .expect("no conflict: the creator owns the empty maps, not fields set in them later, and 0 == 0.0");
+    assert_eq!(out.data["spec"]["extra"]["opts"]["fast"], json!(true));
+    assert_eq!(out.metadata.labels.unwrap()["team"], "a");
+}

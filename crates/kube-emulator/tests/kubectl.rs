@@ -134,10 +134,23 @@ async fn kubectl_apply_get_describe_annotate_delete_work() {
     // Re-applying an unchanged manifest is a no-op.
     let out = k.ok(&["apply", "-f", "-"], Some(CR)).await;
     assert!(out.contains("unchanged"), "{out}");
-    // Server-side apply conflicts with the client-side applier's ownership.
+    // `apply --server-side` after a client-side apply takes the client-side applier's
+    // fields over, even with a changed value (they still hold what it last applied).
     let changed = CR.replace("team-a-token", "other");
-    let (ok, _, stderr) = k.run(&["apply", "--server-side", "-f", "-"], Some(&changed)).await;
-    assert!(!ok && stderr.contains("Apply failed with 1 conflict"), "{stderr}");
+    let out = k.ok(&["apply", "--server-side", "-f", "-"], Some(&changed)).await;
+    assert!(out.contains("serverside-applied"), "{out}");
+    // A value someone else changed since is a conflict.
+    k.ok(
+        &["patch", "slacktoken", "team-a", "--type=merge", "-p", r#"{"spec":{"secretName":"patched"}}"#],
+        None,
+    )
+    .await;
+    let (ok, _, stderr) = k.run(&["apply", "--server-side", "-f", "-"], Some(CR)).await;
+    assert!(
+        !ok && stderr.contains("Apply failed with 1 conflict") && stderr.contains("kubectl-patch"),
+        "{stderr}"
+    );
+    k.ok(&["apply", "--server-side", "--force-conflicts", "-f", "-"], Some(CR)).await;
 
     let table = k.ok(&["get", "slacktokens"], None).await;
     assert!(table.contains("SECRET") && table.contains("team-a-token"), "{table}");

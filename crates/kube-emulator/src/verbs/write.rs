@@ -213,6 +213,7 @@ impl State {
         self.write_existing(rt, old, obj, Managed::Update(w), opts)
     }
 
+    /// PATCH; the flag tells whether server-side apply created the object (201).
     pub fn patch(
         &mut self,
         rt: &ResourceType,
@@ -221,7 +222,7 @@ impl State {
         ptype: PatchType,
         body: &[u8],
         opts: &WriteOpts,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<(Value, bool)> {
         let subresource = opts.subresource.as_deref();
         if ptype == PatchType::Strategic && rt.is_custom() {
             return Err(ApiError::unsupported_media_type(
@@ -253,7 +254,7 @@ impl State {
                         self.create(rt, ns, created, &WriteOpts { dry_run: true, ..opts.clone() })?;
                     apply::write_entries(&mut out, &entries);
                     if opts.dry_run {
-                        return Ok(out);
+                        return Ok((out, true));
                     }
                     let stored = to_stored(rt, out);
                     let key = Self::key(rt, ns, name);
@@ -262,19 +263,19 @@ impl State {
                         self.sync_crds();
                     }
                     self.collect_if_dangling(&rt.storage, &key, &out);
-                    return Ok(to_served(rt, out));
+                    return Ok((to_served(rt, out), true));
                 }
                 Err(e) => return Err(e),
             };
             check_preconditions(rt, &live, &applied)?;
             let merged = apply::apply(Some(&live), &applied, &w, opts.force, &list_kinds(rt))?;
-            return self.write_existing(rt, live, merged, Managed::Done, opts);
+            return self.write_existing(rt, live, merged, Managed::Done, opts).map(|o| (o, false));
         }
         let old = self.get(rt, ns, name)?;
         let mut patched = patch::apply_patch(ptype, &old, body)?;
         check_preconditions(rt, &old, &patched)?;
         Self::check_identity(rt, ns, Some(name), &mut patched)?;
-        self.write_existing(rt, old, patched, Managed::Update(w), opts)
+        self.write_existing(rt, old, patched, Managed::Update(w), opts).map(|o| (o, false))
     }
 
     /// The update pipeline shared by PUT, PATCH and apply. `old` and `new` are served form.
