@@ -8,7 +8,7 @@ use crate::patch::{self, PatchType};
 use crate::rbac::{self, User};
 use crate::resources::ResourceType;
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::verbs::{DeleteOpts, Deleted, ListOpts, Propagation, State, WriteOpts};
+use crate::verbs::{DeleteOpts, Deleted, FieldValidation, ListOpts, Propagation, State, WriteOpts};
 use crate::watch::{self, WatchParams};
 use axum::body::Body;
 use axum::extract::Request;
@@ -338,10 +338,10 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
     let yaml_body = content_type.contains("yaml");
     let wopts = WriteOpts {
         field_manager: query.get("fieldManager").cloned().unwrap_or_else(|| default_manager(headers)),
-        dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
+        dry_run: dry_run(verb, query.get("dryRun").map(String::as_str))?,
         force: truthy(query.get("force")),
         subresource: target.subresource.clone(),
-        strict: query.get("fieldValidation").is_some_and(|v| v == "Strict"),
+        field_validation: field_validation(verb, query.get("fieldValidation").map(String::as_str))?,
     };
     // `as=PartialObjectMetadata[List]` (kube-rs metadata APIs and metadata_watcher).
     let as_metadata = headers
@@ -438,15 +438,17 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
         Verb::Create => {
             let obj = decode_body(yaml_body)?;
             let mut st = lock(&shared.state)?;
+            st.warnings.borrow_mut().clear();
             let created = st.create(&rt, ns, obj, &wopts)?;
-            Ok(respond(201, &created))
+            Ok(with_warnings(respond(201, &created), &st))
         }
         Verb::Update => {
             let obj = decode_body(yaml_body)?;
             let mut st = lock(&shared.state)?;
+            st.warnings.borrow_mut().clear();
             let name = target.name.as_deref().unwrap_or_default();
             let updated = st.update(&rt, ns, name, obj, &wopts)?;
-            Ok(respond(200, &updated))
+            Ok(with_warnings(respond(200, &updated), &st))
         }
         Verb::Patch => {
             let ptype = PatchType::from_content_type(&content_type)?;
@@ -457,8 +459,9 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
             }
             let mut st = lock(&shared.state)?;
             let name = target.name.as_deref().unwrap_or_default();
+            st.warnings.borrow_mut().clear();
             let (patched, created) = st.patch(&rt, ns, name, ptype, &body, &wopts)?;
-            Ok(respond(if created { 201 } else { 200 }, &patched))
+            Ok(with_warnings(respond(if created { 201 } else { 200 }, &patched), &st))
         }
         Verb::Delete | Verb::DeleteCollection => {
             let dopts = delete_opts(&query, protobuf_body.clone(), &body)?;
@@ -475,6 +478,69 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
                 Deleted::Pending(obj) => Ok(respond(200, &obj)),
             }
         }
+    }
+}
+
+/// Adds the write's warnings as `Warning: 299 - "…"` headers (kubectl prints them as
+/// `Warning: …`; client-go hands them to its warning handler).
+fn with_warnings(mut resp: Response, st: &State) -> Response {
+    for w in st.warnings.borrow_mut().drain(..) {
+        let quoted = w.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(v) = axum::http::HeaderValue::from_str(&format!("299 - \"{quoted}\"")) {
+            resp.headers_mut().append("warning", v);
+        }
+    }
+    resp
+}
+
+fn options_kind(verb: Verb) -> &'static str {
+    match verb {
+        Verb::Create => "CreateOptions",
+        Verb::Update => "UpdateOptions",
+        Verb::Patch => "PatchOptions",
+        _ => "DeleteOptions",
+    }
+}
+
+/// `dryRun`: only `All` is a value (422 otherwise, as the real options validation says).
+fn dry_run(verb: Verb, value: Option<&str>) -> ApiResult<bool> {
+    match value {
+        None | Some("") => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(ApiError::invalid(
+            "meta.k8s.io",
+            options_kind(verb),
+            "",
+            vec![crate::error::Cause {
+                reason: "FieldValueNotSupported",
+                field: "dryRun".into(),
+                message: format!(
+                    "dryRun: Unsupported value: []string{{\"{other}\"}}: supported values: \"All\""
+                ),
+            }],
+        )),
+    }
+}
+
+/// `fieldValidation`: unset means `Warn`, as on the real server.
+fn field_validation(verb: Verb, value: Option<&str>) -> ApiResult<FieldValidation> {
+    match value {
+        None | Some("") | Some("Warn") => Ok(FieldValidation::Warn),
+        Some("Ignore") => Ok(FieldValidation::Ignore),
+        Some("Strict") => Ok(FieldValidation::Strict),
+        Some(other) if matches!(verb, Verb::Create | Verb::Update | Verb::Patch) => Err(ApiError::invalid(
+            "meta.k8s.io",
+            options_kind(verb),
+            "",
+            vec![crate::error::Cause {
+                reason: "FieldValueNotSupported",
+                field: "fieldValidation".into(),
+                message: format!(
+                    "fieldValidation: Unsupported value: \"{other}\": supported values: \"\", \"Ignore\", \"Strict\", \"Warn\""
+                ),
+            }],
+        )),
+        Some(_) => Ok(FieldValidation::Warn),
     }
 }
 
@@ -518,8 +584,10 @@ fn delete_opts(q: &HashMap<String, String>, decoded: Option<Value>, body: &[u8])
             )))
         }
     };
-    let dry_run = b["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All"))
-        || q.get("dryRun").is_some_and(|d| d == "All");
+    let mut dry_run = dry_run(Verb::Delete, q.get("dryRun").map(String::as_str))?;
+    for v in b["dryRun"].as_array().into_iter().flatten() {
+        dry_run |= self::dry_run(Verb::Delete, Some(v.as_str().unwrap_or("?")))?;
+    }
     Ok(DeleteOpts {
         propagation,
         precondition_uid: b["preconditions"]["uid"].as_str().map(String::from),

@@ -1325,3 +1325,164 @@ async fn server_side_apply_creates_with_201_and_ignores_empty_maps_and_number_fo
     assert_eq!(out.data["spec"]["extra"]["opts"]["fast"], json!(true));
     assert_eq!(out.metadata.labels.unwrap()["team"], "a");
 }
+
+/// Sends a raw request and returns the status code, the `Warning` headers and the body.
+async fn exchange(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    ct: &str,
+    body: serde_json::Value,
+) -> (u16, Vec<String>, serde_json::Value) {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", ct)
+        .body(body.to_string().into_bytes().into())
+        .unwrap();
+    let resp = client.send(req).await.unwrap();
+    let code = resp.status().as_u16();
+    let warnings =
+        resp.headers().get_all("warning").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    use http_body_util::BodyExt;
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (code, warnings, serde_json::from_slice(&bytes).unwrap_or_default())
+}
+
+#[tokio::test]
+async fn unknown_fields_of_built_ins_warn_by_default_and_fail_strict_validation() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let client = emu.client();
+    let body = json!({"apiVersion":"v1","kind":"Secret","metadata":{"name":"s","colour":"red"},"bogus":1,"stringData":{"a":"b"}});
+    let path = "/api/v1/namespaces/default/secrets";
+    let (code, _, status) = exchange(
+        &client,
+        "POST",
+        &format!("{path}?fieldValidation=Strict"),
+        "application/json",
+        body.clone(),
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert_eq!(
+        status["message"],
+        r#"Secret in version "v1" cannot be handled as a Secret: strict decoding error: unknown field "bogus", unknown field "metadata.colour""#
+    );
+    let (code, warnings, created) = exchange(&client, "POST", path, "application/json", body).await;
+    assert_eq!(code, 201);
+    assert_eq!(
+        warnings,
+        [r#"299 - "unknown field \"bogus\"""#, r#"299 - "unknown field \"metadata.colour\"""#]
+    );
+    assert!(created.get("bogus").is_none() && created["metadata"].get("colour").is_none(), "{created}");
+    // Ignore: dropped silently.
+    let body = json!({"metadata":{"name":"s2"},"bogus":1});
+    let (code, warnings, _) =
+        exchange(&client, "POST", &format!("{path}?fieldValidation=Ignore"), "application/json", body).await;
+    assert_eq!((code, warnings.len()), (201, 0));
+}
+
+#[tokio::test]
+async fn dry_run_and_field_validation_values_are_validated() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let client = emu.client();
+    let body = json!({"metadata":{"name":"c"}});
+    let path = "/api/v1/namespaces/default/configmaps";
+    let (code, _, status) =
+        exchange(&client, "POST", &format!("{path}?dryRun=Bogus"), "application/json", body.clone()).await;
+    assert_eq!(code, 422);
+    assert_eq!(
+        status["message"],
+        r#"CreateOptions.meta.k8s.io "" is invalid: dryRun: Unsupported value: []string{"Bogus"}: supported values: "All""#
+    );
+    assert_eq!(
+        status["details"]["causes"][0]["message"],
+        r#"Unsupported value: []string{"Bogus"}: supported values: "All""#
+    );
+    let (code, _, _) =
+        exchange(&client, "POST", &format!("{path}?fieldValidation=Loose"), "application/json", body).await;
+    assert_eq!(code, 422);
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::default_namespaced(client.clone());
+    assert_eq!(api_err(cms.get("c").await.unwrap_err()).code, 404, "nothing was created");
+    let (code, _, status) =
+        exchange(&client, "DELETE", &format!("{path}/c?dryRun=Bogus"), "application/json", json!({})).await;
+    assert_eq!((code, status["details"]["kind"].as_str()), (422, Some("DeleteOptions")));
+}
+
+#[tokio::test]
+async fn config_map_immutable_and_duplicate_keys_are_invalid() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::default_namespaced(emu.client());
+    let dup =
+        serde_json::from_value(json!({"metadata":{"name":"dup"},"data":{"k":"v"},"binaryData":{"k":"dg=="}}))
+            .unwrap();
+    let err = api_err(cms.create(&PostParams::default(), &dup).await.unwrap_err());
+    assert_eq!(err.code, 422);
+    assert!(
+        err.message.contains(r#"data[k]: Invalid value: "k": duplicate of key present in binaryData"#),
+        "{}",
+        err.message
+    );
+    let frozen =
+        serde_json::from_value(json!({"metadata":{"name":"frozen"},"data":{"k":"v"},"immutable":true}))
+            .unwrap();
+    cms.create(&PostParams::default(), &frozen).await.unwrap();
+    let err = api_err(
+        cms.patch("frozen", &PatchParams::default(), &Patch::Merge(json!({"data":{"k":"changed"}})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 422);
+    assert!(
+        err.message.contains("data: Forbidden: field is immutable when `immutable` is set"),
+        "{}",
+        err.message
+    );
+    let err = api_err(
+        cms.patch("frozen", &PatchParams::default(), &Patch::Merge(json!({"immutable":false})))
+            .await
+            .unwrap_err(),
+    );
+    assert!(err.message.contains("immutable: Forbidden"), "{}", err.message);
+    // Labels may still change.
+    cms.patch("frozen", &PatchParams::default(), &Patch::Merge(json!({"metadata":{"labels":{"a":"b"}}})))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn crd_with_unrecognized_formats_is_accepted_with_warnings() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "gadgets", "kind": "Gadget"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
+                "type": "object", "properties": {"spec": {"type": "object", "properties": {
+                    "count": {"type": "integer", "format": "uint32"},
+                    "big": {"type": "integer", "format": "int64"},
+                    "ratio": {"type": "number", "format": "double"},
+                    "at": {"type": "string", "format": "date-time"},
+                    "items": {"type": "array", "items": {"type": "integer", "format": "uint64"}}
+                }}}}}}]}
+    });
+    let path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+    let (code, warnings, _) = exchange(&emu.client(), "POST", path, "application/json", crd).await;
+    assert_eq!(code, 201);
+    assert_eq!(
+        warnings,
+        [r#"299 - "unrecognized format \"uint32\"""#, r#"299 - "unrecognized format \"uint64\"""#]
+    );
+    // An update that adds no new unrecognized format warns about nothing.
+    let patch = json!({"metadata": {"labels": {"a": "b"}}});
+    let (code, warnings, _) = exchange(
+        &emu.client(),
+        "PATCH",
+        &format!("{path}/gadgets.example.com"),
+        "application/merge-patch+json",
+        patch,
+    )
+    .await;
+    assert_eq!((code, warnings.len()), (200, 0));
+}

@@ -33,6 +33,9 @@ pub struct State {
     pub now: NowFn,
     /// Set while a foreground deletion or orphaning may be waiting, so `settle` only scans then.
     gc_pending: bool,
+    /// Warnings for the request being served (`Warning` response headers); taken by the
+    /// HTTP layer after each call.
+    pub warnings: std::cell::RefCell<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -40,10 +43,22 @@ pub struct WriteOpts {
     pub field_manager: String,
     /// `Some("status")` for writes to the status subresource.
     pub subresource: Option<String>,
-    /// `fieldValidation=Strict`: unknown fields are a 400 instead of being dropped.
-    pub strict: bool,
+    /// `fieldValidation`: what unknown fields in the body do.
+    pub field_validation: FieldValidation,
     pub dry_run: bool,
     pub force: bool,
+}
+
+/// The `fieldValidation` query parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FieldValidation {
+    /// Unknown fields are dropped silently.
+    Ignore,
+    /// Dropped, with a `Warning` header each (the server's default).
+    #[default]
+    Warn,
+    /// A 400 `strict decoding error`.
+    Strict,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -135,7 +150,13 @@ fn spec_part(obj: &Value, status_subresource: bool) -> Value {
 
 impl State {
     pub fn new(now: NowFn) -> Self {
-        let mut s = Self { store: Store::default(), registry: Registry::default(), now, gc_pending: false };
+        let mut s = Self {
+            store: Store::default(),
+            registry: Registry::default(),
+            now,
+            gc_pending: false,
+            warnings: Default::default(),
+        };
         let ns = s.registry.find("", "v1", "namespaces").cloned().expect("builtin");
         for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let body = json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":name}});

@@ -1,7 +1,7 @@
 //! Validation and defaulting of write bodies: the typed decoding check, ObjectMeta rules,
 //! and the per-type rules (Secrets, Namespaces, events, CRDs), then the CRD schema.
 
-use super::{finalizers, meta_str, State, CRD_CLEANUP_FINALIZER};
+use super::{finalizers, meta_str, FieldValidation, State, CRD_CLEANUP_FINALIZER};
 use crate::error::{forbidden_field, invalid_value, required_value, ApiError, ApiResult, Cause};
 use crate::resources::ResourceType;
 use base64::Engine;
@@ -34,9 +34,28 @@ impl State {
         rt: &ResourceType,
         old: Option<&Value>,
         obj: &mut Value,
-        strict: bool,
+        validation: FieldValidation,
     ) -> ApiResult<()> {
-        typed_check(rt, obj)?;
+        let unknown = typed_check(rt, obj)?;
+        if !unknown.is_empty() {
+            let list: Vec<String> = unknown.iter().map(|u| format!("unknown field \"{u}\"")).collect();
+            match validation {
+                FieldValidation::Strict => {
+                    let message = format!("strict decoding error: {}", list.join(", "));
+                    return Err(ApiError::bad_request(if rt.is_custom() {
+                        message
+                    } else {
+                        format!(
+                            "{kind} in version \"{v}\" cannot be handled as a {kind}: {message}",
+                            kind = rt.kind,
+                            v = rt.version
+                        )
+                    }));
+                }
+                FieldValidation::Warn => self.warnings.borrow_mut().extend(list),
+                FieldValidation::Ignore => {}
+            }
+        }
         let name = meta_str(obj, "name").unwrap_or_default().to_string();
         let mut causes: Vec<Cause> = Vec::new();
         if let Some(labels) = obj["metadata"]["labels"].as_object() {
@@ -59,6 +78,7 @@ impl State {
         validate_owner_references(obj, &mut causes);
         match (rt.group.as_str(), rt.plural.as_str()) {
             ("", "secrets") => prepare_secret(old, obj, &mut causes)?,
+            ("", "configmaps") => prepare_config_map(old, obj, &mut causes)?,
             ("", "namespaces") => {
                 obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
                 if old.is_none() {
@@ -95,15 +115,32 @@ impl State {
                     }
                 }
                 prepare_crd(obj, &mut causes);
+                // Unrecognized schema formats are accepted with a warning (on update only
+                // those the old object did not have).
+                let before = old.map(unrecognized_formats).unwrap_or_default();
+                for f in unrecognized_formats(obj) {
+                    if !before.contains(&f) {
+                        self.warnings.borrow_mut().push(format!("unrecognized format \"{f}\""));
+                    }
+                }
             }
             _ => {}
         }
         if let Some(schema) = rt.crd.as_ref().and_then(|c| c.schema.as_ref()) {
             let unknown = schema.prune(obj);
-            if strict && !unknown.is_empty() {
+            if !unknown.is_empty() {
                 let list: Vec<String> =
                     unknown.iter().map(|u| format!("unknown field \"{}\"", &u[1..])).collect();
-                return Err(ApiError::bad_request(format!("strict decoding error: {}", list.join(", "))));
+                match validation {
+                    FieldValidation::Strict => {
+                        return Err(ApiError::bad_request(format!(
+                            "strict decoding error: {}",
+                            list.join(", ")
+                        )))
+                    }
+                    FieldValidation::Warn => self.warnings.borrow_mut().extend(list),
+                    FieldValidation::Ignore => {}
+                }
             }
             schema.apply_defaults(obj);
             causes.extend(schema.validate(obj));
@@ -118,35 +155,46 @@ impl State {
 
 /// Decodes the object into its typed form (ObjectMeta only for custom resources), as the
 /// real server does before anything else: type mismatches are a 400, never a panic later.
-fn typed_check(rt: &ResourceType, obj: &Value) -> ApiResult<()> {
+/// Fields the type does not have are removed from `obj` and returned (`spec.foo`,
+/// `rules[0].bar`), for `fieldValidation` to report.
+fn typed_check(rt: &ResourceType, obj: &mut Value) -> ApiResult<Vec<String>> {
     use k8s_openapi::api;
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
-    fn check<T: serde::de::DeserializeOwned>(v: &Value) -> Result<(), serde_json::Error> {
-        serde_json::from_value::<T>(v.clone()).map(drop)
+    fn check<T: serde::de::DeserializeOwned + serde::Serialize>(
+        v: &mut Value,
+        prefix: &str,
+    ) -> Result<Vec<String>, serde_json::Error> {
+        let typed = serde_json::to_value(serde_json::from_value::<T>(v.clone())?)?;
+        let mut unknown = Vec::new();
+        drop_unknown(v, &typed, prefix, &mut unknown);
+        Ok(unknown)
     }
     let res = match (rt.group.as_str(), rt.plural.as_str()) {
-        ("", "secrets") => check::<api::core::v1::Secret>(obj),
-        ("", "namespaces") => check::<api::core::v1::Namespace>(obj),
-        ("", "configmaps") => check::<api::core::v1::ConfigMap>(obj),
-        ("", "events") => check::<api::core::v1::Event>(obj),
-        ("", "serviceaccounts") => check::<api::core::v1::ServiceAccount>(obj),
-        ("events.k8s.io", "events") => check::<api::events::v1::Event>(obj),
-        ("coordination.k8s.io", "leases") => check::<api::coordination::v1::Lease>(obj),
+        ("", "secrets") => check::<api::core::v1::Secret>(obj, ""),
+        ("", "namespaces") => check::<api::core::v1::Namespace>(obj, ""),
+        ("", "configmaps") => check::<api::core::v1::ConfigMap>(obj, ""),
+        ("", "events") => check::<api::core::v1::Event>(obj, ""),
+        ("", "serviceaccounts") => check::<api::core::v1::ServiceAccount>(obj, ""),
+        ("events.k8s.io", "events") => check::<api::events::v1::Event>(obj, ""),
+        ("coordination.k8s.io", "leases") => check::<api::coordination::v1::Lease>(obj, ""),
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
-            check::<apiext::CustomResourceDefinition>(obj)
+            check::<apiext::CustomResourceDefinition>(obj, "")
         }
-        ("rbac.authorization.k8s.io", "roles") => check::<api::rbac::v1::Role>(obj),
-        ("rbac.authorization.k8s.io", "rolebindings") => check::<api::rbac::v1::RoleBinding>(obj),
-        ("rbac.authorization.k8s.io", "clusterroles") => check::<api::rbac::v1::ClusterRole>(obj),
+        ("rbac.authorization.k8s.io", "roles") => check::<api::rbac::v1::Role>(obj, ""),
+        ("rbac.authorization.k8s.io", "rolebindings") => check::<api::rbac::v1::RoleBinding>(obj, ""),
+        ("rbac.authorization.k8s.io", "clusterroles") => check::<api::rbac::v1::ClusterRole>(obj, ""),
         ("rbac.authorization.k8s.io", "clusterrolebindings") => {
-            check::<api::rbac::v1::ClusterRoleBinding>(obj)
+            check::<api::rbac::v1::ClusterRoleBinding>(obj, "")
         }
-        _ => check::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>(&obj["metadata"]),
+        _ => check::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>(
+            &mut obj["metadata"],
+            "metadata",
+        ),
     };
     // Go decoding leaves missing fields at their zero value (validation reports them as
     // 422 later); only type mismatches are decoding errors.
     let res = match res {
-        Err(e) if e.to_string().starts_with("missing field") => Ok(()),
+        Err(e) if e.to_string().starts_with("missing field") => Ok(vec![]),
         other => other,
     };
     res.map_err(|e| {
@@ -156,6 +204,36 @@ fn typed_check(rt: &ResourceType, obj: &Value) -> ApiResult<()> {
             v = rt.version
         ))
     })
+}
+
+/// Removes from `input` what its typed round trip (`typed`) lost, recording the paths.
+fn drop_unknown(input: &mut Value, typed: &Value, prefix: &str, out: &mut Vec<String>) {
+    match (input, typed) {
+        (Value::Object(m), Value::Object(t)) => {
+            let keys: Vec<String> = m.keys().cloned().collect();
+            for k in keys {
+                let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                match t.get(&k) {
+                    Some(tv) => {
+                        if let Some(child) = m.get_mut(&k) {
+                            drop_unknown(child, tv, &path, out);
+                        }
+                    }
+                    None if m[&k].is_null() => {}
+                    None => {
+                        m.remove(&k);
+                        out.push(path);
+                    }
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(t)) => {
+            for (i, (item, titem)) in a.iter_mut().zip(t).enumerate() {
+                drop_unknown(item, titem, &format!("{prefix}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// resourceVersion and uid in a write body are preconditions on the stored object.
@@ -290,10 +368,7 @@ fn prepare_secret(old: Option<&Value>, obj: &mut Value, causes: &mut Vec<Cause>)
         if old["type"] != obj["type"] {
             causes.push(invalid_value("type", &obj["type"], "field is immutable"));
         }
-        if old["immutable"] == json!(true) && (old["data"] != obj["data"] || obj["immutable"] != json!(true))
-        {
-            causes.push(forbidden_field("data", "field is immutable when `immutable` is set"));
-        }
+        immutable_fields(old, obj, &["data"], causes);
     }
     if obj["data"].as_object().is_some_and(|d| d.is_empty()) {
         if let Some(m) = obj.as_object_mut() {
@@ -301,6 +376,144 @@ fn prepare_secret(old: Option<&Value>, obj: &mut Value, causes: &mut Vec<Cause>)
         }
     }
     Ok(())
+}
+
+/// ValidateSecretUpdate / ValidateConfigMapUpdate: with `immutable: true` stored, the
+/// flag stays and the data fields cannot change.
+fn immutable_fields(old: &Value, obj: &Value, fields: &[&str], causes: &mut Vec<Cause>) {
+    if old["immutable"] != json!(true) {
+        return;
+    }
+    let detail = "field is immutable when `immutable` is set";
+    if obj["immutable"] != json!(true) {
+        causes.push(forbidden_field("immutable", detail));
+    }
+    for f in fields {
+        let empty = |v: &Value| v.is_null() || v.as_object().is_some_and(Map::is_empty);
+        if old[*f] != obj[*f] && !(empty(&old[*f]) && empty(&obj[*f])) {
+            causes.push(forbidden_field(f, detail));
+        }
+    }
+}
+
+fn config_key_problem(k: &str) -> Option<&'static str> {
+    let ok = !k.is_empty()
+        && k.len() <= 253
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        Some("a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')")
+    } else if k == "." || k == ".." {
+        Some("must not be '.' or '..'")
+    } else {
+        None
+    }
+}
+
+/// ValidateConfigMap: keys, a key in both `data` and `binaryData`, base64 `binaryData`,
+/// and `immutable`.
+fn prepare_config_map(old: Option<&Value>, obj: &mut Value, causes: &mut Vec<Cause>) -> ApiResult<()> {
+    let engine = base64::engine::general_purpose::STANDARD;
+    let data = obj["data"].as_object().cloned().unwrap_or_default();
+    let binary = obj["binaryData"].as_object().cloned().unwrap_or_default();
+    for (k, v) in &binary {
+        if !v.as_str().is_some_and(|s| engine.decode(s).is_ok()) {
+            return Err(ApiError::bad_request(format!(
+                "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: illegal base64 data in binaryData.{k}"
+            )));
+        }
+    }
+    for (bag, this, other, other_name) in
+        [("data", &data, &binary, "binaryData"), ("binaryData", &binary, &data, "data")]
+    {
+        for k in this.keys() {
+            let field = format!("{bag}[{k}]");
+            if let Some(problem) = config_key_problem(k) {
+                causes.push(invalid_value(&field, &json!(k), problem));
+            }
+            if other.contains_key(k) {
+                causes.push(invalid_value(
+                    &field,
+                    &json!(k),
+                    &format!("duplicate of key present in {other_name}"),
+                ));
+            }
+        }
+    }
+    if let Some(old) = old {
+        immutable_fields(old, obj, &["data", "binaryData"], causes);
+    }
+    Ok(())
+}
+
+/// Formats in a CRD's schemas that the server does not recognize (apiextensions'
+/// GetUnrecognizedFormats): per type, strings know the kube-openapi string formats,
+/// integers int32/int64, numbers float/double, other types none.
+fn unrecognized_formats(crd: &Value) -> Vec<String> {
+    const STRING_FORMATS: &[&str] = &[
+        "bsonobjectid",
+        "uri",
+        "email",
+        "hostname",
+        "ipv4",
+        "ipv6",
+        "cidr",
+        "mac",
+        "uuid",
+        "uuid3",
+        "uuid4",
+        "uuid5",
+        "isbn",
+        "isbn10",
+        "isbn13",
+        "creditcard",
+        "ssn",
+        "hexcolor",
+        "rgbcolor",
+        "byte",
+        "password",
+        "date",
+        "duration",
+        "datetime",
+        "quantity",
+        "k8sshortname",
+        "k8slongname",
+    ];
+    fn walk(s: &Value, out: &mut Vec<String>) {
+        let Some(m) = s.as_object() else { return };
+        if let Some(f) = m.get("format").and_then(Value::as_str).filter(|f| !f.is_empty()) {
+            let known = match m.get("type").and_then(Value::as_str).unwrap_or_default() {
+                "" | "string" => STRING_FORMATS.contains(&f.replace('-', "").as_str()),
+                "integer" => matches!(f, "int32" | "int64"),
+                "number" => matches!(f, "float" | "double"),
+                _ => false,
+            };
+            if !known {
+                out.push(f.to_string());
+            }
+        }
+        for key in ["properties", "patternProperties", "definitions", "dependencies"] {
+            for child in m.get(key).and_then(Value::as_object).into_iter().flat_map(|o| o.values()) {
+                walk(child, out);
+            }
+        }
+        for key in ["items", "additionalProperties", "additionalItems", "not"] {
+            match m.get(key) {
+                Some(Value::Array(a)) => a.iter().for_each(|c| walk(c, out)),
+                Some(child) => walk(child, out),
+                None => {}
+            }
+        }
+        for key in ["allOf", "anyOf", "oneOf"] {
+            for child in m.get(key).and_then(Value::as_array).into_iter().flatten() {
+                walk(child, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for v in crd["spec"]["versions"].as_array().into_iter().flatten() {
+        walk(&v["schema"]["openAPIV3Schema"], &mut out);
+    }
+    out
 }
 
 /// Minimal CRD validation plus the status the apiextensions controllers would set.

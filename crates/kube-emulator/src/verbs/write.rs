@@ -162,7 +162,7 @@ impl State {
                 m.remove("status");
             }
         }
-        self.prepare(rt, None, &mut obj, opts.strict)?;
+        self.prepare(rt, None, &mut obj, opts.field_validation)?;
         obj["metadata"]["uid"] = json!(new_uid());
         obj["metadata"]["creationTimestamp"] = json!(self.now_string());
         if rt.generation {
@@ -346,7 +346,7 @@ impl State {
             }
             m
         };
-        self.prepare(rt, Some(&old), &mut merged, opts.strict)?;
+        self.prepare(rt, Some(&old), &mut merged, opts.field_validation)?;
         if is_deleting(&old) {
             let before = finalizers(&old);
             if finalizers(&merged).iter().any(|f| !before.contains(f)) {
