@@ -416,7 +416,7 @@ fn prepare_config_map(old: Option<&Value>, obj: &mut Value, causes: &mut Vec<Cau
     let data = obj["data"].as_object().cloned().unwrap_or_default();
     let binary = obj["binaryData"].as_object().cloned().unwrap_or_default();
     for (k, v) in &binary {
-        if !v.as_str().is_some_and(|s| engine.decode(s).is_ok()) {
+        if v.as_str().is_none_or(|s| engine.decode(s).is_err()) {
             return Err(ApiError::bad_request(format!(
                 "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: illegal base64 data in binaryData.{k}"
             )));
