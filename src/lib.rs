@@ -46,6 +46,8 @@ mod reconcile;
 mod resource;
 mod secrets;
 mod slack;
+#[cfg(feature = "emulator")]
+pub mod testground;
 
 pub use clock::{format_time, Clock, SharedClock, SystemClock, TokioClock};
 pub use controller::run;

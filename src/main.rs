@@ -133,8 +133,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let work = async {
         // Before any work, on every replica: pairs a previous run of this container issued
         // but did not save are saved now (or found superseded).
-        let replayed = ctx.replay_journal().await;
-        tracing::info!(?replayed, "journal replayed");
+        let r = ctx.replay_journal().await;
+        tracing::info!(
+            saved = r.saved,
+            already_saved = r.already_saved,
+            superseded = r.superseded,
+            dropped = r.dropped,
+            damaged = r.damaged,
+            left_pending = r.left_pending,
+            "journal replayed"
+        );
         let leadership = match args.leader_elect {
             true => Some(
                 slack_token_operator::leader::acquire(
@@ -158,6 +166,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
     let result = tokio::select! {
+        biased;
         result = work => result,
         result = http => result.context("http server task")?.context("http server"),
         () = deadline => {

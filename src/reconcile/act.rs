@@ -136,7 +136,6 @@ async fn rotate_and_save(
         (Some(pending), _) => pending.clone(),
         (None, Some(call)) => {
             let presented = chain_token(&credentials).ok_or_else(|| changed(&name))?;
-            let started = Instant::now();
             let issued = match call_slack(ctx, call, creds).await {
                 Ok(issued) => issued,
                 Err(Error::Slack(e)) if e.kind() == SlackErrorKind::InvalidRefreshToken => {
@@ -144,6 +143,7 @@ async fn rotate_and_save(
                 }
                 Err(e) => return Err(e),
             };
+            let answered = Instant::now();
             let entry = Entry {
                 namespace: namespace.clone(),
                 name: name.clone(),
@@ -156,11 +156,8 @@ async fn rotate_and_save(
             // The token just presented is spent from here on: this pair is the only copy, so it
             // goes to the journal before anything else is attempted.
             ctx.pending.put(entry.clone());
-            debug!(
-                journal_ms = started.elapsed().as_millis() as u64,
-                journaled = ctx.pending.journal().is_some(),
-                "new pair kept"
-            );
+            let journal_ms = answered.elapsed().as_secs_f64() * 1000.0;
+            debug!(journal_ms, journaled = ctx.pending.journal().is_some(), secret = %name, "new pair kept");
             entry
         }
         (None, None) => return Err(changed(&name)), // decide plans no save without a pair
@@ -176,7 +173,7 @@ async fn rotate_and_save(
     };
     ctx.pending.remove(&namespace, &name);
     let since_slack = ctx.clock.now().duration_since(entry.issued_at);
-    debug!(save_ms = since_slack.as_millis() as u64, "new pair saved");
+    debug!(save_ms = since_slack.as_secs_f64() * 1000.0, "new pair saved");
     out.credentials_version = saved.resource_version();
     if let Ok(saved) = Credentials::from_secret(&saved) {
         out.times = TokenTimes { issued_at: saved.issued_at, expires_at: saved.expires_at };

@@ -1,0 +1,179 @@
+//! The operator as its own process (`slack-token-operator run`), to be killed for real.
+//!
+//! Its JSON log lines are collected as they come, so a test can wait for one ("starting
+//! controller", "became leader") and read timings from them after the process is gone.
+
+use anyhow::Context as _;
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+/// How to start one operator process.
+#[derive(Clone, Debug)]
+pub struct OperatorOptions {
+    /// The `slack-token-operator` binary (tests: `env!("CARGO_BIN_EXE_slack-token-operator")`).
+    pub binary: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub slack_url: String,
+    pub namespaces: Vec<String>,
+    pub journal_dir: Option<PathBuf>,
+    /// `--leader-elect` with this Lease duration.
+    pub leader_elect: Option<Duration>,
+    /// The Pod name the process reports (the leader-election identity).
+    pub pod_name: String,
+    pub shutdown_timeout: Duration,
+    /// `RUST_LOG` of the process.
+    pub log_filter: String,
+}
+
+impl OperatorOptions {
+    pub fn new(binary: impl Into<PathBuf>, kubeconfig: PathBuf, slack_url: String) -> Self {
+        Self {
+            binary: binary.into(),
+            kubeconfig,
+            slack_url,
+            namespaces: Vec::new(),
+            journal_dir: None,
+            leader_elect: None,
+            pod_name: "operator-0".into(),
+            shutdown_timeout: Duration::from_secs(20),
+            log_filter: "info,slack_token_operator=debug,kube=warn".into(),
+        }
+    }
+}
+
+/// A running (or stopped) operator process. Dropping it kills it.
+pub struct OperatorProcess {
+    child: Child,
+    logs: Arc<Mutex<Vec<serde_json::Value>>>,
+    pub options: OperatorOptions,
+    /// Set by whoever waited for it to start (see `crash`).
+    pub started_in: Duration,
+}
+
+impl OperatorProcess {
+    pub fn spawn(options: &OperatorOptions) -> anyhow::Result<Self> {
+        let mut command = Command::new(&options.binary);
+        command
+            .arg("run")
+            .args(["--slack-api-url", &options.slack_url])
+            .args(["--http-addr", "127.0.0.1:0"])
+            .args(["--log-format", "json"])
+            .args(["--shutdown-timeout", &format!("{}ms", options.shutdown_timeout.as_millis())])
+            .env("KUBECONFIG", &options.kubeconfig)
+            .env("RUST_LOG", &options.log_filter)
+            .env("POD_NAME", &options.pod_name)
+            .env("POD_NAMESPACE", "default")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for ns in &options.namespaces {
+            command.args(["--namespace", ns]);
+        }
+        if let Some(dir) = &options.journal_dir {
+            command.arg("--journal-dir").arg(dir);
+        }
+        if let Some(lease) = options.leader_elect {
+            command.arg("--leader-elect").args(["--lease-duration", &format!("{}s", lease.as_secs().max(2))]);
+        }
+        let mut child = command.spawn().with_context(|| format!("starting {}", options.binary.display()))?;
+        let logs: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+        for stream in [
+            child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let value = serde_json::from_str(&line).unwrap_or(serde_json::Value::String(line));
+                    logs.lock().unwrap_or_else(|e| e.into_inner()).push(value);
+                }
+            });
+        }
+        Ok(Self { child, logs, options: options.clone(), started_in: Duration::ZERO })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()).status()?;
+        anyhow::ensure!(status.success(), "kill -{signal} {} failed", self.pid());
+        Ok(())
+    }
+
+    /// SIGKILL: no handler runs, memory is gone; only what is on disk remains.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// SIGTERM, as the kubelet sends before a pod stops.
+    pub fn terminate(&self) -> anyhow::Result<()> {
+        self.signal("TERM")
+    }
+
+    /// SIGSTOP: the process is frozen (a stalled node, a long GC pause, a debugger).
+    pub fn pause(&self) -> anyhow::Result<()> {
+        self.signal("STOP")
+    }
+
+    pub fn resume(&self) -> anyhow::Result<()> {
+        self.signal("CONT")
+    }
+
+    /// Waits up to `within` for the process to exit by itself.
+    pub async fn exited(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Every log line so far (JSON objects; a line that was not JSON as a string).
+    pub fn logs(&self) -> Vec<serde_json::Value> {
+        self.logs.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Log lines whose message is `message`.
+    pub fn lines(&self, message: &str) -> Vec<serde_json::Value> {
+        self.logs()
+            .into_iter()
+            .filter(|l| l.pointer("/fields/message").and_then(|m| m.as_str()) == Some(message))
+            .collect()
+    }
+
+    /// Waits until a log line with `message` appears.
+    pub async fn logged(&self, message: &str, within: Duration) -> anyhow::Result<serde_json::Value> {
+        super::eventually(
+            &format!("the operator to log {message:?}"),
+            within,
+            Duration::from_millis(10),
+            || async { self.lines(message).into_iter().next() },
+        )
+        .await
+        .with_context(|| format!("logs so far: {:#?}", self.logs().iter().rev().take(20).collect::<Vec<_>>()))
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,100 @@
+//! Real processes, real kills: the operator runs as `slack-token-operator run` against the
+//! emulators in this process and is killed with SIGKILL (and stopped with SIGTERM) while pairs
+//! Slack issued are not yet saved. Real time, so these tests take tens of seconds.
+//! The long form is `cargo bench --bench crash`.
+
+use slack_token_operator::testground::{
+    crash::{self, CrashConfig},
+    eventually,
+    process::{OperatorOptions, OperatorProcess},
+    Ground, GroundConfig,
+};
+use std::time::Duration;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_slack-token-operator");
+
+/// The seed: `CRASH_SEED` to repeat a run, else a fresh one (printed either way).
+fn seed() -> u64 {
+    std::env::var("CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_and_inside_the_write_window_loses_no_refresh_token() {
+    let config = CrashConfig::new(BINARY, seed());
+    eprintln!("crash harness seed {} (CRASH_SEED={} repeats it)", config.seed, config.seed);
+    let report = crash::run(config).await.expect("the harness runs");
+    eprintln!("{report}");
+    assert!(report.kills >= 50, "{report}");
+    assert!(report.held_kills >= 10, "kills inside the write window: {report}");
+    assert!(report.replayed >= 1, "pairs came back from the journal: {report}");
+    assert!(report.broken_chains.is_empty(), "{report}");
+    assert!(report.not_ready.is_empty(), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_journal_the_same_kills_break_chains() {
+    // The harness can see what it is there to see: the in-memory operator of before loses pairs.
+    let mut config = CrashConfig::new(BINARY, seed());
+    config.journal = false;
+    config.kills = 3;
+    config.held_kills = 3;
+    config.settle = Duration::from_secs(6);
+    let report = crash::run(config).await.expect("the harness runs");
+    eprintln!("{report}");
+    assert!(report.held_kills >= 1, "{report}");
+    assert!(!report.broken_chains.is_empty(), "held pairs were lost: {report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_refused_save_exits_in_time_and_the_pair_is_saved_after_restart() {
+    let ground = Ground::start(GroundConfig::default()).await.unwrap();
+    ground.namespace("term").await.unwrap();
+    let bot = ground.bot("term", "bot").await.unwrap();
+    let mut options = OperatorOptions::new(BINARY, ground.kubeconfig(), ground.slack.base_url());
+    options.namespaces = vec!["term".into()];
+    options.journal_dir = Some(ground.scratch("journal"));
+    options.shutdown_timeout = Duration::from_secs(3);
+    let mut operator = OperatorProcess::spawn(&options).unwrap();
+    let healthy = || async { ground.is_healthy(&bot).await.then_some(()) };
+    eventually("the first token", Duration::from_secs(30), Duration::from_millis(50), healthy).await.unwrap();
+
+    // Every Secret write is refused from now on; a rotation gets its pair from Slack and cannot save it.
+    ground.kube.faults().fail_next(kube_emulator::Verb::Update, "secrets", None, u32::MAX, 500);
+    ground.rotate_now(&bot, "term").await.unwrap();
+    eventually(
+        "Slack answered the second rotation",
+        Duration::from_secs(10),
+        Duration::from_millis(10),
+        || async { (operator.lines("new pair kept").len() == 2).then_some(()) },
+    )
+    .await
+    .unwrap();
+    let issued_refreshes = ground.slack.refreshes(&bot.installation_id);
+    assert_eq!(issued_refreshes, 2);
+
+    let asked = tokio::time::Instant::now();
+    operator.terminate().unwrap();
+    let status = operator.exited(Duration::from_secs(10)).await.expect("exits after SIGTERM");
+    let took = asked.elapsed();
+    assert!(
+        took <= options.shutdown_timeout + Duration::from_secs(2),
+        "stopped within the shutdown timeout: {took:?}"
+    );
+    assert!(status.success(), "{status:?}");
+    let stopped = operator.logged("stopped", Duration::from_secs(2)).await.unwrap();
+    assert_eq!(
+        stopped.pointer("/fields/unsaved").and_then(|v| v.as_u64()),
+        Some(1),
+        "the pair was held: {stopped}"
+    );
+
+    ground.kube.faults().clear();
+    let restarted = OperatorProcess::spawn(&options).unwrap();
+    let replayed = restarted.logged("journal replayed", Duration::from_secs(30)).await.unwrap();
+    assert_eq!(replayed.pointer("/fields/saved").and_then(|v| v.as_u64()), Some(1), "{replayed}");
+    eventually("the new token published", Duration::from_secs(30), Duration::from_millis(50), healthy)
+        .await
+        .unwrap();
+    assert_eq!(ground.slack.refreshes(&bot.installation_id), issued_refreshes, "the journaled pair was used");
+    assert!(ground.slack.broken_chains().is_empty());
+}
