@@ -51,6 +51,8 @@ pub struct Outcome {
     pub refused: Option<String>,
     /// Whether auth.revoke revoked a token (on delete, or the one a hand-over replaced).
     pub revoked: bool,
+    /// Slack's answer gave no usable lifetime for the new token: its 12 hours were assumed.
+    pub expiry_assumed: bool,
 }
 
 /// Steps 1 to 5 of a converging reconcile. Fills `out` as it goes, so that a failure still
@@ -105,6 +107,7 @@ async fn rotating(
         Some(rotate) => {
             let issued = rotate_and_save(ctx, s, secrets, rotate, credentials, creds, out).await?;
             out.rotated = Some(rotate.trigger);
+            out.expiry_assumed = issued.expires_in.is_none();
             out.identity = Some(issued.identity);
             issued.access_token
         }
