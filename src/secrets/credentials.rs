@@ -259,8 +259,10 @@ mod tests {
             ("somethingElse", big.as_bytes(), None),
         ];
         for (key, value, expected) in table {
-            let mut secret = Secret::default();
-            secret.data = Some([(key.to_owned(), ByteString(value.to_vec()))].into());
+            let secret = Secret {
+                data: Some([(key.to_owned(), ByteString(value.to_vec()))].into()),
+                ..Default::default()
+            };
             assert_eq!(Credentials::from_secret(&secret).err(), expected, "{key}");
         }
     }
