@@ -66,6 +66,8 @@ struct Row {
     recovers_after: Option<usize>,
     /// A Warning Event the row must record.
     event: Option<&'static str>,
+    /// The condition must be there this soon after the SlackToken is created.
+    within: Option<Duration>,
 }
 
 impl Row {
@@ -80,7 +82,12 @@ impl Row {
             expect,
             recovers_after: None,
             event: None,
+            within: None,
         }
+    }
+    fn within(mut self, d: Duration) -> Self {
+        self.within = Some(d);
+        self
     }
     fn config_token(mut self) -> Self {
         self.type_ = "AppConfiguration";
@@ -252,7 +259,8 @@ fn answer_rows() -> Vec<Row> {
             failed_once("SlackTimeout", "Slack did not answer oauth.v2.access within 15s: will retry with backoff"),
         )
         .slack(Fault::Hang)
-        .recovers_after(2),
+        .recovers_after(2)
+        .within(Duration::from_secs(20)),
         Row::new("an answer without expires_in", good, published("token published"))
             .slack(amend(json!({"expires_in": null})))
             .event("ExpiryAssumed"),
@@ -310,6 +318,7 @@ async fn run(env: &TestEnv, row: &Row) {
         env.create_secret(&format!("{name}-token"), &[("token", "someone else's")]).await;
     }
     env.create_token(&token_yaml(name, row.type_, row.extra_spec)).await;
+    let created = tokio::time::Instant::now();
 
     let expect = &row.expect;
     let (reason, message) = env
@@ -321,6 +330,9 @@ async fn run(env: &TestEnv, row: &Row) {
         })
         .await;
     eprintln!("  Ready={} {reason}: {message}", expect.status);
+    if let Some(within) = row.within {
+        assert!(created.elapsed() <= within, "the condition came after {:?}", created.elapsed());
+    }
     assert_eq!(reason, expect.reason);
     assert!(message.contains(expect.message), "the message says what happened: {message}");
     assert_eq!(env.slack.calls(method), expect.calls, "calls of {method}");
