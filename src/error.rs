@@ -62,15 +62,56 @@ pub enum Invalid {
     OutputSecretConflict { name: String },
 }
 
-/// What can be wrong with the content of a credentials Secret.
+/// What can be wrong with the content of a credentials Secret. Each message names keys, sizes
+/// and kinds of token, and says what to put where; never a value.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum CredentialsError {
-    #[error("key `{0}` is missing or empty")]
-    Missing(&'static str),
+    /// `present`: the names of the keys the Secret has, to show a misspelt one.
+    #[error("{}", missing(key, present))]
+    Missing { key: &'static str, present: Vec<String> },
     #[error("key `{0}` is not valid UTF-8")]
     NotUtf8(&'static str),
+    #[error(
+        "key `{key}` holds {bytes} bytes, but a Slack token is about 200 (at most {limit} are accepted): it holds something else; put the token alone there",
+        limit = MAX_VALUE_BYTES
+    )]
+    TooLarge { key: &'static str, bytes: usize },
+    #[error(
+        "key `{0}` has whitespace or control characters inside its value, which a Slack token never has (around it they are ignored); put the token alone there"
+    )]
+    NotAToken(&'static str),
+    /// The value is not the kind of token the key is for; `problem` says what it is and where it goes.
+    #[error("key `{key}` {problem}")]
+    WrongToken { key: &'static str, problem: &'static str },
     #[error("key `expiresAt` is not an RFC 3339 timestamp")]
     BadExpiry,
+}
+
+/// The longest value accepted for one key of a credentials Secret. Slack's tokens are about 200
+/// bytes; anything many times that is something else pasted by mistake, and is never sent.
+pub const MAX_VALUE_BYTES: usize = 4096;
+
+fn missing(key: &str, present: &[String]) -> String {
+    if present.iter().any(|k| k == key) {
+        return format!("key `{key}` is empty");
+    }
+    // `refresh_token`, `RefreshToken`, `refresh-token` are all meant as `refreshToken`.
+    let plain =
+        |k: &str| k.chars().filter(char::is_ascii_alphanumeric).collect::<String>().to_ascii_lowercase();
+    let meant = present.iter().find(|k| plain(k) == plain(key));
+    const SHOWN: usize = 12;
+    let mut keys: Vec<String> = present.iter().take(SHOWN).map(|k| format!("`{k}`")).collect();
+    if present.len() > SHOWN {
+        keys.push(format!("and {} more", present.len() - SHOWN));
+    }
+    let has = match keys.is_empty() {
+        true => "no keys".to_owned(),
+        false => format!("keys {}", keys.join(", ")),
+    };
+    match meant {
+        Some(k) => format!("key `{key}` is missing (the Secret has {has}): rename `{k}` to `{key}`"),
+        None => format!("key `{key}` is missing (the Secret has {has})"),
+    }
 }
 
 impl Error {

@@ -52,7 +52,7 @@ pub mod testground;
 pub use clock::{format_time, Clock, SharedClock, SystemClock, TokioClock};
 pub use controller::run;
 pub use error::Error;
-pub use ops::{http, leader, metrics::Metrics};
+pub use ops::{http, leader, logs, metrics::Metrics};
 pub use reconcile::{
     schedule::{default_renew_before, until},
     Context, Settings,

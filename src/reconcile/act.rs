@@ -51,6 +51,8 @@ pub struct Outcome {
     pub refused: Option<String>,
     /// Whether auth.revoke revoked a token (on delete, or the one a hand-over replaced).
     pub revoked: bool,
+    /// Slack's answer gave no usable lifetime for the new token: its 12 hours were assumed.
+    pub expiry_assumed: bool,
 }
 
 /// Steps 1 to 5 of a converging reconcile. Fills `out` as it goes, so that a failure still
@@ -105,6 +107,7 @@ async fn rotating(
         Some(rotate) => {
             let issued = rotate_and_save(ctx, s, secrets, rotate, credentials, creds, out).await?;
             out.rotated = Some(rotate.trigger);
+            out.expiry_assumed = issued.expires_in.is_none();
             out.identity = Some(issued.identity);
             issued.access_token
         }
@@ -377,28 +380,34 @@ fn slacktokens_api(ctx: &Context, s: &Snapshot) -> Api<SlackToken> {
     Api::namespaced(ctx.client.clone(), &s.namespace())
 }
 
-/// One patch: our label, and our finalizer added or removed. The finalizer list is written
-/// whole, so it goes with a resourceVersion precondition.
+/// One patch: our label, and our finalizer added or removed, with a resourceVersion
+/// precondition: the finalizer list is written whole, and of two SlackTokens claiming one
+/// unlabelled Secret at once exactly one must win (the other would hand Slack the same refresh
+/// token). The loser gets a conflict, and its next reconcile finds the Secret labelled for the
+/// winner: `CredentialsInUse`, before Slack is called or anything published.
 async fn claim_credentials(
     secrets: &Api<Secret>,
     stk: &SlackToken,
     secret: &Secret,
     claim: &Claim,
 ) -> Result<Secret, Error> {
-    let mut patch = json!({"metadata": {"labels": {SLACKTOKEN_LABEL: stk.name_any()}}});
+    let mut patch = json!({"metadata": {
+        "labels": {SLACKTOKEN_LABEL: stk.name_any()},
+        "resourceVersion": secret.resource_version(),
+    }});
     if let Some(hold) = claim.hold {
         let mut finalizers = without_ours(secret);
         if hold {
             finalizers.push(REVOKE_FINALIZER.to_owned());
         }
         patch["metadata"]["finalizers"] = json!(finalizers);
-        patch["metadata"]["resourceVersion"] = json!(secret.resource_version());
     }
     let name = secret.name_any();
-    secrets
-        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(Error::kube("patch", "secrets", &name))
+    match secrets.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        Ok(claimed) => Ok(claimed),
+        Err(kube::Error::Api(e)) if e.code == 409 => Err(changed(&name)),
+        Err(e) => Err(Error::kube("patch", "secrets", &name)(e)),
+    }
 }
 
 /// Secrets labelled for this SlackToken that carry our finalizer.

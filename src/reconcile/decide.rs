@@ -11,12 +11,12 @@ use super::{
     schedule::{self, TokenTimes},
 };
 use crate::{
-    error::{CredentialsError, Invalid},
+    error::Invalid,
     resource::{
         ManualKind, SlackToken, SlackTokenSpec, TokenType, REVOKE_FINALIZER, ROTATED_FOR_ANNOTATION,
         ROTATE_ANNOTATION, SKIP_REVOKE_ANNOTATION, SLACKTOKEN_LABEL,
     },
-    secrets::{output_is_ours, Credentials, ACCESS_TOKEN},
+    secrets::{legacy_token_problem, output_is_ours, refresh_token_problem, Credentials, ACCESS_TOKEN},
     slack::AuthTest,
 };
 use kube::{Resource, ResourceExt};
@@ -220,13 +220,14 @@ fn finalize(s: &Snapshot) -> Finalize {
     if stk.annotations().contains_key(SKIP_REVOKE_ANNOTATION) {
         return Finalize::Skip(format!("{SKIP_REVOKE_ANNOTATION} is set: the token was not revoked"));
     }
-    let has_token =
-        s.credentials.as_ref().is_some_and(|c| c.parsed.as_ref().is_ok_and(|p| p.access_token.is_some()));
-    match has_token {
-        true => Finalize::Revoke,
-        false => Finalize::Skip(format!(
-            "credentials Secret {} holds no token any more (deleted first?): nothing was revoked",
-            stk.spec.credentials_ref.name
+    let name = &stk.spec.credentials_ref.name;
+    match s.credentials.as_ref().map(|c| &c.parsed) {
+        Some(Ok(parsed)) if parsed.access_token.is_some() => Finalize::Revoke,
+        Some(Err(problem)) => Finalize::Skip(format!(
+            "credentials Secret {name} cannot be read ({problem}): nothing was revoked"
+        )),
+        _ => Finalize::Skip(format!(
+            "credentials Secret {name} holds no token any more (deleted first?): nothing was revoked"
         )),
     }
 }
@@ -235,10 +236,8 @@ fn finalize(s: &Snapshot) -> Finalize {
 fn rotating(s: &Snapshot, creds: &Credentials, requested: bool) -> (Option<TokenPlan>, Option<Invalid>) {
     let stk = &s.slacktoken;
     let spec = &stk.spec;
-    let missing = |key| Invalid::Credentials {
-        name: spec.credentials_ref.name.clone(),
-        problem: CredentialsError::Missing(key),
-    };
+    let invalid = |problem| Invalid::Credentials { name: spec.credentials_ref.name.clone(), problem };
+    let missing = |key| invalid(creds.missing(key));
     let times = TokenTimes { issued_at: creds.issued_at, expires_at: creds.expires_at };
     let period = spec.rotation_period.map(|d| d.as_std());
     let renew_before = spec.renew_before.map(|d| d.as_std());
@@ -272,24 +271,30 @@ fn rotating(s: &Snapshot, creds: &Credentials, requested: bool) -> (Option<Token
     if conflict.is_some() && trigger != Some(Trigger::SavePending) {
         return (None, conflict);
     }
+    // A value that plainly is not the token its key is for never goes to Slack: Slack would
+    // only answer `invalid_refresh_token`, which sends people to reinstall the app for nothing.
+    // Said at once, not at the due time, so there are hours left to fix it. A pair Slack already
+    // gave is saved all the same; a suspended token is not rotated, so its keys do not matter.
+    if s.pending.is_none() && !spec.suspend {
+        let problem = match (&creds.refresh_token, &creds.legacy_token) {
+            (Some(refresh), _) => refresh_token_problem(refresh),
+            (None, Some(legacy)) if spec.token_type == TokenType::OAuth => legacy_token_problem(legacy),
+            _ => None,
+        };
+        if let Some(problem) = problem {
+            return (None, Some(invalid(problem)));
+        }
+    }
     let call = match trigger {
         None | Some(Trigger::SavePending) => None,
         Some(Trigger::Exchange) => match creds.require_client() {
             Ok(_) => Some(Call::Exchange),
-            Err(problem) => {
-                return (
-                    None,
-                    Some(Invalid::Credentials { name: spec.credentials_ref.name.clone(), problem }),
-                )
-            }
+            Err(problem) => return (None, Some(invalid(problem))),
         },
         Some(_) => {
             if spec.token_type == TokenType::OAuth {
                 if let Err(problem) = creds.require_client() {
-                    return (
-                        None,
-                        Some(Invalid::Credentials { name: spec.credentials_ref.name.clone(), problem }),
-                    );
+                    return (None, Some(invalid(problem)));
                 }
             }
             if creds.refresh_token.is_none() {
@@ -321,7 +326,7 @@ fn manual(s: &Snapshot, creds: &Credentials, settings: &Settings) -> Result<Manu
     let spec = &stk.spec;
     let (manual, period) = manual_settings(spec)?;
     if creds.access_token.is_none() {
-        let problem = CredentialsError::Missing(ACCESS_TOKEN);
+        let problem = creds.missing(ACCESS_TOKEN);
         return Err(Invalid::Credentials { name: spec.credentials_ref.name.clone(), problem });
     }
     if s.output.as_ref().is_some_and(|existing| !output_is_ours(stk, existing)) {

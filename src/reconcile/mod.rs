@@ -118,9 +118,10 @@ async fn fail(
     }
     ctx.backoff.hold(&s.uid(), delay, inputs);
     ctx.metrics.failures.get_or_create(&ReasonLabels { reason: error.reason().to_owned() }).inc();
-    let message = error.user_message(&s.slacktoken.spec.credentials_ref.name);
+    // Not `message`: the JSON log format writes the event's own message under that key.
+    let detail = error.user_message(&s.slacktoken.spec.credentials_ref.name);
     let attempts = first.status.failed_attempts;
-    warn!(reason = error.reason(), %message, attempts, retry_in_secs = delay.as_secs(), "reconcile failed");
+    warn!(reason = error.reason(), %detail, attempts, retry_in_secs = delay.as_secs(), "reconcile failed");
     publish_events(ctx, &s.slacktoken, &first).await;
     report::write_status(tokens, s.slacktoken.clone(), |stk| report::failure(stk, s, error, pending).status)
         .await?;

@@ -91,6 +91,9 @@ pub fn success(
     };
     if let Some(trigger) = out.rotated {
         events.push(Note::normal("Rotated", rotated_note(stk, trigger, out)));
+        if out.expiry_assumed {
+            events.push(Note::warning("ExpiryAssumed", expiry_assumed_note(out, next_rotation)));
+        }
     }
     // A warning is announced by an Event once, when it first appears in the Ready message.
     let ready_before = find_condition(&old.conditions, READY).map(|c| c.message.as_str()).unwrap_or_default();
@@ -199,6 +202,17 @@ fn rotated_note(stk: &SlackToken, trigger: Trigger, out: &Outcome) -> String {
             format!("Rotated ({trigger:?}); published to Secret {secret}; new token expires {expiry}")
         }
     }
+}
+
+/// Slack's answer gave no lifetime that makes sense (see `slack::Issued::expires_in`): the token
+/// is scheduled as one of Slack's 12-hour tokens, rather than not at all.
+fn expiry_assumed_note(out: &Outcome, next_rotation: Option<Timestamp>) -> String {
+    let time = |t: Option<Timestamp>| t.map(format_time).unwrap_or_else(|| "unknown".into());
+    format!(
+        "Slack's answer gave no usable lifetime for the new token (expires_in or exp missing, zero, negative or over 7 days); assumed Slack's 12 hours: expires {}, next rotation {}",
+        time(out.times.expires_at),
+        time(next_rotation)
+    )
 }
 
 /// Schedules that work, but not as the user may think.

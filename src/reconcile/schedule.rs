@@ -6,7 +6,7 @@ use std::time::Duration;
 /// Slack's SDKs rotate 2h before expiry; we do the same unless the token lives shorter.
 const DEFAULT_RENEW_BEFORE: Duration = Duration::from_secs(2 * 3600);
 /// Slack's access tokens live 12h; assumed when the issue time is unknown (adopted tokens).
-const SLACK_TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+const SLACK_TOKEN_LIFETIME: Duration = crate::slack::ROTATING_TOKEN_LIFETIME;
 /// Below this, consumers may not pick up a token before Slack revokes the one before last.
 pub const SHORT_ROTATION_PERIOD: Duration = Duration::from_secs(3600);
 

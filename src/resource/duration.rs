@@ -11,6 +11,8 @@ use std::{borrow::Cow, fmt, str::FromStr, time::Duration};
 /// The pattern the CRD schema enforces; it mirrors [`GoDuration::from_str`].
 pub const PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$";
 
+const TOO_LARGE: &str = "number too large";
+
 /// A non-negative duration written the Go way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct GoDuration(pub Duration);
@@ -57,22 +59,25 @@ impl FromStr for GoDuration {
                 _ => return Err(err("unknown unit")),
             };
             let (whole, frac) = match number.split_once('.') {
-                Some((w, f)) if !w.is_empty() && !f.is_empty() => (w, f),
+                // A second dot ("1.2.3h") lands in the fraction: digits only there.
+                Some((w, f)) if !w.is_empty() && !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()) => {
+                    (w, f)
+                }
                 Some(_) => return Err(err("malformed number")),
                 None => (number, ""),
             };
-            let whole: u128 = whole.parse().map_err(|_| err("number too large"))?;
-            let mut nanos = whole.checked_mul(unit_nanos).ok_or_else(|| err("number too large"))?;
+            let whole: u128 = whole.parse().map_err(|_| err(TOO_LARGE))?;
+            let mut nanos = whole.checked_mul(unit_nanos).ok_or_else(|| err(TOO_LARGE))?;
             // Fractions are exact to the nanosecond, like Go: scale digit by digit.
             let mut scale = unit_nanos;
             for digit in frac.bytes() {
                 scale /= 10;
-                nanos += u128::from(digit - b'0') * scale;
+                nanos = nanos.checked_add(u128::from(digit - b'0') * scale).ok_or_else(|| err(TOO_LARGE))?;
             }
-            total_nanos = total_nanos.checked_add(nanos).ok_or_else(|| err("number too large"))?;
+            total_nanos = total_nanos.checked_add(nanos).ok_or_else(|| err(TOO_LARGE))?;
             rest = after;
         }
-        let secs = u64::try_from(total_nanos / 1_000_000_000).map_err(|_| err("number too large"))?;
+        let secs = u64::try_from(total_nanos / 1_000_000_000).map_err(|_| err(TOO_LARGE))?;
         Ok(GoDuration(Duration::new(secs, (total_nanos % 1_000_000_000) as u32)))
     }
 }
@@ -111,7 +116,14 @@ impl Serialize for GoDuration {
 impl<'de> Deserialize<'de> for GoDuration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
+        match text.parse() {
+            Ok(duration) => Ok(duration),
+            // The schema's pattern cannot bound the size, so the API server stores such a value;
+            // refusing it here would fail the whole list or watch it comes in, and stop the
+            // controller for every SlackToken. Past ~584 billion years means "never" anyway.
+            Err(e) if e.reason == TOO_LARGE => Ok(GoDuration(Duration::MAX)),
+            Err(e) => Err(serde::de::Error::custom(e)),
+        }
     }
 }
 
@@ -156,10 +168,116 @@ mod tests {
     }
 
     #[test]
+    fn rejects_a_second_dot_and_overflowing_fractions_without_panicking() {
+        for bad in ["1.2.3h", "1..2h", "1.2.h"] {
+            assert!(bad.parse::<GoDuration>().is_err(), "{bad}");
+        }
+        // The largest whole number of hours that fits, plus a fraction that does not.
+        let hours = u128::MAX / 3_600_000_000_000;
+        let err = format!("{hours}.9999999999999h").parse::<GoDuration>().unwrap_err();
+        assert!(err.to_string().contains(TOO_LARGE), "{err}");
+    }
+
+    #[test]
+    fn a_value_too_large_deserializes_as_never_instead_of_failing_the_object() {
+        let d: GoDuration = serde_json::from_value(serde_json::json!("99999999999999999999h")).unwrap();
+        assert_eq!(d.as_std(), Duration::MAX);
+        assert!(serde_json::from_value::<GoDuration>(serde_json::json!("1d")).is_err());
+    }
+
+    fn pattern() -> regex::Regex {
+        regex::Regex::new(PATTERN).unwrap()
+    }
+
+    /// Whether the parser accepts `s`, counting values too large to represent as accepted (the
+    /// deserializer reads them as "never"; only their size is wrong, not their syntax).
+    fn parser_accepts(s: &str) -> bool {
+        match s.parse::<GoDuration>() {
+            Ok(_) => true,
+            Err(e) => e.reason == TOO_LARGE,
+        }
+    }
+
+    #[test]
     fn pattern_and_parser_agree() {
-        let re_ok = ["90m", "1h30m", "1.5h", "10s", "100ms"];
-        for s in re_ok {
-            assert!(s.parse::<GoDuration>().is_ok());
+        let table = [
+            "90m",
+            "1h30m",
+            "1.5h",
+            "10s",
+            "100ms",
+            "1us",
+            "3ns",
+            "0s",
+            "0.5s",
+            "1h1h",
+            "",
+            "1",
+            "h",
+            "1d",
+            "1h30",
+            "-1h",
+            "+1h",
+            "1.h",
+            ".5h",
+            "1 h",
+            " 1h",
+            "1h ",
+            "1µs",
+            "1.2.3h",
+            "1..2h",
+            "1e3s",
+            "1H",
+            "99999999999999999999999999999999999999999h",
+            "1h\n",
+        ];
+        let re = pattern();
+        for s in table {
+            assert_eq!(re.is_match(s), parser_accepts(s), "{s:?}");
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Strings over the characters the grammar is about, and a few it is not.
+        fn near_durations() -> impl Strategy<Value = String> {
+            proptest::string::string_regex("[0-9.nsumh µ+-]{0,12}").unwrap()
+        }
+
+        /// Strings the pattern accepts (without its anchors, which the generator does not take).
+        fn valid_durations() -> impl Strategy<Value = String> {
+            let body = PATTERN.trim_start_matches('^').trim_end_matches('$');
+            proptest::string::string_regex(body).unwrap()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2048))]
+
+            #[test]
+            fn pattern_and_parser_agree_on_near_misses(s in near_durations()) {
+                prop_assert_eq!(pattern().is_match(&s), parser_accepts(&s), "{:?}", s);
+            }
+
+            #[test]
+            fn the_parser_accepts_everything_the_pattern_does(s in valid_durations()) {
+                prop_assert!(pattern().is_match(&s));
+                prop_assert!(parser_accepts(&s), "{:?}", s);
+            }
+
+            #[test]
+            fn the_parser_never_panics(s in any::<String>()) {
+                let _ = s.parse::<GoDuration>();
+            }
+
+            #[test]
+            fn display_then_parse_round_trips(secs in 0u64..(1 << 40), millis in 0u32..1000) {
+                let d = GoDuration(Duration::new(secs, millis * 1_000_000));
+                let text = d.to_string();
+                prop_assert!(pattern().is_match(&text), "{}", text);
+                prop_assert_eq!(text.parse::<GoDuration>(), Ok(d));
+            }
         }
     }
 

@@ -5,7 +5,11 @@
 //! that token's expiry and issue time; the output Secret and the SlackToken status are only
 //! derived from it and can always be rebuilt.
 
-use crate::{error::CredentialsError, resource::ISSUED_AT_ANNOTATION, slack::Issued};
+use crate::{
+    error::{CredentialsError, MAX_VALUE_BYTES},
+    resource::ISSUED_AT_ANNOTATION,
+    slack::Issued,
+};
 use jiff::Timestamp;
 use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta, ByteString};
 use secrecy::{ExposeSecret, SecretString};
@@ -29,9 +33,15 @@ pub struct Credentials {
     pub issued_at: Option<Timestamp>,
     pub legacy_token: Option<SecretString>,
     pub pending_token: Option<SecretString>,
+    /// The names of the keys the Secret has (never their values), to explain a missing one.
+    pub keys: Vec<String>,
 }
 
 impl Credentials {
+    /// Reads the Secret's keys. Every value is checked before it can reach Slack: not too large,
+    /// UTF-8, and for tokens nothing but the token (no whitespace or control characters inside;
+    /// around it they are trimmed). Which kind of token a key holds is checked where it is used,
+    /// since that depends on the SlackToken's type (see [`refresh_token_problem`]).
     pub fn from_secret(secret: &Secret) -> Result<Self, CredentialsError> {
         let expires_at = match text(secret, EXPIRES_AT)? {
             Some(t) => Some(t.parse::<Timestamp>().map_err(|_| CredentialsError::BadExpiry)?),
@@ -44,7 +54,7 @@ impl Credentials {
             .and_then(|a| a.get(ISSUED_AT_ANNOTATION))
             .and_then(|t| t.parse::<Timestamp>().ok());
         Ok(Self {
-            client_id: text(secret, CLIENT_ID)?,
+            client_id: secret_text(secret, CLIENT_ID)?.map(|id| id.expose_secret().to_owned()),
             client_secret: secret_text(secret, CLIENT_SECRET)?,
             refresh_token: secret_text(secret, REFRESH_TOKEN)?,
             access_token: secret_text(secret, ACCESS_TOKEN)?,
@@ -52,34 +62,92 @@ impl Credentials {
             issued_at,
             legacy_token: secret_text(secret, LEGACY_TOKEN)?,
             pending_token: secret_text(secret, PENDING_TOKEN)?,
+            keys: secret.data.iter().flat_map(|d| d.keys().cloned()).collect(),
         })
     }
 
-    /// Whether there is no usable access token yet, so the first one must come from a rotation.
-    /// An access token without `expiresAt` counts as unusable only if a person put it there (we
-    /// would not know when it expires). One the operator saved has its issue time recorded: if
-    /// Slack gave no expiry for it, rotating again would only get another token without one, and
-    /// do so on every write of ours, in a loop.
+    /// Whether there is no usable access token yet, so the first one must come from a rotation:
+    /// none at all, or one whose expiry is unknown (put there by a person, or saved by an older
+    /// version of the operator when Slack gave no lifetime). Every token saved now has an expiry
+    /// (Slack's, or its 12 hours assumed), so this cannot turn into a loop of rotations.
     pub fn needs_first_token(&self) -> bool {
-        self.access_token.is_none() || (self.expires_at.is_none() && self.issued_at.is_none())
+        self.access_token.is_none() || self.expires_at.is_none()
     }
 
     pub fn require_client(&self) -> Result<(&str, &SecretString), CredentialsError> {
-        let id = self.client_id.as_deref().ok_or(CredentialsError::Missing(CLIENT_ID))?;
-        let secret = self.client_secret.as_ref().ok_or(CredentialsError::Missing(CLIENT_SECRET))?;
+        let id = self.client_id.as_deref().ok_or_else(|| self.missing(CLIENT_ID))?;
+        let secret = self.client_secret.as_ref().ok_or_else(|| self.missing(CLIENT_SECRET))?;
         Ok((id, secret))
+    }
+
+    /// `key` is needed but missing (or empty), said with the keys the Secret does have.
+    pub fn missing(&self, key: &'static str) -> CredentialsError {
+        CredentialsError::Missing { key, present: self.keys.clone() }
+    }
+}
+
+/// Why the value of `refreshToken` cannot be a refresh token, if it plainly cannot: Slack would
+/// refuse it, and its refusal (`invalid_refresh_token`) would send people to reinstall the app.
+pub fn refresh_token_problem(token: &SecretString) -> Option<CredentialsError> {
+    let problem = match kind_of(token.expose_secret()) {
+        Kind::Refresh => return None,
+        Kind::LongLived => "holds a long-lived bot or user token (`xoxb-`/`xoxp-`), not a refresh token (`xoxe-`): to move it onto token rotation put it in key `legacyToken` instead (type OAuth), or keep it long-lived with type Manual and key `accessToken`",
+        Kind::RotatingAccess => "holds a rotating access token (`xoxe.xoxb-`/`xoxe.xoxp-`), not a refresh token: put the refresh token (`xoxe-1-…`) that came with it there",
+        Kind::AppLevel => "holds an app-level token (`xapp-`), which Slack cannot rotate; a refresh token starts with `xoxe-`",
+        Kind::Other => "is not a Slack refresh token (those start with `xoxe-`): put the refresh token from the app's OAuth install there",
+    };
+    Some(CredentialsError::WrongToken { key: REFRESH_TOKEN, problem })
+}
+
+/// Why the value of `legacyToken` cannot be exchanged (only long-lived `xoxb-`/`xoxp-` can).
+pub fn legacy_token_problem(token: &SecretString) -> Option<CredentialsError> {
+    let problem = match kind_of(token.expose_secret()) {
+        Kind::LongLived => return None,
+        Kind::Refresh => {
+            "holds a refresh token (`xoxe-`), not a long-lived token: put it in key `refreshToken` instead"
+        }
+        Kind::RotatingAccess => "holds a rotating access token (`xoxe.`), which is on rotation already: put the refresh token (`xoxe-1-…`) that came with it in key `refreshToken` instead",
+        Kind::AppLevel => "holds an app-level token (`xapp-`), which Slack cannot rotate; `legacyToken` takes a long-lived bot or user token (`xoxb-`/`xoxp-`)",
+        Kind::Other => "is not a long-lived Slack bot or user token (those start with `xoxb-` or `xoxp-`)",
+    };
+    Some(CredentialsError::WrongToken { key: LEGACY_TOKEN, problem })
+}
+
+/// Slack's token kinds, by prefix ("Token types" in Slack's docs).
+enum Kind {
+    Refresh,
+    LongLived,
+    RotatingAccess,
+    AppLevel,
+    Other,
+}
+
+fn kind_of(token: &str) -> Kind {
+    let starts = |prefixes: &[&str]| prefixes.iter().any(|p| token.starts_with(p));
+    if starts(&["xoxe-"]) {
+        Kind::Refresh
+    } else if starts(&["xoxb-", "xoxp-"]) {
+        Kind::LongLived
+    } else if starts(&["xoxe.xoxb-", "xoxe.xoxp-"]) {
+        Kind::RotatingAccess
+    } else if starts(&["xapp-"]) {
+        Kind::AppLevel
+    } else {
+        Kind::Other
     }
 }
 
 /// Writes a rotation's result into the credentials Secret object (not yet to the API server).
 /// The previous long-lived token is dropped: after an exchange it must never be used again.
+/// The expiry is always written, Slack's 12 hours assumed if its answer gave no lifetime: a
+/// token without one would never be scheduled and die unrotated.
 pub fn record_issued(secret: &mut Secret, issued: &Issued, now: Timestamp) {
     let data = secret.data.get_or_insert_with(Default::default);
     put(data, REFRESH_TOKEN, issued.refresh_token.expose_secret());
     put(data, ACCESS_TOKEN, issued.access_token.expose_secret());
-    match issued.expires_in.and_then(|d| now.checked_add(d).ok()) {
-        Some(expiry) => put(data, EXPIRES_AT, &crate::clock::format_time(expiry)),
-        None => {
+    match now.checked_add(issued.lifetime()) {
+        Ok(expiry) => put(data, EXPIRES_AT, &crate::clock::format_time(expiry)),
+        Err(_) => {
             data.remove(EXPIRES_AT);
         }
     }
@@ -120,14 +188,24 @@ fn text(secret: &Secret, key: &'static str) -> Result<Option<String>, Credential
     let Some(bytes) = secret.data.as_ref().and_then(|d| d.get(key)) else {
         return Ok(None);
     };
+    // Checked before anything else is done with it (a 1 MiB value is not even decoded).
+    if bytes.0.len() > MAX_VALUE_BYTES {
+        return Err(CredentialsError::TooLarge { key, bytes: bytes.0.len() });
+    }
     let value = std::str::from_utf8(&bytes.0).map_err(|_| CredentialsError::NotUtf8(key))?;
     // `echo token | base64` leaves a newline behind; tokens never contain whitespace.
     let value = value.trim();
     Ok((!value.is_empty()).then(|| value.to_owned()))
 }
 
+/// A token or client credential: one word, no whitespace or control characters inside (a
+/// second token pasted after the first, a line break in the middle).
 fn secret_text(secret: &Secret, key: &'static str) -> Result<Option<SecretString>, CredentialsError> {
-    Ok(text(secret, key)?.map(SecretString::from))
+    let value = text(secret, key)?;
+    if value.as_deref().is_some_and(|v| v.chars().any(|c| c.is_whitespace() || c.is_control())) {
+        return Err(CredentialsError::NotAToken(key));
+    }
+    Ok(value.map(SecretString::from))
 }
 
 #[cfg(test)]
@@ -151,7 +229,185 @@ mod tests {
     }
 
     #[test]
-    fn a_saved_token_without_expiry_is_not_fetched_again() {
+    fn values_are_checked_before_they_can_reach_slack() {
+        let big = "x".repeat(MAX_VALUE_BYTES + 1);
+        let at_limit = format!("xoxe-{}", "x".repeat(MAX_VALUE_BYTES - 5));
+        // (key, value, the error)
+        let table: Vec<(&str, &[u8], Option<CredentialsError>)> = vec![
+            (REFRESH_TOKEN, b"  xoxe-1-abc\n", None),
+            (REFRESH_TOKEN, at_limit.as_bytes(), None),
+            (
+                REFRESH_TOKEN,
+                big.as_bytes(),
+                Some(CredentialsError::TooLarge { key: REFRESH_TOKEN, bytes: big.len() }),
+            ),
+            (REFRESH_TOKEN, b"\xff\xfe", Some(CredentialsError::NotUtf8(REFRESH_TOKEN))),
+            (REFRESH_TOKEN, b"xoxe-1-abc xoxe-1-def", Some(CredentialsError::NotAToken(REFRESH_TOKEN))),
+            (ACCESS_TOKEN, b"xoxb-1\n2", Some(CredentialsError::NotAToken(ACCESS_TOKEN))),
+            (CLIENT_SECRET, b"abc\x00def", Some(CredentialsError::NotAToken(CLIENT_SECRET))),
+            (CLIENT_ID, b"123.456\t789", Some(CredentialsError::NotAToken(CLIENT_ID))),
+            (
+                PENDING_TOKEN,
+                big.as_bytes(),
+                Some(CredentialsError::TooLarge { key: PENDING_TOKEN, bytes: big.len() }),
+            ),
+            (
+                EXPIRES_AT,
+                big.as_bytes(),
+                Some(CredentialsError::TooLarge { key: EXPIRES_AT, bytes: big.len() }),
+            ),
+            ("somethingElse", big.as_bytes(), None),
+        ];
+        for (key, value, expected) in table {
+            let secret = Secret {
+                data: Some([(key.to_owned(), ByteString(value.to_vec()))].into()),
+                ..Default::default()
+            };
+            assert_eq!(Credentials::from_secret(&secret).err(), expected, "{key}");
+        }
+    }
+
+    #[test]
+    fn a_missing_key_is_explained_with_the_keys_that_are_there() {
+        let creds = |pairs: &[(&str, &str)]| Credentials::from_secret(&secret_with(pairs)).unwrap();
+        let table = [
+            (creds(&[]), REFRESH_TOKEN, "key `refreshToken` is missing (the Secret has no keys)"),
+            (
+                creds(&[("refresh_token", "xoxe-1-r"), ("client_id", "1.2")]),
+                REFRESH_TOKEN,
+                "key `refreshToken` is missing (the Secret has keys `client_id`, `refresh_token`): rename `refresh_token` to `refreshToken`",
+            ),
+            (
+                creds(&[("token", "xoxe-1-r")]),
+                REFRESH_TOKEN,
+                "key `refreshToken` is missing (the Secret has keys `token`)",
+            ),
+            (creds(&[(REFRESH_TOKEN, " \n")]), REFRESH_TOKEN, "key `refreshToken` is empty"),
+        ];
+        for (creds, key, message) in table {
+            assert_eq!(creds.missing(key).to_string(), message);
+        }
+        let err = creds(&[("client_secret", "s")]).require_client().unwrap_err();
+        assert_eq!(err.to_string(), "key `clientId` is missing (the Secret has keys `client_secret`)");
+    }
+
+    #[test]
+    fn a_token_of_the_wrong_kind_is_named_and_sent_where_it_belongs() {
+        let secret = |s: &str| SecretString::from(s.to_owned());
+        // (value, problem as refreshToken, problem as legacyToken)
+        let table = [
+            ("xoxe-1-abc", None, Some("not a long-lived token: put it in key `refreshToken`")),
+            ("xoxb-1-abc", Some("put it in key `legacyToken` instead (type OAuth), or keep it long-lived with type Manual"), None),
+            ("xoxp-1-abc", Some("long-lived bot or user token"), None),
+            ("xoxe.xoxb-1-abc", Some("put the refresh token (`xoxe-1-…`) that came with it there"), Some("on rotation already")),
+            ("xapp-1-abc", Some("app-level token"), Some("app-level token")),
+            ("https://hooks.slack.com/services/T0/B0/abc", Some("is not a Slack refresh token"), Some("is not a long-lived Slack bot or user token")),
+            ("XOXE-1-ABC", Some("is not a Slack refresh token"), Some("is not a long-lived")),
+        ];
+        for (value, as_refresh, as_legacy) in table {
+            let problems = [refresh_token_problem(&secret(value)), legacy_token_problem(&secret(value))];
+            for (problem, expected) in problems.iter().zip([as_refresh, as_legacy]) {
+                let text = problem.as_ref().map(ToString::to_string);
+                match expected {
+                    None => assert_eq!(text, None, "{value}"),
+                    Some(fragment) => {
+                        let text = text.unwrap_or_default();
+                        assert!(text.contains(fragment), "{value}: {text}");
+                        assert!(!text.contains(value), "the value is never shown: {text}");
+                    }
+                }
+            }
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Key names: ours, misspellings of ours, anything.
+        fn key() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::sample::select(vec![
+                    CLIENT_ID,
+                    CLIENT_SECRET,
+                    REFRESH_TOKEN,
+                    ACCESS_TOKEN,
+                    EXPIRES_AT,
+                    LEGACY_TOKEN,
+                    PENDING_TOKEN,
+                    "refresh_token",
+                    "token",
+                ])
+                .prop_map(str::to_owned),
+                "[-._a-zA-Z0-9]{1,20}",
+            ]
+        }
+
+        /// Values: token-like (with a distinctive secret part, padded or broken up), any bytes,
+        /// large ones.
+        fn value() -> impl Strategy<Value = Vec<u8>> {
+            let token = (
+                prop::sample::select(vec![
+                    "xoxe-1-",
+                    "xoxb-",
+                    "xoxp-",
+                    "xoxe.xoxb-1-",
+                    "xapp-1-",
+                    "https://",
+                    "",
+                ]),
+                "[A-Za-z0-9]{12,40}",
+                prop::sample::select(vec!["", " ", "\n", "\t", "\u{0}", " x"]),
+                prop::sample::select(vec!["", "  ", "\n"]),
+            )
+                .prop_map(|(prefix, body, inside, around)| {
+                    format!("{around}{prefix}{body}{inside}{body}{around}").into_bytes()
+                });
+            prop_oneof![
+                4 => token,
+                2 => prop::collection::vec(any::<u8>(), 0..64),
+                1 => (MAX_VALUE_BYTES - 2..MAX_VALUE_BYTES + 2).prop_map(|n| vec![b'x'; n]),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2048))]
+
+            #[test]
+            fn any_secret_parses_or_says_why_and_never_shows_a_value(
+                data in prop::collection::btree_map(key(), value(), 0..8)
+            ) {
+                let secret = Secret {
+                    data: Some(data.iter().map(|(k, v)| (k.clone(), ByteString(v.clone()))).collect()),
+                    ..Default::default()
+                };
+                let mut messages = Vec::new();
+                match Credentials::from_secret(&secret) {
+                    Err(e) => messages.push(e.to_string()),
+                    Ok(creds) => {
+                        messages.extend(creds.require_client().err().map(|e| e.to_string()));
+                        messages.push(creds.missing(REFRESH_TOKEN).to_string());
+                        for token in [&creds.refresh_token, &creds.legacy_token].into_iter().flatten() {
+                            prop_assert!(!token.expose_secret().chars().any(char::is_whitespace));
+                            messages.extend(refresh_token_problem(token).map(|e| e.to_string()));
+                            messages.extend(legacy_token_problem(token).map(|e| e.to_string()));
+                        }
+                    }
+                }
+                // Every generated token carries a secret part of 12+ characters: none may show.
+                for value in data.values().filter_map(|v| std::str::from_utf8(v).ok()) {
+                    for part in value.split(|c: char| !c.is_ascii_alphanumeric()).filter(|p| p.len() >= 12) {
+                        for message in &messages {
+                            prop_assert!(!message.contains(part), "{} shows a value", message);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_saved_token_without_a_reported_lifetime_gets_slacks_12_hours() {
         let issued = Issued {
             access_token: SecretString::from("xoxe.xoxb-1-new".to_owned()),
             refresh_token: SecretString::from("xoxe-1-new".to_owned()),
@@ -163,7 +419,9 @@ mod tests {
         let by_hand = secret_with(&[(ACCESS_TOKEN, "xoxe.xoxb-1-pasted")]);
         assert!(Credentials::from_secret(&by_hand).unwrap().needs_first_token(), "expiry unknown");
         record_issued(&mut secret, &issued, "2026-01-01T00:00:00Z".parse().unwrap());
-        assert!(!Credentials::from_secret(&secret).unwrap().needs_first_token(), "saved by us");
+        let saved = Credentials::from_secret(&secret).unwrap();
+        assert_eq!(saved.expires_at, Some("2026-01-01T12:00:00Z".parse().unwrap()));
+        assert!(!saved.needs_first_token(), "saved by us, with the lifetime assumed");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
 use std::time::Duration;
+use tracing::warn;
 
 /// What Slack says when no `Retry-After` comes with a 429; Slack's tier-1 limit is one call a minute.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -17,15 +18,29 @@ const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Giving up on a whole call. A hung Slack must not hold a reconcile (and its concurrency slot).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long Slack's rotating tokens live (`expires_in: 43200`); assumed when an answer gives no
+/// usable lifetime, so that the token is still rotated before it dies.
+pub const ROTATING_TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+/// A lifetime Slack reports beyond this is not believed: its rotating tokens live 12 hours, and
+/// trusting a wrong long one would let the token die unrotated.
+pub const MAX_REPORTED_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// A freshly issued token pair.
 #[derive(Debug, Clone)]
 pub struct Issued {
     pub access_token: SecretString,
     pub refresh_token: SecretString,
-    /// Lifetime of the access token as Slack reported it.
+    /// Lifetime of the access token as Slack reported it; `None` when the answer gave none that
+    /// makes sense (missing, zero, negative, over [`MAX_REPORTED_LIFETIME`]).
     pub expires_in: Option<Duration>,
     pub identity: Identity,
+}
+
+impl Issued {
+    /// The lifetime to schedule by: Slack's, or its documented 12 hours when it gave none.
+    pub fn lifetime(&self) -> Duration {
+        self.expires_in.unwrap_or(ROTATING_TOKEN_LIFETIME)
+    }
 }
 
 /// What `auth.test` says about a token.
@@ -89,19 +104,7 @@ impl SlackClient {
         const METHOD: &str = "tooling.tokens.rotate";
         let request = self.post(METHOD).form(&[("refresh_token", refresh_token.expose_secret())]);
         let body = self.send(METHOD, request).await?;
-        let access_token = required_secret(METHOD, &body, "token")?;
-        let refresh_token = required_secret(METHOD, &body, "refresh_token")?;
-        let expires_in =
-            match (body.get("exp").and_then(Value::as_i64), body.get("iat").and_then(Value::as_i64)) {
-                (Some(exp), Some(iat)) if exp > iat => Some(Duration::from_secs((exp - iat) as u64)),
-                _ => None,
-            };
-        let identity = Identity {
-            team_id: string(&body, "team_id"),
-            user_id: string(&body, "user_id"),
-            ..Default::default()
-        };
-        Ok(Issued { access_token, refresh_token, expires_in, identity })
+        issued_from_config(METHOD, &body)
     }
 
     /// `auth.test`: who a token belongs to, and whether it still works.
@@ -164,19 +167,25 @@ impl SlackClient {
             return Err(SlackError::Http { method, status: status.as_u16() });
         }
         let text = response.text().await.map_err(transport)?;
-        let body: Value = serde_json::from_str(&text)
-            .map_err(|e| SlackError::Decode { method, detail: format!("not JSON ({e})") })?;
-        match body.get("ok").and_then(Value::as_bool) {
-            Some(true) => Ok(body),
-            Some(false) => {
-                let code = string(&body, "error").unwrap_or_else(|| "unknown_error".to_owned());
-                if code == "ratelimited" {
-                    return Err(SlackError::RateLimited { method, retry_after: DEFAULT_RETRY_AFTER });
-                }
-                Err(SlackError::Api { method, code })
+        read_answer(method, &text)
+    }
+}
+
+/// The body of an HTTP 200 answer: `{"ok": true, …}`, or what its `ok: false` means.
+fn read_answer(method: &'static str, text: &str) -> Result<Value, SlackError> {
+    // serde_json's syntax errors give a position, never the text, so none of a token can leak.
+    let body: Value = serde_json::from_str(text)
+        .map_err(|e| SlackError::Decode { method, detail: format!("not JSON ({e})") })?;
+    match body.get("ok").and_then(Value::as_bool) {
+        Some(true) => Ok(body),
+        Some(false) => {
+            let code = string(&body, "error").unwrap_or_else(|| "unknown_error".to_owned());
+            if code == "ratelimited" {
+                return Err(SlackError::RateLimited { method, retry_after: DEFAULT_RETRY_AFTER });
             }
-            None => Err(SlackError::Decode { method, detail: "no `ok` field".to_owned() }),
+            Err(SlackError::Api { method, code })
         }
+        None => Err(SlackError::Decode { method, detail: "no `ok` field".to_owned() }),
     }
 }
 
@@ -207,12 +216,40 @@ struct Named {
     id: Option<String>,
 }
 
+/// A lifetime in seconds as Slack reported it, if it makes sense. Zero would make the token due
+/// the moment it is saved, a negative one already dead, a huge one never due: none is believed.
+fn reported_lifetime(method: &'static str, field: &str, seconds: Option<&Value>) -> Option<Duration> {
+    let lifetime = seconds
+        .and_then(Value::as_u64)
+        .map(Duration::from_secs)
+        .filter(|d| !d.is_zero() && *d <= MAX_REPORTED_LIFETIME);
+    if lifetime.is_none() {
+        // Only the number (or its absence) is logged: never anything else of the answer.
+        let got = match seconds {
+            None => "nothing".to_owned(),
+            Some(Value::Number(n)) => n.to_string(),
+            Some(_) => "not a number".to_owned(),
+        };
+        warn!(method, field, got, "Slack gave no usable token lifetime; assuming 12h");
+    }
+    lifetime
+}
+
+fn issued_from_config(method: &'static str, body: &Value) -> Result<Issued, SlackError> {
+    let access_token = required_secret(method, body, "token")?;
+    let refresh_token = required_secret(method, body, "refresh_token")?;
+    let (exp, iat) = (body.get("exp").and_then(Value::as_i64), body.get("iat").and_then(Value::as_i64));
+    let seconds = exp.zip(iat).and_then(|(exp, iat)| exp.checked_sub(iat)).map(Value::from);
+    let expires_in = reported_lifetime(method, "exp - iat", seconds.as_ref());
+    let identity =
+        Identity { team_id: string(body, "team_id"), user_id: string(body, "user_id"), ..Default::default() };
+    Ok(Issued { access_token, refresh_token, expires_in, identity })
+}
+
 fn issued_from_oauth(method: &'static str, body: &Value) -> Result<Issued, SlackError> {
     let access_token = required_secret(method, body, "access_token")?;
     let refresh_token = required_secret(method, body, "refresh_token")?;
-    // An expiry of 0 would make the token due the moment it is saved: treat it as none given.
-    let expires_in =
-        body.get("expires_in").and_then(Value::as_u64).filter(|&s| s > 0).map(Duration::from_secs);
+    let expires_in = reported_lifetime(method, "expires_in", body.get("expires_in"));
     let id_of = |field: &str| {
         body.get(field).cloned().and_then(|v| serde_json::from_value::<Named>(v).ok()).and_then(|n| n.id)
     };
@@ -307,14 +344,166 @@ mod tests {
     }
 
     #[test]
-    fn zero_or_missing_expiry_means_none_given() {
-        for extra in [serde_json::json!({"expires_in": 0}), serde_json::json!({})] {
-            let mut body = serde_json::json!({
-                "ok": true, "access_token": "xoxe.xoxb-1-a", "refresh_token": "xoxe-1-r",
-                "team": {"id": "T1"}
-            });
-            body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-            assert_eq!(issued_from_oauth("oauth.v2.access", &body).unwrap().expires_in, None, "{extra}");
+    fn a_lifetime_that_makes_no_sense_is_not_believed_and_12h_assumed() {
+        use serde_json::json;
+        let h = |hours: u64| Some(Duration::from_secs(hours * 3600));
+        // (expires_in, exp, iat, believed lifetime)
+        let table = [
+            (json!(43200), json!(1_043_200), json!(1_000_000), h(12)),
+            (json!(60), json!(1_000_060), json!(1_000_000), Some(Duration::from_secs(60))),
+            (json!(7 * 24 * 3600), json!(1_604_800), json!(1_000_000), h(7 * 24)),
+            (Value::Null, Value::Null, json!(1_000_000), None),
+            (json!(0), json!(1_000_000), json!(1_000_000), None),
+            (json!(-5), json!(999_995), json!(1_000_000), None),
+            (json!(7 * 24 * 3600 + 1), json!(1_604_801), json!(1_000_000), None),
+            (json!(u64::MAX), json!(i64::MAX), json!(i64::MIN), None),
+            (json!("43200"), json!("1043200"), json!(1_000_000), None),
+            (json!(43200.5), json!(1_043_200.5), json!(1_000_000), None),
+        ];
+        for (expires_in, exp, iat, lifetime) in table {
+            let mut oauth = json!({"ok": true, "access_token": "xoxe.xoxb-1-a", "refresh_token": "xoxe-1-r"});
+            if !expires_in.is_null() {
+                oauth["expires_in"] = expires_in.clone();
+            }
+            let issued = issued_from_oauth("oauth.v2.access", &oauth).unwrap();
+            assert_eq!(issued.expires_in, lifetime, "expires_in {expires_in}");
+            assert_eq!(issued.lifetime(), lifetime.unwrap_or(ROTATING_TOKEN_LIFETIME));
+            let mut config =
+                json!({"ok": true, "token": "xoxe.xoxp-1-a", "refresh_token": "xoxe-1-r", "iat": iat});
+            if !exp.is_null() {
+                config["exp"] = exp.clone();
+            }
+            let issued = issued_from_config("tooling.tokens.rotate", &config).unwrap();
+            assert_eq!(issued.expires_in, lifetime, "exp {exp} iat {}", config["iat"]);
+        }
+    }
+
+    #[test]
+    fn an_answer_without_either_token_is_unreadable() {
+        use serde_json::json;
+        for (missing, body) in [
+            ("refresh_token", json!({"ok": true, "access_token": "xoxe.xoxb-1-a", "expires_in": 43200})),
+            ("access_token", json!({"ok": true, "refresh_token": "xoxe-1-r", "expires_in": 43200})),
+            ("access_token", json!({"ok": true, "access_token": "", "refresh_token": "xoxe-1-r"})),
+            ("refresh_token", json!({"ok": true, "access_token": "a", "refresh_token": 5})),
+        ] {
+            let err = issued_from_oauth("oauth.v2.access", &body).unwrap_err();
+            assert_eq!(err.kind(), crate::slack::SlackErrorKind::Unreadable, "{body}");
+            assert!(err.to_string().contains(missing), "{err}");
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use serde_json::json;
+
+        /// Any JSON value, nested a few levels, with the keys Slack's answers use among others.
+        fn any_json() -> impl Strategy<Value = Value> {
+            let key = prop_oneof![
+                Just("ok".to_owned()),
+                Just("error".to_owned()),
+                Just("access_token".to_owned()),
+                Just("refresh_token".to_owned()),
+                Just("token".to_owned()),
+                Just("expires_in".to_owned()),
+                Just("exp".to_owned()),
+                Just("iat".to_owned()),
+                Just("team".to_owned()),
+                Just("authed_user".to_owned()),
+                Just("id".to_owned()),
+                "[a-z_]{1,8}",
+            ];
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+                ".{0,12}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(3, 32, 6, move |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                    prop::collection::btree_map(key.clone(), inner, 0..8)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// Reads an answer the way the client does, to the end: every outcome is either the
+        /// fields or a classified error.
+        fn read_all(text: &str) -> Vec<Result<(), SlackError>> {
+            match read_answer("oauth.v2.access", text) {
+                Ok(body) => vec![
+                    issued_from_oauth("oauth.v2.access", &body).map(drop),
+                    issued_from_config("tooling.tokens.rotate", &body).map(drop),
+                ],
+                Err(e) => vec![Err(e)],
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2048))]
+
+            #[test]
+            fn any_bytes_are_an_answer_or_a_classified_error(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+                for result in read_all(&String::from_utf8_lossy(&bytes)) {
+                    if let Err(e) = result {
+                        let classified = matches!(
+                            e,
+                            SlackError::Decode { .. } | SlackError::Api { .. } | SlackError::RateLimited { .. }
+                        );
+                        prop_assert!(classified, "{:?}", e);
+                    }
+                }
+            }
+
+            #[test]
+            fn any_json_is_an_answer_or_a_classified_error(body in any_json()) {
+                for result in read_all(&body.to_string()) {
+                    if let Err(e) = result {
+                        let _ = (e.kind(), e.is_transient(), e.to_string());
+                    }
+                }
+            }
+
+            #[test]
+            fn an_ok_answer_without_a_token_is_unreadable_never_accepted(mut body in any_json()) {
+                if let Some(map) = body.as_object_mut() {
+                    map.insert("ok".into(), Value::Bool(true));
+                    map.remove("refresh_token");
+                }
+                if let Ok(body) = read_answer("oauth.v2.access", &body.to_string()) {
+                    let e = issued_from_oauth("oauth.v2.access", &body).unwrap_err();
+                    prop_assert_eq!(e.kind(), crate::slack::SlackErrorKind::Unreadable);
+                }
+            }
+
+            #[test]
+            fn a_well_formed_answer_round_trips(
+                access in "xoxe\\.xox[bp]-1-[A-Za-z0-9-]{1,150}",
+                refresh in "xoxe-1-[A-Za-z0-9-]{1,150}",
+                expires_in in 1u64..=MAX_REPORTED_LIFETIME.as_secs(),
+                team in "T[A-Z0-9]{1,10}",
+                user in proptest::option::of("U[A-Z0-9]{1,10}"),
+                app in "A[A-Z0-9]{1,10}",
+                scope in "[a-z:,]{1,40}",
+            ) {
+                let text = json!({
+                    "ok": true, "access_token": access, "refresh_token": refresh, "expires_in": expires_in,
+                    "token_type": "bot", "scope": scope, "app_id": app, "team": {"id": team, "name": "x"},
+                    "authed_user": {"id": user}, "enterprise": null,
+                }).to_string();
+                let issued = issued_from_oauth("oauth.v2.access", &read_answer("oauth.v2.access", &text).unwrap()).unwrap();
+                prop_assert_eq!(issued.access_token.expose_secret(), access.as_str());
+                prop_assert_eq!(issued.refresh_token.expose_secret(), refresh.as_str());
+                prop_assert_eq!(issued.expires_in, Some(Duration::from_secs(expires_in)));
+                prop_assert_eq!(issued.identity.team_id, Some(team));
+                prop_assert_eq!(issued.identity.user_id, user);
+                prop_assert_eq!(issued.identity.app_id, Some(app));
+                prop_assert_eq!(issued.identity.scopes, Some(scope));
+            }
         }
     }
 }

@@ -3,5 +3,5 @@
 mod client;
 mod error;
 
-pub use client::{check_slack_url, redacted, AuthTest, Issued, SlackClient};
+pub use client::{check_slack_url, redacted, AuthTest, Issued, SlackClient, ROTATING_TOKEN_LIFETIME};
 pub use error::{SlackError, SlackErrorKind};

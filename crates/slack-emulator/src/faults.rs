@@ -22,6 +22,13 @@ pub enum Fault {
     Delay(#[serde(with = "millis")] Duration),
     /// Never answer (until the emulator shuts down); the client must time out.
     Hang,
+    /// HTTP 200 with exactly this JSON body, as something between the client and Slack might
+    /// answer; the call itself is not made (no token is spent or issued).
+    Body(serde_json::Value),
+    /// Make the call as usual (tokens are spent and issued), then change its successful answer:
+    /// each key of this object replaces the answer's, `null` removes it. For answers Slack might
+    /// give but the emulator does not, e.g. `{"expires_in": null}` or `{"expires_in": -5}`.
+    Amend(serde_json::Map<String, serde_json::Value>),
 }
 
 /// `Delay` travels as whole milliseconds in admin JSON: `{"delay": 1500}`.
@@ -130,6 +137,11 @@ mod tests {
             (r#""malformed_json""#, Fault::MalformedJson),
             (r#"{"delay":1500}"#, Fault::Delay(Duration::from_millis(1500))),
             (r#""hang""#, Fault::Hang),
+            (r#"{"body":{"ok":true}}"#, Fault::Body(serde_json::json!({"ok": true}))),
+            (
+                r#"{"amend":{"expires_in":null}}"#,
+                Fault::Amend([("expires_in".to_owned(), serde_json::Value::Null)].into_iter().collect()),
+            ),
         ];
         for (text, fault) in cases {
             assert_eq!(serde_json::from_str::<Fault>(text).unwrap(), fault, "{text}");

@@ -128,8 +128,10 @@ async fn api(
     if outage {
         return http_error(StatusCode::SERVICE_UNAVAILABLE);
     }
+    let mut amend = None;
     match fault {
         None => {}
+        Some(Fault::Amend(changes)) => amend = Some(changes),
         Some(Fault::Delay(d)) => {
             tokio::select! {
                 () = tokio::time::sleep(d) => {}
@@ -171,7 +173,17 @@ async fn api(
         }
     });
     match answer {
-        Ok(body) => json_response(StatusCode::OK, &body),
+        Ok(mut body) => {
+            if let (Some(changes), Some(fields)) = (amend, body.as_object_mut()) {
+                for (key, value) in changes {
+                    match value {
+                        Value::Null => fields.remove(&key),
+                        value => fields.insert(key, value),
+                    };
+                }
+            }
+            json_response(StatusCode::OK, &body)
+        }
         Err(SlackError::UnknownMethod) => json_response(
             StatusCode::OK,
             &json!({"ok": false, "error": "unknown_method", "req_method": method}),
@@ -190,13 +202,14 @@ fn fault_response(fault: Fault) -> Response {
         }
         Fault::RateLimited { retry_after_secs } => rate_limited(retry_after_secs),
         Fault::SlackError(code) => json_response(StatusCode::OK, &json!({"ok": false, "error": code})),
+        Fault::Body(body) => json_response(StatusCode::OK, &body),
         Fault::MalformedJson => {
             let mut resp = (StatusCode::OK, Body::from(r#"{"ok":true,"access_token":"#)).into_response();
             resp.headers_mut().insert(header::CONTENT_TYPE, json_content_type());
             resp
         }
         // Handled by the caller; answering normally here is the safe fallback.
-        Fault::Delay(_) | Fault::Hang => http_error(StatusCode::SERVICE_UNAVAILABLE),
+        Fault::Delay(_) | Fault::Hang | Fault::Amend(_) => http_error(StatusCode::SERVICE_UNAVAILABLE),
     }
 }
 

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::{
+    error::CredentialsError,
     reconcile::{backoff::Hold, observe::CredentialsSecret},
     resource::{
         GoDuration, ManualSpec, SlackTokenStatus, ISSUED_AT_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL,
@@ -219,8 +220,17 @@ fn refused(invalid: Invalid) -> Converge {
     }
 }
 
+/// A missing key; the tables leave out which keys were there (see `without_messages`).
 fn missing(key: &'static str) -> Invalid {
-    Invalid::Credentials { name: "bot-creds".into(), problem: CredentialsError::Missing(key) }
+    credentials_problem(CredentialsError::Missing { key, present: Vec::new() })
+}
+
+fn credentials_problem(problem: CredentialsError) -> Invalid {
+    Invalid::Credentials { name: "bot-creds".into(), problem }
+}
+
+fn wrong_refresh_token(value: &str) -> Invalid {
+    credentials_problem(refresh_token_problem(&SecretString::from(value)).expect("a wrong kind"))
 }
 
 fn spec_error(text: &str) -> Invalid {
@@ -276,11 +286,17 @@ fn manual_plan(stamp_issued_at: bool, hand_over: Option<HandOver>, health_check:
     }
 }
 
-/// Warning messages are long prose; the tables compare their reasons only.
+/// Warning messages are long prose; the tables compare their reasons only. Likewise the keys
+/// listed with a missing one.
 fn without_messages(plan: Plan) -> Plan {
     match plan {
         Plan::Converge(mut c) => {
             c.warnings.iter_mut().for_each(|w| w.message.clear());
+            if let Some(Invalid::Credentials { problem: CredentialsError::Missing { present, .. }, .. }) =
+                &mut c.invalid
+            {
+                present.clear();
+            }
             Plan::Converge(c)
         }
         other => other,
@@ -304,6 +320,11 @@ fn rotating_tokens_rotate_when_due_asked_or_needed_and_not_otherwise() {
         (
             "no access token yet: the first one",
             oauth().creds_data("accessToken", None),
+            C(rotate(Trigger::FirstToken, Call::RefreshOAuth)),
+        ),
+        (
+            "an access token saved without an expiry (by an older version): rotated to learn one",
+            oauth().creds_data("expiresAt", None),
             C(rotate(Trigger::FirstToken, Call::RefreshOAuth)),
         ),
         (
@@ -448,6 +469,70 @@ fn credentials_are_claimed_before_their_content_is_judged() {
 }
 
 #[test]
+fn a_value_that_is_not_the_token_its_key_is_for_never_goes_to_slack() {
+    let save = || rotating(Some((Trigger::SavePending, None)));
+    let legacy = |value: &str| {
+        oauth()
+            .creds_data("refreshToken", None)
+            .creds_data("accessToken", None)
+            .creds_data("legacyToken", Some(value))
+    };
+    check(vec![
+        (
+            "a bot token as refresh token, due",
+            oauth().at(10.0).creds_data("refreshToken", Some("xoxb-1-abc")),
+            C(refused(wrong_refresh_token("xoxb-1-abc"))),
+        ),
+        (
+            "a URL as refresh token, first token",
+            oauth().creds_data("accessToken", None).creds_data("refreshToken", Some("https://example.com/x")),
+            C(refused(wrong_refresh_token("https://example.com/x"))),
+        ),
+        (
+            "an access token as refresh token, not due yet: said at once",
+            oauth().creds_data("refreshToken", Some("xoxe.xoxb-1-abc")),
+            C(refused(wrong_refresh_token("xoxe.xoxb-1-abc"))),
+        ),
+        (
+            "an app configuration token's refresh token is checked the same",
+            oauth()
+                .spec(|s| s.token_type = TokenType::AppConfiguration)
+                .creds_data("refreshToken", Some("xoxp-1")),
+            C(refused(wrong_refresh_token("xoxp-1"))),
+        ),
+        (
+            "a refresh token as legacyToken",
+            legacy("xoxe-1-abc"),
+            C(refused(credentials_problem(legacy_token_problem(&SecretString::from("xoxe-1-abc")).unwrap()))),
+        ),
+        (
+            "a long-lived bot token as legacyToken: exchanged",
+            legacy("xoxb-1-abc"),
+            C(rotate(Trigger::Exchange, Call::Exchange)),
+        ),
+        (
+            "a pair Slack already gave is saved whatever the Secret holds",
+            oauth().pending().creds_data("refreshToken", Some("xoxb-1-abc")),
+            C(save()),
+        ),
+        (
+            "suspended: not rotated, so not judged",
+            oauth().spec(|s| s.suspend = true).creds_data("refreshToken", Some("xoxb-1-abc")),
+            C(keep()),
+        ),
+        (
+            "a value too large to be a token: claimed, then refused",
+            oauth().creds_meta(|m| m.labels = None).creds_data("refreshToken", Some(&"x".repeat(1 << 20))),
+            C(refused(credentials_problem(CredentialsError::TooLarge {
+                key: "refreshToken",
+                bytes: 1 << 20,
+            }))
+            .claim(true, None)),
+        ),
+    ]);
+}
+
+#[test]
 fn an_output_secret_of_someone_else_stops_a_rotation_before_slack_is_called() {
     let conflict = Invalid::OutputSecretConflict { name: "bot-token".into() };
     check(vec![
@@ -504,6 +589,13 @@ fn a_deleted_slacktoken_is_revoked_only_when_it_asked_and_can_be() {
             Plan::Finalize(Finalize::Skip(format!(
                 "{SKIP_REVOKE_ANNOTATION} is set: the token was not revoked"
             ))),
+        ),
+        (
+            "credentials no longer readable",
+            oauth().finalizer().deleting().creds_data("accessToken", Some("a b")),
+            Plan::Finalize(Finalize::Skip(
+                "credentials Secret bot-creds cannot be read (key `accessToken` has whitespace or control characters inside its value, which a Slack token never has (around it they are ignored); put the token alone there): nothing was revoked".into(),
+            )),
         ),
         (
             "credentials already gone",

@@ -69,6 +69,42 @@ async fn injected_rate_limit_and_malformed_json() {
     assert!(serde_json::from_str::<serde_json::Value>(&r.text).is_err());
 }
 
+#[tokio::test]
+async fn body_fault_answers_that_json_and_spends_nothing() {
+    let slack = Slack::start().await;
+    let app = slack.emu.create_app(true);
+    let inst = slack.emu.install(&app, "T1", TokenKind::Bot);
+    let refresh = inst.refresh_token.as_deref().unwrap();
+    slack.emu.fail_next(
+        "oauth.v2.access",
+        1,
+        Fault::Body(serde_json::json!({"ok": true, "access_token": "x"})),
+    );
+    let r = slack.refresh(&app, refresh).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json(), serde_json::json!({"ok": true, "access_token": "x"}));
+    assert_eq!(slack.emu.refreshes(&inst.id), 0, "the call was not made");
+    assert!(slack.emu.token_is_valid(refresh), "the refresh token is not spent");
+}
+
+#[tokio::test]
+async fn amend_fault_changes_a_real_answer() {
+    let slack = Slack::start().await;
+    let app = slack.emu.create_app(true);
+    let inst = slack.emu.install(&app, "T1", TokenKind::Bot);
+    let changes = serde_json::json!({"expires_in": null, "scope": "changed"});
+    slack.emu.fail_next("oauth.v2.access", 1, Fault::Amend(changes.as_object().unwrap().clone()));
+    let body = slack.refresh(&app, inst.refresh_token.as_deref().unwrap()).await.json();
+    assert!(body.get("expires_in").is_none(), "{body}");
+    assert_eq!(body["scope"], "changed");
+    assert_eq!(slack.emu.refreshes(&inst.id), 1, "the call was made");
+    let issued = body["access_token"].as_str().unwrap();
+    assert!(slack.emu.token_is_valid(issued), "the tokens in the answer are real");
+    // An error answer is left alone.
+    slack.emu.fail_next("oauth.v2.access", 1, Fault::Amend(changes.as_object().unwrap().clone()));
+    assert_eq!(slack.refresh(&app, "xoxe-1-unknown").await.error(), "invalid_refresh_token");
+}
+
 #[tokio::test(start_paused = true)]
 async fn delay_fault_answers_late() {
     let slack = Slack::start().await;
