@@ -56,8 +56,8 @@ pub use reconcile::{
     Context, Settings,
 };
 pub use resource::{
-    GoDuration, Identity, ManualKind, ManualSpec, SlackToken, SlackTokenSpec, SlackTokenStatus, TokenType,
-    MANAGED_BY, MANAGED_BY_LABEL, MANAGER, SLACKTOKEN_LABEL,
+    crd, GoDuration, Identity, ManualKind, ManualSpec, SlackToken, SlackTokenSpec, SlackTokenStatus,
+    TokenType, KNOWN_FORMATS, MANAGED_BY, MANAGED_BY_LABEL, MANAGER, SLACKTOKEN_LABEL,
 };
 pub use secrets::oauth_secret;
 pub use slack::{SlackClient, SlackError};

@@ -2,8 +2,7 @@
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use kube::CustomResourceExt;
-use slack_token_operator::{Context, GoDuration, Settings, SlackClient, SlackToken, SystemClock};
+use slack_token_operator::{Context, GoDuration, Settings, SlackClient, SystemClock};
 use std::{net::SocketAddr, sync::Arc};
 
 #[derive(Parser)]
@@ -71,7 +70,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Crd) => {
-            print!("{}", serde_yaml::to_string(&SlackToken::crd())?);
+            print!("{}", serde_yaml::to_string(&slack_token_operator::crd())?);
             Ok(())
         }
         Some(Command::Run(args)) => run(args).await,

@@ -2,12 +2,14 @@
 //! durations and conditions, and the names (labels, annotations, finalizers) it puts on objects.
 
 mod conditions;
+mod crd;
 mod duration;
 mod slacktoken;
 
 pub use conditions::{
     find as find_condition, set as set_condition, Condition, PENDING_TOKEN, READY, ROTATION_DUE,
 };
+pub use crd::{crd, KNOWN_FORMATS};
 pub use duration::GoDuration;
 pub use slacktoken::{
     Identity, ManualKind, ManualSpec, SlackToken, SlackTokenSpec, SlackTokenStatus, TokenType,

@@ -28,8 +28,10 @@ use std::collections::BTreeMap;
     ),
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
     printcolumn(name = "Secret", type_ = "string", json_path = ".spec.secretRef.name"),
-    printcolumn(name = "Expires", type_ = "date", json_path = ".status.expirationTime"),
-    printcolumn(name = "Next Rotation", type_ = "date", json_path = ".status.nextRotationTime"),
+    // Absolute times, as `string`: kubectl renders a `date` column as an age, and a time in the
+    // future as `<invalid>`. Age is in the past, so it stays `date`.
+    printcolumn(name = "Expires", type_ = "string", json_path = ".status.expirationTime"),
+    printcolumn(name = "Next Rotation", type_ = "string", json_path = ".status.nextRotationTime"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
