@@ -50,7 +50,7 @@ mod slack;
 pub use clock::{format_time, Clock, SharedClock, SystemClock, TokioClock};
 pub use controller::run;
 pub use error::Error;
-pub use ops::{http, leader, metrics::Metrics};
+pub use ops::{health, http, leader, metrics::Metrics};
 pub use reconcile::{
     schedule::{default_renew_before, until},
     Context, Settings,

@@ -88,9 +88,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let slack = SlackClient::new(&args.slack_api_url).context("building the Slack client")?;
     let settings = Settings { health_check_interval: args.health_check_interval.as_std() };
     let ctx = Context::with_settings(client.clone(), slack, Arc::new(SystemClock), settings);
-    let http = tokio::spawn(slack_token_operator::http::serve(args.http_addr, ctx.metrics.clone()));
+    // The probes answer from the start: /readyz says 503 until the watches have synced.
+    let listener = tokio::net::TcpListener::bind(args.http_addr)
+        .await
+        .with_context(|| format!("listening on {}", args.http_addr))?;
+    let http = tokio::spawn(slack_token_operator::http::serve(listener, ctx.endpoints()));
     let leadership = match args.leader_elect {
-        true => Some(slack_token_operator::leader::acquire(client).await?),
+        true => Some(slack_token_operator::leader::acquire(client, &ctx.health).await?),
         false => None,
     };
     let lost = async move {

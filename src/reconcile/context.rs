@@ -4,7 +4,7 @@
 use super::backoff::Gate;
 use crate::{
     clock::SharedClock,
-    ops::metrics::Metrics,
+    ops::{health::Health, metrics::Metrics},
     resource::{SlackToken, MANAGER},
     secrets::PendingPairs,
     slack::SlackClient,
@@ -40,6 +40,8 @@ pub struct Context {
     /// Retry holds after failures.
     pub backoff: Gate,
     pub metrics: Arc<Metrics>,
+    /// What the probes answer; the controller and leader election update it.
+    pub health: Arc<Health>,
     pub settings: Settings,
 }
 
@@ -55,16 +57,23 @@ impl Context {
         settings: Settings,
     ) -> Arc<Self> {
         let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
+        let metrics = Arc::new(Metrics::default());
         Arc::new(Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            slack,
+            slack: slack.observed_by(metrics.clone()),
             clock,
             pending: PendingPairs::default(),
             backoff: Gate::default(),
-            metrics: Arc::default(),
+            metrics,
+            health: Arc::default(),
             settings,
         })
+    }
+
+    /// The probes' and metrics' view of this operator, for the HTTP server.
+    pub fn endpoints(&self) -> crate::ops::http::Endpoints {
+        crate::ops::http::Endpoints { metrics: self.metrics.clone(), health: self.health.clone() }
     }
 
     /// Publishes an Event about `stk`. Never contains a token: callers pass fixed texts and names.

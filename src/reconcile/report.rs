@@ -15,9 +15,10 @@ use super::{
 use crate::{
     clock::format_time,
     error::Error,
+    ops::metrics::TokenGauges,
     resource::{
         find_condition, set_condition, Condition, GoDuration, ManualKind, SlackToken, SlackTokenStatus,
-        PENDING_TOKEN, READY, ROTATION_DUE,
+        TokenType, PENDING_TOKEN, READY, ROTATION_DUE,
     },
 };
 use jiff::Timestamp;
@@ -292,6 +293,20 @@ pub fn reissue_steps(kind: ManualKind, creds: &str) -> String {
     }
 }
 
+/// What the per-token metrics show for a SlackToken with `status`: its times as Unix seconds,
+/// Ready, and for Manual tokens RotationDue.
+pub fn token_gauges(type_: TokenType, status: &SlackTokenStatus) -> TokenGauges {
+    let seconds =
+        |t: &Option<String>| t.as_deref().and_then(|t| t.parse::<Timestamp>().ok()).map(|t| t.as_second());
+    let is_true = |type_| find_condition(&status.conditions, type_).is_some_and(|c| c.status == "True");
+    TokenGauges {
+        expiration: seconds(&status.expiration_time),
+        next_rotation: seconds(&status.next_rotation_time),
+        ready: is_true(READY),
+        rotation_due: (type_ == TokenType::Manual).then(|| is_true(ROTATION_DUE)),
+    }
+}
+
 /// Merge-patches status with a resourceVersion precondition, nulling fields that disappeared;
 /// skips the write if nothing changed. On a conflict the status is recomputed from the newer
 /// object (`compute` is a function of the SlackToken), so a concurrent write is never overwritten.
@@ -330,6 +345,70 @@ pub async fn write_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_gauges_follow_status() {
+        let cond = |type_: &str, status: &str| Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: "R".into(),
+            message: String::new(),
+            observed_generation: None,
+            last_transition_time: String::new(),
+        };
+        let status = |expires: Option<&str>, conditions: Vec<Condition>| SlackTokenStatus {
+            expiration_time: expires.map(Into::into),
+            next_rotation_time: Some("1970-01-01T00:01:40Z".into()),
+            conditions,
+            ..Default::default()
+        };
+        // (type, status, expected gauges)
+        let table = [
+            (
+                TokenType::OAuth,
+                status(Some("1970-01-01T00:02:00Z"), vec![cond(READY, "True")]),
+                TokenGauges {
+                    expiration: Some(120),
+                    next_rotation: Some(100),
+                    ready: true,
+                    rotation_due: None,
+                },
+            ),
+            (
+                TokenType::OAuth,
+                status(Some("1970-01-01T00:02:00Z"), vec![cond(READY, "False")]),
+                TokenGauges {
+                    expiration: Some(120),
+                    next_rotation: Some(100),
+                    ready: false,
+                    rotation_due: None,
+                },
+            ),
+            (
+                TokenType::Manual,
+                status(None, vec![cond(READY, "True"), cond(ROTATION_DUE, "True")]),
+                TokenGauges {
+                    expiration: None,
+                    next_rotation: Some(100),
+                    ready: true,
+                    rotation_due: Some(true),
+                },
+            ),
+            (
+                TokenType::Manual,
+                status(None, vec![]),
+                TokenGauges {
+                    expiration: None,
+                    next_rotation: Some(100),
+                    ready: false,
+                    rotation_due: Some(false),
+                },
+            ),
+        ];
+        for (type_, status, expected) in table {
+            assert_eq!(token_gauges(type_, &status), expected, "{type_:?} {status:?}");
+        }
+    }
 
     #[test]
     fn every_kind_has_its_own_reissue_steps_that_end_in_the_hand_over() {

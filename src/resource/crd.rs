@@ -8,7 +8,7 @@
 //! [`crd`] is the derived CRD with both put right; everything that prints or installs the CRD
 //! uses it.
 
-use super::SlackToken;
+use super::slacktoken::SlackToken;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 use serde_json::Value;

@@ -3,5 +3,5 @@
 mod client;
 mod error;
 
-pub use client::{redacted, AuthTest, Issued, SlackClient};
+pub use client::{redacted, AuthTest, CallObserver, Issued, SlackClient};
 pub use error::SlackError;
