@@ -135,6 +135,11 @@ impl Default for Registry {
                 builtin(rbac, "v1", "rolebindings", "RoleBinding", true, &[], false, false),
                 builtin(rbac, "v1", "clusterroles", "ClusterRole", false, &[], false, false),
                 builtin(rbac, "v1", "clusterrolebindings", "ClusterRoleBinding", false, &[], false, false),
+                // Workloads, stored as plain objects (no pods are run): enough to patch their
+                // pod template, as `kubectl rollout restart` does.
+                builtin("apps", "v1", "deployments", "Deployment", true, &["deploy"], true, true),
+                builtin("apps", "v1", "statefulsets", "StatefulSet", true, &["sts"], true, true),
+                builtin("apps", "v1", "daemonsets", "DaemonSet", true, &["ds"], true, true),
             ],
             custom: vec![],
         }
