@@ -50,14 +50,18 @@ mod slack;
 pub use clock::{format_time, Clock, SharedClock, SystemClock, TokioClock};
 pub use controller::run;
 pub use error::Error;
-pub use ops::{health, http, leader, metrics::Metrics};
+pub use ops::{
+    health, http, leader,
+    metrics::{Metrics, TokenGauges},
+};
 pub use reconcile::{
     schedule::{default_renew_before, until},
     Context, Settings,
 };
 pub use resource::{
-    crd, GoDuration, Identity, ManualKind, ManualSpec, SlackToken, SlackTokenSpec, SlackTokenStatus,
-    TokenType, KNOWN_FORMATS, MANAGED_BY, MANAGED_BY_LABEL, MANAGER, SLACKTOKEN_LABEL,
+    crd, GoDuration, Identity, ManualKind, ManualSpec, RolloutRestartTarget, SlackToken, SlackTokenSpec,
+    SlackTokenStatus, TokenType, WorkloadKind, KNOWN_FORMATS, MANAGED_BY, MANAGED_BY_LABEL, MANAGER,
+    RESTARTED_AT_ANNOTATION, RESTART_PENDING_ANNOTATION, SLACKTOKEN_LABEL,
 };
 pub use secrets::oauth_secret;
-pub use slack::{SlackClient, SlackError};
+pub use slack::{CallObserver, SlackClient, SlackError};

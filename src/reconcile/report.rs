@@ -14,11 +14,11 @@ use super::{
 };
 use crate::{
     clock::format_time,
-    error::Error,
+    error::{Error, RestartFailure},
     ops::metrics::TokenGauges,
     resource::{
-        find_condition, set_condition, Condition, GoDuration, ManualKind, SlackToken, SlackTokenStatus,
-        TokenType, PENDING_TOKEN, READY, ROTATION_DUE,
+        find_condition, set_condition, Condition, GoDuration, ManualKind, RolloutRestartTarget, SlackToken,
+        SlackTokenStatus, TokenType, PENDING_TOKEN, READY, ROLLOUT_RESTART, ROTATION_DUE,
     },
 };
 use jiff::Timestamp;
@@ -31,6 +31,8 @@ use std::time::Duration;
 
 /// The shortest wait before a scheduled reconcile: a time already past must not become a hot loop.
 pub const MIN_REQUEUE: Duration = Duration::from_secs(1);
+/// How soon a rollout restart that the API server refused for a passing reason is tried again.
+pub const RESTART_RETRY: Duration = Duration::from_secs(30);
 
 /// An Event to record about the SlackToken.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +95,16 @@ pub fn success(
     if let Some(trigger) = out.rotated {
         events.push(Note::normal("Rotated", rotated_note(stk, trigger, out)));
     }
+    if stk.spec.rollout_restart_targets.is_empty() {
+        cleared.push(ROLLOUT_RESTART);
+    }
+    let mut restart_retry = false;
+    if !out.restarts.is_empty() {
+        let (restarted, note) = restart_report(stk, &out.restarts, s.now);
+        conditions = set_condition(&conditions, restarted);
+        events.push(note);
+        restart_retry = out.restarts.iter().any(|(_, f)| f.is_some_and(RestartFailure::is_retried));
+    }
     // A warning is announced by an Event once, when it first appears in the Ready message.
     let ready_before = find_condition(&old.conditions, READY).map(|c| c.message.as_str()).unwrap_or_default();
     for warning in warnings.iter().filter(|w| !ready_before.contains(w.message.as_str())) {
@@ -134,7 +146,41 @@ pub fn success(
         Some(at) if !suspended => Some(schedule::until(s.now, at).max(MIN_REQUEUE)),
         _ => None,
     };
+    let requeue = match restart_retry {
+        true => Some(requeue.map_or(RESTART_RETRY, |r| r.min(RESTART_RETRY))),
+        false => requeue,
+    };
     Report { status, events, requeue }
+}
+
+/// The `RolloutRestart` condition and the Event for the restarts one reconcile made.
+fn restart_report(
+    stk: &SlackToken,
+    restarts: &[(RolloutRestartTarget, Option<RestartFailure>)],
+    now: Timestamp,
+) -> (Condition, Note) {
+    let namespace = stk.namespace().unwrap_or_default();
+    let restarted: Vec<String> =
+        restarts.iter().filter(|(_, f)| f.is_none()).map(|(t, _)| t.to_string()).collect();
+    let failed: Vec<(&RolloutRestartTarget, RestartFailure)> =
+        restarts.iter().filter_map(|(t, f)| f.map(|f| (t, f))).collect();
+    let Some((_, first)) = failed.first() else {
+        let message =
+            format!("restarted {} onto the token published at {}", restarted.join(", "), format_time(now));
+        let condition = condition(stk, ROLLOUT_RESTART, true, "Restarted", &message, now);
+        return (condition, Note::normal("RolloutRestarted", message));
+    };
+    let mut message = failed
+        .iter()
+        .map(|(t, f)| format!("{t}: {}", f.hint(t.kind.plural(), &namespace)))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if !restarted.is_empty() {
+        message.push_str(&format!("; restarted {}", restarted.join(", ")));
+    }
+    message.push_str(" (the token was published all the same)");
+    let condition = condition(stk, ROLLOUT_RESTART, false, first.reason(), &message, now);
+    (condition, Note::warning("RolloutRestartFailed", message))
 }
 
 /// Manual tokens: RotationDue and PendingToken conditions; returns (due time, wake-up time).
@@ -345,6 +391,62 @@ pub async fn write_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restarts_are_reported_in_a_condition_and_an_event_that_say_what_to_do() {
+        use crate::resource::{SlackTokenSpec, WorkloadKind};
+        let mut stk = SlackToken::new("bot", SlackTokenSpec::new(TokenType::OAuth, "c", "o"));
+        stk.metadata.namespace = Some("team-a".into());
+        let target = |kind, name: &str| RolloutRestartTarget { kind, name: name.into() };
+        let (web, db) = (target(WorkloadKind::Deployment, "web"), target(WorkloadKind::StatefulSet, "db"));
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        // (restarts, condition status, reason, Event, words in the message)
+        let table = [
+            (
+                vec![(web.clone(), None), (db.clone(), None)],
+                "True",
+                "Restarted",
+                "RolloutRestarted",
+                vec!["Deployment/web, StatefulSet/db"],
+            ),
+            (
+                vec![(web.clone(), Some(RestartFailure::NotFound)), (db.clone(), None)],
+                "False",
+                "TargetNotFound",
+                "RolloutRestartFailed",
+                vec![
+                    "Deployment/web: not found in namespace team-a",
+                    "restarted StatefulSet/db",
+                    "published all the same",
+                ],
+            ),
+            (
+                vec![(web.clone(), Some(RestartFailure::Forbidden))],
+                "False",
+                "Forbidden",
+                "RolloutRestartFailed",
+                vec!["may not patch deployments", "rolloutRestart.enabled=true"],
+            ),
+            (
+                vec![(db, Some(RestartFailure::Failed))],
+                "False",
+                "RestartFailed",
+                "RolloutRestartFailed",
+                vec!["retrying"],
+            ),
+        ];
+        for (restarts, status, reason, event, words) in table {
+            let (c, note) = restart_report(&stk, &restarts, now);
+            assert_eq!(
+                (c.status.as_str(), c.reason.as_str(), note.reason),
+                (status, reason, event),
+                "{restarts:?}"
+            );
+            for word in words {
+                assert!(c.message.contains(word), "{word:?} not in {:?}", c.message);
+            }
+        }
+    }
 
     #[test]
     fn token_gauges_follow_status() {
