@@ -42,6 +42,7 @@ mod controller;
 pub mod demo;
 mod error;
 mod ops;
+pub mod overview;
 mod reconcile;
 mod resource;
 mod secrets;

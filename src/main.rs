@@ -20,6 +20,9 @@ enum Command {
     Run(RunArgs),
     /// Print the SlackToken CustomResourceDefinition as YAML.
     Crd,
+    /// Show every SlackToken: Ready and why, expiry, next rotation, last failure. Exits 1 if any
+    /// is not Ready (2 if they cannot be listed).
+    Status(slack_token_operator::overview::StatusArgs),
     /// Run the operator against built-in Kubernetes and Slack emulators and print each rotation.
     #[cfg(feature = "emulator")]
     Demo(slack_token_operator::demo::DemoArgs),
@@ -73,6 +76,13 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", serde_yaml::to_string(&slack_token_operator::crd())?);
             Ok(())
         }
+        Some(Command::Status(args)) => match slack_token_operator::overview::status(args).await {
+            Ok(code) => std::process::exit(code),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::exit(2)
+            }
+        },
         Some(Command::Run(args)) => run(args).await,
         #[cfg(feature = "emulator")]
         Some(Command::Demo(args)) => slack_token_operator::demo::demo(args).await,
