@@ -821,6 +821,18 @@ fn prometheus_rule_alerts_on_expiry_failing_rotation_due_manual_tokens_and_a_dow
     .map(|(a, e, f)| (a.to_owned(), e.to_owned(), f.to_owned()))
     .collect();
     assert_eq!(alerts, expected);
+    // README's Alerts table lists them.
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let (_, table) = readme.split_once("\n### Alerts\n").expect("README has an Alerts section");
+    let documented: BTreeSet<String> = table
+        .split("\n#")
+        .next()
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `")?.split_once('`').map(|(a, _)| a.to_owned()))
+        .collect();
+    let names: BTreeSet<String> = alerts.iter().map(|(a, _, _)| a.clone()).collect();
+    assert_eq!(documented, names, "README's Alerts table and the PrometheusRule disagree");
     // The Service the `up` of the last alert comes from has the name its job is given.
     let service: Service = monitoring_on().one("Service");
     assert_eq!(service.metadata.name.as_deref(), Some("sto-slack-token-operator-metrics"));

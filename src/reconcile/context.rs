@@ -5,7 +5,7 @@ use super::backoff::Gate;
 use crate::{
     clock::SharedClock,
     ops::{health::Health, metrics::Metrics},
-    resource::{SlackToken, MANAGER},
+    resource::{EventReason, SlackToken, MANAGER},
     secrets::PendingPairs,
     slack::SlackClient,
 };
@@ -77,9 +77,10 @@ impl Context {
     }
 
     /// Publishes an Event about `stk`. Never contains a token: callers pass fixed texts and names.
-    pub async fn event(&self, stk: &SlackToken, type_: EventType, reason: &str, note: String) {
-        let event =
-            Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
+    pub async fn event(&self, stk: &SlackToken, reason: EventReason, note: String) {
+        let type_ = if reason.is_warning() { EventType::Warning } else { EventType::Normal };
+        let (reason, action) = (reason.as_str().to_owned(), reason.as_str().to_owned());
+        let event = Event { type_, reason, note: Some(note), action, secondary: None };
         if let Err(e) = self.recorder.publish(&event, &stk.object_ref(&())).await {
             // An Event is a courtesy; failing to record one must not fail the rotation.
             warn!(error = %e, "could not publish event");

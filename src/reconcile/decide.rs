@@ -13,9 +13,9 @@ use super::{
 use crate::{
     error::{CredentialsError, Invalid},
     resource::{
-        ManualKind, RolloutRestartTarget, SlackToken, SlackTokenSpec, TokenType, RESTART_PENDING_ANNOTATION,
-        REVOKE_FINALIZER, ROTATED_FOR_ANNOTATION, ROTATE_ANNOTATION, SKIP_REVOKE_ANNOTATION,
-        SLACKTOKEN_LABEL,
+        EventReason, ManualKind, RolloutRestartTarget, SlackToken, SlackTokenSpec, TokenType,
+        RESTART_PENDING_ANNOTATION, REVOKE_FINALIZER, ROTATED_FOR_ANNOTATION, ROTATE_ANNOTATION,
+        SKIP_REVOKE_ANNOTATION, SLACKTOKEN_LABEL,
     },
     secrets::{output_is_ours, Credentials, ACCESS_TOKEN},
     slack::AuthTest,
@@ -174,7 +174,7 @@ impl Restart {
 /// message and announced once by an Event with `reason`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning {
-    pub reason: &'static str,
+    pub reason: EventReason,
     pub message: String,
 }
 
@@ -426,7 +426,7 @@ fn validate(spec: &SlackTokenSpec) -> Result<Vec<Warning>, Invalid> {
     let mut warnings = Vec::new();
     if let Some(period) = spec.rotation_period.filter(|p| p.as_std() < schedule::SHORT_ROTATION_PERIOD) {
         warnings.push(Warning {
-            reason: "ShortRotationPeriod",
+            reason: EventReason::ShortRotationPeriod,
             message: format!(
                 "rotationPeriod {period} is under 1h: Slack keeps only two access tokens active, so consumers must reload Secret {} within {period}",
                 spec.secret_ref.name

@@ -22,13 +22,12 @@ pub mod schedule;
 
 pub use context::{Context, Settings};
 
-use crate::{error::Error, resource::SlackToken};
-use decide::Plan;
-use kube::{
-    api::Api,
-    runtime::{controller::Action, events::EventType},
-    ResourceExt,
+use crate::{
+    error::Error,
+    resource::{EventReason, SlackToken},
 };
+use decide::Plan;
+use kube::{api::Api, runtime::controller::Action, ResourceExt};
 use report::Report;
 use std::sync::Arc;
 use tracing::{info, instrument, warn};
@@ -65,18 +64,14 @@ async fn reconcile_one(cached: Arc<SlackToken>, ctx: &Arc<Context>) -> Result<Ac
         Plan::Finalize(plan) => match act::finalize(&ctx, s, &plan).await {
             Ok(out) => {
                 let note = match (&plan, out.revoked) {
-                    (decide::Finalize::Skip(why), _) => {
-                        Some((EventType::Warning, "RevokeSkipped", why.clone()))
+                    (decide::Finalize::Skip(why), _) => Some((EventReason::RevokeSkipped, why.clone())),
+                    (decide::Finalize::Revoke, true) => {
+                        Some((EventReason::Revoked, "the token was revoked with auth.revoke".to_owned()))
                     }
-                    (decide::Finalize::Revoke, true) => Some((
-                        EventType::Normal,
-                        "Revoked",
-                        "the token was revoked with auth.revoke".to_owned(),
-                    )),
                     (decide::Finalize::Revoke, false) => None,
                 };
-                if let Some((type_, reason, note)) = note {
-                    ctx.event(&s.slacktoken, type_, reason, note).await;
+                if let Some((reason, note)) = note {
+                    ctx.event(&s.slacktoken, reason, note).await;
                 }
                 ctx.metrics.forget_token(&s.namespace(), &s.slacktoken.name_any());
                 Ok(Action::await_change())
@@ -151,7 +146,6 @@ fn set_gauges(ctx: &Context, stk: &SlackToken, report: &Report) {
 
 async fn publish_events(ctx: &Context, stk: &SlackToken, report: &Report) {
     for note in &report.events {
-        let type_ = if note.warning { EventType::Warning } else { EventType::Normal };
-        ctx.event(stk, type_, note.reason, note.note.clone()).await;
+        ctx.event(stk, note.reason, note.note.clone()).await;
     }
 }

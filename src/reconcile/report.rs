@@ -17,8 +17,8 @@ use crate::{
     error::{Error, RestartFailure},
     ops::metrics::TokenGauges,
     resource::{
-        find_condition, set_condition, Condition, GoDuration, ManualKind, RolloutRestartTarget, SlackToken,
-        SlackTokenStatus, TokenType, PENDING_TOKEN, READY, ROLLOUT_RESTART, ROTATION_DUE,
+        find_condition, set_condition, Condition, EventReason, GoDuration, ManualKind, RolloutRestartTarget,
+        SlackToken, SlackTokenStatus, TokenType, PENDING_TOKEN, READY, ROLLOUT_RESTART, ROTATION_DUE,
     },
 };
 use jiff::Timestamp;
@@ -34,20 +34,16 @@ pub const MIN_REQUEUE: Duration = Duration::from_secs(1);
 /// How soon a rollout restart that the API server refused for a passing reason is tried again.
 pub const RESTART_RETRY: Duration = Duration::from_secs(30);
 
-/// An Event to record about the SlackToken.
+/// An Event to record about the SlackToken (Normal or Warning as its reason says).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Note {
-    pub warning: bool,
-    pub reason: &'static str,
+    pub reason: EventReason,
     pub note: String,
 }
 
 impl Note {
-    fn normal(reason: &'static str, note: String) -> Self {
-        Self { warning: false, reason, note }
-    }
-    fn warning(reason: &'static str, note: String) -> Self {
-        Self { warning: true, reason, note }
+    fn new(reason: EventReason, note: String) -> Self {
+        Self { reason, note }
     }
 }
 
@@ -93,7 +89,7 @@ pub fn success(
         }
     };
     if let Some(trigger) = out.rotated {
-        events.push(Note::normal("Rotated", rotated_note(stk, trigger, out)));
+        events.push(Note::new(EventReason::Rotated, rotated_note(stk, trigger, out)));
     }
     if stk.spec.rollout_restart_targets.is_empty() {
         cleared.push(ROLLOUT_RESTART);
@@ -108,7 +104,7 @@ pub fn success(
     // A warning is announced by an Event once, when it first appears in the Ready message.
     let ready_before = find_condition(&old.conditions, READY).map(|c| c.message.as_str()).unwrap_or_default();
     for warning in warnings.iter().filter(|w| !ready_before.contains(w.message.as_str())) {
-        events.push(Note::warning(warning.reason, warning.message.clone()));
+        events.push(Note::new(warning.reason, warning.message.clone()));
     }
 
     let suspended = stk.spec.suspend;
@@ -168,7 +164,7 @@ fn restart_report(
         let message =
             format!("restarted {} onto the token published at {}", restarted.join(", "), format_time(now));
         let condition = condition(stk, ROLLOUT_RESTART, true, "Restarted", &message, now);
-        return (condition, Note::normal("RolloutRestarted", message));
+        return (condition, Note::new(EventReason::RolloutRestarted, message));
     };
     let mut message = failed
         .iter()
@@ -180,7 +176,7 @@ fn restart_report(
     }
     message.push_str(" (the token was published all the same)");
     let condition = condition(stk, ROLLOUT_RESTART, false, first.reason(), &message, now);
-    (condition, Note::warning("RolloutRestartFailed", message))
+    (condition, Note::new(EventReason::RolloutRestartFailed, message))
 }
 
 /// Manual tokens: RotationDue and PendingToken conditions; returns (due time, wake-up time).
@@ -199,7 +195,7 @@ fn manual_report(
         let message =
             format!("pendingToken in Secret {credentials} was not used: {why}; nothing was changed");
         if find_condition(&old.conditions, PENDING_TOKEN).map(|c| &c.message) != Some(&message) {
-            events.push(Note::warning("PendingTokenRejected", message.clone()));
+            events.push(Note::new(EventReason::PendingTokenRejected, message.clone()));
         }
         *conditions = set_condition(
             conditions,
@@ -215,7 +211,7 @@ fn manual_report(
             reissue_steps(manual.kind, credentials)
         );
         if find_condition(&old.conditions, ROTATION_DUE).map(|c| c.status.as_str()) != Some("True") {
-            events.push(Note::warning("RotationDue", message.clone()));
+            events.push(Note::new(EventReason::RotationDue, message.clone()));
         }
         *conditions =
             set_condition(conditions, condition(stk, ROTATION_DUE, true, "RotationDue", &message, now));
@@ -257,7 +253,7 @@ fn schedule_warnings(
     let mut warnings = Vec::new();
     if times.expires_at.is_none() && period.is_none() {
         warnings.push(Warning {
-            reason: "NoExpiry",
+            reason: EventReason::NoExpiry,
             message: "Slack gave no expiry for this token and no rotationPeriod is set, so it is not rotated on a schedule".into(),
         });
     }
@@ -266,7 +262,7 @@ fn schedule_warnings(
     {
         let used = schedule::effective_renew_before(renew_before, Some(lifetime));
         warnings.push(Warning {
-            reason: "RenewBeforeTooLong",
+            reason: EventReason::RenewBeforeTooLong,
             message: format!(
                 "renewBefore {} is not shorter than the token's lifetime {}; renewing {} before expiry instead",
                 GoDuration(renew_before.unwrap_or_default()),
@@ -299,7 +295,7 @@ pub fn failure(stk: &SlackToken, s: &Snapshot, error: &Error, pending: bool) -> 
         failed_attempts: attempts,
         ..old
     };
-    Report { status, events: vec![Note::warning("RotationFailed", note)], requeue: Some(delay) }
+    Report { status, events: vec![Note::new(EventReason::RotationFailed, note)], requeue: Some(delay) }
 }
 
 fn condition(
@@ -438,7 +434,7 @@ mod tests {
         for (restarts, status, reason, event, words) in table {
             let (c, note) = restart_report(&stk, &restarts, now);
             assert_eq!(
-                (c.status.as_str(), c.reason.as_str(), note.reason),
+                (c.status.as_str(), c.reason.as_str(), note.reason.as_str()),
                 (status, reason, event),
                 "{restarts:?}"
             );

@@ -4,6 +4,7 @@
 mod conditions;
 mod crd;
 mod duration;
+mod events;
 mod slacktoken;
 
 pub use conditions::{
@@ -12,6 +13,7 @@ pub use conditions::{
 };
 pub use crd::{crd, KNOWN_FORMATS};
 pub use duration::GoDuration;
+pub use events::EventReason;
 pub use slacktoken::{
     Identity, ManualKind, ManualSpec, RolloutRestartTarget, SlackToken, SlackTokenSpec, SlackTokenStatus,
     TokenType, WorkloadKind,

@@ -254,7 +254,7 @@ impl Converge {
         self.restart = Some(Restart { targets, pending });
         self
     }
-    fn warning(mut self, reason: &'static str) -> Self {
+    fn warning(mut self, reason: EventReason) -> Self {
         self.warnings.push(Warning { reason, message: String::new() });
         self
     }
@@ -548,7 +548,7 @@ fn an_unusable_spec_is_refused_with_what_is_wrong() {
         (
             "a short rotationPeriod works, with a warning",
             oauth().spec(|s| s.rotation_period = Some(GoDuration(Duration::from_secs(1800)))).at(0.25),
-            C(keep().warning("ShortRotationPeriod")),
+            C(keep().warning(EventReason::ShortRotationPeriod)),
         ),
     ]);
 }
