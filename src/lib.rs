@@ -18,7 +18,11 @@
 //!                                               │        kept pending, then saved                   tooling.tokens.rotate
 //!                                               │        into the credentials Secret     ──► PUT (resourceVersion-guarded)
 //!                                               │    5   output Secret                   ──► PUT/POST (only if changed)
+//!                                               │    6   rolloutRestartTargets            ──► PATCH apps/v1 pod templates
+//!                                               │        (only when 5 changed the token)
 //!                                               └─ report:  status, Events, next wake-up ──► PATCH status (only if changed)
+//!
+//!  /healthz /readyz /metrics ◄── ops: probes (watches synced? leader?) and metrics (per token, totals)
 //! ```
 //!
 //! Where state lives:
@@ -33,7 +37,8 @@
 //! and the names we put on objects), `slack` (the client and what its errors mean), `error`
 //! (every failure, classified once), `secrets` (credentials format and writes, the output
 //! Secret, pending pairs), `ops` (metrics, probes, leader election), `reconcile`
-//! (observe → decide → act → report), `controller` (watches and the work queue).
+//! (observe → decide → act → report), `controller` (watches and the work queue), and beside
+//! them `overview` (the `status` command, a client of the API like kubectl).
 #![forbid(unsafe_code)]
 
 mod clock;
