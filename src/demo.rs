@@ -46,6 +46,10 @@ pub struct EmulateArgs {
     /// Lifetime of the emulated Slack access tokens.
     #[arg(long, default_value = "12h")]
     token_lifetime: GoDuration,
+    /// Authorize impersonated users and ServiceAccount tokens with RBAC, as a cluster does
+    /// (the written admin kubeconfig is not restricted). `--rbac=false` allows everyone everything.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    rbac: bool,
 }
 
 /// Installs the CRD into a cluster (emulated or real) and waits until it is served.
@@ -184,6 +188,7 @@ pub async fn emulate(args: EmulateArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter(filter).init();
     let kube = kube_emulator::KubeEmulator::start_with(kube_emulator::Config {
         port: args.kube_port,
+        rbac: args.rbac,
         ..Default::default()
     })
     .await?;

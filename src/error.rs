@@ -22,6 +22,20 @@ pub enum Error {
         source: kube::Error,
     },
 
+    /// Slack refused a refresh token the operator itself saved, and the credentials Secret still
+    /// holds it: the token was spent without its successor being saved (a crash inside the
+    /// write window with the journal lost, a backup restored, another tool using the same
+    /// credentials). Only a person can mend it, by reinstalling the app.
+    #[error(
+        "Slack no longer accepts the refresh token in Secret `{name}`: the chain of refresh tokens is broken"
+    )]
+    ChainBroken { name: String, app_id: Option<String>, config_token: bool },
+
+    /// The credentials Secret changed while this reconcile worked with it (another replica
+    /// saved a newer pair, or a person put in another token); it starts again from what is there.
+    #[error("credentials Secret `{name}` changed while its tokens were in use; starting again from what it holds now")]
+    CredentialsChanged { name: String },
+
     /// A write with a resourceVersion precondition kept meeting newer versions.
     #[error("Kubernetes API: {resource} `{name}` kept changing while it was being written")]
     Conflict { resource: &'static str, name: String },
@@ -130,6 +144,8 @@ impl Error {
             Error::Invalid(Invalid::CredentialsInUse { .. }) => "CredentialsInUse",
             Error::Invalid(Invalid::OutputSecretConflict { .. }) => "OutputSecretConflict",
             Error::Slack(e) => e.kind().reason(),
+            Error::ChainBroken { .. } => "ChainBroken",
+            Error::CredentialsChanged { .. } => "CredentialsChanged",
             Error::Kube { .. } if self.api_code() == Some(403) => "Forbidden",
             Error::Kube { .. } if self.api_code() == Some(422) => "RejectedByApiServer",
             Error::Kube { .. } | Error::Conflict { .. } => "KubernetesApiError",
@@ -144,6 +160,8 @@ impl Error {
             Error::Invalid(Invalid::CredentialsNotFound { .. }) => true,
             Error::Invalid(_) => false,
             Error::Slack(e) => e.is_transient(),
+            Error::ChainBroken { .. } => false,
+            Error::CredentialsChanged { .. } => true,
             Error::Kube { .. } => !matches!(self.api_code(), Some(403 | 422)),
             Error::Conflict { .. } => true,
         }
@@ -158,6 +176,14 @@ impl Error {
             ),
             Error::Invalid(_) => String::new(),
             Error::Slack(e) => e.kind().hint(credentials),
+            Error::ChainBroken { config_token: true, .. } => format!(
+                "generate a new app configuration token (api.slack.com/apps, \"Your App Configuration Tokens\", Generate Token) and put its refresh token into Secret `{credentials}` key `refreshToken`"
+            ),
+            Error::ChainBroken { app_id, .. } => format!(
+                "reinstall the Slack app ({}OAuth & Permissions, \"Reinstall to Workspace\"), then put the new refresh token into Secret `{credentials}` key `refreshToken`",
+                app_id.as_ref().map(|id| format!("api.slack.com/apps/{id}/oauth, ")).unwrap_or_else(|| "api.slack.com/apps, your app, ".to_owned())
+            ),
+            Error::CredentialsChanged { .. } => "will retry at once".to_owned(),
             Error::Kube { verb, resource, .. } if self.api_code() == Some(403) => format!(
                 "the operator's ServiceAccount may not {verb} {resource} here; grant it (the Helm chart's RBAC does)"
             ),

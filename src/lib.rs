@@ -69,5 +69,5 @@ pub use resource::{
     SlackTokenSpec, SlackTokenStatus, TokenType, WorkloadKind, KNOWN_FORMATS, MANAGED_BY, MANAGED_BY_LABEL,
     MANAGER, RESTARTED_AT_ANNOTATION, RESTART_PENDING_ANNOTATION, SLACKTOKEN_LABEL,
 };
-pub use secrets::oauth_secret;
-pub use slack::{CallObserver, SlackClient, SlackError};
+pub use secrets::{oauth_secret, Journal, Replayed};
+pub use slack::{check_slack_url, CallObserver, SlackClient, SlackError};

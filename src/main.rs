@@ -1,9 +1,11 @@
-//! Command line: `run` (the operator), `crd`, and with the `emulator` feature `demo` and `emulate`.
+//! Command line: `run` (the operator), `crd`, `status`, and with the `emulator` feature `demo` and `emulate`.
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use slack_token_operator::{Context, GoDuration, Settings, SlackClient, SystemClock};
-use std::{net::SocketAddr, sync::Arc};
+use slack_token_operator::{
+    check_slack_url, leader::LeaseTimes, Context, GoDuration, Journal, Settings, SlackClient, SystemClock,
+};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 #[derive(Parser)]
 #[command(name = "slack-token-operator", version, about = "Keeps Slack tokens fresh in Kubernetes Secrets")]
@@ -50,6 +52,22 @@ struct RunArgs {
     /// How often long-lived (Manual) tokens are checked with auth.test.
     #[arg(long, env = "HEALTH_CHECK_INTERVAL", default_value = "6h")]
     health_check_interval: GoDuration,
+    /// Directory for the crash journal: each token pair Slack issues is written here before
+    /// anything else and kept until its credentials Secret holds it, so a restart of the
+    /// container never loses one. Use a volume that outlives the container (an emptyDir).
+    #[arg(long, env = "JOURNAL_DIR")]
+    journal_dir: Option<PathBuf>,
+    /// How long a leader's Lease holds after its last renewal (with --leader-elect).
+    #[arg(long, env = "LEASE_DURATION", default_value = "15s")]
+    lease_duration: GoDuration,
+    /// After SIGTERM, how long in-flight rotations may take to save before the process exits
+    /// anyway (what is not saved by then is in the journal). Keep it under the pod's
+    /// terminationGracePeriodSeconds.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "20s")]
+    shutdown_timeout: GoDuration,
+    /// Allow a plain-http Slack API URL that is not on this machine (only for testing).
+    #[arg(long, env = "ALLOW_INSECURE_SLACK_URL", default_value_t = false)]
+    allow_insecure_slack_url: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy)]
@@ -94,29 +112,88 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
+    check_slack_url(&args.slack_api_url, args.allow_insecure_slack_url).map_err(anyhow::Error::msg)?;
     let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
     let slack = SlackClient::new(&args.slack_api_url).context("building the Slack client")?;
+    let journal = match &args.journal_dir {
+        Some(dir) => {
+            Some(Journal::open(dir).with_context(|| format!("opening the journal in {}", dir.display()))?)
+        }
+        None => {
+            tracing::warn!("no --journal-dir: a token pair Slack issued lives only in memory until its credentials Secret is written; a restart inside that window loses it and breaks that app's refresh chain");
+            None
+        }
+    };
     let settings = Settings { health_check_interval: args.health_check_interval.as_std() };
-    let ctx = Context::with_settings(client.clone(), slack, Arc::new(SystemClock), settings);
+    let ctx = Context::with_journal(client.clone(), slack, Arc::new(SystemClock), settings, journal);
     // The probes answer from the start: /readyz says 503 until the watches have synced.
     let listener = tokio::net::TcpListener::bind(args.http_addr)
         .await
         .with_context(|| format!("listening on {}", args.http_addr))?;
     let http = tokio::spawn(slack_token_operator::http::serve(listener, ctx.endpoints()));
-    let leadership = match args.leader_elect {
-        true => Some(slack_token_operator::leader::acquire(client, &ctx.health).await?),
-        false => None,
+    let shutdown_timeout = args.shutdown_timeout.as_std();
+    // After SIGTERM (or Ctrl-C) the controller stops taking work and waits for running
+    // reconciles; this bounds the wait. Pairs not saved by then are in the journal.
+    let deadline = async move {
+        shutdown_signal().await;
+        tracing::info!(
+            timeout_secs = shutdown_timeout.as_secs(),
+            "shutting down: finishing running rotations"
+        );
+        tokio::time::sleep(shutdown_timeout).await;
     };
-    let lost = async move {
-        match leadership {
-            Some(l) => l.lost().await,
-            None => std::future::pending().await,
+    let work = async {
+        // Before any work, on every replica: pairs a previous run of this container issued
+        // but did not save are saved now (or found superseded).
+        let replayed = ctx.replay_journal().await;
+        tracing::info!(?replayed, "journal replayed");
+        let leadership = match args.leader_elect {
+            true => Some(
+                slack_token_operator::leader::acquire(
+                    client,
+                    LeaseTimes::lasting(args.lease_duration.as_std().as_secs()),
+                    &ctx.health,
+                )
+                .await?,
+            ),
+            false => None,
+        };
+        let lost = async move {
+            match leadership {
+                Some(l) => l.lost().await,
+                None => std::future::pending().await,
+            }
+        };
+        tracing::info!(namespaces = ?args.namespaces, slack = %args.slack_api_url, "starting controller");
+        tokio::select! {
+            () = slack_token_operator::run(ctx.clone(), args.namespaces) => Ok(()),
+            () = lost => anyhow::bail!("lost leadership; exiting so that only the leader rotates"),
         }
     };
-    tracing::info!(namespaces = ?args.namespaces, slack = %args.slack_api_url, "starting controller");
-    tokio::select! {
-        () = slack_token_operator::run(ctx, args.namespaces) => Ok(()),
+    let result = tokio::select! {
+        result = work => result,
         result = http => result.context("http server task")?.context("http server"),
-        () = lost => anyhow::bail!("lost leadership; exiting so that only the leader rotates"),
+        () = deadline => {
+            tracing::warn!(unsaved = ctx.pending.len(), "shutdown timeout: exiting with rotations still running (their pairs are journaled)");
+            Ok(())
+        }
+    };
+    tracing::info!(unsaved = ctx.pending.len(), "stopped");
+    result
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
     }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }

@@ -1274,7 +1274,7 @@ async fn operator_scenario(
     if leader_elect {
         let acquired = tokio::time::timeout(
             Duration::from_secs(60),
-            slack_token_operator::leader::acquire(operator.clone(), &Default::default()),
+            slack_token_operator::leader::acquire(operator.clone(), Default::default(), &Default::default()),
         )
         .await
         .map_err(|_| "no leadership within 60s: the Lease could not be taken".to_owned())?;

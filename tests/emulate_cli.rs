@@ -51,6 +51,15 @@ fn emulate_serves_kubectl_and_the_slack_admin_api_after_printing_ready() {
     let out = kubectl(&kubeconfig, &["get", "stk", "bot", "-o", "jsonpath={.spec.secretRef.key}"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "token", "schema default applied");
 
+    // The README's first step, as on a cluster (kubectl sends protobuf here).
+    let out = kubectl(&kubeconfig, &["create", "secret", "generic", "c", "--from-literal=client-id=1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // RBAC is on: an impersonated user without bindings is refused, the admin is not.
+    let out = kubectl(&kubeconfig, &["--as=alice", "get", "secrets"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("Forbidden"));
+    let out = kubectl(&kubeconfig, &["--as=alice", "auth", "can-i", "get", "secrets"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no");
+
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let admin = slack_url.replace("/api/", "/admin/");

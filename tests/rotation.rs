@@ -368,9 +368,10 @@ fn an_idle_hour_writes_nothing() {
 }
 
 #[test]
+#[cfg_attr(e2e_real_cluster, ignore = "needs the emulator's fault injection")]
 fn api_server_write_failure_after_slack_answered_loses_no_refresh_token() {
     e2e(|env| async move {
-        let Some(faults) = env.fault_injection() else { return };
+        let faults = env.fault_injection();
         let (f, first) = env.ready_bot().await;
         // The next three Secret updates fail: the first of them is the save of the rotated pair.
         faults.fail_next(kube_emulator::Verb::Update, "secrets", None, 3, 500);
@@ -403,12 +404,13 @@ fn api_server_write_failure_after_slack_answered_loses_no_refresh_token() {
 }
 
 #[test]
+#[cfg_attr(e2e_real_cluster, ignore = "needs the emulator's fault injection")]
 fn slacktoken_recreated_while_a_save_fails_saves_the_pending_pair_first() {
     // A GitOps tool replacing the SlackToken (delete + create: a new uid) while the credentials
     // Secret cannot be written must not lose the pair Slack issued: it continues that Secret's
     // refresh-token chain, whatever SlackToken object drives it.
     e2e(|env| async move {
-        let Some(faults) = env.fault_injection() else { return };
+        let faults = env.fault_injection();
         let (f, first) = env.ready_bot().await;
         faults.fail_next(kube_emulator::Verb::Update, "secrets", None, 1000, 500);
         let wait = until_next_rotation(&env, "bot").await;

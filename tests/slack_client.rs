@@ -60,7 +60,7 @@ async fn a_hanging_slack_times_out_and_says_so() {
     slack.fail_next("auth.test", 1, Fault::Hang);
     let err = client.auth_test(&secret("xoxb-x")).await.unwrap_err();
     assert!(matches!(err, SlackError::Timeout { .. }), "{err:?}");
-    assert_eq!(err.to_string(), "Slack did not answer auth.test within 30s");
+    assert_eq!(err.to_string(), "Slack did not answer auth.test within 15s");
     assert!(err.is_transient());
 }
 

@@ -13,6 +13,28 @@ use tokio::sync::watch;
 
 pub const LEASE_NAME: &str = "slack-token-operator";
 
+/// How long a Lease holds after its last renewal: a leader that stops renewing (killed, paused,
+/// cut off) is replaced after at most this long. The holder renews `grace` before it runs out.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseTimes {
+    pub duration_secs: u64,
+    pub grace_secs: u64,
+}
+
+impl Default for LeaseTimes {
+    fn default() -> Self {
+        Self { duration_secs: 15, grace_secs: 5 }
+    }
+}
+
+impl LeaseTimes {
+    /// A Lease of `duration_secs`, renewed a third of it before it runs out (at most 5 s before).
+    pub fn lasting(duration_secs: u64) -> Self {
+        let duration_secs = duration_secs.max(2);
+        Self { duration_secs, grace_secs: (duration_secs / 3).clamp(1, 5) }
+    }
+}
+
 pub struct Leadership {
     state: watch::Receiver<bool>,
 }
@@ -20,7 +42,7 @@ pub struct Leadership {
 /// Waits until this replica holds the Lease, telling `health` where it stands meanwhile (a
 /// standby is Ready: it is a working spare). Namespace and identity come from the downward API
 /// (`POD_NAMESPACE`, `POD_NAME`).
-pub async fn acquire(client: Client, health: &Health) -> anyhow::Result<Leadership> {
+pub async fn acquire(client: Client, times: LeaseTimes, health: &Health) -> anyhow::Result<Leadership> {
     health.set_role(Role::Unknown);
     let namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into());
     let identity =
@@ -28,7 +50,8 @@ pub async fn acquire(client: Client, health: &Health) -> anyhow::Result<Leadersh
     let manager = LeaseManagerBuilder::new(client.clone(), LEASE_NAME)
         .with_namespace(&namespace)
         .with_parameters(
-            LeaseParams::new(identity.clone(), 15, 5).with_field_manager(crate::resource::MANAGER),
+            LeaseParams::new(identity.clone(), times.duration_secs, times.grace_secs)
+                .with_field_manager(crate::resource::MANAGER),
         )
         .build()
         .await

@@ -26,14 +26,13 @@ use super::{
     schedule::TokenTimes,
 };
 use crate::{
-    error::{Error, Invalid, RestartFailure},
+    error::{Error, RestartFailure},
     resource::{
         Identity, RolloutRestartTarget, SlackToken, MANAGER, RESTARTED_AT_ANNOTATION,
-        RESTART_PENDING_ANNOTATION, REVOKE_FINALIZER, ROTATED_FOR_ANNOTATION, ROTATE_ANNOTATION,
-        SLACKTOKEN_LABEL,
+        RESTART_PENDING_ANNOTATION, REVOKE_FINALIZER, ROTATE_ANNOTATION, SLACKTOKEN_LABEL,
     },
-    secrets::{self, Credentials, PENDING_TOKEN},
-    slack::{AuthTest, Issued},
+    secrets::{self, chain_token, Credentials, Entry, Saved, PENDING_TOKEN},
+    slack::{AuthTest, Issued, SlackErrorKind},
 };
 use jiff::Timestamp;
 use k8s_openapi::{api::core::v1::Secret, ByteString};
@@ -43,6 +42,8 @@ use kube::{
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
+use tokio::time::Instant;
+use tracing::{debug, warn};
 
 /// What a reconcile did and found out, for status and Events.
 #[derive(Debug, Default)]
@@ -191,7 +192,8 @@ async fn rotating(
     Ok(())
 }
 
-/// Step 4: get a pair from Slack (or the one it gave earlier), then save it.
+/// Step 4: get a pair from Slack (or the one it gave earlier), keep it pending (journaled), then
+/// save it into the credentials Secret and forget it.
 async fn rotate_and_save(
     ctx: &Context,
     s: &Snapshot,
@@ -202,42 +204,62 @@ async fn rotate_and_save(
     out: &mut Outcome,
 ) -> Result<Issued, Error> {
     let stk = &s.slacktoken;
-    let (namespace, name) = (s.namespace(), &stk.spec.credentials_ref.name);
-    let issued = match (rotate.call, &s.pending) {
-        (_, Some(pending)) => pending.clone(),
-        (Some(call), None) => {
-            let issued = call_slack(ctx, call, creds).await?;
-            // The refresh token it replaces is spent from here on: this is the only copy.
-            ctx.pending.put(&namespace, name, issued.clone());
-            issued
+    let (namespace, name) = (s.namespace(), stk.spec.credentials_ref.name.clone());
+    let entry = match (&s.pending, rotate.call) {
+        (Some(pending), _) => pending.clone(),
+        (None, Some(call)) => {
+            let presented = chain_token(&credentials).ok_or_else(|| changed(&name))?;
+            let started = Instant::now();
+            let issued = match call_slack(ctx, call, creds).await {
+                Ok(issued) => issued,
+                Err(Error::Slack(e)) if e.kind() == SlackErrorKind::InvalidRefreshToken => {
+                    return Err(refused_refresh_token(secrets, s, creds, &presented, e).await);
+                }
+                Err(e) => return Err(e),
+            };
+            let entry = Entry {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                replaces: secrets::fingerprint(&presented),
+                issued,
+                issued_at: ctx.clock.now(),
+                slacktoken: stk.name_any(),
+                rotate_request: stk.annotations().get(ROTATE_ANNOTATION).cloned(),
+            };
+            // The token just presented is spent from here on: this pair is the only copy, so it
+            // goes to the journal before anything else is attempted.
+            ctx.pending.put(entry.clone());
+            debug!(
+                journal_ms = started.elapsed().as_millis() as u64,
+                journaled = ctx.pending.journal().is_some(),
+                "new pair kept"
+            );
+            entry
         }
-        (None, None) => return Err(Error::Invalid(Invalid::Spec("nothing to save".into()))),
+        (None, None) => return Err(changed(&name)), // decide plans no save without a pair
     };
-    let request = stk.annotations().get(ROTATE_ANNOTATION);
-    let also = |secret: &mut Secret| {
-        secret
-            .metadata
-            .labels
-            .get_or_insert_with(Default::default)
-            .insert(SLACKTOKEN_LABEL.to_owned(), stk.name_any());
-        // Whatever triggered it, this rotation satisfies any outstanding rotate-now request.
-        if let Some(request) = request {
-            let annotations = secret.metadata.annotations.get_or_insert_with(Default::default);
-            annotations.insert(ROTATED_FOR_ANNOTATION.to_owned(), request.clone());
+    let client = creds.client_id.as_deref().zip(creds.client_secret.as_ref());
+    let saved = match secrets::save_pair(secrets, Some(credentials), &entry, client).await? {
+        Saved::Written(saved) | Saved::AlreadyThere(saved) => saved,
+        Saved::Superseded => {
+            warn!(secret = %name, "dropped a new token pair: the credentials Secret already holds a newer refresh token");
+            ctx.pending.remove(&namespace, &name);
+            return Err(changed(&name));
         }
     };
-    let saved = secrets::save_issued(secrets, credentials, creds, &issued, ctx.clock.now(), also).await?;
-    ctx.pending.remove(&namespace, name);
+    ctx.pending.remove(&namespace, &name);
+    let since_slack = ctx.clock.now().duration_since(entry.issued_at);
+    debug!(save_ms = since_slack.as_millis() as u64, "new pair saved");
     out.credentials_version = saved.resource_version();
     if let Ok(saved) = Credentials::from_secret(&saved) {
         out.times = TokenTimes { issued_at: saved.issued_at, expires_at: saved.expires_at };
     }
-    Ok(issued)
+    Ok(entry.issued)
 }
 
 async fn call_slack(ctx: &Context, call: Call, creds: &Credentials) -> Result<Issued, Error> {
     // decide has checked that what each call needs is there.
-    let missing = || Error::Invalid(Invalid::Spec("credentials changed while deciding".into()));
+    let missing = || Error::Invalid(crate::error::Invalid::Spec("credentials changed while deciding".into()));
     let issued = match call {
         Call::RefreshOAuth => {
             let (id, secret) = creds.require_client().map_err(|_| missing())?;
@@ -255,6 +277,44 @@ async fn call_slack(ctx: &Context, call: Call, creds: &Credentials) -> Result<Is
         }
     };
     Ok(issued)
+}
+
+fn changed(name: &str) -> Error {
+    Error::CredentialsChanged { name: name.to_owned() }
+}
+
+/// Slack says the refresh token we presented was already used or revoked. Another replica may
+/// have just used it and saved its successor: look again before calling the chain broken.
+async fn refused_refresh_token(
+    secrets: &Api<Secret>,
+    s: &Snapshot,
+    creds: &Credentials,
+    presented: &SecretString,
+    slack: crate::slack::SlackError,
+) -> Error {
+    let name = &s.slacktoken.spec.credentials_ref.name;
+    let now_held = match secrets.get_opt(name).await {
+        Ok(secret) => secret.as_ref().and_then(chain_token),
+        Err(e) => return Error::kube("get", "secrets", name)(e),
+    };
+    if now_held.is_none_or(|held| secrets::fingerprint(&held) != secrets::fingerprint(presented)) {
+        return changed(name);
+    }
+    // A refresh token the operator saved itself (it records the issue time with it) was good
+    // when saved; a refused one means its chain broke. One a person put in may simply be wrong.
+    match creds.issued_at {
+        Some(_) => Error::ChainBroken {
+            name: name.clone(),
+            app_id: s
+                .slacktoken
+                .status
+                .as_ref()
+                .and_then(|st| st.identity.as_ref())
+                .and_then(|i| i.app_id.clone()),
+            config_token: s.slacktoken.spec.token_type == crate::resource::TokenType::AppConfiguration,
+        },
+        None => Error::Slack(slack),
+    }
 }
 
 /// Manual: steps 4 (start the period), 5 (hand-over), 6 (health check) and 7 (publish).

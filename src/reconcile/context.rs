@@ -6,7 +6,7 @@ use crate::{
     clock::SharedClock,
     ops::{health::Health, metrics::Metrics},
     resource::{EventReason, SlackToken, MANAGER},
-    secrets::PendingPairs,
+    secrets::{Journal, PendingPairs, Replayed},
     slack::SlackClient,
 };
 use kube::{
@@ -56,6 +56,18 @@ impl Context {
         clock: SharedClock,
         settings: Settings,
     ) -> Arc<Self> {
+        Self::with_journal(client, slack, clock, settings, None)
+    }
+
+    /// With a crash journal, pairs Slack issues are on disk until saved; call
+    /// [`Context::replay_journal`] before the controller starts.
+    pub fn with_journal(
+        client: Client,
+        slack: SlackClient,
+        clock: SharedClock,
+        settings: Settings,
+        journal: Option<Journal>,
+    ) -> Arc<Self> {
         let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
         let metrics = Arc::new(Metrics::default());
         Arc::new(Self {
@@ -63,7 +75,7 @@ impl Context {
             client,
             slack: slack.observed_by(metrics.clone()),
             clock,
-            pending: PendingPairs::default(),
+            pending: PendingPairs::new(journal),
             backoff: Gate::default(),
             metrics,
             health: Arc::default(),
@@ -74,6 +86,11 @@ impl Context {
     /// The probes' and metrics' view of this operator, for the HTTP server.
     pub fn endpoints(&self) -> crate::ops::http::Endpoints {
         crate::ops::http::Endpoints { metrics: self.metrics.clone(), health: self.health.clone() }
+    }
+
+    /// Saves the pairs a previous run journaled but did not save (see `secrets::replay`).
+    pub async fn replay_journal(&self) -> Replayed {
+        crate::secrets::replay(&self.client, &self.pending).await
     }
 
     /// Publishes an Event about `stk`. Never contains a token: callers pass fixed texts and names.

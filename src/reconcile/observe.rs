@@ -4,8 +4,7 @@ use super::{backoff::Hold, context::Context};
 use crate::{
     error::{CredentialsError, Error},
     resource::SlackToken,
-    secrets::Credentials,
-    slack::Issued,
+    secrets::{Credentials, Entry},
 };
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
@@ -22,7 +21,7 @@ pub struct Snapshot {
     /// The output Secret, if it exists (not read for a SlackToken being deleted).
     pub output: Option<Secret>,
     /// A pair Slack issued for these credentials that is not saved yet.
-    pub pending: Option<Issued>,
+    pub pending: Option<Entry>,
     /// A failure being held, if any.
     pub hold: Option<Hold>,
     pub now: Timestamp,

@@ -87,6 +87,12 @@ pub fn record_issued(secret: &mut Secret, issued: &Issued, now: Timestamp) {
     set_issued_at(secret, now);
 }
 
+/// The token that continues a Secret's chain: its refresh token, or the long-lived token an
+/// exchange replaces. A pair is saved only over the one it replaces (see `store::save_pair`).
+pub fn chain_token(secret: &Secret) -> Option<SecretString> {
+    [REFRESH_TOKEN, LEGACY_TOKEN].into_iter().find_map(|key| secret_text(secret, key).ok().flatten())
+}
+
 pub fn set_issued_at(secret: &mut Secret, at: Timestamp) {
     secret
         .metadata

@@ -1,13 +1,20 @@
 //! The two Secrets of a SlackToken: the credentials Secret (the user's; where rotation state
 //! lives and the only durable copy of the refresh token) and the output Secret (the operator's;
-//! what applications mount), plus the pairs Slack issued that are not saved yet.
+//! what applications mount), plus the pairs Slack issued that are not saved yet, in memory and
+//! in the crash journal.
 
 mod credentials;
+mod journal;
 mod output;
 mod pending;
+mod replay;
 mod store;
 
-pub use credentials::{oauth_secret, set_issued_at, Credentials, ACCESS_TOKEN, PENDING_TOKEN, REFRESH_TOKEN};
+pub use credentials::{
+    chain_token, oauth_secret, set_issued_at, Credentials, ACCESS_TOKEN, PENDING_TOKEN, REFRESH_TOKEN,
+};
+pub use journal::{fingerprint, Entry, Journal};
 pub use output::{is_ours as output_is_ours, publish};
 pub use pending::PendingPairs;
-pub use store::{save_issued, update as update_credentials};
+pub use replay::{replay, Replayed};
+pub use store::{save_pair, update as update_credentials, Saved};

@@ -1,36 +1,74 @@
 //! Token pairs Slack issued that are not yet saved in their credentials Secret.
 //!
 //! The refresh token such a pair replaces is already spent, so the pair is the only copy: a
-//! reconcile that finds one here saves it instead of calling Slack again. Pairs are keyed by the
-//! credentials Secret (`namespace/name`), not by the SlackToken, because a pair continues that
-//! Secret's refresh-token chain: a SlackToken deleted and created again (by hand, or by a GitOps
-//! tool replacing it) while a save is failing must still find the pair, or its next rotation
-//! would present a spent token.
+//! reconcile that finds one here saves it instead of calling Slack again. With a [`Journal`] the
+//! pair is also on disk, written before it is kept here, so it outlives the process.
+//!
+//! Pairs are keyed by the credentials Secret (`namespace/name`), not by the SlackToken, because a
+//! pair continues that Secret's refresh-token chain: a SlackToken deleted and created again (by
+//! hand, or by a GitOps tool replacing it) while a save is failing must still find the pair, or
+//! its next rotation would present a spent token.
 
-use crate::slack::Issued;
+use super::journal::{Entry, Journal};
 use std::{collections::HashMap, sync::Mutex};
+use tracing::error;
 
 #[derive(Default)]
-pub struct PendingPairs(Mutex<HashMap<String, Issued>>);
+pub struct PendingPairs {
+    pairs: Mutex<HashMap<String, Entry>>,
+    journal: Option<Journal>,
+}
 
 impl PendingPairs {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Issued>> {
+    pub fn new(journal: Option<Journal>) -> Self {
+        Self { pairs: Mutex::default(), journal }
+    }
+
+    pub fn journal(&self) -> Option<&Journal> {
+        self.journal.as_ref()
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         // A panic elsewhere while holding the lock must not cost us the pairs.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.pairs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The pair waiting for credentials Secret `namespace/name`, if any.
-    pub fn get(&self, namespace: &str, name: &str) -> Option<Issued> {
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Entry> {
         self.map().get(&key(namespace, name)).cloned()
     }
 
-    pub fn put(&self, namespace: &str, name: &str, issued: Issued) {
-        self.map().insert(key(namespace, name), issued);
+    /// Keeps a pair Slack has just issued: on disk first (when there is a journal), then here.
+    /// A journal that cannot be written is reported, and the pair is still kept and saved: the
+    /// credentials Secret is the other durable place, and the save is what matters now.
+    pub fn put(&self, entry: Entry) {
+        if let Some(journal) = &self.journal {
+            if let Err(e) = journal.write(&entry) {
+                error!(error = %e, journal = %journal.dir().display(), namespace = %entry.namespace, secret = %entry.name,
+                    "could not journal a new token pair; it is kept in memory only until saved");
+            }
+        }
+        self.load(entry);
     }
 
-    /// Forgets the pair once its credentials Secret holds it.
+    /// Keeps a pair read back from the journal (already on disk).
+    pub fn load(&self, entry: Entry) {
+        self.map().insert(key(&entry.namespace, &entry.name), entry);
+    }
+
+    /// Forgets the pair once its credentials Secret holds it (or holds a newer one).
     pub fn remove(&self, namespace: &str, name: &str) {
         self.map().remove(&key(namespace, name));
+        if let Some(journal) = &self.journal {
+            if let Err(e) = journal.remove(namespace, name) {
+                // Harmless: at the next start the entry no longer matches the Secret and is dropped.
+                error!(error = %e, namespace, secret = name, "could not remove a saved pair from the journal");
+            }
+        }
+    }
+
+    pub fn all(&self) -> Vec<Entry> {
+        self.map().values().cloned().collect()
     }
 
     pub fn len(&self) -> usize {

@@ -1,12 +1,17 @@
 //! Writes to the credentials Secret: the one place rotation state lives, so every write is
 //! guarded by a resourceVersion precondition and none is ever lost to a concurrent edit.
 
-use super::credentials::{self, Credentials};
-use crate::{error::Error, resource::MANAGER, slack::Issued};
-use jiff::Timestamp;
+use super::{
+    credentials::{self, chain_token},
+    journal::{fingerprint, Entry},
+};
+use crate::{
+    error::Error,
+    resource::{MANAGER, ROTATED_FOR_ANNOTATION, SLACKTOKEN_LABEL},
+};
 use k8s_openapi::{api::core::v1::Secret, ByteString};
 use kube::api::{Api, ObjectMeta, PostParams};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 /// How often a conflicting write of the credentials Secret is re-read and retried in one go.
 const SAVE_ATTEMPTS: usize = 5;
@@ -37,29 +42,52 @@ pub async fn update(
     Err(Error::Conflict { resource: "secrets", name: name.to_owned() })
 }
 
-/// Saves a pair Slack issued into the credentials Secret, with `also` (labels, annotations) in
-/// the same write. If the Secret was deleted after Slack answered, it is created again with
-/// everything known: the pair is the only copy of the new refresh token.
-pub async fn save_issued(
+/// What became of a pair being saved.
+#[derive(Debug)]
+pub enum Saved {
+    /// Written now; the Secret as saved.
+    Written(Secret),
+    /// The Secret already held it (saved before a crash that kept the journal entry).
+    AlreadyThere(Secret),
+    /// The Secret holds neither the token this pair replaces nor the pair: another replica saved
+    /// a newer pair, or a person put in another token. Overwriting that would break its chain.
+    Superseded,
+}
+
+/// Saves a pair Slack issued into credentials Secret `entry.name`, only while the Secret still
+/// holds the token the pair replaces (checked again on every conflict). `latest` is the Secret
+/// as last read, `None` if it is gone: then it is created again with everything known
+/// (`client`: the app's id and secret, when at hand), since the pair is the only copy of the new
+/// refresh token.
+pub async fn save_pair(
     secrets: &Api<Secret>,
-    latest: Secret,
-    creds: &Credentials,
-    issued: &Issued,
-    now: Timestamp,
-    also: impl Fn(&mut Secret),
-) -> Result<Secret, Error> {
-    let name = latest.metadata.name.clone().unwrap_or_default();
+    latest: Option<Secret>,
+    entry: &Entry,
+    client: Option<(&str, &SecretString)>,
+) -> Result<Saved, Error> {
+    let name = &entry.name;
     let record = |secret: &mut Secret| {
-        credentials::record_issued(secret, issued, now);
-        also(secret);
+        credentials::record_issued(secret, &entry.issued, entry.issued_at);
+        secret
+            .metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert(SLACKTOKEN_LABEL.to_owned(), entry.slacktoken.clone());
+        // Whatever triggered it, this rotation satisfies any outstanding rotate-now request.
+        if let Some(request) = &entry.rotate_request {
+            let annotations = secret.metadata.annotations.get_or_insert_with(Default::default);
+            annotations.insert(ROTATED_FOR_ANNOTATION.to_owned(), request.clone());
+        }
     };
-    match update(secrets, &name, latest, record).await {
-        Err(Error::Kube { source: kube::Error::Api(e), .. }) if e.code == 404 => {
+    let new = fingerprint(&entry.issued.refresh_token);
+    let mut latest = latest;
+    for _ in 0..SAVE_ATTEMPTS {
+        let Some(current) = latest.take() else {
             let mut fresh = Secret {
                 metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() },
                 ..Default::default()
             };
-            if let Some((id, secret)) = creds.client_id.as_ref().zip(creds.client_secret.as_ref()) {
+            if let Some((id, secret)) = client {
                 let data = fresh.data.get_or_insert_with(Default::default);
                 data.insert(credentials::CLIENT_ID.into(), ByteString(id.as_bytes().to_vec()));
                 data.insert(
@@ -68,8 +96,29 @@ pub async fn save_issued(
                 );
             }
             record(&mut fresh);
-            secrets.create(&write_params(), &fresh).await.map_err(Error::kube("create", "secrets", &name))
+            match secrets.create(&write_params(), &fresh).await {
+                Ok(saved) => return Ok(Saved::Written(saved)),
+                Err(kube::Error::Api(e)) if e.code == 409 => {
+                    latest = secrets.get_opt(name).await.map_err(Error::kube("get", "secrets", name))?;
+                    continue;
+                }
+                Err(e) => return Err(Error::kube("create", "secrets", name)(e)),
+            }
+        };
+        match chain_token(&current).map(|t| fingerprint(&t)) {
+            Some(held) if held == new => return Ok(Saved::AlreadyThere(current)),
+            Some(held) if held == entry.replaces => {}
+            _ => return Ok(Saved::Superseded),
         }
-        other => other,
+        let mut updated = current.clone();
+        record(&mut updated);
+        match secrets.replace(name, &write_params(), &updated).await {
+            Ok(saved) => return Ok(Saved::Written(saved)),
+            Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {
+                latest = secrets.get_opt(name).await.map_err(Error::kube("get", "secrets", name))?;
+            }
+            Err(e) => return Err(Error::kube("update", "secrets", name)(e)),
+        }
     }
+    Err(Error::Conflict { resource: "secrets", name: name.to_owned() })
 }

@@ -14,9 +14,9 @@ use std::{sync::Arc, time::Duration};
 /// What Slack says when no `Retry-After` comes with a 429; Slack's tier-1 limit is one call a minute.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// Giving up on connecting; a healthy Slack edge answers in well under a second.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Giving up on a whole call. A hung Slack must not hold a reconcile (and its concurrency slot).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A freshly issued token pair.
 #[derive(Debug, Clone)]
@@ -253,6 +253,27 @@ fn issued_from_oauth(method: &'static str, body: &Value) -> Result<Issued, Slack
     Ok(Issued { access_token, refresh_token, expires_in, identity })
 }
 
+/// Checks the Slack API base URL: https, or plain http only to this machine (the emulators) or
+/// with `allow_insecure`. Tokens travel in every request; they must not cross a network in clear.
+pub fn check_slack_url(url: &str, allow_insecure: bool) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("Slack API URL {url:?} is not a URL: {e}"))?;
+    let host = parsed.host_str().unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback || allow_insecure => Ok(()),
+        "http" => Err(format!(
+            "Slack API URL {url} is plain http to another machine: tokens would cross the network in clear (use https, or --allow-insecure-slack-url for a test setup)"
+        )),
+        other => Err(format!("Slack API URL {url}: scheme {other:?} is not http(s)")),
+    }
+}
+
 /// A token shown to people: its kind prefix only (`xoxe.xoxb-1-…`), never the secret part.
 pub fn redacted(token: &SecretString) -> String {
     let t = token.expose_secret();
@@ -267,6 +288,26 @@ pub fn redacted(token: &SecretString) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_slack_url_must_be_https_unless_it_stays_on_this_machine() {
+        // (url, allow_insecure, accepted)
+        let table = [
+            ("https://slack.com/api/", false, true),
+            ("https://slack-gov.com/api/", false, true),
+            ("http://127.0.0.1:8080/api/", false, true),
+            ("http://localhost:8080/api/", false, true),
+            ("http://[::1]:8080/api/", false, true),
+            ("http://slack.internal/api/", false, false),
+            ("http://10.0.0.5/api/", false, false),
+            ("http://slack.internal/api/", true, true),
+            ("ftp://slack.com/api/", true, false),
+            ("slack.com/api", false, false),
+        ];
+        for (url, allow, accepted) in table {
+            assert_eq!(check_slack_url(url, allow).is_ok(), accepted, "{url} allow_insecure={allow}");
+        }
+    }
 
     #[test]
     fn redacted_token_shows_only_its_kind() {

@@ -3,5 +3,5 @@
 mod client;
 mod error;
 
-pub use client::{redacted, AuthTest, CallObserver, Issued, SlackClient};
-pub use error::SlackError;
+pub use client::{check_slack_url, redacted, AuthTest, CallObserver, Issued, SlackClient};
+pub use error::{SlackError, SlackErrorKind};

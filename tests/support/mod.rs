@@ -14,7 +14,7 @@ use kube::{
 };
 use slack_emulator::{SlackEmulator, TokenKind};
 use slack_token_operator::{
-    Context, Settings, SharedClock, SlackClient, SlackToken, SlackTokenStatus, TokioClock,
+    Context, Journal, Replayed, Settings, SharedClock, SlackClient, SlackToken, SlackTokenStatus, TokioClock,
 };
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -108,6 +108,7 @@ pub struct TestEnv {
     pub http: std::net::SocketAddr,
     controller: Option<tokio::task::JoinHandle<()>>,
     http_server: tokio::task::JoinHandle<()>,
+    settings: Settings,
 }
 
 impl TestEnv {
@@ -156,15 +157,10 @@ impl TestEnv {
             client.clone(),
             SlackClient::new(&slack.base_url()).unwrap(),
             clock.clone(),
-            settings,
+            settings.clone(),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("HTTP port");
-        let http = listener.local_addr().unwrap();
-        let endpoints = ctx.endpoints();
-        let http_server = tokio::spawn(async move {
-            slack_token_operator::http::serve(listener, endpoints).await.expect("HTTP server runs");
-        });
-        Self { kube, client, slack, ns, clock, ctx, http, controller: None, http_server }
+        let (http, http_server) = serve_http(&ctx).await;
+        Self { kube, client, slack, ns, clock, ctx, http, controller: None, http_server, settings }
     }
 
     /// Starts the controller, watching the test's namespace.
@@ -172,6 +168,29 @@ impl TestEnv {
         assert!(self.controller.is_none(), "the controller runs already");
         let run = slack_token_operator::run(self.ctx.clone(), vec![self.ns.clone()]);
         self.controller = Some(tokio::spawn(run));
+    }
+
+    /// Stops the operator as a crash would (its memory, and every pair held there, is gone) and
+    /// starts a new one, with the crash journal in `journal` if given. The new operator replays
+    /// the journal before it takes any work, as `run` does; returns what the replay did.
+    pub async fn restart_operator(&mut self, journal: Option<&std::path::Path>) -> Replayed {
+        if let Some(controller) = self.controller.take() {
+            controller.abort();
+            let _ = controller.await;
+        }
+        self.http_server.abort();
+        let journal = journal.map(|dir| Journal::open(dir).expect("journal directory usable"));
+        self.ctx = Context::with_journal(
+            self.client.clone(),
+            SlackClient::new(&self.slack.base_url()).unwrap(),
+            self.clock.clone(),
+            self.settings.clone(),
+            journal,
+        );
+        (self.http, self.http_server) = serve_http(&self.ctx).await;
+        let replayed = self.ctx.replay_journal().await;
+        self.start_controller();
+        replayed
     }
 
     /// GETs `path` from the operator's HTTP server: (status code, body).
@@ -293,6 +312,16 @@ impl TestEnv {
         Fixture { name: name.to_owned(), installation_id: installation.id, app }
     }
 
+    /// An app configuration token, its credentials Secret `<name>-creds` and a SlackToken `<name>`
+    /// publishing into `<name>-token`. The fixture's installation is the token's chain.
+    pub async fn config_token(&self, name: &str) -> Fixture {
+        let config = self.slack.create_config_token("T0E2E", "U0E2E");
+        let chain = self.slack.installation_of(&config.refresh_token).expect("a configuration token chain");
+        self.create_secret(&format!("{name}-creds"), &[("refreshToken", &config.refresh_token)]).await;
+        self.create_token(&token_yaml(name, "AppConfiguration", "")).await;
+        Fixture { name: name.to_owned(), installation_id: chain, app: self.slack.create_app(true) }
+    }
+
     /// The usual start: bot token `bot` with rotation, published and Ready. Returns its fixture
     /// and the first token.
     pub async fn ready_bot(&self) -> (Fixture, String) {
@@ -302,14 +331,14 @@ impl TestEnv {
         (f, first)
     }
 
-    /// The emulator's fault injection, for tests that need the API server to fail; `None` (and
-    /// a "skipped" line) against a real cluster.
-    pub fn fault_injection(&self) -> Option<kube_emulator::Faults> {
-        let faults = self.kube.as_ref().map(|k| k.faults());
-        if faults.is_none() {
-            eprintln!("skipped: needs the emulator's fault injection");
-        }
-        faults
+    /// The emulator's fault injection. Tests that use it are marked
+    /// `#[cfg_attr(e2e_real_cluster, ignore = "...")]`, so against a real cluster they show as
+    /// ignored instead of passing without having checked anything.
+    pub fn fault_injection(&self) -> kube_emulator::Faults {
+        self.kube
+            .as_ref()
+            .expect("a test using fault injection must be ignored against a real cluster")
+            .faults()
     }
 
     /// Resource versions of the SlackToken and its two Secrets: equal snapshots mean no writes.
@@ -355,6 +384,17 @@ impl Drop for TestEnv {
         }
         self.http_server.abort();
     }
+}
+
+/// Serves `ctx`'s /healthz, /readyz and /metrics on a free local port.
+async fn serve_http(ctx: &Arc<Context>) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("HTTP port");
+    let http = listener.local_addr().unwrap();
+    let endpoints = ctx.endpoints();
+    let server = tokio::spawn(async move {
+        slack_token_operator::http::serve(listener, endpoints).await.expect("HTTP server runs");
+    });
+    (http, server)
 }
 
 /// One scrape of the operator's `/metrics` (OpenMetrics text).

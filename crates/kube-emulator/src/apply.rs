@@ -213,6 +213,21 @@ fn is_empty_map(v: Option<&Value>) -> bool {
     v.and_then(Value::as_object).is_some_and(Map::is_empty)
 }
 
+/// JSON equality as the server's structured values see it: numbers compare by value, so
+/// an applied `0` equals a stored `0.0`.
+pub fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_value(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same_value(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
 /// Whether applying the leaf `p` changes the live object. An empty map merged into a
 /// live map changes nothing.
 fn changes(live: &Value, applied: &Value, p: &[String]) -> bool {
@@ -220,7 +235,43 @@ fn changes(live: &Value, applied: &Value, p: &[String]) -> bool {
     if is_empty_map(a) && l.is_some_and(Value::is_object) {
         return false;
     }
-    l != a
+    match (l, a) {
+        (Some(l), Some(a)) => !same_value(l, a),
+        (l, a) => l != a,
+    }
+}
+
+/// Whether applying leaf `p` touches field `q` owned by another manager. Owning a map as
+/// a leaf (it was empty when written) does not own the fields later set inside it.
+fn contends(p: &[String], q: &[String], live: &Value, applied: &Value) -> bool {
+    if p == q {
+        return true;
+    }
+    if p.starts_with(q) {
+        return !value_at(live, q).is_some_and(Value::is_object);
+    }
+    if q.starts_with(p) {
+        return !value_at(applied, p).is_some_and(Value::is_object);
+    }
+    false
+}
+
+/// Fields kubectl's client-side apply set (its last-applied-configuration annotation) that
+/// still hold the value it set: `kubectl apply --server-side` may take them over.
+fn client_side_applied(live: &Value, lists: ListKinds) -> BTreeSet<Path> {
+    let Some(last) = live["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+        .as_str()
+        .and_then(|a| serde_json::from_str::<Value>(a).ok())
+    else {
+        return BTreeSet::new();
+    };
+    leaves(&last, lists)
+        .into_iter()
+        .filter(|p| match (value_at(&last, p), value_at(live, p)) {
+            (Some(a), Some(b)) => same_value(a, b),
+            _ => false,
+        })
+        .collect()
 }
 
 fn overlaps(a: &[String], b: &[String]) -> bool {
@@ -427,17 +478,29 @@ pub fn apply(
     let applied_leaves = leaves(applied, lists);
 
     let mut conflicts: Vec<(String, String, Path)> = Vec::new();
+    let mut contended: BTreeSet<Path> = BTreeSet::new();
     for e in entries.iter() {
         if e.manager == w.manager {
             continue;
         }
         for q in &e.fields {
-            let clash = applied_leaves.iter().any(|p| overlaps(p, q) && changes(live_obj, applied, p));
-            if clash {
+            let clashing: Vec<&Path> = applied_leaves
+                .iter()
+                .filter(|p| contends(p, q, live_obj, applied) && changes(live_obj, applied, p))
+                .collect();
+            if !clashing.is_empty() {
                 conflicts.push((e.manager.clone(), e.api_version.clone(), q.clone()));
+                contended.extend(clashing.into_iter().cloned());
             }
         }
     }
+    // `kubectl apply --server-side` (manager "kubectl") after a client-side apply: fields
+    // the client-side apply set and nobody changed since are taken over, as if forced.
+    let force = force
+        || (w.manager == "kubectl" && !conflicts.is_empty() && {
+            let allowed = client_side_applied(live_obj, lists);
+            contended.iter().all(|p| allowed.contains(p))
+        });
     if !conflicts.is_empty() && !force {
         let render = |p: &Path| format!(".{}", p.join("."));
         let causes: Vec<Value> = conflicts
@@ -467,8 +530,11 @@ pub fn apply(
     }
     if force {
         for e in entries.iter_mut().filter(|e| e.manager != w.manager) {
-            e.fields
-                .retain(|q| !applied_leaves.iter().any(|p| overlaps(p, q) && changes(live_obj, applied, p)));
+            e.fields.retain(|q| {
+                !applied_leaves
+                    .iter()
+                    .any(|p| contends(p, q, live_obj, applied) && changes(live_obj, applied, p))
+            });
         }
     }
 

@@ -41,6 +41,17 @@ fn resource_entries(r: &ResourceType) -> Vec<Value> {
         main["categories"] = json!(r.categories);
     }
     let mut out = vec![main];
+    if r.plural == "serviceaccounts" && r.group.is_empty() {
+        out.push(json!({
+            "name": "serviceaccounts/token",
+            "singularName": "",
+            "namespaced": true,
+            "group": "authentication.k8s.io",
+            "version": "v1",
+            "kind": "TokenRequest",
+            "verbs": ["create"],
+        }));
+    }
     if r.status_subresource {
         out.push(json!({
             "name": format!("{}/status", r.plural),
@@ -153,7 +164,7 @@ pub fn openapi_v3_root(reg: &Registry) -> Value {
 /// `--validate=false`). No schemas are published.
 pub fn openapi_v3_gv(reg: &Registry, group: &str, version: &str) -> Option<Value> {
     let mut paths = serde_json::Map::new();
-    for r in reg.in_group_version(group, version) {
+    for r in reg.in_group_version(group, version).filter(|r| !r.create_only) {
         let base = format!("/{}", gv_path(group, version));
         let item = if r.namespaced {
             format!("{base}/namespaces/{{namespace}}/{}/{{name}}", r.plural)

@@ -119,8 +119,12 @@ impl ApiError {
         let mut d = json!({
             "name": name,
             "kind": kind,
+            // As apimachinery's NewInvalid: the cause's message is the error body, without
+            // the field path (which is in `field`).
             "causes": causes.iter().map(|c| json!({
-                "reason": c.reason, "message": c.message, "field": c.field
+                "reason": c.reason,
+                "message": c.message.strip_prefix(&format!("{}: ", c.field)).unwrap_or(&c.message),
+                "field": c.field,
             })).collect::<Vec<_>>(),
         });
         if !group.is_empty() {

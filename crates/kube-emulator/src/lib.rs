@@ -4,6 +4,7 @@
 //! controllers, and `kubectl` talk to it exactly as to a real API server. See README.md
 //! for what is emulated and what is deliberately left out.
 
+mod access;
 mod apply;
 mod discovery;
 mod error;
@@ -11,6 +12,7 @@ mod faults;
 mod gc;
 mod kubeconfig;
 mod patch;
+mod proto;
 mod rbac;
 mod resources;
 mod routes;

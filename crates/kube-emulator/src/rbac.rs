@@ -47,19 +47,78 @@ fn subject_matches(user: &User, subject: &Value, binding_ns: &str) -> bool {
     }
 }
 
-fn rule_allows(rule: &Value, verb: Verb, rt: &ResourceType, sub: Option<&str>, name: Option<&str>) -> bool {
-    let resource = match sub {
-        Some(s) => format!("{}/{s}", rt.plural),
-        None => rt.plural.clone(),
-    };
+/// What a request asks to do, as the RBAC authorizer sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Attributes<'a> {
+    pub verb: &'a str,
+    pub group: &'a str,
+    pub resource: &'a str,
+    pub subresource: Option<&'a str>,
+    pub namespace: Option<&'a str>,
+    pub name: Option<&'a str>,
+}
+
+impl Attributes<'_> {
+    fn resource_path(&self) -> String {
+        match self.subresource.filter(|s| !s.is_empty()) {
+            Some(s) => format!("{}/{s}", self.resource),
+            None => self.resource.to_string(),
+        }
+    }
+}
+
+fn rule_allows(rule: &Value, a: &Attributes) -> bool {
     let names_ok = match rule["resourceNames"].as_array() {
-        Some(a) if !a.is_empty() => name.is_some_and(|n| a.iter().any(|x| x.as_str() == Some(n))),
+        Some(list) if !list.is_empty() => a.name.is_some_and(|n| list.iter().any(|x| x.as_str() == Some(n))),
         _ => true,
     };
-    list_has(&rule["apiGroups"], &rt.group)
-        && list_has(&rule["resources"], &resource)
-        && list_has(&rule["verbs"], verb.as_str())
+    list_has(&rule["apiGroups"], a.group)
+        && list_has(&rule["resources"], &a.resource_path())
+        && list_has(&rule["verbs"], a.verb)
         && names_ok
+}
+
+/// Whether a rule allows a non-resource request (`nonResourceURLs`, `*` and `prefix*`).
+fn rule_allows_path(rule: &Value, verb: &str, path: &str) -> bool {
+    let path_ok = rule["nonResourceURLs"].as_array().is_some_and(|urls| {
+        urls.iter().filter_map(Value::as_str).any(|u| {
+            u == path || u == "*" || u.strip_suffix('*').is_some_and(|prefix| path.starts_with(prefix))
+        })
+    });
+    path_ok && list_has(&rule["verbs"], verb)
+}
+
+/// `Some(reason)` when RBAC allows a non-resource request.
+pub fn allowed_path(st: &State, user: &User, verb: &str, path: &str) -> Option<String> {
+    rules_for(st, user, None).into_iter().find(|(r, _)| rule_allows_path(r, verb, path)).map(|(_, why)| why)
+}
+
+/// The bootstrap ClusterRoles every real cluster binds to `system:authenticated`
+/// (`system:basic-user`, `system:discovery`, `system:public-info-viewer`). They are not
+/// stored objects here, but they grant the same.
+fn bootstrap_rules(user: &User) -> Vec<(Value, String)> {
+    if !user.groups.iter().any(|g| g == "system:authenticated") {
+        return vec![];
+    }
+    let why = |role: &str| {
+        format!(
+            "RBAC: allowed by ClusterRoleBinding \"{role}\" of ClusterRole \"{role}\" to Group \"system:authenticated\""
+        )
+    };
+    vec![
+        (
+            json!({"verbs": ["create"], "apiGroups": ["authorization.k8s.io"], "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"]}),
+            why("system:basic-user"),
+        ),
+        (
+            json!({"verbs": ["create"], "apiGroups": ["authentication.k8s.io"], "resources": ["selfsubjectreviews"]}),
+            why("system:basic-user"),
+        ),
+        (
+            json!({"verbs": ["get"], "nonResourceURLs": ["/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi", "/openapi/*", "/readyz", "/version", "/version/"]}),
+            why("system:discovery"),
+        ),
+    ]
 }
 
 fn rules_of(st: &State, role_ref: &Value, binding_ns: &str) -> Vec<Value> {
@@ -72,6 +131,50 @@ fn rules_of(st: &State, role_ref: &Value, binding_ns: &str) -> Vec<Value> {
     obj.and_then(|o| o["rules"].as_array().cloned()).unwrap_or_default()
 }
 
+/// Every rule granted to `user` cluster-wide and, with a namespace, in it; each with the
+/// RBAC authorizer's description of where it comes from.
+pub fn rules_for(st: &State, user: &User, namespace: Option<&str>) -> Vec<(Value, String)> {
+    let mut rules = bootstrap_rules(user);
+    let describe = |binding: &str, b: &Value, subject: &Value| {
+        let sub_kind = subject["kind"].as_str().unwrap_or_default();
+        let sub_name = subject["name"].as_str().unwrap_or_default();
+        let sub = match subject["namespace"].as_str().filter(|n| !n.is_empty()) {
+            Some(ns) => format!("{sub_kind} \"{ns}/{sub_name}\""),
+            None => format!("{sub_kind} \"{sub_name}\""),
+        };
+        format!(
+            "RBAC: allowed by {binding} of {} \"{}\" to {sub}",
+            b["roleRef"]["kind"].as_str().unwrap_or_default(),
+            b["roleRef"]["name"].as_str().unwrap_or_default()
+        )
+    };
+    for (key, b) in st.store.objects("clusterrolebindings.rbac.authorization.k8s.io") {
+        let subjects = b["subjects"].as_array().cloned().unwrap_or_default();
+        if let Some(s) = subjects.iter().find(|s| subject_matches(user, s, "")) {
+            let why = describe(&format!("ClusterRoleBinding \"{}\"", key.1), b, s);
+            rules.extend(rules_of(st, &b["roleRef"], "").into_iter().map(|r| (r, why.clone())));
+        }
+    }
+    if let Some(ns) = namespace {
+        for (key, b) in st.store.objects("rolebindings.rbac.authorization.k8s.io") {
+            if key.0 != ns {
+                continue;
+            }
+            let subjects = b["subjects"].as_array().cloned().unwrap_or_default();
+            if let Some(s) = subjects.iter().find(|s| subject_matches(user, s, ns)) {
+                let why = describe(&format!("RoleBinding \"{}/{ns}\"", key.1), b, s);
+                rules.extend(rules_of(st, &b["roleRef"], ns).into_iter().map(|r| (r, why.clone())));
+            }
+        }
+    }
+    rules
+}
+
+/// `Some(reason)` when RBAC allows the request.
+pub fn allowed(st: &State, user: &User, a: &Attributes) -> Option<String> {
+    rules_for(st, user, a.namespace).into_iter().find(|(r, _)| rule_allows(r, a)).map(|(_, why)| why)
+}
+
 pub fn authorize(
     st: &State,
     user: &User,
@@ -81,31 +184,18 @@ pub fn authorize(
     name: Option<&str>,
     sub: Option<&str>,
 ) -> ApiResult<()> {
-    let mut rules: Vec<Value> = Vec::new();
-    for (_, b) in st.store.objects("clusterrolebindings.rbac.authorization.k8s.io") {
-        let subjects = b["subjects"].as_array().cloned().unwrap_or_default();
-        if subjects.iter().any(|s| subject_matches(user, s, "")) {
-            rules.extend(rules_of(st, &b["roleRef"], ""));
-        }
-    }
-    if let Some(ns) = namespace {
-        for (key, b) in st.store.objects("rolebindings.rbac.authorization.k8s.io") {
-            if key.0 != ns {
-                continue;
-            }
-            let subjects = b["subjects"].as_array().cloned().unwrap_or_default();
-            if subjects.iter().any(|s| subject_matches(user, s, ns)) {
-                rules.extend(rules_of(st, &b["roleRef"], ns));
-            }
-        }
-    }
-    if rules.iter().any(|r| rule_allows(r, verb, rt, sub, name)) {
+    let attrs = Attributes {
+        verb: verb.as_str(),
+        group: &rt.group,
+        resource: &rt.plural,
+        subresource: sub,
+        namespace,
+        name,
+    };
+    if allowed(st, user, &attrs).is_some() {
         return Ok(());
     }
-    let resource = match sub {
-        Some(s) => format!("{}/{s}", rt.plural),
-        None => rt.plural.clone(),
-    };
+    let resource = attrs.resource_path();
     let scope = match namespace {
         Some(ns) => format!("in the namespace \"{ns}\""),
         None => "at the cluster scope".to_string(),

@@ -32,6 +32,8 @@ pub struct ResourceType {
     pub repr: Repr,
     /// Present for custom resources.
     pub crd: Option<CrdInfo>,
+    /// Review kinds (SelfSubjectAccessReview, …): only `create`, answered, never stored.
+    pub create_only: bool,
 }
 
 impl std::fmt::Debug for ResourceType {
@@ -64,6 +66,9 @@ impl ResourceType {
     }
 
     pub fn verbs(&self) -> Vec<&'static str> {
+        if self.create_only {
+            return vec!["create"];
+        }
         vec!["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
     }
 }
@@ -93,7 +98,13 @@ fn builtin(
         storage: storage_key(group, plural),
         repr: Repr::Plain,
         crd: None,
+        create_only: false,
     }
+}
+
+/// A create-only review resource (authorization.k8s.io, authentication.k8s.io).
+fn review(group: &str, plural: &str, kind: &str, namespaced: bool) -> ResourceType {
+    ResourceType { create_only: true, ..builtin(group, "v1", plural, kind, namespaced, &[], false, false) }
 }
 
 pub fn storage_key(group: &str, plural: &str) -> String {
@@ -135,6 +146,11 @@ impl Default for Registry {
                 builtin(rbac, "v1", "rolebindings", "RoleBinding", true, &[], false, false),
                 builtin(rbac, "v1", "clusterroles", "ClusterRole", false, &[], false, false),
                 builtin(rbac, "v1", "clusterrolebindings", "ClusterRoleBinding", false, &[], false, false),
+                review("authentication.k8s.io", "selfsubjectreviews", "SelfSubjectReview", false),
+                review("authorization.k8s.io", "selfsubjectaccessreviews", "SelfSubjectAccessReview", false),
+                review("authorization.k8s.io", "selfsubjectrulesreviews", "SelfSubjectRulesReview", false),
+                review("authorization.k8s.io", "subjectaccessreviews", "SubjectAccessReview", false),
+                review("authorization.k8s.io", "localsubjectaccessreviews", "LocalSubjectAccessReview", true),
                 // Workloads, stored as plain objects (no pods are run): enough to patch their
                 // pod template, as `kubectl rollout restart` does.
                 builtin("apps", "v1", "deployments", "Deployment", true, &["deploy"], true, true),
@@ -153,11 +169,6 @@ impl Registry {
 
     pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceType> {
         self.all().find(|r| r.group == group && r.version == version && r.plural == plural)
-    }
-
-    /// Any served version of the resource stored under `storage` (used by GC and namespace cleanup).
-    pub fn by_storage(&self, storage: &str) -> Option<&ResourceType> {
-        self.all().find(|r| r.storage == storage && r.repr == Repr::Plain)
     }
 
     pub fn group_versions(&self) -> Vec<(String, String)> {
@@ -227,6 +238,7 @@ pub fn crd_resource_types(crd: &Value) -> Vec<ResourceType> {
                 schema,
                 printer_columns: v["additionalPrinterColumns"].as_array().cloned().unwrap_or_default(),
             }),
+            create_only: false,
         });
     }
     out

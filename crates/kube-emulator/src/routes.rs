@@ -8,7 +8,7 @@ use crate::patch::{self, PatchType};
 use crate::rbac::{self, User};
 use crate::resources::ResourceType;
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::verbs::{DeleteOpts, ListOpts, Propagation, State, WriteOpts};
+use crate::verbs::{DeleteOpts, Deleted, FieldValidation, ListOpts, Propagation, State, WriteOpts};
 use crate::watch::{self, WatchParams};
 use axum::body::Body;
 use axum::extract::Request;
@@ -98,8 +98,10 @@ fn finish_target(rt: ResourceType, namespace: Option<String>, more: &[&str]) -> 
         [] => (None, None),
         [name] => (Some(name.to_string()), None),
         [name, sub] => {
+            let core = |plural: &str| rt.plural == plural && rt.group.is_empty();
             let ok = (*sub == "status" && rt.status_subresource)
-                || (*sub == "finalize" && rt.plural == "namespaces" && rt.group.is_empty());
+                || (*sub == "finalize" && core("namespaces"))
+                || (*sub == "token" && core("serviceaccounts"));
             if !ok {
                 return Err(ApiError::path_not_found());
             }
@@ -159,6 +161,43 @@ fn success_status(rt: &ResourceType, obj: &Value) -> Value {
     json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success","details":details})
 }
 
+/// Who is asking: `None` is the admin (the admin token, or no credentials at all, since
+/// client-go never sends credentials to a plain-http server). The admin may impersonate
+/// (`kubectl --as=NAME --as-group=G`). Minted tokens (service_account_client, TokenRequest)
+/// are their ServiceAccount; with RBAC on, any other token is 401, with RBAC off it is the admin.
+fn authenticate(shared: &Shared, headers: &HeaderMap) -> ApiResult<Option<User>> {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_string();
+    if token.is_empty() || token == shared.admin_token {
+        let Some(name) = headers.get("impersonate-user").and_then(|v| v.to_str().ok()) else {
+            return Ok(None);
+        };
+        let user = match name.strip_prefix("system:serviceaccount:").and_then(|r| r.split_once(':')) {
+            Some((ns, sa)) => User::service_account(ns, sa),
+            None => User {
+                name: name.to_string(),
+                groups: headers
+                    .get_all("impersonate-group")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok().map(String::from))
+                    .chain(std::iter::once("system:authenticated".to_string()))
+                    .collect(),
+                service_account: (String::new(), String::new()),
+            },
+        };
+        return Ok(Some(user));
+    }
+    match shared.tokens.lock().ok().and_then(|t| t.get(&token).cloned()) {
+        Some(u) => Ok(Some(u)),
+        None if shared.rbac => Err(ApiError::new(401, "Unauthorized", "Unauthorized")),
+        None => Ok(None),
+    }
+}
+
 pub async fn handle(shared: Arc<Shared>, req: Request) -> Response {
     match handle_inner(shared, req).await {
         Ok(r) => r,
@@ -175,49 +214,7 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
             .map(|q| q.0)
             .map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?;
 
-    // Authentication: with RBAC on, only the admin token and minted tokens are accepted.
-    let user = if shared.rbac {
-        let token = parts
-            .headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default()
-            .to_string();
-        // No credentials at all counts as the admin: client-go (kubectl) never sends
-        // credentials to a plain-http server, and only minted tokens are meant to be
-        // restricted here. Unknown tokens are rejected below.
-        if token == shared.admin_token || token.is_empty() {
-            // The admin may impersonate (kubectl --as=system:serviceaccount:NS:NAME).
-            let as_user = parts.headers.get("impersonate-user").and_then(|v| v.to_str().ok());
-            match as_user {
-                None => None,
-                Some(name) => {
-                    match name.strip_prefix("system:serviceaccount:").and_then(|r| r.split_once(':')) {
-                        Some((ns, sa)) => Some(User::service_account(ns, sa)),
-                        None => Some(User {
-                            name: name.to_string(),
-                            groups: parts
-                                .headers
-                                .get_all("impersonate-group")
-                                .iter()
-                                .filter_map(|v| v.to_str().ok().map(String::from))
-                                .chain(std::iter::once("system:authenticated".to_string()))
-                                .collect(),
-                            service_account: (String::new(), String::new()),
-                        }),
-                    }
-                }
-            }
-        } else {
-            match shared.tokens.lock().ok().and_then(|t| t.get(&token).cloned()) {
-                Some(u) => Some(u),
-                None => return Err(ApiError::new(401, "Unauthorized", "Unauthorized")),
-            }
-        }
-    } else {
-        None
-    };
+    let user = authenticate(&shared, &parts.headers)?;
 
     // Non-resource endpoints.
     if parts.method == Method::GET {
@@ -260,6 +257,7 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
         (&Method::GET, None) => Verb::List,
         (&Method::GET, Some(_)) => Verb::Get,
         (&Method::POST, None) => Verb::Create,
+        (&Method::POST, Some(_)) if target.subresource.as_deref() == Some("token") => Verb::Create,
         (&Method::PUT, Some(_)) => Verb::Update,
         (&Method::PATCH, Some(_)) => Verb::Patch,
         (&Method::DELETE, Some(_)) => Verb::Delete,
@@ -276,7 +274,10 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
         };
         by.entry(key).or_default().record(verb);
     }
-    if let Some(u) = &user {
+    if rt.create_only && verb != Verb::Create {
+        return Err(ApiError::method_not_allowed());
+    }
+    if let Some(u) = user.as_ref().filter(|_| shared.rbac) {
         let st = lock(&shared.state)?;
         rbac::authorize(
             &st,
@@ -306,20 +307,41 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
         .map_err(|e| ApiError::bad_request(format!("reading request body: {e}")))?;
     let content_type =
         headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/json").to_string();
-    if content_type.contains("protobuf") || content_type.contains("cbor") {
-        // Only JSON/YAML bodies are understood; typed client-go writers (e.g. `kubectl
-        // create secret`) send protobuf and get the real server's answer for unknown formats.
+    if content_type.contains("cbor") {
         return Err(ApiError::unsupported_media_type(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {content_type:?})"
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {content_type:?})"
         )));
     }
+    // Typed client-go writers (`kubectl create secret|configmap|namespace|…`) send
+    // protobuf; it is decoded into the same JSON as every other body. Responses stay
+    // JSON, which those clients accept too.
+    let protobuf_body: Option<Value> = if crate::proto::is_protobuf(&content_type) && !body.is_empty() {
+        let expected = match verb {
+            Verb::Delete | Verb::DeleteCollection => {
+                ("meta.k8s.io/v1".to_string(), "DeleteOptions".to_string())
+            }
+            _ if target.subresource.as_deref() == Some("token") => {
+                ("authentication.k8s.io/v1".to_string(), "TokenRequest".to_string())
+            }
+            _ => (rt.api_version(), rt.kind.clone()),
+        };
+        Some(crate::proto::decode(&body, (&expected.0, &expected.1))?)
+    } else {
+        None
+    };
+    let decode_body = |yaml: bool| -> ApiResult<Value> {
+        match &protobuf_body {
+            Some(v) => Ok(v.clone()),
+            None => patch::parse_body(&body, yaml),
+        }
+    };
     let yaml_body = content_type.contains("yaml");
     let wopts = WriteOpts {
         field_manager: query.get("fieldManager").cloned().unwrap_or_else(|| default_manager(headers)),
-        dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
+        dry_run: dry_run(verb, query.get("dryRun").map(String::as_str))?,
         force: truthy(query.get("force")),
         subresource: target.subresource.clone(),
-        strict: query.get("fieldValidation").is_some_and(|v| v == "Strict"),
+        field_validation: field_validation(verb, query.get("fieldValidation").map(String::as_str))?,
     };
     // `as=PartialObjectMetadata[List]` (kube-rs metadata APIs and metadata_watcher).
     let as_metadata = headers
@@ -337,6 +359,24 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
         .get("accept")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.split(',').next().unwrap_or_default().contains("as=Table"));
+
+    if rt.create_only {
+        let st = lock(&shared.state)?;
+        let out = crate::access::review(&st, shared.rbac, user.as_ref(), &rt, ns, decode_body(yaml_body)?)?;
+        return Ok(json_response(201, &out));
+    }
+    if target.subresource.as_deref() == Some("token") {
+        let st = lock(&shared.state)?;
+        let name = target.name.as_deref().unwrap_or_default();
+        let (out, token, sa) =
+            crate::access::token_request(&st, ns.unwrap_or_default(), name, decode_body(yaml_body)?)?;
+        if !wopts.dry_run {
+            if let Ok(mut t) = shared.tokens.lock() {
+                t.insert(token, sa);
+            }
+        }
+        return Ok(json_response(201, &out));
+    }
 
     match verb {
         Verb::Watch => {
@@ -396,17 +436,19 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
             Ok(respond(200, &list))
         }
         Verb::Create => {
-            let obj = patch::parse_body(&body, yaml_body)?;
+            let obj = decode_body(yaml_body)?;
             let mut st = lock(&shared.state)?;
+            st.warnings.borrow_mut().clear();
             let created = st.create(&rt, ns, obj, &wopts)?;
-            Ok(respond(201, &created))
+            Ok(with_warnings(respond(201, &created), &st))
         }
         Verb::Update => {
-            let obj = patch::parse_body(&body, yaml_body)?;
+            let obj = decode_body(yaml_body)?;
             let mut st = lock(&shared.state)?;
+            st.warnings.borrow_mut().clear();
             let name = target.name.as_deref().unwrap_or_default();
             let updated = st.update(&rt, ns, name, obj, &wopts)?;
-            Ok(respond(200, &updated))
+            Ok(with_warnings(respond(200, &updated), &st))
         }
         Verb::Patch => {
             let ptype = PatchType::from_content_type(&content_type)?;
@@ -417,23 +459,88 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
             }
             let mut st = lock(&shared.state)?;
             let name = target.name.as_deref().unwrap_or_default();
-            let patched = st.patch(&rt, ns, name, ptype, &body, &wopts)?;
-            Ok(respond(200, &patched))
+            st.warnings.borrow_mut().clear();
+            let (patched, created) = st.patch(&rt, ns, name, ptype, &body, &wopts)?;
+            Ok(with_warnings(respond(if created { 201 } else { 200 }, &patched), &st))
         }
         Verb::Delete | Verb::DeleteCollection => {
-            let dopts = delete_opts(&query, &body)?;
+            let dopts = delete_opts(&query, protobuf_body.clone(), &body)?;
             let mut st = lock(&shared.state)?;
             if verb == Verb::DeleteCollection {
                 let lo = list_opts(&query, &rt.storage)?;
                 return Ok(json_response(200, &st.delete_collection(&rt, ns, &lo, &dopts)?));
             }
             let name = target.name.as_deref().unwrap_or_default();
-            let (obj, gone) = st.delete(&rt, ns, name, &dopts)?;
-            if gone && !rt.is_custom() {
-                return Ok(json_response(200, &success_status(&rt, &obj)));
+            match st.delete(&rt, ns, name, &dopts)? {
+                Deleted::Gone(last) => Ok(json_response(200, &success_status(&rt, &last))),
+                // Real servers answer 202 only when orphanDependents=false was asked for.
+                Deleted::Pending(obj) if dopts.orphan_dependents == Some(false) => Ok(respond(202, &obj)),
+                Deleted::Pending(obj) => Ok(respond(200, &obj)),
             }
-            Ok(respond(200, &obj))
         }
+    }
+}
+
+/// Adds the write's warnings as `Warning: 299 - "…"` headers (kubectl prints them as
+/// `Warning: …`; client-go hands them to its warning handler).
+fn with_warnings(mut resp: Response, st: &State) -> Response {
+    for w in st.warnings.borrow_mut().drain(..) {
+        let quoted = w.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(v) = axum::http::HeaderValue::from_str(&format!("299 - \"{quoted}\"")) {
+            resp.headers_mut().append("warning", v);
+        }
+    }
+    resp
+}
+
+fn options_kind(verb: Verb) -> &'static str {
+    match verb {
+        Verb::Create => "CreateOptions",
+        Verb::Update => "UpdateOptions",
+        Verb::Patch => "PatchOptions",
+        _ => "DeleteOptions",
+    }
+}
+
+/// `dryRun`: only `All` is a value (422 otherwise, as the real options validation says).
+fn dry_run(verb: Verb, value: Option<&str>) -> ApiResult<bool> {
+    match value {
+        None | Some("") => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(ApiError::invalid(
+            "meta.k8s.io",
+            options_kind(verb),
+            "",
+            vec![crate::error::Cause {
+                reason: "FieldValueNotSupported",
+                field: "dryRun".into(),
+                message: format!(
+                    "dryRun: Unsupported value: []string{{\"{other}\"}}: supported values: \"All\""
+                ),
+            }],
+        )),
+    }
+}
+
+/// `fieldValidation`: unset means `Warn`, as on the real server.
+fn field_validation(verb: Verb, value: Option<&str>) -> ApiResult<FieldValidation> {
+    match value {
+        None | Some("") | Some("Warn") => Ok(FieldValidation::Warn),
+        Some("Ignore") => Ok(FieldValidation::Ignore),
+        Some("Strict") => Ok(FieldValidation::Strict),
+        Some(other) if matches!(verb, Verb::Create | Verb::Update | Verb::Patch) => Err(ApiError::invalid(
+            "meta.k8s.io",
+            options_kind(verb),
+            "",
+            vec![crate::error::Cause {
+                reason: "FieldValueNotSupported",
+                field: "fieldValidation".into(),
+                message: format!(
+                    "fieldValidation: Unsupported value: \"{other}\": supported values: \"\", \"Ignore\", \"Strict\", \"Warn\""
+                ),
+            }],
+        )),
+        Some(_) => Ok(FieldValidation::Warn),
     }
 }
 
@@ -454,8 +561,10 @@ pub fn partial_metadata(v: &Value) -> Value {
     })
 }
 
-fn delete_opts(q: &HashMap<String, String>, body: &[u8]) -> ApiResult<DeleteOpts> {
-    let b: Value = if body.iter().all(|c| c.is_ascii_whitespace()) {
+fn delete_opts(q: &HashMap<String, String>, decoded: Option<Value>, body: &[u8]) -> ApiResult<DeleteOpts> {
+    let b: Value = if let Some(v) = decoded {
+        v
+    } else if body.iter().all(|c| c.is_ascii_whitespace()) {
         json!({})
     } else {
         patch::parse_body(body, false)?
@@ -465,21 +574,25 @@ fn delete_opts(q: &HashMap<String, String>, body: &[u8]) -> ApiResult<DeleteOpts
     let orphan_flag =
         b["orphanDependents"].as_bool().or_else(|| q.get("orphanDependents").map(|v| v == "true"));
     let propagation = match (policy.as_deref(), orphan_flag) {
-        (Some("Orphan"), _) | (None, Some(true)) => Propagation::Orphan,
-        (Some("Foreground"), _) => Propagation::Foreground,
-        (Some("Background"), _) | (None, _) => Propagation::Background,
+        (Some("Orphan"), _) | (None, Some(true)) => Some(Propagation::Orphan),
+        (Some("Foreground"), _) => Some(Propagation::Foreground),
+        (Some("Background"), _) | (None, Some(false)) => Some(Propagation::Background),
+        (None, None) => None,
         (Some(other), _) => {
             return Err(ApiError::bad_request(format!(
                 "propagationPolicy: Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
             )))
         }
     };
-    let dry_run = b["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All"))
-        || q.get("dryRun").is_some_and(|d| d == "All");
+    let mut dry_run = dry_run(Verb::Delete, q.get("dryRun").map(String::as_str))?;
+    for v in b["dryRun"].as_array().into_iter().flatten() {
+        dry_run |= self::dry_run(Verb::Delete, Some(v.as_str().unwrap_or("?")))?;
+    }
     Ok(DeleteOpts {
         propagation,
         precondition_uid: b["preconditions"]["uid"].as_str().map(String::from),
         precondition_rv: b["preconditions"]["resourceVersion"].as_str().map(String::from),
         dry_run,
+        orphan_dependents: orphan_flag,
     })
 }

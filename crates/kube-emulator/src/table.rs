@@ -4,8 +4,12 @@
 use crate::resources::ResourceType;
 use serde_json::{json, Value};
 
-/// Age as apimachinery's duration.HumanDuration renders it.
+/// Age as apimachinery's duration.HumanDuration renders it: a time more than a second in
+/// the future is `<invalid>`.
 pub fn human_age(seconds: i64) -> String {
+    if seconds < -1 {
+        return "<invalid>".into();
+    }
     let s = seconds.max(0);
     let (m, h, d) = (s / 60, s / 3600, s / 86400);
     if s < 120 {
@@ -83,6 +87,27 @@ fn age_of(obj: &Value, now: jiff::Timestamp) -> String {
         .unwrap_or_else(|| "<unknown>".into())
 }
 
+/// A CRD printer column's cell as the apiextensions table convertor makes it: a value of
+/// the wrong type is an empty cell, integers are truncated, a date that does not parse is
+/// `<invalid>`, and a `string` column prints any value as text.
+fn printer_cell(ty: &str, v: &Value, now: jiff::Timestamp) -> Value {
+    match (ty, v) {
+        (_, Value::Null) => Value::Null,
+        ("integer", Value::Number(n)) => {
+            n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)).map_or(Value::Null, |i| json!(i))
+        }
+        ("number", Value::Number(n)) => n.as_f64().map_or(Value::Null, |f| json!(f)),
+        ("boolean", Value::Bool(b)) => json!(b),
+        ("date", Value::String(t)) => match t.parse::<jiff::Timestamp>() {
+            Ok(t) => json!(human_age(now.as_second() - t.as_second())),
+            Err(_) => json!("<invalid>"),
+        },
+        ("string", Value::String(s)) => json!(s),
+        ("string", other) => json!(other.to_string()),
+        _ => Value::Null,
+    }
+}
+
 fn col(name: &str, ty: &str, format: &str, description: &str, priority: i64) -> Value {
     json!({"name": name, "type": ty, "format": format, "description": description, "priority": priority})
 }
@@ -109,15 +134,7 @@ pub fn render(
             ));
             let path = c["jsonPath"].as_str().unwrap_or_default().to_string();
             cells.push(Box::new(move |o: &Value| {
-                let v = json_path(o, &path).cloned().unwrap_or(Value::Null);
-                if ty == "date" {
-                    match v.as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok()) {
-                        Some(t) => json!(human_age(now.as_second() - t.as_second())),
-                        None => Value::Null,
-                    }
-                } else {
-                    v
-                }
+                json_path(o, &path).map_or(Value::Null, |v| printer_cell(&ty, v, now))
             }));
         }
     } else {
@@ -244,5 +261,22 @@ mod tests {
         assert_eq!(human_age(5), "5s");
         assert_eq!(human_age(150), "2m30s");
         assert_eq!(human_age(3600 * 30), "30h");
+        assert_eq!(human_age(300), "5m");
+        assert_eq!(human_age(86400 * 3), "3d");
+        assert_eq!(human_age(-1), "0s");
+        assert_eq!(human_age(-3600), "<invalid>", "a future time");
+    }
+
+    #[test]
+    fn printer_cells_follow_the_column_type() {
+        let now: jiff::Timestamp = "2025-01-01T00:00:00Z".parse().unwrap();
+        assert_eq!(printer_cell("date", &json!("2025-01-01T01:00:00Z"), now), json!("<invalid>"));
+        assert_eq!(printer_cell("date", &json!("2024-12-31T23:55:00Z"), now), json!("5m"));
+        assert_eq!(printer_cell("date", &json!("yesterday"), now), json!("<invalid>"));
+        assert_eq!(printer_cell("integer", &json!(2.7), now), json!(2));
+        assert_eq!(printer_cell("integer", &json!("2"), now), Value::Null);
+        assert_eq!(printer_cell("number", &json!(2), now), json!(2.0));
+        assert_eq!(printer_cell("boolean", &json!(true), now), json!(true));
+        assert_eq!(printer_cell("string", &json!(5), now), json!("5"));
     }
 }

@@ -1134,3 +1134,355 @@ async fn namespace_metadata_finalizer_holds_it_after_contents_are_gone() {
         .unwrap();
     assert_eq!(api_err(ns.get("held").await.unwrap_err()).code, 404);
 }
+
+#[tokio::test]
+async fn delete_answers_status_when_gone_and_the_object_when_held() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let client = emu.client();
+    let widgets = widget_crd(&client).await;
+    let w = widgets.create(&PostParams::default(), &widget("w", json!({"size": 1}))).await.unwrap();
+    // A custom resource without finalizers: Status, like every emulated kind.
+    let status = widgets.delete("w", &DeleteParams::default()).await.unwrap().right().expect("a Status");
+    assert_eq!(status.status, Some(kube::core::response::StatusSummary::Success));
+    let details = status.details.unwrap();
+    assert_eq!(
+        (details.name.as_str(), details.group.as_str(), details.kind.as_str()),
+        ("w", "example.com", "widgets")
+    );
+    assert_eq!(details.uid, w.metadata.uid.unwrap());
+    // With a finalizer: the object, marked for deletion (generation bumped).
+    let mut held = widget("held", json!({"size": 1}));
+    held.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    widgets.create(&PostParams::default(), &held).await.unwrap();
+    let pending = widgets.delete("held", &DeleteParams::default()).await.unwrap().left().expect("the object");
+    assert!(pending.metadata.deletion_timestamp.is_some());
+    assert_eq!(pending.metadata.generation, Some(2));
+    // dryRun=All: the same answers, nothing changes.
+    let secrets: Api<Secret> = Api::default_namespaced(client.clone());
+    secrets.create(&PostParams::default(), &secret("s")).await.unwrap();
+    let dry = DeleteParams { dry_run: true, ..Default::default() };
+    assert!(secrets.delete("s", &dry).await.unwrap().is_right());
+    assert!(secrets.get("s").await.unwrap().metadata.deletion_timestamp.is_none());
+}
+
+#[tokio::test]
+async fn orphan_policy_sets_the_orphan_finalizer_which_the_collector_removes() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let secrets: Api<Secret> = Api::default_namespaced(emu.client());
+    let mut owner = secret("owner");
+    owner.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    let owner = secrets.create(&PostParams::default(), &owner).await.unwrap();
+    let mut dep = secret("dep");
+    dep.metadata.owner_references = Some(vec![serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret", "name": "owner", "uid": owner.metadata.uid.clone().unwrap()
+    }))
+    .unwrap()]);
+    secrets.create(&PostParams::default(), &dep).await.unwrap();
+    let answered = secrets.delete("owner", &DeleteParams::orphan()).await.unwrap().left().expect("held");
+    assert_eq!(
+        answered.metadata.finalizers,
+        Some(vec!["example.com/hold".to_string(), "orphan".to_string()])
+    );
+    // The collector orphaned the dependent and removed its finalizer; the owner's own stays.
+    assert!(secrets.get("dep").await.unwrap().metadata.owner_references.is_none());
+    let owner = secrets.get("owner").await.unwrap();
+    assert_eq!(owner.metadata.finalizers, Some(vec!["example.com/hold".to_string()]));
+    // Without other finalizers the owner is answered held, then gone.
+    secrets.create(&PostParams::default(), &secret("lone")).await.unwrap();
+    let lone = secrets.delete("lone", &DeleteParams::orphan()).await.unwrap().left().expect("held");
+    assert_eq!(lone.metadata.finalizers, Some(vec!["orphan".to_string()]));
+    assert_eq!(api_err(secrets.get("lone").await.unwrap_err()).code, 404);
+}
+
+#[tokio::test]
+async fn foreground_owner_is_held_only_by_blocking_dependents() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let secrets: Api<Secret> = Api::default_namespaced(emu.client());
+    for block in [false, true] {
+        let owner = secrets.create(&PostParams::default(), &secret("owner")).await.unwrap();
+        let mut dep = secret("dep");
+        dep.metadata.finalizers = Some(vec!["x/y".into()]);
+        dep.metadata.owner_references = Some(vec![serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret", "name": "owner",
+            "uid": owner.metadata.uid.clone().unwrap(), "blockOwnerDeletion": block
+        }))
+        .unwrap()]);
+        secrets.create(&PostParams::default(), &dep).await.unwrap();
+        let answered = secrets.delete("owner", &DeleteParams::foreground()).await.unwrap();
+        assert!(answered.is_left(), "a foreground deletion answers the held object");
+        assert!(secrets.get("dep").await.unwrap().metadata.deletion_timestamp.is_some());
+        assert_eq!(secrets.get("owner").await.is_ok(), block, "blockOwnerDeletion: {block}");
+        secrets
+            .patch("dep", &PatchParams::default(), &Patch::Merge(json!({"metadata":{"finalizers":null}})))
+            .await
+            .unwrap();
+        assert_eq!(api_err(secrets.get("owner").await.unwrap_err()).code, 404);
+    }
+}
+
+#[tokio::test]
+async fn watch_deleted_event_carries_the_last_stored_state() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let secrets: Api<Secret> = Api::default_namespaced(emu.client());
+    let mut s = secret("s");
+    s.metadata.finalizers = Some(vec!["example.com/keep".into()]);
+    let created = secrets.create(&PostParams::default(), &s).await.unwrap();
+    secrets.delete("s", &DeleteParams::default()).await.unwrap();
+    let released = secrets
+        .patch("s", &PatchParams::default(), &Patch::Merge(json!({"metadata":{"finalizers":null}})))
+        .await
+        .unwrap();
+    assert!(released.metadata.finalizers.is_none(), "the writer gets the object it sent");
+    let wp = WatchParams::default().timeout(1);
+    let stream = secrets.watch(&wp, &rv(&created).to_string()).await.unwrap();
+    let events: Vec<_> = stream.try_collect().await.unwrap();
+    let last = events.iter().find_map(|e| match e {
+        WatchEvent::Deleted(o) => Some(o.clone()),
+        _ => None,
+    });
+    let last = last.expect("a DELETED event");
+    assert_eq!(
+        last.metadata.finalizers,
+        Some(vec!["example.com/keep".to_string()]),
+        "state before the release"
+    );
+    assert!(last.metadata.deletion_timestamp.is_some());
+}
+
+#[tokio::test]
+async fn terminating_namespace_reports_conditions_and_refuses_new_content() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let ns: Api<Namespace> = Api::all(emu.client());
+    ns.create(&PostParams::default(), &serde_json::from_value(json!({"metadata":{"name":"team"}})).unwrap())
+        .await
+        .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(emu.client(), "team");
+    let mut held = secret("held");
+    held.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    secrets.create(&PostParams::default(), &held).await.unwrap();
+    let answered = ns.delete("team", &DeleteParams::default()).await.unwrap().left().expect("the namespace");
+    assert_eq!(answered.status.unwrap().phase.as_deref(), Some("Terminating"));
+    let conditions = ns.get("team").await.unwrap().status.unwrap().conditions.unwrap();
+    let remaining = conditions.iter().find(|c| c.type_ == "NamespaceFinalizersRemaining").unwrap();
+    assert_eq!(
+        (remaining.status.as_str(), remaining.reason.as_deref()),
+        ("True", Some("SomeFinalizersRemain"))
+    );
+    assert!(remaining.message.as_deref().unwrap().contains("example.com/hold in 1 resource instances"));
+    let err = api_err(secrets.create(&PostParams::default(), &secret("new")).await.unwrap_err());
+    assert_eq!((err.code, err.reason.as_str()), (403, "Forbidden"));
+    let raw = send(
+        &emu.client(),
+        "POST",
+        "/api/v1/namespaces/team/configmaps",
+        "application/json",
+        r#"{"metadata":{"name":"c"}}"#,
+    )
+    .await
+    .unwrap_err();
+    let cause = match raw {
+        kube::Error::Api(s) => s.details.unwrap().causes[0].clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((cause.reason.as_str(), cause.field.as_str()), ("NamespaceTerminating", "metadata.namespace"));
+}
+
+#[tokio::test]
+async fn server_side_apply_creates_with_201_and_ignores_empty_maps_and_number_forms() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let client = emu.client();
+    let widgets = widget_crd(&client).await;
+    let apply = |name: &str, manager: &str, body: serde_json::Value| {
+        http::Request::builder()
+            .method("PATCH")
+            .uri(format!("/apis/example.com/v1/namespaces/default/widgets/{name}?fieldManager={manager}"))
+            .header("content-type", "application/apply-patch+yaml")
+            .body(body.to_string().into_bytes())
+            .unwrap()
+    };
+    let body =
+        json!({"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"a"},"spec":{"size":1}});
+    let resp = client.send(apply("a", "alice", body.clone()).map(Into::into)).await.unwrap();
+    assert_eq!(resp.status(), 201, "apply that creates");
+    let resp = client.send(apply("a", "alice", body).map(Into::into)).await.unwrap();
+    assert_eq!(resp.status(), 200, "apply that updates");
+
+    // Created with empty maps and a float-formatted number by another manager.
+    let created = widget("b", json!({"size": 1, "extra": {"min": 0.0, "opts": {}}}));
+    let mut created = created;
+    created.metadata.labels = Some(BTreeMap::new());
+    widgets
+        .create(&PostParams { field_manager: Some("creator".into()), ..Default::default() }, &created)
+        .await
+        .unwrap();
+    let second = widget("b", json!({"extra": {"min": 0, "opts": {"fast": true}}}));
+    let mut second = second;
+    second.metadata.labels = Some(BTreeMap::from([("team".to_string(), "a".to_string())]));
+    let out = widgets
+        .patch("b", &PatchParams::apply("second"), &Patch::Apply(&second))
+        .await
+        .expect("no conflict: the creator owns the empty maps, not fields set in them later, and 0 == 0.0");
+    assert_eq!(out.data["spec"]["extra"]["opts"]["fast"], json!(true));
+    assert_eq!(out.metadata.labels.unwrap()["team"], "a");
+}
+
+/// Sends a raw request and returns the status code, the `Warning` headers and the body.
+async fn exchange(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    ct: &str,
+    body: serde_json::Value,
+) -> (u16, Vec<String>, serde_json::Value) {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", ct)
+        .body(body.to_string().into_bytes().into())
+        .unwrap();
+    let resp = client.send(req).await.unwrap();
+    let code = resp.status().as_u16();
+    let warnings =
+        resp.headers().get_all("warning").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    use http_body_util::BodyExt;
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (code, warnings, serde_json::from_slice(&bytes).unwrap_or_default())
+}
+
+#[tokio::test]
+async fn unknown_fields_of_built_ins_warn_by_default_and_fail_strict_validation() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let client = emu.client();
+    let body = json!({"apiVersion":"v1","kind":"Secret","metadata":{"name":"s","colour":"red"},"bogus":1,"stringData":{"a":"b"}});
+    let path = "/api/v1/namespaces/default/secrets";
+    let (code, _, status) = exchange(
+        &client,
+        "POST",
+        &format!("{path}?fieldValidation=Strict"),
+        "application/json",
+        body.clone(),
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert_eq!(
+        status["message"],
+        r#"Secret in version "v1" cannot be handled as a Secret: strict decoding error: unknown field "bogus", unknown field "metadata.colour""#
+    );
+    let (code, warnings, created) = exchange(&client, "POST", path, "application/json", body).await;
+    assert_eq!(code, 201);
+    assert_eq!(
+        warnings,
+        [r#"299 - "unknown field \"bogus\"""#, r#"299 - "unknown field \"metadata.colour\"""#]
+    );
+    assert!(created.get("bogus").is_none() && created["metadata"].get("colour").is_none(), "{created}");
+    // Ignore: dropped silently.
+    let body = json!({"metadata":{"name":"s2"},"bogus":1});
+    let (code, warnings, _) =
+        exchange(&client, "POST", &format!("{path}?fieldValidation=Ignore"), "application/json", body).await;
+    assert_eq!((code, warnings.len()), (201, 0));
+}
+
+#[tokio::test]
+async fn dry_run_and_field_validation_values_are_validated() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let client = emu.client();
+    let body = json!({"metadata":{"name":"c"}});
+    let path = "/api/v1/namespaces/default/configmaps";
+    let (code, _, status) =
+        exchange(&client, "POST", &format!("{path}?dryRun=Bogus"), "application/json", body.clone()).await;
+    assert_eq!(code, 422);
+    assert_eq!(
+        status["message"],
+        r#"CreateOptions.meta.k8s.io "" is invalid: dryRun: Unsupported value: []string{"Bogus"}: supported values: "All""#
+    );
+    assert_eq!(
+        status["details"]["causes"][0]["message"],
+        r#"Unsupported value: []string{"Bogus"}: supported values: "All""#
+    );
+    let (code, _, _) =
+        exchange(&client, "POST", &format!("{path}?fieldValidation=Loose"), "application/json", body).await;
+    assert_eq!(code, 422);
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::default_namespaced(client.clone());
+    assert_eq!(api_err(cms.get("c").await.unwrap_err()).code, 404, "nothing was created");
+    let (code, _, status) =
+        exchange(&client, "DELETE", &format!("{path}/c?dryRun=Bogus"), "application/json", json!({})).await;
+    assert_eq!((code, status["details"]["kind"].as_str()), (422, Some("DeleteOptions")));
+}
+
+#[tokio::test]
+async fn config_map_immutable_and_duplicate_keys_are_invalid() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::default_namespaced(emu.client());
+    let dup =
+        serde_json::from_value(json!({"metadata":{"name":"dup"},"data":{"k":"v"},"binaryData":{"k":"dg=="}}))
+            .unwrap();
+    let err = api_err(cms.create(&PostParams::default(), &dup).await.unwrap_err());
+    assert_eq!(err.code, 422);
+    assert!(
+        err.message.contains(r#"data[k]: Invalid value: "k": duplicate of key present in binaryData"#),
+        "{}",
+        err.message
+    );
+    let frozen =
+        serde_json::from_value(json!({"metadata":{"name":"frozen"},"data":{"k":"v"},"immutable":true}))
+            .unwrap();
+    cms.create(&PostParams::default(), &frozen).await.unwrap();
+    let err = api_err(
+        cms.patch("frozen", &PatchParams::default(), &Patch::Merge(json!({"data":{"k":"changed"}})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 422);
+    assert!(
+        err.message.contains("data: Forbidden: field is immutable when `immutable` is set"),
+        "{}",
+        err.message
+    );
+    let err = api_err(
+        cms.patch("frozen", &PatchParams::default(), &Patch::Merge(json!({"immutable":false})))
+            .await
+            .unwrap_err(),
+    );
+    assert!(err.message.contains("immutable: Forbidden"), "{}", err.message);
+    // Labels may still change.
+    cms.patch("frozen", &PatchParams::default(), &Patch::Merge(json!({"metadata":{"labels":{"a":"b"}}})))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn crd_with_unrecognized_formats_is_accepted_with_warnings() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "gadgets", "kind": "Gadget"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
+                "type": "object", "properties": {"spec": {"type": "object", "properties": {
+                    "count": {"type": "integer", "format": "uint32"},
+                    "big": {"type": "integer", "format": "int64"},
+                    "ratio": {"type": "number", "format": "double"},
+                    "at": {"type": "string", "format": "date-time"},
+                    "items": {"type": "array", "items": {"type": "integer", "format": "uint64"}}
+                }}}}}}]}
+    });
+    let path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+    let (code, warnings, _) = exchange(&emu.client(), "POST", path, "application/json", crd).await;
+    assert_eq!(code, 201);
+    assert_eq!(
+        warnings,
+        [r#"299 - "unrecognized format \"uint32\"""#, r#"299 - "unrecognized format \"uint64\"""#]
+    );
+    // An update that adds no new unrecognized format warns about nothing.
+    let patch = json!({"metadata": {"labels": {"a": "b"}}});
+    let (code, warnings, _) = exchange(
+        &emu.client(),
+        "PATCH",
+        &format!("{path}/gadgets.example.com"),
+        "application/merge-patch+json",
+        patch,
+    )
+    .await;
+    assert_eq!((code, warnings.len()), (200, 0));
+}

@@ -134,10 +134,23 @@ async fn kubectl_apply_get_describe_annotate_delete_work() {
     // Re-applying an unchanged manifest is a no-op.
     let out = k.ok(&["apply", "-f", "-"], Some(CR)).await;
     assert!(out.contains("unchanged"), "{out}");
-    // Server-side apply conflicts with the client-side applier's ownership.
+    // `apply --server-side` after a client-side apply takes the client-side applier's
+    // fields over, even with a changed value (they still hold what it last applied).
     let changed = CR.replace("team-a-token", "other");
-    let (ok, _, stderr) = k.run(&["apply", "--server-side", "-f", "-"], Some(&changed)).await;
-    assert!(!ok && stderr.contains("Apply failed with 1 conflict"), "{stderr}");
+    let out = k.ok(&["apply", "--server-side", "-f", "-"], Some(&changed)).await;
+    assert!(out.contains("serverside-applied"), "{out}");
+    // A value someone else changed since is a conflict.
+    k.ok(
+        &["patch", "slacktoken", "team-a", "--type=merge", "-p", r#"{"spec":{"secretName":"patched"}}"#],
+        None,
+    )
+    .await;
+    let (ok, _, stderr) = k.run(&["apply", "--server-side", "-f", "-"], Some(CR)).await;
+    assert!(
+        !ok && stderr.contains("Apply failed with 1 conflict") && stderr.contains("kubectl-patch"),
+        "{stderr}"
+    );
+    k.ok(&["apply", "--server-side", "--force-conflicts", "-f", "-"], Some(CR)).await;
 
     let table = k.ok(&["get", "slacktokens"], None).await;
     assert!(table.contains("SECRET") && table.contains("team-a-token"), "{table}");
@@ -246,4 +259,98 @@ subjects:
     let (ok, _, stderr) = k.run(&[as_sa, "get", "namespaces"], None).await;
     assert!(!ok && stderr.contains("Forbidden"), "{stderr}");
     assert!(stderr.contains("cannot list resource \"namespaces\""), "{stderr}");
+
+    // `kubectl auth can-i` (SelfSubjectAccessReview) and `whoami` (SelfSubjectReview).
+    assert_eq!(k.ok(&[as_sa, "auth", "can-i", "list", "secrets"], None).await.trim(), "yes");
+    let (ok, stdout, _) = k.run(&[as_sa, "auth", "can-i", "delete", "secrets"], None).await;
+    assert!(!ok && stdout.trim() == "no", "{stdout}");
+    let (ok, stdout, _) = k.run(&["--as=alice", "auth", "can-i", "get", "secrets"], None).await;
+    assert!(!ok && stdout.trim() == "no", "{stdout}");
+    assert_eq!(k.ok(&["auth", "can-i", "delete", "namespaces"], None).await.trim(), "yes", "the admin");
+    let who = k.ok(&[as_sa, "auth", "whoami"], None).await;
+    assert!(
+        who.contains("system:serviceaccount:ops:operator") && who.contains("system:serviceaccounts:ops"),
+        "{who}"
+    );
+    let list = k.ok(&[as_sa, "auth", "can-i", "--list", "-n", "default"], None).await;
+    assert!(list.contains("secrets") && list.contains("[get list watch]"), "{list}");
+    // A user bound by name through `kubectl create clusterrolebinding` (protobuf bodies).
+    k.ok(&["create", "clusterrole", "ns-reader", "--verb=get,list", "--resource=namespaces"], None).await;
+    k.ok(&["create", "clusterrolebinding", "alice", "--clusterrole=ns-reader", "--user=alice"], None).await;
+    assert_eq!(k.ok(&["--as=alice", "auth", "can-i", "list", "namespaces"], None).await.trim(), "yes");
+    k.ok(&["--as=alice", "get", "namespaces"], None).await;
+    let (ok, _, stderr) = k.run(&["--as=alice", "delete", "namespace", "kube-public"], None).await;
+    assert!(!ok && stderr.contains("User \"alice\" cannot delete resource \"namespaces\""), "{stderr}");
+}
+
+/// `kubectl create …` uses client-go's typed clients, which send protobuf bodies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_create_commands_send_protobuf_and_work() {
+    if !kubectl_available().await {
+        return;
+    }
+    let emu = KubeEmulator::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    emu.write_kubeconfig(&kubeconfig).unwrap();
+    let k = Kubectl { kubeconfig };
+
+    let out = k.ok(&["create", "namespace", "bots"], None).await;
+    assert!(out.contains("namespace/bots created"), "{out}");
+    let out = k
+        .ok(
+            &[
+                "create",
+                "secret",
+                "generic",
+                "bot-creds",
+                "-n",
+                "bots",
+                "--from-literal=client-id=123",
+                "--from-literal=client-secret=s3cr3t",
+            ],
+            None,
+        )
+        .await;
+    assert!(out.contains("secret/bot-creds created"), "{out}");
+    let id =
+        k.ok(&["get", "secret", "bot-creds", "-n", "bots", "-o", "jsonpath={.data.client-id}"], None).await;
+    assert_eq!(id, "MTIz", "base64 of 123");
+    let file = dir.path().join("refresh-token");
+    std::fs::write(&file, "xoxe-1-abc\n").unwrap();
+    let from_file = format!("--from-file=token={}", file.display());
+    k.ok(&["create", "secret", "generic", "from-file", &from_file], None).await;
+    let data = k.ok(&["get", "secret", "from-file", "-o", "jsonpath={.data.token}"], None).await;
+    assert_eq!(data, "eG94ZS0xLWFiYwo=");
+    let out = k.ok(&["create", "configmap", "settings", "--from-literal=channel=#ops"], None).await;
+    assert!(out.contains("configmap/settings created"), "{out}");
+    let ch = k.ok(&["get", "configmap", "settings", "-o", "jsonpath={.data.channel}"], None).await;
+    assert_eq!(ch, "#ops");
+    let out = k.ok(&["create", "serviceaccount", "operator"], None).await;
+    assert!(out.contains("serviceaccount/operator created"), "{out}");
+    let out = k.ok(&["create", "role", "reader", "--verb=get,list", "--resource=secrets"], None).await;
+    assert!(out.contains("role.rbac.authorization.k8s.io/reader created"), "{out}");
+    let groups = k.ok(&["get", "role", "reader", "-o", "jsonpath={.rules[0].apiGroups}"], None).await;
+    assert_eq!(groups, r#"[""]"#, "the core group is an empty string, not left out");
+    let out = k
+        .ok(
+            &["create", "rolebinding", "operator", "--role=reader", "--serviceaccount=default:operator"],
+            None,
+        )
+        .await;
+    assert!(out.contains("rolebinding.rbac.authorization.k8s.io/operator created"), "{out}");
+    let token = k.ok(&["create", "token", "operator", "--duration=20m"], None).await;
+    assert_eq!(token.trim().split('.').count(), 3, "a JWT: {token}");
+    let (ok, _, stderr) = k.run(&["create", "token", "missing"], None).await;
+    assert!(!ok && stderr.contains("serviceaccounts \"missing\" not found"), "{stderr}");
+    // The same name again: the real AlreadyExists message.
+    let (ok, _, stderr) = k.run(&["create", "configmap", "settings"], None).await;
+    assert!(!ok && stderr.contains("configmaps \"settings\" already exists"), "{stderr}");
+
+    let out = k.ok(&["delete", "secret", "from-file"], None).await;
+    assert!(out.contains("secret \"from-file\" deleted"), "{out}");
+    let out = k.ok(&["delete", "namespace", "bots", "--timeout=30s"], None).await;
+    assert!(out.contains("namespace \"bots\" deleted"), "{out}");
+    let (ok, _, _) = k.run(&["get", "secret", "bot-creds", "-n", "bots"], None).await;
+    assert!(!ok);
 }

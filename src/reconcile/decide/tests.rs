@@ -6,6 +6,7 @@ use crate::{
     resource::{
         GoDuration, ManualSpec, SlackTokenStatus, ISSUED_AT_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL,
     },
+    secrets::{fingerprint, Entry},
     slack::Issued,
 };
 use jiff::Timestamp;
@@ -155,11 +156,19 @@ impl World {
             slacktoken: self.stk,
             credentials: self.creds.map(CredentialsSecret::new),
             output: self.output,
-            pending: self.pending.then(|| Issued {
-                access_token: SecretString::from("xoxe.xoxb-1-new"),
-                refresh_token: SecretString::from("xoxe-1-new"),
-                expires_in: Some(Duration::from_secs(12 * H)),
-                identity: Default::default(),
+            pending: self.pending.then(|| Entry {
+                namespace: "team-a".into(),
+                name: "bot-creds".into(),
+                replaces: fingerprint(&SecretString::from("xoxe-1-r")),
+                issued: Issued {
+                    access_token: SecretString::from("xoxe.xoxb-1-new"),
+                    refresh_token: SecretString::from("xoxe-1-new"),
+                    expires_in: Some(Duration::from_secs(12 * H)),
+                    identity: Default::default(),
+                },
+                issued_at: at(1.0),
+                slacktoken: "bot".into(),
+                rotate_request: None,
             }),
             hold: None,
             now: self.now,
