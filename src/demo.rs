@@ -16,7 +16,7 @@ use k8s_openapi::{
 use kube::{
     api::{Api, PostParams},
     runtime::{watcher, WatchStreamExt},
-    Client, CustomResourceExt, ResourceExt,
+    Client, ResourceExt,
 };
 use secrecy::SecretString;
 use std::{path::PathBuf, sync::Arc, time::Duration};
@@ -55,7 +55,7 @@ pub struct EmulateArgs {
 /// Installs the CRD into a cluster (emulated or real) and waits until it is served.
 pub async fn install_crd(client: &Client) -> anyhow::Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    match crds.create(&PostParams::default(), &SlackToken::crd()).await {
+    match crds.create(&PostParams::default(), &crate::resource::crd()).await {
         Ok(_) => {}
         Err(kube::Error::Api(e)) if e.code == 409 => {}
         Err(e) => return Err(e).context("installing the SlackToken CRD"),

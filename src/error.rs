@@ -114,7 +114,54 @@ fn missing(key: &str, present: &[String]) -> String {
     }
 }
 
+/// What a failed rollout restart of one `rolloutRestartTargets` workload means. It never fails
+/// the rotation: the token is published by then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartFailure {
+    /// No such workload in the namespace: the spec names the wrong one (not retried).
+    NotFound,
+    /// RBAC does not let the operator patch that kind (not retried).
+    Forbidden,
+    /// Anything else (the API server unwell): retried soon.
+    Failed,
+}
+
+impl RestartFailure {
+    /// The `RolloutRestart` condition reason, also the `result` label of the restarts metric.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::NotFound => "TargetNotFound",
+            Self::Forbidden => "Forbidden",
+            Self::Failed => "RestartFailed",
+        }
+    }
+
+    pub fn is_retried(self) -> bool {
+        self == Self::Failed
+    }
+
+    /// What to do about it, for `kind`'s resource (e.g. `deployments`) in `namespace`.
+    pub fn hint(self, resource: &str, namespace: &str) -> String {
+        match self {
+            Self::NotFound => format!("not found in namespace {namespace}; fix spec.rolloutRestartTargets"),
+            Self::Forbidden => format!(
+                "the operator may not patch {resource} in namespace {namespace}; install the chart with rolloutRestart.enabled=true"
+            ),
+            Self::Failed => "the API server refused the patch; retrying soon".to_owned(),
+        }
+    }
+}
+
 impl Error {
+    /// What this failure of a rollout restart means.
+    pub fn restart_failure(&self) -> RestartFailure {
+        match self.api_code() {
+            Some(404) => RestartFailure::NotFound,
+            Some(403) => RestartFailure::Forbidden,
+            _ => RestartFailure::Failed,
+        }
+    }
+
     /// Wraps a failed Kubernetes call with what it was doing.
     pub fn kube(verb: &'static str, resource: &'static str, name: &str) -> impl FnOnce(kube::Error) -> Self {
         let name = name.to_owned();
@@ -220,6 +267,22 @@ mod tests {
         }
         let forbidden = api(403).user_message("creds");
         assert!(forbidden.contains("may not patch secrets"), "{forbidden}");
+    }
+
+    #[test]
+    fn a_missing_or_forbidden_restart_target_is_reported_not_retried() {
+        // (code, failure, retried)
+        let table = [
+            (404, RestartFailure::NotFound, false),
+            (403, RestartFailure::Forbidden, false),
+            (500, RestartFailure::Failed, true),
+            (409, RestartFailure::Failed, true),
+        ];
+        for (code, failure, retried) in table {
+            assert_eq!(api(code).restart_failure(), failure, "HTTP {code}");
+            assert_eq!(failure.is_retried(), retried, "HTTP {code}");
+        }
+        assert!(RestartFailure::Forbidden.hint("deployments", "a").contains("rolloutRestart.enabled"));
     }
 
     #[test]

@@ -18,7 +18,11 @@
 //!                                               │        kept pending, then saved                   tooling.tokens.rotate
 //!                                               │        into the credentials Secret     ──► PUT (resourceVersion-guarded)
 //!                                               │    5   output Secret                   ──► PUT/POST (only if changed)
+//!                                               │    6   rolloutRestartTargets            ──► PATCH apps/v1 pod templates
+//!                                               │        (only when 5 changed the token)
 //!                                               └─ report:  status, Events, next wake-up ──► PATCH status (only if changed)
+//!
+//!  /healthz /readyz /metrics ◄── ops: probes (watches synced? leader?) and metrics (per token, totals)
 //! ```
 //!
 //! Where state lives:
@@ -33,7 +37,8 @@
 //! and the names we put on objects), `slack` (the client and what its errors mean), `error`
 //! (every failure, classified once), `secrets` (credentials format and writes, the output
 //! Secret, pending pairs), `ops` (metrics, probes, leader election), `reconcile`
-//! (observe → decide → act → report), `controller` (watches and the work queue).
+//! (observe → decide → act → report), `controller` (watches and the work queue), and beside
+//! them `overview` (the `status` command, a client of the API like kubectl).
 #![forbid(unsafe_code)]
 
 mod clock;
@@ -42,6 +47,7 @@ mod controller;
 pub mod demo;
 mod error;
 mod ops;
+pub mod overview;
 mod reconcile;
 mod resource;
 mod secrets;
@@ -52,14 +58,18 @@ pub mod testground;
 pub use clock::{format_time, Clock, SharedClock, SystemClock, TokioClock};
 pub use controller::run;
 pub use error::Error;
-pub use ops::{http, leader, logs, metrics::Metrics};
+pub use ops::{
+    health, http, leader, logs,
+    metrics::{Metrics, TokenGauges},
+};
 pub use reconcile::{
     schedule::{default_renew_before, until},
     Context, Settings,
 };
 pub use resource::{
-    GoDuration, Identity, ManualKind, ManualSpec, SlackToken, SlackTokenSpec, SlackTokenStatus, TokenType,
-    MANAGED_BY, MANAGED_BY_LABEL, MANAGER, SLACKTOKEN_LABEL,
+    crd, EventReason, GoDuration, Identity, ManualKind, ManualSpec, RolloutRestartTarget, SlackToken,
+    SlackTokenSpec, SlackTokenStatus, TokenType, WorkloadKind, KNOWN_FORMATS, MANAGED_BY, MANAGED_BY_LABEL,
+    MANAGER, RESTARTED_AT_ANNOTATION, RESTART_PENDING_ANNOTATION, SLACKTOKEN_LABEL,
 };
 pub use secrets::{oauth_secret, Journal, Replayed};
-pub use slack::{check_slack_url, SlackClient, SlackError};
+pub use slack::{check_slack_url, CallObserver, SlackClient, SlackError};

@@ -1,11 +1,9 @@
-//! Command line: `run` (the operator), `crd`, and with the `emulator` feature `demo` and `emulate`.
+//! Command line: `run` (the operator), `crd`, `status`, and with the `emulator` feature `demo` and `emulate`.
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use kube::CustomResourceExt;
 use slack_token_operator::{
-    check_slack_url, leader::LeaseTimes, Context, GoDuration, Journal, Settings, SlackClient, SlackToken,
-    SystemClock,
+    check_slack_url, leader::LeaseTimes, Context, GoDuration, Journal, Settings, SlackClient, SystemClock,
 };
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
@@ -24,6 +22,9 @@ enum Command {
     Run(RunArgs),
     /// Print the SlackToken CustomResourceDefinition as YAML.
     Crd,
+    /// Show every SlackToken: Ready and why, expiry, next rotation, last failure. Exits 1 if any
+    /// is not Ready (2 if they cannot be listed).
+    Status(slack_token_operator::overview::StatusArgs),
     /// Run the operator against built-in Kubernetes and Slack emulators and print each rotation.
     #[cfg(feature = "emulator")]
     Demo(slack_token_operator::demo::DemoArgs),
@@ -89,9 +90,16 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Crd) => {
-            print!("{}", serde_yaml::to_string(&SlackToken::crd())?);
+            print!("{}", serde_yaml::to_string(&slack_token_operator::crd())?);
             Ok(())
         }
+        Some(Command::Status(args)) => match slack_token_operator::overview::status(args).await {
+            Ok(code) => std::process::exit(code),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::exit(2)
+            }
+        },
         Some(Command::Run(args)) => run(args).await,
         #[cfg(feature = "emulator")]
         Some(Command::Demo(args)) => slack_token_operator::demo::demo(args).await,
@@ -117,7 +125,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let settings = Settings { health_check_interval: args.health_check_interval.as_std() };
     let ctx = Context::with_journal(client.clone(), slack, Arc::new(SystemClock), settings, journal);
-    let http = tokio::spawn(slack_token_operator::http::serve(args.http_addr, ctx.metrics.clone()));
+    // The probes answer from the start: /readyz says 503 until the watches have synced.
+    let listener = tokio::net::TcpListener::bind(args.http_addr)
+        .await
+        .with_context(|| format!("listening on {}", args.http_addr))?;
+    let http = tokio::spawn(slack_token_operator::http::serve(listener, ctx.endpoints()));
     let shutdown_timeout = args.shutdown_timeout.as_std();
     // After SIGTERM (or Ctrl-C) the controller stops taking work and waits for running
     // reconciles; this bounds the wait. Pairs not saved by then are in the journal.
@@ -147,6 +159,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 slack_token_operator::leader::acquire(
                     client,
                     LeaseTimes::lasting(args.lease_duration.as_std().as_secs()),
+                    &ctx.health,
                 )
                 .await?,
             ),

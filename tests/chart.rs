@@ -212,6 +212,16 @@ scenario!(
     json!({ "metrics": { "serviceMonitor": { "enabled": true, "labels": { "release": "prometheus" } } } })
 );
 scenario!(everything_on, everything_on_values());
+scenario!(
+    monitoring_on,
+    json!({ "metrics": { "prometheusRule": { "enabled": true, "labels": { "release": "prometheus" } },
+                         "grafanaDashboard": { "enabled": true } } })
+);
+scenario!(restarts_on, json!({ "rolloutRestart": { "enabled": true } }));
+scenario!(
+    restarts_on_namespaced,
+    json!({ "rolloutRestart": { "enabled": true }, "watchNamespaces": ["team-a"] })
+);
 
 /// Every optional feature on, namespaced mode including the release namespace.
 fn everything_on_values() -> Value {
@@ -233,6 +243,7 @@ fn everything_on_values() -> Value {
         "nodeSelector": { "kubernetes.io/os": "linux" },
         "tolerations": [{ "key": "dedicated", "operator": "Equal", "value": "ops", "effect": "NoSchedule" }],
         "serviceAccount": { "annotations": { "eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/x" } },
+        "rolloutRestart": { "enabled": true },
     })
 }
 
@@ -244,6 +255,9 @@ fn all_scenarios() -> Vec<(&'static str, &'static Rendered)> {
         ("metrics off", metrics_off()),
         ("service monitor on", service_monitor_on()),
         ("everything on", everything_on()),
+        ("monitoring on", monitoring_on()),
+        ("restarts on", restarts_on()),
+        ("restarts on, namespaced", restarts_on_namespaced()),
     ]
 }
 
@@ -303,6 +317,12 @@ fn watch_grants() -> BTreeSet<Grant> {
     .concat()
     .into_iter()
     .collect()
+}
+
+/// What `rolloutRestart.enabled` adds wherever the operator watches SlackTokens: one pod-template
+/// patch per workload.
+fn restart_grants() -> BTreeSet<Grant> {
+    expand("apps", &["deployments", "statefulsets", "daemonsets"], &["patch"], None).into_iter().collect()
 }
 
 /// What leader election needs, in the release namespace only. kube-lease-manager creates the
@@ -419,13 +439,37 @@ fn lease_permissions_are_a_role_in_the_release_namespace_only_with_leader_electi
     );
     assert_eq!(
         grants(role_in(&roles, RELEASE_NAMESPACE, FULLNAME).rules.as_deref().unwrap()),
-        watch_grants()
+        watch_grants().union(&restart_grants()).cloned().collect(),
+        "the watch rules, and the rollout restarts everything_on turns on"
     );
 }
 
 #[test]
+fn workload_patch_rights_are_rendered_only_when_rollout_restarts_are_enabled() {
+    for (scenario, r) in all_scenarios() {
+        let mut rules: Vec<PolicyRule> = Vec::new();
+        for role in r.all::<ClusterRole>("ClusterRole") {
+            rules.extend(role.rules.unwrap_or_default());
+        }
+        for role in r.all::<Role>("Role") {
+            rules.extend(role.rules.unwrap_or_default());
+        }
+        let apps: BTreeSet<Grant> = grants(&rules).into_iter().filter(|g| g.0 == "apps").collect();
+        let enabled = scenario.starts_with("restarts on") || scenario == "everything on";
+        let expected = if enabled { restart_grants() } else { BTreeSet::new() };
+        assert_eq!(apps, expected, "{scenario}");
+    }
+    let cluster_role: ClusterRole = restarts_on().one("ClusterRole");
+    let expected: BTreeSet<Grant> = watch_grants().union(&restart_grants()).cloned().collect();
+    assert_eq!(grants(cluster_role.rules.as_deref().unwrap()), expected, "with the rest, cluster-wide");
+    let role = role_in(&restarts_on_namespaced().all::<Role>("Role"), "team-a", FULLNAME).clone();
+    assert_eq!(grants(role.rules.as_deref().unwrap()), expected, "per watched namespace when namespaced");
+}
+
+#[test]
 fn no_combination_of_values_grants_more_than_the_operator_needs() {
-    let allowed: BTreeSet<Grant> = watch_grants().union(&lease_grants()).cloned().collect();
+    let allowed: BTreeSet<Grant> =
+        watch_grants().union(&lease_grants()).chain(&restart_grants()).cloned().collect();
     for (scenario, r) in all_scenarios() {
         let mut rules: Vec<PolicyRule> = Vec::new();
         for role in r.all::<ClusterRole>("ClusterRole") {
@@ -642,6 +686,8 @@ fn service_monitor_scrapes_the_metrics_service_when_enabled() {
     assert_eq!(endpoints.len(), 1);
     assert_eq!(endpoints[0]["port"], "metrics");
     assert_eq!(endpoints[0]["path"], "/metrics");
+    // The per-SlackToken series' `namespace` is the SlackToken's, not the operator's.
+    assert_eq!(endpoints[0]["honorLabels"], true);
 
     let service: Service = r.one("Service");
     let service_labels = service.metadata.labels.unwrap();
@@ -649,6 +695,177 @@ fn service_monitor_scrapes_the_metrics_service_when_enabled() {
     assert!(!selector.is_empty());
     for (key, value) in selector {
         assert_eq!(service_labels.get(key).map(String::as_str), value.as_str(), "selects the Service");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Alerts and dashboard
+
+/// Every series name the operator exposes, from its own registry with a sample in every family
+/// (a counter `x` is scraped as `x_total`, a histogram as `x_bucket`, `x_sum`, `x_count`), plus
+/// Prometheus' `up`.
+fn exposed_series() -> BTreeSet<String> {
+    use slack_token_operator::{CallObserver, Metrics, SlackError, TokenGauges};
+    let metrics = Metrics::default();
+    let all =
+        TokenGauges { expiration: Some(1), next_rotation: Some(1), ready: true, rotation_due: Some(true) };
+    metrics.set_token("ns", "name", "Manual", &all);
+    metrics.count_rotation("OAuth", "Due");
+    metrics.count_failure("OAuth", "SlackUnavailable");
+    metrics.count_rollout_restart("Restarted");
+    let limited =
+        SlackError::RateLimited { method: "auth.test", retry_after: std::time::Duration::from_secs(1) };
+    metrics.observe("auth.test", Err(&limited), std::time::Duration::from_millis(1));
+    let text = metrics.encode();
+    let mut names: BTreeSet<String> = ["up".to_owned()].into();
+    for line in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let (name, kind) = line.split_once(' ').unwrap();
+        match kind {
+            "counter" => drop(names.insert(format!("{name}_total"))),
+            "histogram" => names.extend(["_bucket", "_sum", "_count"].map(|s| format!("{name}{s}"))),
+            _ => drop(names.insert(name.to_owned())),
+        }
+    }
+    names
+}
+
+/// The metric names a PromQL expression reads.
+fn series_read(expr: &promql_parser::parser::Expr, out: &mut BTreeSet<String>) {
+    use promql_parser::parser::Expr;
+    match expr {
+        Expr::VectorSelector(v) => out.extend(v.name.clone()),
+        Expr::MatrixSelector(m) => out.extend(m.vs.name.clone()),
+        Expr::Aggregate(a) => {
+            series_read(&a.expr, out);
+            if let Some(p) = &a.param {
+                series_read(p, out);
+            }
+        }
+        Expr::Unary(u) => series_read(&u.expr, out),
+        Expr::Binary(b) => {
+            series_read(&b.lhs, out);
+            series_read(&b.rhs, out);
+        }
+        Expr::Paren(p) => series_read(&p.expr, out),
+        Expr::Subquery(q) => series_read(&q.expr, out),
+        Expr::Call(c) => c.args.args.iter().for_each(|a| series_read(a, out)),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+    }
+}
+
+/// Parses `expr` (a typo fails here) and checks that every series it reads is one the operator
+/// exposes (a misspelt metric name would parse, and never fire).
+fn check_query(what: &str, expr: &str) {
+    let parsed =
+        promql_parser::parser::parse(expr).unwrap_or_else(|e| panic!("{what}: {expr:?} does not parse: {e}"));
+    let mut read = BTreeSet::new();
+    series_read(&parsed, &mut read);
+    assert!(!read.is_empty(), "{what}: {expr:?} reads no series");
+    let exposed = exposed_series();
+    let unknown: Vec<&String> = read.difference(&exposed).collect();
+    assert!(unknown.is_empty(), "{what}: {expr:?} reads series the operator does not expose: {unknown:?}");
+}
+
+#[test]
+fn the_check_of_queries_catches_typos_and_unknown_metrics() {
+    for bad in ["slacktoken_ready ==", "rate(slacktoken_rotations_total[5m]", "slacktoken_redy == 0"] {
+        assert!(std::panic::catch_unwind(|| check_query("test", bad)).is_err(), "{bad} was accepted");
+    }
+    check_query("test", "slacktoken_ready == 0");
+}
+
+#[test]
+fn monitoring_objects_are_off_by_default() {
+    for (scenario, r) in all_scenarios().into_iter().filter(|(s, _)| *s != "monitoring on") {
+        assert!(r.of_kind("PrometheusRule").is_empty(), "{scenario}");
+        assert!(r.of_kind("ConfigMap").is_empty(), "{scenario}");
+    }
+}
+
+#[test]
+fn prometheus_rule_alerts_on_expiry_failing_rotation_due_manual_tokens_and_a_down_operator() {
+    let rules = monitoring_on().of_kind("PrometheusRule");
+    assert_eq!(rules.len(), 1);
+    let rule = rules[0];
+    assert_eq!(rule["metadata"]["namespace"], RELEASE_NAMESPACE);
+    assert_eq!(rule["metadata"]["labels"]["release"], "prometheus");
+    let mut alerts = BTreeSet::new();
+    for group in rule["spec"]["groups"].as_array().unwrap() {
+        for rule in group["rules"].as_array().unwrap() {
+            let alert = rule["alert"].as_str().expect("alerting rules only").to_owned();
+            let expr = rule["expr"].as_str().unwrap();
+            check_query(&alert, expr);
+            assert!(rule["labels"]["severity"].is_string(), "{alert} has a severity");
+            let summary = rule["annotations"]["summary"].as_str().unwrap_or_default();
+            assert!(!summary.is_empty(), "{alert} has a summary");
+            if expr.contains("slacktoken_") {
+                assert!(
+                    summary.contains("{{ $labels.namespace }}/{{ $labels.name }}"),
+                    "{alert} names the token"
+                );
+            }
+            alerts.insert((alert, expr.to_owned(), rule["for"].as_str().unwrap_or("0s").to_owned()));
+        }
+    }
+    let expected: BTreeSet<(String, String, String)> = [
+        ("SlackTokenExpiringSoon", "(slacktoken_expiration_timestamp_seconds - time()) < 3600", "5m"),
+        ("SlackTokenRotationFailing", "slacktoken_ready == 0", "30m"),
+        ("SlackTokenRotationDue", "slacktoken_rotation_due == 1", "0s"),
+        (
+            "SlackTokenOperatorDown",
+            "absent(up{job=\"sto-slack-token-operator-metrics\", namespace=\"operators\"} == 1)",
+            "10m",
+        ),
+    ]
+    .into_iter()
+    .map(|(a, e, f)| (a.to_owned(), e.to_owned(), f.to_owned()))
+    .collect();
+    assert_eq!(alerts, expected);
+    // README's Alerts table lists them.
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let (_, table) = readme.split_once("\n### Alerts\n").expect("README has an Alerts section");
+    let documented: BTreeSet<String> = table
+        .split("\n#")
+        .next()
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `")?.split_once('`').map(|(a, _)| a.to_owned()))
+        .collect();
+    let names: BTreeSet<String> = alerts.iter().map(|(a, _, _)| a.clone()).collect();
+    assert_eq!(documented, names, "README's Alerts table and the PrometheusRule disagree");
+    // The Service the `up` of the last alert comes from has the name its job is given.
+    let service: Service = monitoring_on().one("Service");
+    assert_eq!(service.metadata.name.as_deref(), Some("sto-slack-token-operator-metrics"));
+}
+
+#[test]
+fn grafana_dashboard_configmap_holds_a_dashboard_whose_queries_parse() {
+    let map: k8s_openapi::api::core::v1::ConfigMap = monitoring_on().one("ConfigMap");
+    assert_eq!(map.metadata.labels.as_ref().unwrap()["grafana_dashboard"], "1", "found by Grafana's sidecar");
+    let data = map.data.unwrap();
+    let dashboard: Value =
+        serde_json::from_str(&data["slack-token-operator.json"]).expect("the dashboard is JSON");
+    assert_eq!(dashboard["uid"], "slack-token-operator");
+    let mut read = BTreeSet::new();
+    let mut titles = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        let title = panel["title"].as_str().unwrap();
+        titles.push(title.to_owned());
+        for target in panel["targets"].as_array().unwrap() {
+            // Grafana's range variable is not PromQL; what it stands for is.
+            let expr = target["expr"].as_str().unwrap().replace("$__rate_interval", "5m");
+            check_query(title, &expr);
+            series_read(&promql_parser::parser::parse(&expr).unwrap(), &mut read);
+        }
+    }
+    for shown in [
+        "slacktoken_expiration_timestamp_seconds",
+        "slacktoken_rotations_total",
+        "slacktoken_rotation_failures_total",
+        "slack_api_request_duration_seconds_bucket",
+        "slack_api_rate_limited_total",
+    ] {
+        assert!(read.contains(shown), "the dashboard shows {shown}: {titles:?}");
     }
 }
 
@@ -693,8 +910,10 @@ fn chart_passes_helm_lint_strict() {
     let file = values_file(&json!({
         "replicaCount": 2,
         "watchNamespaces": ["team-a", "team-b"],
-        "metrics": { "serviceMonitor": { "enabled": true } },
+        "metrics": { "serviceMonitor": { "enabled": true }, "prometheusRule": { "enabled": true },
+                     "grafanaDashboard": { "enabled": true } },
         "networkPolicy": { "enabled": true },
+        "rolloutRestart": { "enabled": true },
     }));
     let report =
         helm(&["lint", CHART, "--namespace", RELEASE_NAMESPACE, "-f", file.path().to_str().unwrap()]);
@@ -766,6 +985,8 @@ fn every_rendered_object_parses_into_its_kubernetes_type_without_unknown_fields(
                 "PodDisruptionBudget" => drop(typed::<PodDisruptionBudget>(object)),
                 "NetworkPolicy" => drop(typed::<NetworkPolicy>(object)),
                 "ServiceMonitor" => assert_eq!(object["apiVersion"], "monitoring.coreos.com/v1"),
+                "PrometheusRule" => assert_eq!(object["apiVersion"], "monitoring.coreos.com/v1"),
+                "ConfigMap" => drop(typed::<k8s_openapi::api::core::v1::ConfigMap>(object)),
                 other => panic!("{scenario}: unexpected kind {other}"),
             }
         }
@@ -858,8 +1079,10 @@ fn deploy_install_yaml_matches_a_fresh_render() {
 fn install_docs_list_every_chart_value_and_no_other() {
     fn leaves(prefix: &str, value: &Value, out: &mut BTreeSet<String>) {
         match value {
-            // `resources` is documented as a whole; other maps are walked down to their keys.
-            Value::Object(map) if !map.is_empty() && prefix != "resources" => {
+            // `resources` and the dashboard's labels are documented as a whole; other maps are walked down to their keys.
+            Value::Object(map)
+                if !map.is_empty() && !["resources", "metrics.grafanaDashboard.labels"].contains(&prefix) =>
+            {
                 for (key, child) in map {
                     let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
                     leaves(&path, child, out);
@@ -1019,6 +1242,28 @@ async fn operator_scenario(
     secrets.create(&pp, &creds).await.unwrap();
     let mut token = SlackToken::new("bot", SlackTokenSpec::new(TokenType::OAuth, "bot-creds", "bot-token"));
     token.spec.revoke_on_delete = true;
+    // With rollout restarts granted, one workload of each kind to restart after each rotation.
+    let restarts = rendered.objects.iter().any(|o| o.to_string().contains("\"daemonsets\""));
+    let workload_kinds = if restarts { vec!["Deployment", "StatefulSet", "DaemonSet"] } else { vec![] };
+    let workloads = |kind: &str| {
+        let gvk = kube::api::GroupVersionKind::gvk("apps", "v1", kind);
+        let resource =
+            kube::api::ApiResource::from_gvk_with_plural(&gvk, &format!("{}s", kind.to_lowercase()));
+        Api::<kube::api::DynamicObject>::namespaced_with(admin.clone(), &token_ns, &resource)
+    };
+    for kind in &workload_kinds {
+        let object = serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": kind, "metadata": {"name": "app"},
+            "spec": {"selector": {"matchLabels": {"app": "app"}}, "template": {"metadata": {"labels": {"app": "app"}}}}
+        }))
+        .unwrap();
+        workloads(kind).create(&pp, &object).await.unwrap();
+        let kind = serde_json::from_value(json!(kind)).unwrap();
+        token
+            .spec
+            .rollout_restart_targets
+            .push(slack_token_operator::RolloutRestartTarget { kind, name: "app".into() });
+    }
     let tokens = Api::<SlackToken>::namespaced(admin.clone(), &token_ns);
     tokens.create(&pp, &token).await.unwrap();
 
@@ -1029,7 +1274,7 @@ async fn operator_scenario(
     if leader_elect {
         let acquired = tokio::time::timeout(
             Duration::from_secs(60),
-            slack_token_operator::leader::acquire(operator.clone(), Default::default()),
+            slack_token_operator::leader::acquire(operator.clone(), Default::default(), &Default::default()),
         )
         .await
         .map_err(|_| "no leadership within 60s: the Lease could not be taken".to_owned())?;
@@ -1082,6 +1327,14 @@ async fn operator_scenario(
     let patch = json!({"metadata": {"annotations": {"slack.rotator.dev/rotate": "1"}}});
     tokens.patch("bot", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
     within_a_minute!("rotating on request", published().await.is_some_and(|t| t != first));
+    for kind in &workload_kinds {
+        within_a_minute!(format!("restarting the {kind}"), {
+            let object = workloads(kind).get("app").await.unwrap();
+            object.data["spec"]["template"]["metadata"]["annotations"]
+                [slack_token_operator::RESTARTED_AT_ANNOTATION]
+                .is_string()
+        });
+    }
     within_a_minute!("counting the second Rotated Event", {
         events.list(&Default::default()).await.unwrap().items.iter().any(|e| e.series.is_some())
     });
@@ -1139,10 +1392,19 @@ fn the_operator_rotates_with_only_the_rendered_namespaced_rbac() {
 }
 
 #[test]
+fn the_operator_restarts_workloads_with_only_the_rendered_rbac_when_enabled() {
+    let rendered = render_in(
+        &std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into()),
+        json!({ "watchNamespaces": ["team-a"], "rolloutRestart": { "enabled": true } }),
+    );
+    paused_runtime().block_on(operator_scenario(&rendered, vec!["team-a".into()], None)).unwrap();
+}
+
+#[test]
 fn taking_away_any_single_rendered_permission_breaks_the_operator() {
     let rendered = render_in(
         &std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into()),
-        json!({ "replicaCount": 2 }),
+        json!({ "replicaCount": 2, "rolloutRestart": { "enabled": true } }),
     );
     let permissions = each_permission(&rendered);
     assert!(permissions.len() >= 15, "every verb is tried: {permissions:?}");

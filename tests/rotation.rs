@@ -496,7 +496,7 @@ impl std::io::Write for Captured {
 }
 
 #[test]
-fn no_token_text_reaches_logs_events_or_status() {
+fn no_token_text_reaches_logs_events_status_or_metrics() {
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -537,8 +537,12 @@ fn no_token_text_reaches_logs_events_or_status() {
         public.push_str(
             &serde_json::to_string(&events.list(&Default::default()).await.unwrap().items).unwrap(),
         );
+        public.push_str(&env.scrape().await.0);
         for secret in &secrets {
-            assert!(!public.contains(secret.as_str()), "a token or client secret in status or Events");
+            assert!(
+                !public.contains(secret.as_str()),
+                "a token or client secret in status, Events or metrics"
+            );
         }
         seen.lock().unwrap().extend(secrets);
     });

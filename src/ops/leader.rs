@@ -4,8 +4,10 @@
 //! a replica works only while it holds the Lease and stops (the process exits and restarts) the
 //! moment it loses it. kube-lease-manager does the Lease bookkeeping (renewal, skew tolerance).
 
+use super::health::{Health, Role};
 use anyhow::Context as _;
-use kube::Client;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{Api, Client};
 use kube_lease_manager::{LeaseManagerBuilder, LeaseParams};
 use tokio::sync::watch;
 
@@ -37,26 +39,38 @@ pub struct Leadership {
     state: watch::Receiver<bool>,
 }
 
-/// Waits until this replica holds the Lease. Namespace and identity come from the downward API
+/// Waits until this replica holds the Lease, telling `health` where it stands meanwhile (a
+/// standby is Ready: it is a working spare). Namespace and identity come from the downward API
 /// (`POD_NAMESPACE`, `POD_NAME`).
-pub async fn acquire(client: Client, times: LeaseTimes) -> anyhow::Result<Leadership> {
+pub async fn acquire(client: Client, times: LeaseTimes, health: &Health) -> anyhow::Result<Leadership> {
+    health.set_role(Role::Unknown);
     let namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into());
     let identity =
         std::env::var("POD_NAME").unwrap_or_else(|_| format!("slack-token-operator-{}", std::process::id()));
-    let manager = LeaseManagerBuilder::new(client, LEASE_NAME)
-        .with_namespace(namespace)
+    let manager = LeaseManagerBuilder::new(client.clone(), LEASE_NAME)
+        .with_namespace(&namespace)
         .with_parameters(
-            LeaseParams::new(identity, times.duration_secs, times.grace_secs)
+            LeaseParams::new(identity.clone(), times.duration_secs, times.grace_secs)
                 .with_field_manager(crate::resource::MANAGER),
         )
         .build()
         .await
         .context("setting up the leader-election Lease")?;
     let (mut state, _task) = manager.watch().await;
+    // The manager has the Lease now; if another replica holds it, this one is a standby. (A Lease
+    // nobody holds is taken at once: the role stays unknown for that moment.)
+    let leases: Api<Lease> = Api::namespaced(client, &namespace);
+    if let Ok(lease) = leases.get(LEASE_NAME).await {
+        let holder = lease.spec.and_then(|s| s.holder_identity).filter(|h| !h.is_empty());
+        if holder.is_some_and(|h| h != identity) && !*state.borrow() {
+            health.set_role(Role::Standby);
+        }
+    }
     tracing::info!("waiting for leadership");
     while !*state.borrow_and_update() {
         state.changed().await.context("leader election stopped")?;
     }
+    health.set_role(Role::Leader);
     tracing::info!("became leader");
     Ok(Leadership { state })
 }

@@ -1,5 +1,6 @@
 //! Running the operator: its HTTP endpoints (probes, metrics), its metrics, logs and leader election.
 
+pub mod health;
 pub mod http;
 pub mod leader;
 pub mod logs;

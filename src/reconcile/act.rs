@@ -7,21 +7,30 @@
 //! 4. Slack issues a new pair, which is kept as pending (the refresh token it replaces is spent
 //!    now, so it is the only copy) and saved into the credentials Secret in ONE write with a
 //!    resourceVersion precondition; only then is it no longer pending;
-//! 5. the access token is published into the output Secret;
-//! 6. status and Events are written last, by [`super::report`].
+//! 5. the access token is published into the output Secret (marked if it changed and workloads
+//!    are to be restarted);
+//! 6. the `rolloutRestartTargets` are restarted onto it and the mark cleared; a target that
+//!    cannot be restarted is reported, never a failure of the rotation;
+//! 7. status and Events are written last, by [`super::report`].
 //!
 //! A failure anywhere ends the reconcile with what was done so far in the [`Outcome`]; the next
 //! reconcile starts from a fresh snapshot and finds the pending pair instead of calling Slack.
 
 use super::{
     context::Context,
-    decide::{self, Call, Claim, Converge, Finalize, HandOver, Manual, Rotate, Rotating, TokenPlan, Trigger},
+    decide::{
+        self, Call, Claim, Converge, Finalize, HandOver, Manual, Restart, Rotate, Rotating, TokenPlan,
+        Trigger,
+    },
     observe::Snapshot,
     schedule::TokenTimes,
 };
 use crate::{
-    error::Error,
-    resource::{Identity, SlackToken, REVOKE_FINALIZER, ROTATE_ANNOTATION, SLACKTOKEN_LABEL},
+    error::{Error, RestartFailure},
+    resource::{
+        Identity, RolloutRestartTarget, SlackToken, MANAGER, RESTARTED_AT_ANNOTATION,
+        RESTART_PENDING_ANNOTATION, REVOKE_FINALIZER, ROTATE_ANNOTATION, SLACKTOKEN_LABEL,
+    },
     secrets::{self, chain_token, Credentials, Entry, Saved, PENDING_TOKEN},
     slack::{AuthTest, Issued, SlackErrorKind},
 };
@@ -53,6 +62,10 @@ pub struct Outcome {
     pub revoked: bool,
     /// Slack's answer gave no usable lifetime for the new token: its 12 hours were assumed.
     pub expiry_assumed: bool,
+    /// Whether publishing changed the token in the output Secret.
+    pub token_changed: bool,
+    /// The rollout restarts made, in `rolloutRestartTargets` order, each with its failure if any.
+    pub restarts: Vec<(RolloutRestartTarget, Option<RestartFailure>)>,
 }
 
 /// Steps 1 to 5 of a converging reconcile. Fills `out` as it goes, so that a failure still
@@ -85,13 +98,72 @@ pub async fn converge(ctx: &Context, s: &Snapshot, plan: &Converge, out: &mut Ou
     else {
         return Ok(());
     };
+    let mark = plan.restart.as_ref().filter(|r| r.mark()).map(|_| crate::clock::format_time(s.now));
+    let mark = mark.as_deref();
     match token {
-        TokenPlan::Rotating(plan) => rotating(ctx, s, &secrets, plan, credentials, parsed, out).await,
-        TokenPlan::Manual(plan) => manual(ctx, s, &secrets, plan, credentials, parsed, out).await,
+        TokenPlan::Rotating(plan) => rotating(ctx, s, &secrets, plan, credentials, parsed, mark, out).await?,
+        TokenPlan::Manual(plan) => manual(ctx, s, &secrets, plan, credentials, parsed, mark, out).await?,
+    }
+    if let Some(restart) = &plan.restart {
+        restart_targets(ctx, s, &secrets, restart, out).await;
+    }
+    Ok(())
+}
+
+/// Step 6: one patch per target, as `kubectl rollout restart` makes; then the mark goes, unless
+/// a restart is to be retried (the next reconcile finds the mark and tries again).
+async fn restart_targets(
+    ctx: &Context,
+    s: &Snapshot,
+    secrets: &Api<Secret>,
+    restart: &Restart,
+    out: &mut Outcome,
+) {
+    let namespace = s.namespace();
+    if restart.now(out.token_changed) {
+        let at = crate::clock::format_time(s.now);
+        for target in &restart.targets {
+            let result = restart_one(ctx, &namespace, target, &at).await;
+            let failure = result.err().map(|e| {
+                tracing::warn!(target = %target, error = %e, "rollout restart failed");
+                e.restart_failure()
+            });
+            ctx.metrics.count_rollout_restart(failure.map_or("Restarted", RestartFailure::reason));
+            out.restarts.push((target.clone(), failure));
+        }
+    }
+    let retry = out.restarts.iter().any(|(_, f)| f.is_some_and(RestartFailure::is_retried));
+    let marked = restart.pending || (out.token_changed && restart.mark());
+    if marked && !retry {
+        let name = &s.slacktoken.spec.secret_ref.name;
+        let patch = json!({"metadata": {"annotations": {RESTART_PENDING_ANNOTATION: null}}});
+        if let Err(e) = secrets.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            // The restarts are done; the worst a stale mark does is restart them once more.
+            tracing::warn!(error = %e, "could not clear the restart mark of the output Secret");
+        }
     }
 }
 
+async fn restart_one(
+    ctx: &Context,
+    namespace: &str,
+    target: &RolloutRestartTarget,
+    at: &str,
+) -> Result<(), Error> {
+    let gvk = kube::api::GroupVersionKind::gvk("apps", "v1", &format!("{:?}", target.kind));
+    let resource = kube::api::ApiResource::from_gvk_with_plural(&gvk, target.kind.plural());
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(ctx.client.clone(), namespace, &resource);
+    let patch = json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: at}}}}});
+    let params = PatchParams { field_manager: Some(MANAGER.to_owned()), ..Default::default() };
+    api.patch(&target.name, &params, &Patch::Merge(&patch)).await.map(drop).map_err(Error::kube(
+        "patch",
+        target.kind.plural(),
+        &target.name,
+    ))
+}
+
 /// OAuth and AppConfiguration: steps 4 (rotate and save) and 5 (publish).
+#[allow(clippy::too_many_arguments)]
 async fn rotating(
     ctx: &Context,
     s: &Snapshot,
@@ -99,6 +171,7 @@ async fn rotating(
     plan: &Rotating,
     credentials: Secret,
     creds: &Credentials,
+    mark: Option<&str>,
     out: &mut Outcome,
 ) -> Result<(), Error> {
     let stk = &s.slacktoken;
@@ -117,7 +190,7 @@ async fn rotating(
         },
     };
     if plan.publish {
-        secrets::publish(secrets, stk, s.output.as_ref(), &token).await?;
+        out.token_changed |= secrets::publish(secrets, stk, s.output.as_ref(), &token, mark).await?;
     }
     Ok(())
 }
@@ -245,6 +318,7 @@ async fn refused_refresh_token(
 }
 
 /// Manual: steps 4 (start the period), 5 (hand-over), 6 (health check) and 7 (publish).
+#[allow(clippy::too_many_arguments)]
 async fn manual(
     ctx: &Context,
     s: &Snapshot,
@@ -252,6 +326,7 @@ async fn manual(
     plan: &Manual,
     mut credentials: Secret,
     creds: &Credentials,
+    mark: Option<&str>,
     out: &mut Outcome,
 ) -> Result<(), Error> {
     let stk = &s.slacktoken;
@@ -271,7 +346,7 @@ async fn manual(
     if let (Some(hand_over), Some(pending)) = (plan.hand_over, &creds.pending_token) {
         match check_replacement(ctx, stk, &current, pending, hand_over).await? {
             Ok(who) => {
-                secrets::publish(secrets, stk, s.output.as_ref(), pending).await?;
+                out.token_changed |= secrets::publish(secrets, stk, s.output.as_ref(), pending, mark).await?;
                 if hand_over.revoke_replaced {
                     // The help article's first step; done once the new token is live.
                     out.revoked = ctx.slack.revoke(&current).await?;
@@ -294,7 +369,7 @@ async fn manual(
             out.identity = Some(identity_of(&who));
             out.checked_at = Some(s.now);
         }
-        secrets::publish(secrets, stk, s.output.as_ref(), &current).await?;
+        out.token_changed |= secrets::publish(secrets, stk, s.output.as_ref(), &current, mark).await?;
     }
     out.times = TokenTimes { issued_at: Some(issued_at), expires_at: None };
     Ok(())

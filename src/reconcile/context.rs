@@ -4,8 +4,8 @@
 use super::backoff::Gate;
 use crate::{
     clock::SharedClock,
-    ops::metrics::Metrics,
-    resource::{SlackToken, MANAGER},
+    ops::{health::Health, metrics::Metrics},
+    resource::{EventReason, SlackToken, MANAGER},
     secrets::{Journal, PendingPairs, Replayed},
     slack::SlackClient,
 };
@@ -40,6 +40,8 @@ pub struct Context {
     /// Retry holds after failures.
     pub backoff: Gate,
     pub metrics: Arc<Metrics>,
+    /// What the probes answer; the controller and leader election update it.
+    pub health: Arc<Health>,
     pub settings: Settings,
 }
 
@@ -67,16 +69,23 @@ impl Context {
         journal: Option<Journal>,
     ) -> Arc<Self> {
         let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
+        let metrics = Arc::new(Metrics::default());
         Arc::new(Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            slack,
+            slack: slack.observed_by(metrics.clone()),
             clock,
             pending: PendingPairs::new(journal),
             backoff: Gate::default(),
-            metrics: Arc::default(),
+            metrics,
+            health: Arc::default(),
             settings,
         })
+    }
+
+    /// The probes' and metrics' view of this operator, for the HTTP server.
+    pub fn endpoints(&self) -> crate::ops::http::Endpoints {
+        crate::ops::http::Endpoints { metrics: self.metrics.clone(), health: self.health.clone() }
     }
 
     /// Saves the pairs a previous run journaled but did not save (see `secrets::replay`).
@@ -85,9 +94,10 @@ impl Context {
     }
 
     /// Publishes an Event about `stk`. Never contains a token: callers pass fixed texts and names.
-    pub async fn event(&self, stk: &SlackToken, type_: EventType, reason: &str, note: String) {
-        let event =
-            Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
+    pub async fn event(&self, stk: &SlackToken, reason: EventReason, note: String) {
+        let type_ = if reason.is_warning() { EventType::Warning } else { EventType::Normal };
+        let (reason, action) = (reason.as_str().to_owned(), reason.as_str().to_owned());
+        let event = Event { type_, reason, note: Some(note), action, secondary: None };
         if let Err(e) = self.recorder.publish(&event, &stk.object_ref(&())).await {
             // An Event is a courtesy; failing to record one must not fail the rotation.
             warn!(error = %e, "could not publish event");

@@ -13,12 +13,14 @@ use super::{
 use crate::{
     error::Invalid,
     resource::{
-        ManualKind, SlackToken, SlackTokenSpec, TokenType, REVOKE_FINALIZER, ROTATED_FOR_ANNOTATION,
-        ROTATE_ANNOTATION, SKIP_REVOKE_ANNOTATION, SLACKTOKEN_LABEL,
+        EventReason, ManualKind, RolloutRestartTarget, SlackToken, SlackTokenSpec, TokenType,
+        RESTART_PENDING_ANNOTATION, REVOKE_FINALIZER, ROTATED_FOR_ANNOTATION, ROTATE_ANNOTATION,
+        SKIP_REVOKE_ANNOTATION, SLACKTOKEN_LABEL,
     },
     secrets::{legacy_token_problem, output_is_ours, refresh_token_problem, Credentials, ACCESS_TOKEN},
     slack::AuthTest,
 };
+use k8s_openapi::api::core::v1::Secret;
 use kube::{Resource, ResourceExt};
 use std::time::Duration;
 
@@ -56,6 +58,9 @@ pub struct Converge {
     pub release_stale: bool,
     /// 4.–7. The token's own steps.
     pub token: Option<TokenPlan>,
+    /// 8. After publishing: restart the `rolloutRestartTargets` if the published token changed
+    ///    (or a restart is still pending), then clear the pending mark.
+    pub restart: Option<Restart>,
     /// Why the SlackToken cannot work as it is; reported (Ready=False) after the steps above.
     pub invalid: Option<Invalid>,
     /// Things that work, but not as the user may think; shown in the Ready message.
@@ -145,11 +150,31 @@ pub struct HandOver {
     pub allow_identity_change: bool,
 }
 
+/// The workloads to restart onto a changed token, and whether a restart is still owed for a
+/// token published earlier (the output Secret carries the pending mark).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restart {
+    pub targets: Vec<RolloutRestartTarget>,
+    pub pending: bool,
+}
+
+impl Restart {
+    /// Whether to restart the targets now, given whether publishing changed the token.
+    pub fn now(&self, token_changed: bool) -> bool {
+        !self.targets.is_empty() && (token_changed || self.pending)
+    }
+
+    /// Whether the publish that changes the token should leave the pending mark.
+    pub fn mark(&self) -> bool {
+        !self.targets.is_empty()
+    }
+}
+
 /// Something about the spec that works, but not as the user may think. Shown in the Ready
 /// message and announced once by an Event with `reason`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning {
-    pub reason: &'static str,
+    pub reason: EventReason,
     pub message: String,
 }
 
@@ -169,6 +194,7 @@ pub fn decide(s: &Snapshot, settings: &Settings) -> Plan {
             claim,
             release_stale,
             token: None,
+            restart: None,
             invalid: Some(invalid),
             warnings: Vec::new(),
         })
@@ -212,7 +238,15 @@ pub fn decide(s: &Snapshot, settings: &Settings) -> Plan {
         },
         TokenType::OAuth | TokenType::AppConfiguration => rotating(s, parsed, requested),
     };
-    Plan::Converge(Converge { finalizer, claim, release_stale, token, invalid, warnings })
+    let restart = restart(stk, s.output.as_ref()).filter(|_| token.is_some());
+    Plan::Converge(Converge { finalizer, claim, release_stale, token, restart, invalid, warnings })
+}
+
+/// The restart step: there are targets, or a restart mark to clear.
+fn restart(stk: &SlackToken, output: Option<&Secret>) -> Option<Restart> {
+    let pending = output.is_some_and(|o| o.annotations().contains_key(RESTART_PENDING_ANNOTATION));
+    let targets = stk.spec.rollout_restart_targets.clone();
+    (pending || !targets.is_empty()).then_some(Restart { targets, pending })
 }
 
 fn finalize(s: &Snapshot) -> Finalize {
@@ -397,7 +431,7 @@ fn validate(spec: &SlackTokenSpec) -> Result<Vec<Warning>, Invalid> {
     let mut warnings = Vec::new();
     if let Some(period) = spec.rotation_period.filter(|p| p.as_std() < schedule::SHORT_ROTATION_PERIOD) {
         warnings.push(Warning {
-            reason: "ShortRotationPeriod",
+            reason: EventReason::ShortRotationPeriod,
             message: format!(
                 "rotationPeriod {period} is under 1h: Slack keeps only two access tokens active, so consumers must reload Secret {} within {period}",
                 spec.secret_ref.name

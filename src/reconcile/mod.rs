@@ -22,21 +22,29 @@ pub mod schedule;
 
 pub use context::{Context, Settings};
 
-use crate::{error::Error, ops::metrics::ReasonLabels, ops::metrics::TypeLabels, resource::SlackToken};
-use decide::Plan;
-use kube::{
-    api::Api,
-    runtime::{controller::Action, events::EventType},
-    ResourceExt,
+use crate::{
+    error::Error,
+    resource::{EventReason, SlackToken},
 };
+use decide::Plan;
+use kube::{api::Api, runtime::controller::Action, ResourceExt};
 use report::Report;
 use std::sync::Arc;
 use tracing::{info, instrument, warn};
 
 #[instrument(skip_all, fields(slacktoken = %cached.name_any(), namespace = cached.namespace().unwrap_or_default()))]
 pub async fn reconcile(cached: Arc<SlackToken>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = tokio::time::Instant::now();
+    let result = reconcile_one(cached, &ctx).await;
+    ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn reconcile_one(cached: Arc<SlackToken>, ctx: &Arc<Context>) -> Result<Action, Error> {
+    let ctx = ctx.clone();
     let Some(stk) = observe::slacktoken(&ctx, &cached).await? else {
         ctx.backoff.clear(&cached.uid().unwrap_or_default()); // gone: forget its retry state
+        ctx.metrics.forget_token(&cached.namespace().unwrap_or_default(), &cached.name_any());
         return Ok(Action::await_change());
     };
     ctx.metrics.reconciles.inc();
@@ -56,19 +64,16 @@ pub async fn reconcile(cached: Arc<SlackToken>, ctx: Arc<Context>) -> Result<Act
         Plan::Finalize(plan) => match act::finalize(&ctx, s, &plan).await {
             Ok(out) => {
                 let note = match (&plan, out.revoked) {
-                    (decide::Finalize::Skip(why), _) => {
-                        Some((EventType::Warning, "RevokeSkipped", why.clone()))
+                    (decide::Finalize::Skip(why), _) => Some((EventReason::RevokeSkipped, why.clone())),
+                    (decide::Finalize::Revoke, true) => {
+                        Some((EventReason::Revoked, "the token was revoked with auth.revoke".to_owned()))
                     }
-                    (decide::Finalize::Revoke, true) => Some((
-                        EventType::Normal,
-                        "Revoked",
-                        "the token was revoked with auth.revoke".to_owned(),
-                    )),
                     (decide::Finalize::Revoke, false) => None,
                 };
-                if let Some((type_, reason, note)) = note {
-                    ctx.event(&s.slacktoken, type_, reason, note).await;
+                if let Some((reason, note)) = note {
+                    ctx.event(&s.slacktoken, reason, note).await;
                 }
+                ctx.metrics.forget_token(&s.namespace(), &s.slacktoken.name_any());
                 Ok(Action::await_change())
             }
             Err(error) => fail(&ctx, &tokens, s, &error, None).await,
@@ -84,13 +89,13 @@ pub async fn reconcile(cached: Arc<SlackToken>, ctx: Arc<Context>) -> Result<Act
             ctx.backoff.clear(&s.uid());
             let first = report::success(&s.slacktoken, s, &plan, &out, &ctx.settings);
             if let Some(trigger) = out.rotated {
-                let type_ = format!("{:?}", s.slacktoken.spec.token_type);
-                ctx.metrics.rotations.get_or_create(&TypeLabels { r#type: type_ }).inc();
+                ctx.metrics.count_rotation(&type_label(&s.slacktoken), &format!("{trigger:?}"));
                 let expires =
                     out.times.expires_at.map(crate::clock::format_time).unwrap_or_else(|| "never".into());
                 info!(?trigger, %expires, "rotated");
             }
             publish_events(&ctx, &s.slacktoken, &first).await;
+            set_gauges(&ctx, &s.slacktoken, &first);
             report::write_status(&tokens, s.slacktoken.clone(), |stk| {
                 report::success(stk, s, &plan, &out, &ctx.settings).status
             })
@@ -117,20 +122,31 @@ async fn fail(
         inputs.credentials_version = credentials_version;
     }
     ctx.backoff.hold(&s.uid(), delay, inputs);
-    ctx.metrics.failures.get_or_create(&ReasonLabels { reason: error.reason().to_owned() }).inc();
+    ctx.metrics.count_failure(&type_label(&s.slacktoken), error.reason());
     // Not `message`: the JSON log format writes the event's own message under that key.
     let detail = error.user_message(&s.slacktoken.spec.credentials_ref.name);
     let attempts = first.status.failed_attempts;
     warn!(reason = error.reason(), %detail, attempts, retry_in_secs = delay.as_secs(), "reconcile failed");
     publish_events(ctx, &s.slacktoken, &first).await;
+    set_gauges(ctx, &s.slacktoken, &first);
     report::write_status(tokens, s.slacktoken.clone(), |stk| report::failure(stk, s, error, pending).status)
         .await?;
     Ok(Action::requeue(delay))
 }
 
+/// The `type` label of a SlackToken's metrics: its `spec.type`.
+fn type_label(stk: &SlackToken) -> String {
+    format!("{:?}", stk.spec.token_type)
+}
+
+/// The per-token series, from the status this reconcile reports.
+fn set_gauges(ctx: &Context, stk: &SlackToken, report: &Report) {
+    let gauges = report::token_gauges(stk.spec.token_type, &report.status);
+    ctx.metrics.set_token(&stk.namespace().unwrap_or_default(), &stk.name_any(), &type_label(stk), &gauges);
+}
+
 async fn publish_events(ctx: &Context, stk: &SlackToken, report: &Report) {
     for note in &report.events {
-        let type_ = if note.warning { EventType::Warning } else { EventType::Normal };
-        ctx.event(stk, type_, note.reason, note.note.clone()).await;
+        ctx.event(stk, note.reason, note.note.clone()).await;
     }
 }

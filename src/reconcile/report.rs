@@ -14,10 +14,11 @@ use super::{
 };
 use crate::{
     clock::format_time,
-    error::Error,
+    error::{Error, RestartFailure},
+    ops::metrics::TokenGauges,
     resource::{
-        find_condition, set_condition, Condition, GoDuration, ManualKind, SlackToken, SlackTokenStatus,
-        PENDING_TOKEN, READY, ROTATION_DUE,
+        find_condition, set_condition, Condition, EventReason, GoDuration, ManualKind, RolloutRestartTarget,
+        SlackToken, SlackTokenStatus, TokenType, PENDING_TOKEN, READY, ROLLOUT_RESTART, ROTATION_DUE,
     },
 };
 use jiff::Timestamp;
@@ -30,21 +31,19 @@ use std::time::Duration;
 
 /// The shortest wait before a scheduled reconcile: a time already past must not become a hot loop.
 pub const MIN_REQUEUE: Duration = Duration::from_secs(1);
+/// How soon a rollout restart that the API server refused for a passing reason is tried again.
+pub const RESTART_RETRY: Duration = Duration::from_secs(30);
 
-/// An Event to record about the SlackToken.
+/// An Event to record about the SlackToken (Normal or Warning as its reason says).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Note {
-    pub warning: bool,
-    pub reason: &'static str,
+    pub reason: EventReason,
     pub note: String,
 }
 
 impl Note {
-    fn normal(reason: &'static str, note: String) -> Self {
-        Self { warning: false, reason, note }
-    }
-    fn warning(reason: &'static str, note: String) -> Self {
-        Self { warning: true, reason, note }
+    fn new(reason: EventReason, note: String) -> Self {
+        Self { reason, note }
     }
 }
 
@@ -90,15 +89,25 @@ pub fn success(
         }
     };
     if let Some(trigger) = out.rotated {
-        events.push(Note::normal("Rotated", rotated_note(stk, trigger, out)));
+        events.push(Note::new(EventReason::Rotated, rotated_note(stk, trigger, out)));
         if out.expiry_assumed {
-            events.push(Note::warning("ExpiryAssumed", expiry_assumed_note(out, next_rotation)));
+            events.push(Note::new(EventReason::ExpiryAssumed, expiry_assumed_note(out, next_rotation)));
         }
+    }
+    if stk.spec.rollout_restart_targets.is_empty() {
+        cleared.push(ROLLOUT_RESTART);
+    }
+    let mut restart_retry = false;
+    if !out.restarts.is_empty() {
+        let (restarted, note) = restart_report(stk, &out.restarts, s.now);
+        conditions = set_condition(&conditions, restarted);
+        events.push(note);
+        restart_retry = out.restarts.iter().any(|(_, f)| f.is_some_and(RestartFailure::is_retried));
     }
     // A warning is announced by an Event once, when it first appears in the Ready message.
     let ready_before = find_condition(&old.conditions, READY).map(|c| c.message.as_str()).unwrap_or_default();
     for warning in warnings.iter().filter(|w| !ready_before.contains(w.message.as_str())) {
-        events.push(Note::warning(warning.reason, warning.message.clone()));
+        events.push(Note::new(warning.reason, warning.message.clone()));
     }
 
     let suspended = stk.spec.suspend;
@@ -136,7 +145,41 @@ pub fn success(
         Some(at) if !suspended => Some(schedule::until(s.now, at).max(MIN_REQUEUE)),
         _ => None,
     };
+    let requeue = match restart_retry {
+        true => Some(requeue.map_or(RESTART_RETRY, |r| r.min(RESTART_RETRY))),
+        false => requeue,
+    };
     Report { status, events, requeue }
+}
+
+/// The `RolloutRestart` condition and the Event for the restarts one reconcile made.
+fn restart_report(
+    stk: &SlackToken,
+    restarts: &[(RolloutRestartTarget, Option<RestartFailure>)],
+    now: Timestamp,
+) -> (Condition, Note) {
+    let namespace = stk.namespace().unwrap_or_default();
+    let restarted: Vec<String> =
+        restarts.iter().filter(|(_, f)| f.is_none()).map(|(t, _)| t.to_string()).collect();
+    let failed: Vec<(&RolloutRestartTarget, RestartFailure)> =
+        restarts.iter().filter_map(|(t, f)| f.map(|f| (t, f))).collect();
+    let Some((_, first)) = failed.first() else {
+        let message =
+            format!("restarted {} onto the token published at {}", restarted.join(", "), format_time(now));
+        let condition = condition(stk, ROLLOUT_RESTART, true, "Restarted", &message, now);
+        return (condition, Note::new(EventReason::RolloutRestarted, message));
+    };
+    let mut message = failed
+        .iter()
+        .map(|(t, f)| format!("{t}: {}", f.hint(t.kind.plural(), &namespace)))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if !restarted.is_empty() {
+        message.push_str(&format!("; restarted {}", restarted.join(", ")));
+    }
+    message.push_str(" (the token was published all the same)");
+    let condition = condition(stk, ROLLOUT_RESTART, false, first.reason(), &message, now);
+    (condition, Note::new(EventReason::RolloutRestartFailed, message))
 }
 
 /// Manual tokens: RotationDue and PendingToken conditions; returns (due time, wake-up time).
@@ -155,7 +198,7 @@ fn manual_report(
         let message =
             format!("pendingToken in Secret {credentials} was not used: {why}; nothing was changed");
         if find_condition(&old.conditions, PENDING_TOKEN).map(|c| &c.message) != Some(&message) {
-            events.push(Note::warning("PendingTokenRejected", message.clone()));
+            events.push(Note::new(EventReason::PendingTokenRejected, message.clone()));
         }
         *conditions = set_condition(
             conditions,
@@ -171,7 +214,7 @@ fn manual_report(
             reissue_steps(manual.kind, credentials)
         );
         if find_condition(&old.conditions, ROTATION_DUE).map(|c| c.status.as_str()) != Some("True") {
-            events.push(Note::warning("RotationDue", message.clone()));
+            events.push(Note::new(EventReason::RotationDue, message.clone()));
         }
         *conditions =
             set_condition(conditions, condition(stk, ROTATION_DUE, true, "RotationDue", &message, now));
@@ -224,7 +267,7 @@ fn schedule_warnings(
     let mut warnings = Vec::new();
     if times.expires_at.is_none() && period.is_none() {
         warnings.push(Warning {
-            reason: "NoExpiry",
+            reason: EventReason::NoExpiry,
             message: "Slack gave no expiry for this token and no rotationPeriod is set, so it is not rotated on a schedule".into(),
         });
     }
@@ -233,7 +276,7 @@ fn schedule_warnings(
     {
         let used = schedule::effective_renew_before(renew_before, Some(lifetime));
         warnings.push(Warning {
-            reason: "RenewBeforeTooLong",
+            reason: EventReason::RenewBeforeTooLong,
             message: format!(
                 "renewBefore {} is not shorter than the token's lifetime {}; renewing {} before expiry instead",
                 GoDuration(renew_before.unwrap_or_default()),
@@ -266,7 +309,7 @@ pub fn failure(stk: &SlackToken, s: &Snapshot, error: &Error, pending: bool) -> 
         failed_attempts: attempts,
         ..old
     };
-    Report { status, events: vec![Note::warning("RotationFailed", note)], requeue: Some(delay) }
+    Report { status, events: vec![Note::new(EventReason::RotationFailed, note)], requeue: Some(delay) }
 }
 
 fn condition(
@@ -303,6 +346,20 @@ pub fn reissue_steps(kind: ManualKind, creds: &str) -> String {
         ManualKind::App => format!(
             "app without token rotation: in the App Directory (my.slack.com/apps/manage, Installed apps) remove the app and reinstall it, {hand_over}; better, turn on token rotation and use type OAuth with `legacyToken` to stop rotating by hand"
         ),
+    }
+}
+
+/// What the per-token metrics show for a SlackToken with `status`: its times as Unix seconds,
+/// Ready, and for Manual tokens RotationDue.
+pub fn token_gauges(type_: TokenType, status: &SlackTokenStatus) -> TokenGauges {
+    let seconds =
+        |t: &Option<String>| t.as_deref().and_then(|t| t.parse::<Timestamp>().ok()).map(|t| t.as_second());
+    let is_true = |type_| find_condition(&status.conditions, type_).is_some_and(|c| c.status == "True");
+    TokenGauges {
+        expiration: seconds(&status.expiration_time),
+        next_rotation: seconds(&status.next_rotation_time),
+        ready: is_true(READY),
+        rotation_due: (type_ == TokenType::Manual).then(|| is_true(ROTATION_DUE)),
     }
 }
 
@@ -344,6 +401,126 @@ pub async fn write_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restarts_are_reported_in_a_condition_and_an_event_that_say_what_to_do() {
+        use crate::resource::{SlackTokenSpec, WorkloadKind};
+        let mut stk = SlackToken::new("bot", SlackTokenSpec::new(TokenType::OAuth, "c", "o"));
+        stk.metadata.namespace = Some("team-a".into());
+        let target = |kind, name: &str| RolloutRestartTarget { kind, name: name.into() };
+        let (web, db) = (target(WorkloadKind::Deployment, "web"), target(WorkloadKind::StatefulSet, "db"));
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        // (restarts, condition status, reason, Event, words in the message)
+        let table = [
+            (
+                vec![(web.clone(), None), (db.clone(), None)],
+                "True",
+                "Restarted",
+                "RolloutRestarted",
+                vec!["Deployment/web, StatefulSet/db"],
+            ),
+            (
+                vec![(web.clone(), Some(RestartFailure::NotFound)), (db.clone(), None)],
+                "False",
+                "TargetNotFound",
+                "RolloutRestartFailed",
+                vec![
+                    "Deployment/web: not found in namespace team-a",
+                    "restarted StatefulSet/db",
+                    "published all the same",
+                ],
+            ),
+            (
+                vec![(web.clone(), Some(RestartFailure::Forbidden))],
+                "False",
+                "Forbidden",
+                "RolloutRestartFailed",
+                vec!["may not patch deployments", "rolloutRestart.enabled=true"],
+            ),
+            (
+                vec![(db, Some(RestartFailure::Failed))],
+                "False",
+                "RestartFailed",
+                "RolloutRestartFailed",
+                vec!["retrying"],
+            ),
+        ];
+        for (restarts, status, reason, event, words) in table {
+            let (c, note) = restart_report(&stk, &restarts, now);
+            assert_eq!(
+                (c.status.as_str(), c.reason.as_str(), note.reason.as_str()),
+                (status, reason, event),
+                "{restarts:?}"
+            );
+            for word in words {
+                assert!(c.message.contains(word), "{word:?} not in {:?}", c.message);
+            }
+        }
+    }
+
+    #[test]
+    fn token_gauges_follow_status() {
+        let cond = |type_: &str, status: &str| Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: "R".into(),
+            message: String::new(),
+            observed_generation: None,
+            last_transition_time: String::new(),
+        };
+        let status = |expires: Option<&str>, conditions: Vec<Condition>| SlackTokenStatus {
+            expiration_time: expires.map(Into::into),
+            next_rotation_time: Some("1970-01-01T00:01:40Z".into()),
+            conditions,
+            ..Default::default()
+        };
+        // (type, status, expected gauges)
+        let table = [
+            (
+                TokenType::OAuth,
+                status(Some("1970-01-01T00:02:00Z"), vec![cond(READY, "True")]),
+                TokenGauges {
+                    expiration: Some(120),
+                    next_rotation: Some(100),
+                    ready: true,
+                    rotation_due: None,
+                },
+            ),
+            (
+                TokenType::OAuth,
+                status(Some("1970-01-01T00:02:00Z"), vec![cond(READY, "False")]),
+                TokenGauges {
+                    expiration: Some(120),
+                    next_rotation: Some(100),
+                    ready: false,
+                    rotation_due: None,
+                },
+            ),
+            (
+                TokenType::Manual,
+                status(None, vec![cond(READY, "True"), cond(ROTATION_DUE, "True")]),
+                TokenGauges {
+                    expiration: None,
+                    next_rotation: Some(100),
+                    ready: true,
+                    rotation_due: Some(true),
+                },
+            ),
+            (
+                TokenType::Manual,
+                status(None, vec![]),
+                TokenGauges {
+                    expiration: None,
+                    next_rotation: Some(100),
+                    ready: false,
+                    rotation_due: Some(false),
+                },
+            ),
+        ];
+        for (type_, status, expected) in table {
+            assert_eq!(token_gauges(type_, &status), expected, "{type_:?} {status:?}");
+        }
+    }
 
     #[test]
     fn every_kind_has_its_own_reissue_steps_that_end_in_the_hand_over() {

@@ -9,6 +9,8 @@ pub const READY: &str = "Ready";
 pub const ROTATION_DUE: &str = "RotationDue";
 /// Manual tokens: present while a supplied `pendingToken` is refused.
 pub const PENDING_TOKEN: &str = "PendingToken";
+/// With `rolloutRestartTargets`: whether the last restart of the workloads onto a new token worked.
+pub const ROLLOUT_RESTART: &str = "RolloutRestart";
 
 /// A standard Kubernetes condition (metav1.Condition).
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]

@@ -2,15 +2,21 @@
 //! durations and conditions, and the names (labels, annotations, finalizers) it puts on objects.
 
 mod conditions;
+mod crd;
 mod duration;
+mod events;
 mod slacktoken;
 
 pub use conditions::{
-    find as find_condition, set as set_condition, Condition, PENDING_TOKEN, READY, ROTATION_DUE,
+    find as find_condition, set as set_condition, Condition, PENDING_TOKEN, READY, ROLLOUT_RESTART,
+    ROTATION_DUE,
 };
+pub use crd::{crd, KNOWN_FORMATS};
 pub use duration::GoDuration;
+pub use events::EventReason;
 pub use slacktoken::{
-    Identity, ManualKind, ManualSpec, SlackToken, SlackTokenSpec, SlackTokenStatus, TokenType,
+    Identity, ManualKind, ManualSpec, RolloutRestartTarget, SlackToken, SlackTokenSpec, SlackTokenStatus,
+    TokenType, WorkloadKind,
 };
 
 /// Field manager of every write, and the reporting controller of Events.
@@ -28,6 +34,14 @@ pub const ROTATE_ANNOTATION: &str = "slack.rotator.dev/rotate";
 pub const SKIP_REVOKE_ANNOTATION: &str = "slack.rotator.dev/skip-revoke";
 /// On the SlackToken and its credentials Secret while `revokeOnDelete` wants the token revoked.
 pub const REVOKE_FINALIZER: &str = "slack.rotator.dev/revoke-on-delete";
+
+/// On the pod template of each `rolloutRestartTargets` workload: when the operator restarted it
+/// onto a new token (RFC 3339), as `kubectl.kubernetes.io/restartedAt` is for `kubectl rollout restart`.
+pub const RESTARTED_AT_ANNOTATION: &str = "slack.rotator.dev/restartedAt";
+/// On the output Secret from the write that changes its token until the `rolloutRestartTargets`
+/// have been restarted: a restart that failed for a while, or was cut short by a crash, is not
+/// lost (the value is when the token changed).
+pub const RESTART_PENDING_ANNOTATION: &str = "slack.rotator.dev/restart-pending";
 
 /// When the current access token was issued (or adopted); drives `rotationPeriod`.
 pub const ISSUED_AT_ANNOTATION: &str = "slack.rotator.dev/issued-at";

@@ -28,8 +28,10 @@ use std::collections::BTreeMap;
     ),
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
     printcolumn(name = "Secret", type_ = "string", json_path = ".spec.secretRef.name"),
-    printcolumn(name = "Expires", type_ = "date", json_path = ".status.expirationTime"),
-    printcolumn(name = "Next Rotation", type_ = "date", json_path = ".status.nextRotationTime"),
+    // Absolute times, as `string`: kubectl renders a `date` column as an age, and a time in the
+    // future as `<invalid>`. Age is in the past, so it stays `date`.
+    printcolumn(name = "Expires", type_ = "string", json_path = ".status.expirationTime"),
+    printcolumn(name = "Next Rotation", type_ = "string", json_path = ".status.nextRotationTime"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -73,6 +75,14 @@ pub struct SlackTokenSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manual: Option<ManualSpec>,
 
+    /// Workloads in the same namespace to restart when the published token changes, as
+    /// `kubectl rollout restart` does (the pod-template annotation `slack.rotator.dev/restartedAt`),
+    /// for apps that read the token from an environment variable once at start. A target that
+    /// does not exist is reported in the `RolloutRestart` condition and a Warning Event; it never
+    /// fails or repeats a rotation. The operator needs the chart value `rolloutRestart.enabled`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollout_restart_targets: Vec<RolloutRestartTarget>,
+
     /// Revoke the current token with auth.revoke when this SlackToken is deleted. Adds the finalizer
     /// slack.rotator.dev/revoke-on-delete to the SlackToken and its credentials Secret (so the token
     /// is still there to revoke when a whole namespace is deleted); annotate the SlackToken with
@@ -93,6 +103,7 @@ impl SlackTokenSpec {
             secret_template: None,
             suspend: false,
             manual: None,
+            rollout_restart_targets: Vec::new(),
             revoke_on_delete: false,
         }
     }
@@ -103,6 +114,40 @@ pub enum TokenType {
     OAuth,
     AppConfiguration,
     Manual,
+}
+
+/// A workload (same namespace) restarted when the published token changes.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct RolloutRestartTarget {
+    pub kind: WorkloadKind,
+    /// Name of the workload.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// The kinds of workload (`apps/v1`) that can be restarted.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum WorkloadKind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+}
+
+impl WorkloadKind {
+    /// The resource (plural) in `apps/v1`.
+    pub fn plural(self) -> &'static str {
+        match self {
+            Self::Deployment => "deployments",
+            Self::StatefulSet => "statefulsets",
+            Self::DaemonSet => "daemonsets",
+        }
+    }
+}
+
+impl std::fmt::Display for RolloutRestartTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}/{}", self.kind, self.name)
+    }
 }
 
 /// Reference to the credentials Secret (same namespace).

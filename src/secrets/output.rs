@@ -5,7 +5,7 @@
 use super::store::write_params;
 use crate::{
     error::Error,
-    resource::{SlackToken, MANAGED_BY, MANAGED_BY_LABEL, SLACKTOKEN_LABEL},
+    resource::{SlackToken, MANAGED_BY, MANAGED_BY_LABEL, RESTART_PENDING_ANNOTATION, SLACKTOKEN_LABEL},
 };
 use k8s_openapi::{api::core::v1::Secret, ByteString};
 use kube::{
@@ -53,34 +53,74 @@ pub fn desired(stk: &SlackToken, existing: Option<&Secret>, token: &SecretString
     Some(desired)
 }
 
+/// Whether writing `token` changes a token applications may already have read: the output
+/// Secret exists and holds another one. (A Secret created now has had no readers.)
+pub fn token_changes(stk: &SlackToken, existing: Option<&Secret>, token: &SecretString) -> bool {
+    let current = existing.and_then(|e| e.data.as_ref()?.get(&stk.spec.secret_ref.key));
+    existing.is_some() && current.is_none_or(|c| c.0 != token.expose_secret().as_bytes())
+}
+
 /// Makes the output Secret hold `token`. Writes only when something differs from `existing`
-/// (the caller has checked that `existing` is ours).
+/// (the caller has checked that `existing` is ours). Returns whether the token changed (see
+/// [`token_changes`]); if it did and `restart_mark` is given, the same write marks the Secret
+/// with [`RESTART_PENDING_ANNOTATION`] so that the restarts it owes survive a failure or a crash.
 pub async fn publish(
     secrets: &Api<Secret>,
     stk: &SlackToken,
     existing: Option<&Secret>,
     token: &SecretString,
-) -> Result<(), Error> {
+    restart_mark: Option<&str>,
+) -> Result<bool, Error> {
     let name = &stk.spec.secret_ref.name;
-    let Some(desired) = desired(stk, existing, token) else {
+    let Some(mut desired) = desired(stk, existing, token) else {
         // Only a SlackToken the API server has not stored yet has no uid; the watch brings it back.
-        return Ok(());
+        return Ok(false);
     };
+    let changed = token_changes(stk, existing, token);
+    if let (true, Some(mark)) = (changed, restart_mark) {
+        let annotations = desired.metadata.annotations.get_or_insert_with(Default::default);
+        annotations.insert(RESTART_PENDING_ANNOTATION.to_owned(), mark.to_owned());
+    }
     match existing {
-        Some(current) if *current == desired => Ok(()),
+        Some(current) if *current == desired => {}
         Some(_) => {
             secrets
                 .replace(name, &write_params(), &desired)
                 .await
                 .map_err(Error::kube("update", "secrets", name))?;
-            Ok(())
         }
         None => {
             secrets
                 .create(&write_params(), &desired)
                 .await
                 .map_err(Error::kube("create", "secrets", name))?;
-            Ok(())
+        }
+    }
+    Ok(changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resource::{SlackTokenSpec, TokenType};
+
+    #[test]
+    fn only_a_different_token_in_an_existing_secret_is_a_change() {
+        let stk = SlackToken::new("bot", SlackTokenSpec::new(TokenType::OAuth, "c", "o"));
+        let holding = |value: Option<&str>| Secret {
+            data: value.map(|v| [("token".to_owned(), ByteString(v.as_bytes().to_vec()))].into()),
+            ..Default::default()
+        };
+        let token = SecretString::from("new".to_owned());
+        // (existing output Secret, changes)
+        let table = [
+            (None, false),
+            (Some(holding(Some("new"))), false),
+            (Some(holding(Some("old"))), true),
+            (Some(holding(None)), true),
+        ];
+        for (existing, changes) in table {
+            assert_eq!(token_changes(&stk, existing.as_ref(), &token), changes, "{existing:?}");
         }
     }
 }

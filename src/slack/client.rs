@@ -9,7 +9,7 @@ use crate::resource::Identity;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 use tracing::warn;
 
 /// What Slack says when no `Retry-After` comes with a 429; Slack's tier-1 limit is one call a minute.
@@ -52,10 +52,16 @@ pub struct AuthTest {
     pub enterprise_id: Option<String>,
 }
 
+/// Told the outcome and duration of every Slack call (the operator's metrics implement it).
+pub trait CallObserver: Send + Sync {
+    fn observe(&self, method: &'static str, outcome: Result<(), &SlackError>, elapsed: Duration);
+}
+
 #[derive(Clone)]
 pub struct SlackClient {
     http: reqwest::Client,
     base_url: String,
+    observer: Option<Arc<dyn CallObserver>>,
 }
 
 impl SlackClient {
@@ -70,7 +76,13 @@ impl SlackClient {
         if !base_url.ends_with('/') {
             base_url.push('/');
         }
-        Ok(Self { http, base_url })
+        Ok(Self { http, base_url, observer: None })
+    }
+
+    /// The same client, telling `observer` about every call.
+    pub fn observed_by(mut self, observer: Arc<dyn CallObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// `oauth.v2.access` with `grant_type=refresh_token`: rotate a bot or user token.
@@ -149,6 +161,19 @@ impl SlackClient {
     }
 
     async fn send(
+        &self,
+        method: &'static str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Value, SlackError> {
+        let started = tokio::time::Instant::now();
+        let result = self.send_unobserved(method, request).await;
+        if let Some(observer) = &self.observer {
+            observer.observe(method, result.as_ref().map(|_| ()), started.elapsed());
+        }
+        result
+    }
+
+    async fn send_unobserved(
         &self,
         method: &'static str,
         request: reqwest::RequestBuilder,

@@ -157,6 +157,15 @@ impl SlackError {
     }
 
     /// Whether trying again later can succeed without a person doing anything.
+    /// The condition reason of this failure; also the `result` label of Slack call metrics.
+    pub fn reason(&self) -> &'static str {
+        self.kind().reason()
+    }
+
+    pub fn is_rate_limit(&self) -> bool {
+        self.kind() == SlackErrorKind::RateLimited
+    }
+
     pub fn is_transient(&self) -> bool {
         self.kind().is_transient()
     }

@@ -3,5 +3,7 @@
 mod client;
 mod error;
 
-pub use client::{check_slack_url, redacted, AuthTest, Issued, SlackClient, ROTATING_TOKEN_LIFETIME};
+pub use client::{
+    check_slack_url, redacted, AuthTest, CallObserver, Issued, SlackClient, ROTATING_TOKEN_LIFETIME,
+};
 pub use error::{SlackError, SlackErrorKind};

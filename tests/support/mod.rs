@@ -28,6 +28,24 @@ where
     F: FnOnce(TestEnv) -> Fut,
     Fut: Future<Output = ()>,
 {
+    run_e2e(true, body)
+}
+
+/// As [`e2e`], but the controller is not running until the body calls
+/// [`TestEnv::start_controller`] (the operator's HTTP endpoints are served from the start).
+pub fn e2e_before_start<F, Fut>(body: F)
+where
+    F: FnOnce(TestEnv) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    run_e2e(false, body)
+}
+
+fn run_e2e<F, Fut>(start_controller: bool, body: F)
+where
+    F: FnOnce(TestEnv) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -39,7 +57,10 @@ where
         .build()
         .expect("tokio runtime");
     runtime.block_on(async move {
-        let env = TestEnv::start().await;
+        let mut env = TestEnv::start().await;
+        if start_controller {
+            env.start_controller();
+        }
         let leftovers = env.is_real_cluster().then(|| (env.client.clone(), env.ns.clone()));
         // Catch a failing test's panic so that its namespace is still removed from a real cluster.
         let outcome = std::panic::AssertUnwindSafe(body(env)).catch_unwind().await;
@@ -83,7 +104,10 @@ pub struct TestEnv {
     pub ns: String,
     pub clock: SharedClock,
     pub ctx: Arc<Context>,
-    controller: tokio::task::JoinHandle<()>,
+    /// Where the operator's /healthz, /readyz and /metrics are served.
+    pub http: std::net::SocketAddr,
+    controller: Option<tokio::task::JoinHandle<()>>,
+    http_server: tokio::task::JoinHandle<()>,
     settings: Settings,
 }
 
@@ -135,16 +159,26 @@ impl TestEnv {
             clock.clone(),
             settings.clone(),
         );
-        let controller = tokio::spawn(slack_token_operator::run(ctx.clone(), vec![ns.clone()]));
-        Self { kube, client, slack, ns, clock, ctx, controller, settings }
+        let (http, http_server) = serve_http(&ctx).await;
+        Self { kube, client, slack, ns, clock, ctx, http, controller: None, http_server, settings }
+    }
+
+    /// Starts the controller, watching the test's namespace.
+    pub fn start_controller(&mut self) {
+        assert!(self.controller.is_none(), "the controller runs already");
+        let run = slack_token_operator::run(self.ctx.clone(), vec![self.ns.clone()]);
+        self.controller = Some(tokio::spawn(run));
     }
 
     /// Stops the operator as a crash would (its memory, and every pair held there, is gone) and
     /// starts a new one, with the crash journal in `journal` if given. The new operator replays
     /// the journal before it takes any work, as `run` does; returns what the replay did.
     pub async fn restart_operator(&mut self, journal: Option<&std::path::Path>) -> Replayed {
-        self.controller.abort();
-        let _ = (&mut self.controller).await;
+        if let Some(controller) = self.controller.take() {
+            controller.abort();
+            let _ = controller.await;
+        }
+        self.http_server.abort();
         let journal = journal.map(|dir| Journal::open(dir).expect("journal directory usable"));
         self.ctx = Context::with_journal(
             self.client.clone(),
@@ -153,9 +187,24 @@ impl TestEnv {
             self.settings.clone(),
             journal,
         );
+        (self.http, self.http_server) = serve_http(&self.ctx).await;
         let replayed = self.ctx.replay_journal().await;
-        self.controller = tokio::spawn(slack_token_operator::run(self.ctx.clone(), vec![self.ns.clone()]));
+        self.start_controller();
         replayed
+    }
+
+    /// GETs `path` from the operator's HTTP server: (status code, body).
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let response = reqwest::get(format!("http://{}{path}", self.http)).await.expect("HTTP answer");
+        let code = response.status().as_u16();
+        (code, response.text().await.expect("HTTP body"))
+    }
+
+    /// A scrape of `/metrics`.
+    pub async fn scrape(&self) -> Scrape {
+        let (code, text) = self.get("/metrics").await;
+        assert_eq!(code, 200, "/metrics answers");
+        Scrape(text)
     }
 
     pub fn is_real_cluster(&self) -> bool {
@@ -330,7 +379,59 @@ impl TestEnv {
 
 impl Drop for TestEnv {
     fn drop(&mut self) {
-        self.controller.abort();
+        if let Some(controller) = &self.controller {
+            controller.abort();
+        }
+        self.http_server.abort();
+    }
+}
+
+/// Serves `ctx`'s /healthz, /readyz and /metrics on a free local port.
+async fn serve_http(ctx: &Arc<Context>) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("HTTP port");
+    let http = listener.local_addr().unwrap();
+    let endpoints = ctx.endpoints();
+    let server = tokio::spawn(async move {
+        slack_token_operator::http::serve(listener, endpoints).await.expect("HTTP server runs");
+    });
+    (http, server)
+}
+
+/// One scrape of the operator's `/metrics` (OpenMetrics text).
+pub struct Scrape(pub String);
+
+impl Scrape {
+    /// The value of the sample `name` whose labels are exactly `labels`.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let mut wanted: Vec<(String, String)> =
+            labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        wanted.sort();
+        self.samples().find(|(n, l, _)| n == name && *l == wanted).map(|(_, _, v)| v)
+    }
+
+    /// Whether any sample of any metric has label `key` = `value`.
+    pub fn has_label(&self, key: &str, value: &str) -> bool {
+        self.samples().any(|(_, l, _)| l.iter().any(|(k, v)| k == key && v == value))
+    }
+
+    /// (name, sorted labels, value) of every sample. Our label values hold no `,`, `"` or `}`.
+    fn samples(&self) -> impl Iterator<Item = (String, Vec<(String, String)>, f64)> + '_ {
+        self.0.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let value = value.parse::<f64>().ok()?;
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => (name, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let mut labels: Vec<(String, String)> = labels
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .filter_map(|p| p.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
+                .collect();
+            labels.sort();
+            Some((name.to_owned(), labels, value))
+        })
     }
 }
 

@@ -108,4 +108,10 @@ read the credentials Secrets, and record Events. Used by the ClusterRole
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- if .Values.rolloutRestart.enabled }}
+# spec.rolloutRestartTargets: one pod-template patch per workload, as kubectl rollout restart makes.
+- apiGroups: ["apps"]
+  resources: ["deployments", "statefulsets", "daemonsets"]
+  verbs: ["patch"]
+{{- end }}
 {{- end }}

@@ -151,6 +151,11 @@ impl Default for Registry {
                 review("authorization.k8s.io", "selfsubjectrulesreviews", "SelfSubjectRulesReview", false),
                 review("authorization.k8s.io", "subjectaccessreviews", "SubjectAccessReview", false),
                 review("authorization.k8s.io", "localsubjectaccessreviews", "LocalSubjectAccessReview", true),
+                // Workloads, stored as plain objects (no pods are run): enough to patch their
+                // pod template, as `kubectl rollout restart` does.
+                builtin("apps", "v1", "deployments", "Deployment", true, &["deploy"], true, true),
+                builtin("apps", "v1", "statefulsets", "StatefulSet", true, &["sts"], true, true),
+                builtin("apps", "v1", "daemonsets", "DaemonSet", true, &["ds"], true, true),
             ],
             custom: vec![],
         }

@@ -130,6 +130,10 @@ impl World {
         f(&mut self.creds.as_mut().unwrap().metadata);
         self
     }
+    fn output_meta(mut self, f: impl FnOnce(&mut ObjectMeta)) -> Self {
+        f(&mut self.output.as_mut().unwrap().metadata);
+        self
+    }
     fn no_credentials(mut self) -> Self {
         self.creds = None;
         self
@@ -196,6 +200,7 @@ fn rotating(rotate: Option<(Trigger, Option<Call>)>) -> Converge {
             publish: true,
             handled_request: None,
         })),
+        restart: None,
         invalid: None,
         warnings: Vec::new(),
     }
@@ -215,6 +220,7 @@ fn refused(invalid: Invalid) -> Converge {
         claim: None,
         release_stale: false,
         token: None,
+        restart: None,
         invalid: Some(invalid),
         warnings: Vec::new(),
     }
@@ -263,7 +269,11 @@ impl Converge {
         self.invalid = Some(invalid);
         self
     }
-    fn warning(mut self, reason: &'static str) -> Self {
+    fn restart(mut self, targets: Vec<RolloutRestartTarget>, pending: bool) -> Self {
+        self.restart = Some(Restart { targets, pending });
+        self
+    }
+    fn warning(mut self, reason: EventReason) -> Self {
         self.warnings.push(Warning { reason, message: String::new() });
         self
     }
@@ -281,6 +291,7 @@ fn manual_plan(stamp_issued_at: bool, hand_over: Option<HandOver>, health_check:
             hand_over,
             health_check,
         })),
+        restart: None,
         invalid: None,
         warnings: Vec::new(),
     }
@@ -638,7 +649,7 @@ fn an_unusable_spec_is_refused_with_what_is_wrong() {
         (
             "a short rotationPeriod works, with a warning",
             oauth().spec(|s| s.rotation_period = Some(GoDuration(Duration::from_secs(1800)))).at(0.25),
-            C(keep().warning("ShortRotationPeriod")),
+            C(keep().warning(EventReason::ShortRotationPeriod)),
         ),
     ]);
 }
@@ -690,5 +701,60 @@ fn a_replacement_must_belong_to_the_same_team_and_unless_allowed_the_same_user()
     ];
     for (row, reference, new, allow, accepted) in table {
         assert_eq!(accept_replacement(reference.as_ref(), &new, allow).is_ok(), accepted, "{row}");
+    }
+}
+
+fn web() -> Vec<RolloutRestartTarget> {
+    vec![RolloutRestartTarget { kind: crate::resource::WorkloadKind::Deployment, name: "web".into() }]
+}
+
+fn marked(w: World) -> World {
+    w.output_meta(|m| {
+        m.annotations
+            .get_or_insert_with(Default::default)
+            .insert(RESTART_PENDING_ANNOTATION.into(), T0.into());
+    })
+}
+
+#[test]
+fn rollout_restart_targets_are_restarted_after_publishing_and_a_pending_restart_is_not_lost() {
+    check(vec![
+        ("no targets, no mark: no restart step", oauth(), C(keep())),
+        (
+            "targets: restarted if publishing changes the token",
+            oauth().spec(|s| s.rollout_restart_targets = web()),
+            C(keep().restart(web(), false)),
+        ),
+        (
+            "targets and a mark: a restart is owed",
+            marked(oauth().spec(|s| s.rollout_restart_targets = web())),
+            C(keep().restart(web(), true)),
+        ),
+        ("a mark but no targets any more: cleared", marked(oauth()), C(keep().restart(vec![], true))),
+        (
+            "targets at the due time: rotated, then restarted",
+            oauth().spec(|s| s.rollout_restart_targets = web()).at(10.0),
+            C(rotate(Trigger::Due, Call::RefreshOAuth).restart(web(), false)),
+        ),
+        (
+            "nothing can be published: nothing to restart",
+            oauth().spec(|s| s.rollout_restart_targets = web()).creds_data("clientId", None).at(10.0),
+            C(refused(missing("clientId"))),
+        ),
+    ]);
+}
+
+#[test]
+fn targets_are_restarted_when_the_token_changed_or_a_restart_is_owed() {
+    let restart = |targets, pending| Restart { targets, pending };
+    // (restart step, token changed by this publish, restart now, leave the mark when publishing)
+    let table = [
+        (restart(web(), false), false, false, true),
+        (restart(web(), false), true, true, true),
+        (restart(web(), true), false, true, true),
+        (restart(vec![], true), true, false, false),
+    ];
+    for (step, changed, now, mark) in table {
+        assert_eq!((step.now(changed), step.mark()), (now, mark), "{step:?} changed={changed}");
     }
 }
