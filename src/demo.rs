@@ -1,25 +1,23 @@
 //! `demo` and `emulate`: the operator against the project's built-in Kubernetes and Slack emulators.
 
 use crate::{
-    clock::TokioClock,
-    controller,
-    reconcile::Context,
-    resource::{GoDuration, SlackToken, SlackTokenSpec, TokenType},
-    secrets,
-    slack::{redacted, SlackClient},
+    reconcile::Settings,
+    resource::GoDuration,
+    slack::redacted,
+    testground::{spawn_controller, Ground, GroundConfig},
 };
-use anyhow::Context as _;
 use futures::StreamExt;
-use k8s_openapi::{
-    api::core::v1::Secret, apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-};
+use k8s_openapi::api::core::v1::Secret;
 use kube::{
-    api::{Api, PostParams},
+    api::Api,
     runtime::{watcher, WatchStreamExt},
     Client, ResourceExt,
 };
 use secrecy::SecretString;
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::path::PathBuf;
+
+/// Installs the CRD into a cluster (emulated or real) and waits until it is served.
+pub use crate::testground::install_crd;
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
@@ -52,58 +50,23 @@ pub struct EmulateArgs {
     rbac: bool,
 }
 
-/// Installs the CRD into a cluster (emulated or real) and waits until it is served.
-pub async fn install_crd(client: &Client) -> anyhow::Result<()> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    match crds.create(&PostParams::default(), &crate::resource::crd()).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => return Err(e).context("installing the SlackToken CRD"),
-    }
-    let tokens: Api<SlackToken> = Api::all(client.clone());
-    for _ in 0..100 {
-        if tokens.list(&Default::default()).await.is_ok() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("the SlackToken CRD was not served in time")
-}
-
 pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     // Keep the operator's own logs quiet: the demo prints what matters.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
-    let kube = kube_emulator::KubeEmulator::start().await?;
-    let slack = slack_emulator::SlackEmulator::start_with(slack_emulator::Config {
-        access_token_ttl: args.token_lifetime.as_std(),
-        ..Default::default()
-    })
-    .await?;
+    let ground =
+        Ground::start(GroundConfig { token_ttl: args.token_lifetime.as_std(), ..Default::default() }).await?;
     if let Some(path) = &args.kubeconfig {
-        kube.write_kubeconfig(path)?;
+        ground.kube.write_kubeconfig(path)?;
         println!(
             "kubeconfig written to {} (try: kubectl --kubeconfig {} get stk)",
             path.display(),
             path.display()
         );
     }
-    let client = kube.client();
-    install_crd(&client).await?;
-
-    let app = slack.create_app(true);
-    let install = slack.install(&app, "T0DEMO", slack_emulator::TokenKind::Bot);
-    let refresh = install.refresh_token.clone().context("a rotating installation has a refresh token")?;
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
-    let creds = secrets::oauth_secret("deploy-bot-creds", &app.client_id, &app.client_secret, &refresh);
-    secrets.create(&PostParams::default(), &creds).await?;
-    let token = SlackToken::new(
-        "deploy-bot",
-        SlackTokenSpec::new(TokenType::OAuth, "deploy-bot-creds", "deploy-bot-token"),
-    );
-    Api::<SlackToken>::namespaced(client.clone(), "default").create(&PostParams::default(), &token).await?;
+    let bot = ground.bot("default", "deploy-bot").await?;
 
     println!(
         "Demo: SlackToken default/deploy-bot rotates a bot token living {} into Secret deploy-bot-token.",
@@ -111,13 +74,13 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     );
     println!(
         "Kubernetes emulator at {}, Slack emulator at {}. Ctrl-C to stop.",
-        kube.url(),
-        slack.base_url()
+        ground.kube.url(),
+        ground.slack.base_url()
     );
 
-    let ctx = Context::new(client.clone(), SlackClient::new(&slack.base_url())?, Arc::new(TokioClock::new()));
-    let controller = tokio::spawn(controller::run(ctx, vec!["default".into()]));
-    let printer = print_rotations(client.clone());
+    let ctx = ground.context(ground.client.clone(), Settings::default(), None);
+    let controller = spawn_controller(ctx, vec![bot.ns.clone()]);
+    let printer = print_rotations(ground.client.clone());
     let stop = async {
         match args.run_for {
             Some(d) => tokio::time::sleep(d.as_std()).await,
@@ -130,11 +93,11 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         result = printer => result?,
         () = stop => {}
     }
-    controller.abort();
-    let broken = slack.broken_chains();
+    controller.stop().await;
+    let broken = ground.slack.broken_chains();
     println!(
         "Done: {} refreshes, broken refresh chains: {}.",
-        slack.refreshes(&install.id),
+        ground.slack.refreshes(&bot.installation_id),
         if broken.is_empty() { "none".to_owned() } else { broken.join(", ") }
     );
     Ok(())
@@ -186,18 +149,17 @@ pub async fn emulate(args: EmulateArgs) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
-    let kube = kube_emulator::KubeEmulator::start_with(kube_emulator::Config {
-        port: args.kube_port,
+    // People and benchmarks install the CRD themselves, as on a cluster.
+    let ground = Ground::start(GroundConfig {
+        kube_port: args.kube_port,
+        slack_port: args.slack_port,
+        token_ttl: args.token_lifetime.as_std(),
         rbac: args.rbac,
+        crd: None,
         ..Default::default()
     })
     .await?;
-    let slack = slack_emulator::SlackEmulator::start_with(slack_emulator::Config {
-        port: args.slack_port,
-        access_token_ttl: args.token_lifetime.as_std(),
-        ..Default::default()
-    })
-    .await?;
+    let (kube, slack) = (&ground.kube, &ground.slack);
     kube.write_kubeconfig(&args.kubeconfig)?;
     println!(
         "ready: kubernetes {} (kubeconfig {}), slack {} (admin {})",

@@ -288,7 +288,7 @@ async fn run(env: &TestEnv, row: &Row) {
     let name = "bot";
     let (real, chain) = match row.type_ {
         "AppConfiguration" => {
-            let config = env.slack.create_config_token("T0E2E", "U0E2E");
+            let config = env.slack.create_config_token(support::TEAM, "U0E2E");
             let chain = env.slack.installation_of(&config.refresh_token).expect("a chain");
             let real = Real {
                 client_id: String::new(),
@@ -299,7 +299,7 @@ async fn run(env: &TestEnv, row: &Row) {
         }
         _ => {
             let app = env.slack.create_app(true);
-            let installation = env.slack.install(&app, "T0E2E", TokenKind::Bot);
+            let installation = env.slack.install(&app, support::TEAM, TokenKind::Bot);
             let refresh = installation.refresh_token.expect("a rotating installation");
             let real = Real { client_id: app.client_id, client_secret: app.client_secret, refresh };
             (real, installation.id)
@@ -374,12 +374,12 @@ async fn run(env: &TestEnv, row: &Row) {
         assert!(env.slack.token_is_valid(&saved), "the saved refresh token works");
     }
     if expect.status == "True" {
-        let status = env.status(name).await;
-        let expires: jiff::Timestamp = status.expiration_time.expect("an expiry").parse().unwrap();
-        let next: jiff::Timestamp = status.next_rotation_time.expect("a rotation scheduled").parse().unwrap();
+        let times = env.times(name).await;
+        let expires = times.expiration.expect("an expiry");
+        let next = times.next_rotation.expect("a rotation scheduled");
         assert!(next < expires, "rotated before it expires");
         if row.event == Some("ExpiryAssumed") {
-            let issued: jiff::Timestamp = status.last_rotation_time.unwrap().parse().unwrap();
+            let issued = times.last_rotation.expect("a last rotation");
             assert_eq!(expires.duration_since(issued).as_secs(), 12 * 3600, "Slack's 12 hours assumed");
             // And it is rotated then, as any token.
             let calls = env.slack.calls(method);
@@ -482,7 +482,7 @@ fn of_two_slacktokens_on_one_credentials_secret_one_wins_and_the_other_never_cal
         faults.add_latency(Some(kube_emulator::Verb::Patch), Some("secrets"), Duration::from_secs(1));
         for round in 0..5 {
             let app = env.slack.create_app(true);
-            let installation = env.slack.install(&app, "T0E2E", TokenKind::Bot);
+            let installation = env.slack.install(&app, support::TEAM, TokenKind::Bot);
             let refresh = installation.refresh_token.clone().unwrap();
             let creds = format!("shared{round}-creds");
             env.create_secret(

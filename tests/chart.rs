@@ -1185,33 +1185,25 @@ async fn operator_scenario(
     watch: Vec<String>,
     taken_away: Option<Permission>,
 ) -> Result<(), String> {
-    use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-    use slack_token_operator::{
-        oauth_secret, Context, SlackClient, SlackToken, SlackTokenSpec, TokenType, TokioClock,
-    };
+    use kube::api::{Api, DeleteParams, PostParams};
+    use slack_token_operator::testground::{spawn_controller, Ground, GroundConfig};
     use std::time::Duration;
 
     // The operator takes its Lease in $POD_NAMESPACE (default "default"): the release lives there.
     let release_ns = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into());
-    let kube =
-        kube_emulator::KubeEmulator::start_with(kube_emulator::Config { rbac: true, ..Default::default() })
-            .await
-            .expect("kube emulator starts");
-    let admin = kube.client();
+    let crd = serde_yaml::from_str(
+        &std::fs::read_to_string(repo().join(CHART).join("crds/slacktoken.yaml")).unwrap(),
+    )
+    .unwrap();
+    let ground = Ground::start(GroundConfig { rbac: true, crd: Some(crd), ..Default::default() })
+        .await
+        .expect("ground");
+    let admin = ground.client.clone();
     let pp = PostParams::default();
 
-    let crd: CustomResourceDefinition =
-        serde_yaml::from_slice(&std::fs::read(repo().join(CHART).join("crds/slacktoken.yaml")).unwrap())
-            .unwrap();
-    Api::<CustomResourceDefinition>::all(admin.clone()).create(&pp, &crd).await.expect("CRD created");
     let token_ns = watch.first().cloned().unwrap_or_else(|| "apps".into());
     for ns in [release_ns.as_str(), token_ns.as_str()] {
-        let namespace: Namespace = serde_json::from_value(json!({ "metadata": { "name": ns } })).unwrap();
-        match Api::<Namespace>::all(admin.clone()).create(&pp, &namespace).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) => panic!("namespace {ns}: {e}"),
-        }
+        ground.namespace(ns).await.unwrap();
     }
     for mut role in rendered.all::<ClusterRole>("ClusterRole") {
         role.rules =
@@ -1232,16 +1224,6 @@ async fn operator_scenario(
         Api::<RoleBinding>::namespaced(admin.clone(), &ns).create(&pp, &binding).await.unwrap();
     }
 
-    // A rotating Slack installation and its SlackToken, created by the user (admin).
-    let slack = slack_emulator::SlackEmulator::start().await.expect("slack emulator starts");
-    let app = slack.create_app(true);
-    let installation = slack.install(&app, "T0CHART", slack_emulator::TokenKind::Bot);
-    let refresh = installation.refresh_token.clone().expect("rotating installation");
-    let creds = oauth_secret("bot-creds", &app.client_id, &app.client_secret, &refresh);
-    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(admin.clone(), &token_ns);
-    secrets.create(&pp, &creds).await.unwrap();
-    let mut token = SlackToken::new("bot", SlackTokenSpec::new(TokenType::OAuth, "bot-creds", "bot-token"));
-    token.spec.revoke_on_delete = true;
     // With rollout restarts granted, one workload of each kind to restart after each rotation.
     let restarts = rendered.objects.iter().any(|o| o.to_string().contains("\"daemonsets\""));
     let workload_kinds = if restarts { vec!["Deployment", "StatefulSet", "DaemonSet"] } else { vec![] };
@@ -1251,6 +1233,7 @@ async fn operator_scenario(
             kube::api::ApiResource::from_gvk_with_plural(&gvk, &format!("{}s", kind.to_lowercase()));
         Api::<kube::api::DynamicObject>::namespaced_with(admin.clone(), &token_ns, &resource)
     };
+    let mut targets = Vec::new();
     for kind in &workload_kinds {
         let object = serde_json::from_value(json!({
             "apiVersion": "apps/v1", "kind": kind, "metadata": {"name": "app"},
@@ -1258,17 +1241,15 @@ async fn operator_scenario(
         }))
         .unwrap();
         workloads(kind).create(&pp, &object).await.unwrap();
-        let kind = serde_json::from_value(json!(kind)).unwrap();
-        token
-            .spec
-            .rollout_restart_targets
-            .push(slack_token_operator::RolloutRestartTarget { kind, name: "app".into() });
+        targets.push(format!("{{kind: {kind}, name: app}}"));
     }
-    let tokens = Api::<SlackToken>::namespaced(admin.clone(), &token_ns);
-    tokens.create(&pp, &token).await.unwrap();
+    let spec = format!("revokeOnDelete: true\nrolloutRestartTargets: [{}]", targets.join(", "));
+    // A rotating Slack installation and its SlackToken, created by the user (admin).
+    let bot = ground.oauth_token(&token_ns, "bot", &spec).await.unwrap();
+    let (tokens, secrets) = (ground.tokens(&token_ns), ground.secrets(&token_ns));
 
     // The operator, as the chart's ServiceAccount.
-    let operator = kube.service_account_client(&release_ns, FULLNAME);
+    let operator = ground.kube.service_account_client(&release_ns, FULLNAME);
     let leader_elect = rendered.args().iter().any(|a| a == "--leader-elect");
     let mut leadership = None;
     if leader_elect {
@@ -1280,68 +1261,51 @@ async fn operator_scenario(
         .map_err(|_| "no leadership within 60s: the Lease could not be taken".to_owned())?;
         leadership = Some(acquired.map_err(|e| format!("leader election failed: {e}"))?);
     }
-    let ctx = Context::new(
-        operator,
-        SlackClient::new(&slack.base_url()).unwrap(),
-        std::sync::Arc::new(TokioClock::new()),
-    );
-    let controller = tokio::spawn(slack_token_operator::run(ctx, watch));
+    let ctx = ground.context(operator, Default::default(), None);
+    let controller = spawn_controller(ctx, watch);
     let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(admin.clone(), &token_ns);
 
-    // Polls `check` every 100ms of (paused) time for up to a minute.
-    macro_rules! within_a_minute {
-        ($what:expr, $check:expr) => {{
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-            loop {
-                if $check {
-                    break;
-                }
-                if tokio::time::Instant::now() > deadline {
-                    controller.abort();
-                    return Err(format!("{} did not happen within a minute", $what));
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }};
-    }
-    let published = || async {
-        secrets
-            .get_opt("bot-token")
-            .await
-            .unwrap()
-            .and_then(|s| s.data)
-            .and_then(|d| d.get("token").map(|t| String::from_utf8_lossy(&t.0).into_owned()))
-    };
-    within_a_minute!("the revokeOnDelete finalizer", {
+    let output = bot.output();
+    let published = || ground.secret_value(&token_ns, &output, "token");
+    within_a_minute("the revokeOnDelete finalizer", || async {
         tokens.get("bot").await.unwrap().metadata.finalizers.is_some_and(|f| !f.is_empty())
-    });
-    within_a_minute!("publishing a token", published().await.is_some_and(|t| slack.token_is_valid(&t)));
-    within_a_minute!("Ready written through slacktokens/status", {
-        let status = tokens.get("bot").await.unwrap().status.unwrap_or_default();
-        status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-    });
-    within_a_minute!("recording an Event", !events.list(&Default::default()).await.unwrap().items.is_empty());
+    })
+    .await?;
+    within_a_minute("publishing a token", || async {
+        published().await.is_some_and(|t| ground.slack.token_is_valid(&t))
+    })
+    .await?;
+    within_a_minute("Ready written through slacktokens/status", || async {
+        ground.condition(&token_ns, "bot", "Ready").await.is_some_and(|c| c.status == "True")
+    })
+    .await?;
+    within_a_minute("recording an Event", || async {
+        !events.list(&Default::default()).await.unwrap().items.is_empty()
+    })
+    .await?;
 
     // A second rotation within minutes: the Recorder patches the Event into a series.
     let first = published().await.unwrap_or_default();
-    let patch = json!({"metadata": {"annotations": {"slack.rotator.dev/rotate": "1"}}});
-    tokens.patch("bot", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
-    within_a_minute!("rotating on request", published().await.is_some_and(|t| t != first));
+    ground.rotate_now(&bot, "1").await.unwrap();
+    within_a_minute("rotating on request", || async { published().await.is_some_and(|t| t != first) })
+        .await?;
     for kind in &workload_kinds {
-        within_a_minute!(format!("restarting the {kind}"), {
+        within_a_minute(&format!("restarting the {kind}"), || async {
             let object = workloads(kind).get("app").await.unwrap();
             object.data["spec"]["template"]["metadata"]["annotations"]
                 [slack_token_operator::RESTARTED_AT_ANNOTATION]
                 .is_string()
-        });
+        })
+        .await?;
     }
-    within_a_minute!("counting the second Rotated Event", {
+    within_a_minute("counting the second Rotated Event", || async {
         events.list(&Default::default()).await.unwrap().items.iter().any(|e| e.series.is_some())
-    });
+    })
+    .await?;
 
     // A deleted output Secret comes back: the operator watches the Secrets it labelled.
-    secrets.delete("bot-token", &DeleteParams::default()).await.unwrap();
-    within_a_minute!("restoring the deleted output Secret", published().await.is_some());
+    secrets.delete(&bot.output(), &DeleteParams::default()).await.unwrap();
+    within_a_minute("restoring the deleted output Secret", || async { published().await.is_some() }).await?;
 
     if let Some(leadership) = &leadership {
         // Hold the Lease through renewals.
@@ -1351,22 +1315,36 @@ async fn operator_scenario(
         tokio::time::sleep(Duration::from_secs(40)).await;
         let after = renewed(leases.get(slack_token_operator::leader::LEASE_NAME).await.unwrap());
         if after == before || !leadership.is_leader() {
-            controller.abort();
             return Err("the Lease was not renewed".into());
         }
     }
 
     let current = published().await.unwrap_or_default();
     tokens.delete("bot", &DeleteParams::default()).await.unwrap();
-    within_a_minute!("revoking on delete and releasing the finalizer", {
+    within_a_minute("revoking on delete and releasing the finalizer", || async {
         tokens.get_opt("bot").await.unwrap().is_none()
-    });
-    let revoked = slack.is_revoked(&current);
-    controller.abort();
+    })
+    .await?;
+    let revoked = ground.slack.is_revoked(&current);
+    controller.stop().await;
     drop(leadership);
-    slack.shutdown();
-    kube.shutdown().await;
+    ground.shutdown().await;
     revoked.then_some(()).ok_or_else(|| "the token was not revoked".into())
+}
+
+/// Polls `check` every 100ms of (paused) time for up to a minute.
+async fn within_a_minute<F, Fut>(what: &str, mut check: F) -> Result<(), String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let every = std::time::Duration::from_millis(100);
+    slack_token_operator::testground::eventually(what, std::time::Duration::from_secs(60), every, || {
+        let done = check();
+        async move { done.await.then_some(()) }
+    })
+    .await
+    .map_err(|e| e.to_string())
 }
 
 fn paused_runtime() -> tokio::runtime::Runtime {

@@ -55,8 +55,7 @@ async fn restarted_at(env: &TestEnv, kind: &str, name: &str) -> (Option<String>,
 }
 
 async fn rotate_once(env: &TestEnv, output: &str, previous: &str) -> String {
-    let next = env.status("bot").await.next_rotation_time.expect("nextRotationTime");
-    env.advance(slack_token_operator::until(env.clock.now(), next.parse().unwrap())).await;
+    env.advance(env.until_next_rotation("bot").await).await;
     env.published_token(output, Some(previous)).await
 }
 

@@ -2,65 +2,38 @@
 //! next rotation, expiry, identity and the recent Events with their documented reasons. Run with
 //! the real kubectl against the Kubernetes emulator and the real controller.
 
-use kube::api::{Api, PostParams};
-use slack_token_operator::{Context, SlackClient, SlackToken, SlackTokenSpec, TokenType, TokioClock};
-use std::{process::Command, sync::Arc, time::Duration};
+use slack_token_operator::testground::{eventually, spawn_controller, Ground, GroundConfig, TEAM};
+use slack_token_operator::Settings;
+use std::{process::Command, time::Duration};
 
 #[test]
 fn kubectl_describe_shows_conditions_rotations_identity_and_events() {
-    if Command::new("kubectl").arg("version").arg("--client").output().is_err() {
-        eprintln!("skipped: kubectl is not on PATH");
-        return;
-    }
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    let (_kube, _slack, controller) = runtime.block_on(async {
-        let kube = kube_emulator::KubeEmulator::start().await.unwrap();
-        kube.write_kubeconfig(&kubeconfig).unwrap();
-        let client = kube.client();
-        slack_token_operator::demo::install_crd(&client).await.unwrap();
-        let slack = slack_emulator::SlackEmulator::start().await.unwrap();
-        let app = slack.create_app(true);
-        let installation = slack.install(&app, "T0DESCRIBE", slack_emulator::TokenKind::Bot);
-        let creds = slack_token_operator::oauth_secret(
-            "bot-creds",
-            &app.client_id,
-            &app.client_secret,
-            installation.refresh_token.as_deref().unwrap(),
-        );
-        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), "default");
-        secrets.create(&PostParams::default(), &creds).await.unwrap();
-        let mut stk = SlackToken::new("bot", SlackTokenSpec::new(TokenType::OAuth, "bot-creds", "bot-token"));
-        stk.spec.rollout_restart_targets =
-            vec![serde_json::from_value(serde_json::json!({"kind": "Deployment", "name": "gone"})).unwrap()];
-        let tokens: Api<SlackToken> = Api::namespaced(client.clone(), "default");
-        tokens.create(&PostParams::default(), &stk).await.unwrap();
-        let ctx =
-            Context::new(client, SlackClient::new(&slack.base_url()).unwrap(), Arc::new(TokioClock::new()));
-        let controller = tokio::spawn(slack_token_operator::run(ctx, vec!["default".into()]));
+    let (ground, _controller) = runtime.block_on(async {
+        let ground = Ground::start(GroundConfig::default()).await.unwrap();
+        let spec = "rolloutRestartTargets: [{kind: Deployment, name: gone}]";
+        let bot = ground.oauth_token("default", "bot", spec).await.unwrap();
+        let ctx = ground.context(ground.client.clone(), Settings::default(), None);
+        let controller = spawn_controller(ctx, vec!["default".into()]);
         // Ready, then a rotation on request: the restart target is missing.
-        for _ in 0..100 {
-            let status = tokens.get("bot").await.unwrap().status.unwrap_or_default();
-            if status.rotation_count == 1 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let patch = serde_json::json!({"metadata": {"annotations": {"slack.rotator.dev/rotate": "now"}}});
-        tokens.patch("bot", &Default::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
-        for _ in 0..100 {
-            let status = tokens.get("bot").await.unwrap().status.unwrap_or_default();
-            if status.conditions.iter().any(|c| c.type_ == "RolloutRestart") {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        (kube, slack, controller)
+        let within = Duration::from_secs(10);
+        let every = Duration::from_millis(100);
+        eventually("the first rotation", within, every, || async {
+            (ground.status("default", "bot").await.ok()?.rotation_count == 1).then_some(())
+        })
+        .await
+        .unwrap();
+        ground.rotate_now(&bot, "now").await.unwrap();
+        eventually("a RolloutRestart condition", within, every, || async {
+            ground.condition("default", "bot", "RolloutRestart").await.map(|_| ())
+        })
+        .await
+        .unwrap();
+        (ground, controller)
     });
 
     let out = Command::new("kubectl")
-        .env("KUBECONFIG", &kubeconfig)
+        .env("KUBECONFIG", ground.kubeconfig())
         .args(["describe", "stk", "bot", "--namespace", "default"])
         .output()
         .expect("kubectl runs");
@@ -77,12 +50,11 @@ fn kubectl_describe_shows_conditions_rotations_identity_and_events() {
         "Expiration Time:",
         "Rotation Count:",
         "Identity:",
-        "T0DESCRIBE",
+        TEAM,
         "Events:",
         "Rotated",
         "RolloutRestartFailed",
     ] {
         assert!(text.contains(expected), "`kubectl describe stk` lacks {expected:?}:\n{text}");
     }
-    controller.abort();
 }

@@ -133,7 +133,7 @@ fn a_journaled_pair_is_dropped_when_the_secret_has_moved_on() {
         let (f, _) = env.ready_bot().await;
         rotate_into_a_refused_save(&env, &f, Some(journal.path())).await;
         env.fault_injection().clear();
-        let reinstalled = env.slack.install(&f.app, "T0E2E", TokenKind::Bot);
+        let reinstalled = env.slack.install(&f.app, support::TEAM, TokenKind::Bot);
         let fresh = reinstalled.refresh_token.clone().unwrap();
         let patch = json!({"stringData": {"refreshToken": fresh}});
         env.secrets().patch(&f.creds(), &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();

@@ -6,13 +6,15 @@ mod support;
 
 use kube::api::DeleteParams;
 use slack_emulator::Fault;
+use slack_token_operator::testground::Times;
 use std::time::Duration;
 use support::{e2e, e2e_before_start, Scrape, TestEnv};
 
 const OAUTH: &str = "oauth.v2.access";
 
-fn seconds(rfc3339: &str) -> f64 {
-    rfc3339.parse::<jiff::Timestamp>().unwrap().as_second() as f64
+/// A status time as the gauges give it: seconds since the epoch.
+fn seconds(t: jiff::Timestamp) -> f64 {
+    t.as_second() as f64
 }
 
 /// Waits until a scrape satisfies `check`.
@@ -68,10 +70,10 @@ fn the_expiry_gauge_is_each_tokens_status_expiration_time() {
         env.ready("cfg", "True").await;
 
         for (name, type_) in [("bot", "OAuth"), ("cfg", "AppConfiguration")] {
-            let status = env.status(name).await;
+            let times = env.times(name).await;
             let labels = [("namespace", env.ns.as_str()), ("name", name), ("type", type_)];
-            let expires = seconds(status.expiration_time.as_deref().unwrap());
-            let next = seconds(status.next_rotation_time.as_deref().unwrap());
+            let expires = seconds(times.expiration.expect("expirationTime"));
+            let next = seconds(times.next_rotation.expect("nextRotationTime"));
             let scrape = scrape_until(&env, "the gauges of {name}", |s| {
                 s.value("slacktoken_expiration_timestamp_seconds", &labels) == Some(expires)
             })
@@ -106,9 +108,7 @@ fn counters_move_on_rotation_and_on_failure() {
 
         // The next rotation is rate-limited once: a failure, then the rotation.
         env.slack.fail_next(OAUTH, 1, Fault::RateLimited { retry_after_secs: 60 });
-        let next = env.status("bot").await.next_rotation_time.unwrap();
-        let wait = slack_token_operator::until(env.clock.now(), next.parse().unwrap());
-        env.advance(wait).await;
+        env.advance(env.until_next_rotation("bot").await).await;
         let (reason, _) = env.ready("bot", "False").await;
         assert_eq!(reason, "RateLimited");
         let scrape = scrape_until(&env, "the failure counted", |s| {
@@ -127,7 +127,7 @@ fn counters_move_on_rotation_and_on_failure() {
         let expires = env
             .eventually("Ready again", env.patience(), || async {
                 let s = env.status("bot").await;
-                (s.rotation_count == 2).then_some(s.expiration_time)?
+                (s.rotation_count == 2).then(|| Times::of(&s).expiration)?
             })
             .await;
         let scrape = scrape_until(&env, "the scheduled rotation counted", |s| {
@@ -135,7 +135,7 @@ fn counters_move_on_rotation_and_on_failure() {
         })
         .await;
         assert_eq!(scrape.value("slacktoken_ready", &token), Some(1.0));
-        assert_eq!(scrape.value("slacktoken_expiration_timestamp_seconds", &token), Some(seconds(&expires)));
+        assert_eq!(scrape.value("slacktoken_expiration_timestamp_seconds", &token), Some(seconds(expires)));
         assert!(scrape.value("slack_token_operator_reconciles_total", &[]).unwrap() > reconciles);
     });
 }

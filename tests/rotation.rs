@@ -22,12 +22,6 @@ fn margin(env: &TestEnv) -> Duration {
     env.ttl() / 30
 }
 
-async fn until_next_rotation(env: &TestEnv, name: &str) -> Duration {
-    let next = env.status(name).await.next_rotation_time.expect("nextRotationTime set");
-    let next: jiff::Timestamp = next.parse().unwrap();
-    slack_token_operator::until(env.clock.now(), next)
-}
-
 #[test]
 fn first_token_is_published_at_once() {
     e2e(|env| async move {
@@ -51,17 +45,10 @@ fn first_token_is_published_at_once() {
 fn rotates_at_the_due_time_and_not_before() {
     e2e(|env| async move {
         let (f, first) = env.ready_bot().await;
-        let status = env.status("bot").await;
-        let expires: jiff::Timestamp = status.expiration_time.unwrap().parse().unwrap();
-        let next: jiff::Timestamp = status.next_rotation_time.unwrap().parse().unwrap();
         let renew = default_renew_before(Some(env.ttl()));
-        assert_eq!(
-            expires.duration_since(next).as_secs() as u64,
-            renew.as_secs(),
-            "rotates renewBefore ahead"
-        );
+        assert_eq!(env.times("bot").await.renew_before(), Some(renew), "rotates renewBefore ahead");
 
-        let wait = until_next_rotation(&env, "bot").await;
+        let wait = env.until_next_rotation("bot").await;
         env.advance(wait - margin(&env)).await;
         assert_eq!(env.slack.refreshes(&f.installation_id), 1, "no rotation before the due time");
         assert_eq!(env.secret_value(&f.output(), "token").await.as_deref(), Some(first.as_str()));
@@ -82,14 +69,14 @@ fn rotates_at_the_due_time_and_not_before() {
 fn rotation_period_change_reschedules() {
     e2e(|env| async move {
         let (f, first) = env.ready_bot().await;
-        let before = until_next_rotation(&env, "bot").await;
+        let before = env.until_next_rotation("bot").await;
         let period = env.ttl() / 4;
         let period_text = slack_token_operator::GoDuration(period).to_string();
         let patch = json!({"spec": {"rotationPeriod": period_text}});
         env.tokens().patch("bot", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
         let after = env
             .eventually("nextRotationTime moved earlier", Duration::from_secs(30), || async {
-                let left = until_next_rotation(&env, "bot").await;
+                let left = env.until_next_rotation("bot").await;
                 (left + margin(&env) < before).then_some(left)
             })
             .await;
@@ -114,10 +101,7 @@ fn renew_before_change_reschedules() {
         let patch = json!({"spec": {"renewBefore": slack_token_operator::GoDuration(renew).to_string()}});
         env.tokens().patch("bot", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
         env.eventually("nextRotationTime = expiry - renewBefore", Duration::from_secs(30), || async {
-            let s = env.status("bot").await;
-            let exp: jiff::Timestamp = s.expiration_time?.parse().ok()?;
-            let next: jiff::Timestamp = s.next_rotation_time?.parse().ok()?;
-            (exp.duration_since(next).as_secs() as u64 == renew.as_secs()).then_some(())
+            (env.times("bot").await.renew_before() == Some(renew)).then_some(())
         })
         .await;
         assert_eq!(env.slack.refreshes(&f.installation_id), 1, "rescheduling alone does not rotate");
@@ -135,17 +119,14 @@ fn renew_before_as_long_as_the_token_lifetime_does_not_rotate_in_a_loop() {
         assert!(message.contains("renewBefore 24h is not shorter than the token's lifetime"), "{message}");
         env.advance(margin(&env)).await;
         assert_eq!(env.slack.refreshes(&f.installation_id), 1, "one rotation, not a loop");
-        let s = env.status("bot").await;
-        let exp: jiff::Timestamp = s.expiration_time.unwrap().parse().unwrap();
-        let next: jiff::Timestamp = s.next_rotation_time.unwrap().parse().unwrap();
         let renew = default_renew_before(Some(env.ttl()));
-        assert_eq!(exp.duration_since(next).as_secs() as u64, renew.as_secs(), "the default renewBefore");
+        assert_eq!(env.times("bot").await.renew_before(), Some(renew), "the default renewBefore");
         env.eventually("a RenewBeforeTooLong Event", env.patience(), || async {
             env.event_reasons("bot").await.contains(&"RenewBeforeTooLong".to_owned()).then_some(())
         })
         .await;
         // Due at the default time, then once more only.
-        env.advance(until_next_rotation(&env, "bot").await + margin(&env)).await;
+        env.advance(env.until_next_rotation("bot").await + margin(&env)).await;
         assert_eq!(env.slack.refreshes(&f.installation_id), 2);
     });
 }
@@ -272,7 +253,7 @@ fn slack_outage_is_retried_with_backoff_and_recovers() {
     e2e(|env| async move {
         let (f, first) = env.ready_bot().await;
         env.slack.set_outage(true);
-        let wait = until_next_rotation(&env, "bot").await;
+        let wait = env.until_next_rotation("bot").await;
         env.advance(wait + margin(&env)).await;
         let (reason, _) = env.ready("bot", "False").await;
         assert_eq!(reason, "SlackUnavailable");
@@ -297,7 +278,7 @@ fn app_configuration_token_is_rotated_with_tooling_tokens_rotate() {
         assert_eq!(env.slack.calls("tooling.tokens.rotate"), 1);
         env.ready("cfg", "True").await;
         // `exp` - `iat` gives the lifetime, so the schedule works as for OAuth tokens.
-        let wait = until_next_rotation(&env, "cfg").await;
+        let wait = env.until_next_rotation("cfg").await;
         // (Status times have second precision, hence the second of slack.)
         assert!(wait <= due_after(&env) + Duration::from_secs(1), "scheduled from the token's exp: {wait:?}");
         env.advance(wait + margin(&env)).await;
@@ -333,7 +314,7 @@ fn valid_access_token_in_credentials_is_published_without_rotating() {
         assert_eq!(token, install.access_token);
         assert_eq!(env.slack.calls(OAUTH), 0);
         env.ready("adopt", "True").await;
-        assert!(env.status("adopt").await.next_rotation_time.is_some());
+        assert!(env.times("adopt").await.next_rotation.is_some());
     });
 }
 
@@ -375,7 +356,7 @@ fn api_server_write_failure_after_slack_answered_loses_no_refresh_token() {
         let (f, first) = env.ready_bot().await;
         // The next three Secret updates fail: the first of them is the save of the rotated pair.
         faults.fail_next(kube_emulator::Verb::Update, "secrets", None, 3, 500);
-        let wait = until_next_rotation(&env, "bot").await;
+        let wait = env.until_next_rotation("bot").await;
         env.advance(wait).await;
         let (reason, _) = env.ready("bot", "False").await;
         assert_eq!(reason, "KubernetesApiError");
@@ -394,7 +375,7 @@ fn api_server_write_failure_after_slack_answered_loses_no_refresh_token() {
         .await;
 
         // The saved refresh token is the live one: the next rotation works.
-        let wait = until_next_rotation(&env, "bot").await;
+        let wait = env.until_next_rotation("bot").await;
         env.advance(wait + margin(&env)).await;
         let third = env.published_token(&f.output(), Some(&second)).await;
         assert!(env.slack.token_is_valid(&third));
@@ -413,7 +394,7 @@ fn slacktoken_recreated_while_a_save_fails_saves_the_pending_pair_first() {
         let faults = env.fault_injection();
         let (f, first) = env.ready_bot().await;
         faults.fail_next(kube_emulator::Verb::Update, "secrets", None, 1000, 500);
-        let wait = until_next_rotation(&env, "bot").await;
+        let wait = env.until_next_rotation("bot").await;
         env.advance(wait).await;
         let (reason, _) = env.ready("bot", "False").await;
         assert_eq!(reason, "KubernetesApiError");
@@ -510,7 +491,7 @@ fn no_token_text_reaches_logs_events_status_or_metrics() {
     let seen = secrets_seen.clone();
     e2e(|env| async move {
         let (f, first) = env.ready_bot().await;
-        let wait = until_next_rotation(&env, "bot").await;
+        let wait = env.until_next_rotation("bot").await;
         env.advance(wait + margin(&env)).await;
         let second = env.published_token(&f.output(), Some(&first)).await;
         // And a failure: a refresh token Slack refuses.

@@ -1,8 +1,9 @@
 //! `slack-token-operator status`, run as a person or a script runs it, against the Kubernetes
 //! emulator through a kubeconfig.
 
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
+use slack_token_operator::testground::{Ground, GroundConfig};
 use slack_token_operator::{SlackToken, SlackTokenSpec, TokenType};
 use std::process::Command;
 
@@ -20,14 +21,9 @@ fn status(kubeconfig: &std::path::Path, args: &[&str]) -> (i32, String) {
 #[test]
 fn status_lists_slacktokens_by_next_rotation_and_fails_when_one_is_not_ready() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    let _kube = runtime.block_on(async {
-        let kube = kube_emulator::KubeEmulator::start().await.unwrap();
-        kube.write_kubeconfig(&kubeconfig).unwrap();
-        let client = kube.client();
-        slack_token_operator::demo::install_crd(&client).await.unwrap();
-        let tokens: Api<SlackToken> = Api::namespaced(client, "default");
+    let ground = runtime.block_on(async {
+        let ground = Ground::start(GroundConfig::default()).await.unwrap();
+        let tokens = ground.tokens("default");
         for (name, ready, next) in
             [("later", "True", "2099-01-01T10:00:00Z"), ("sooner", "True", "2099-01-01T08:00:00Z")]
         {
@@ -39,8 +35,9 @@ fn status_lists_slacktokens_by_next_rotation_and_fails_when_one_is_not_ready() {
                 "expirationTime": "2099-01-01T12:00:00Z", "nextRotationTime": next}});
             tokens.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
         }
-        kube
+        ground
     });
+    let kubeconfig = ground.kubeconfig();
 
     let (code, out) = status(&kubeconfig, &[]);
     assert_eq!(code, 0, "all Ready:\n{out}");
@@ -52,13 +49,8 @@ fn status_lists_slacktokens_by_next_rotation_and_fails_when_one_is_not_ready() {
     );
 
     // A SlackToken the operator has not reported on yet is not Ready.
-    runtime.block_on(async {
-        let kubeconfig = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.unwrap();
-        let tokens: Api<SlackToken> = Api::namespaced(kube::Client::try_from(config).unwrap(), "default");
-        let stk = SlackToken::new("new", SlackTokenSpec::new(TokenType::Manual, "c", "o"));
-        tokens.create(&PostParams::default(), &stk).await.unwrap();
-    });
+    let stk = SlackToken::new("new", SlackTokenSpec::new(TokenType::Manual, "c", "o"));
+    runtime.block_on(ground.tokens("default").create(&PostParams::default(), &stk)).unwrap();
     let (code, out) = status(&kubeconfig, &["-A"]);
     assert_eq!(code, 1, "one is not Ready:\n{out}");
     assert!(out.lines().next().unwrap().starts_with("NAMESPACE"), "{out}");

@@ -15,9 +15,7 @@ fn period(env: &TestEnv) -> String {
 }
 
 async fn manual_token(env: &TestEnv, name: &str, kind: &str, token: &str) {
-    env.create_secret(&format!("{name}-creds"), &[("accessToken", token)]).await;
-    let extra = format!("rotationPeriod: {}\nmanual:\n  kind: {kind}", period(env));
-    env.create_token(&token_yaml(name, "Manual", &extra)).await;
+    env.manual_token(name, token, &format!("rotationPeriod: {}\nmanual:\n  kind: {kind}", period(env))).await;
 }
 
 async fn annotate(env: &TestEnv, name: &str, key: &str, value: &str) {
@@ -112,12 +110,11 @@ fn pending_token_from_another_team_is_refused_and_nothing_changes() {
 fn pending_token_of_another_user_needs_allow_identity_change() {
     e2e(|env| async move {
         let old = env.slack.create_legacy_token("T1", "U1", TokenKind::User);
-        env.create_secret("legacy-creds", &[("accessToken", &old)]).await;
-        let extra = format!(
+        let spec = format!(
             "rotationPeriod: {}\nmanual:\n  kind: LegacyTestToken\n  allowIdentityChange: true",
             period(&env)
         );
-        env.create_token(&token_yaml("legacy", "Manual", &extra)).await;
+        env.manual_token("legacy", &old, &spec).await;
         env.published_token("legacy-token", None).await;
         let other_user = env.slack.create_legacy_token("T1", "U2", TokenKind::User);
         let patch = json!({"stringData": {"pendingToken": other_user}});
@@ -163,8 +160,7 @@ fn exchange_moves_a_long_lived_token_onto_rotation_without_revoking_it() {
         env.ready("bot", "True").await;
 
         // From here on it is an ordinary rotating token.
-        let next: jiff::Timestamp = env.status("bot").await.next_rotation_time.unwrap().parse().unwrap();
-        env.advance(slack_token_operator::until(env.clock.now(), next) + env.ttl() / 30).await;
+        env.advance(env.until_next_rotation("bot").await + env.ttl() / 30).await;
         env.published_token("bot-token", Some(&rotating)).await;
         assert_eq!(env.slack.calls("oauth.v2.exchange"), 1);
         assert!(env.slack.broken_chains().is_empty());

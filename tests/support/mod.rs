@@ -1,22 +1,29 @@
-//! The end-to-end test ground: the real controller against the Kubernetes emulator (or a real
-//! cluster when `E2E_KUBECONFIG` names a kubeconfig) and the Slack emulator.
+//! The end-to-end layer over `slack_token_operator::testground`: the real controller against the
+//! Kubernetes emulator (or a real cluster when `E2E_KUBECONFIG` names a kubeconfig) and the
+//! Slack emulator, each test in a namespace of its own.
 //!
 //! Against the emulator, tokio's clock is paused: waiting for a rotation twelve hours away costs
 //! nothing and is deterministic. A real cluster cannot be paused, so there the Slack tokens live
 //! `REAL_TTL` instead of 12h and tests express every duration as a fraction of `env.ttl()`.
-#![allow(dead_code)]
+//!
+//! [`TestEnv`] dereferences to the ground's [`Apis`] (`env.slack`, `env.client`, `env.clock`);
+//! its own methods are the ground's fixtures and waits in the test's namespace, failing the test
+//! instead of returning errors.
+#![allow(dead_code, unused_imports)] // each test file uses a part of it
 
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::{
-    api::{Api, DeleteParams, PostParams},
+    api::{Api, DeleteParams},
     Client, ResourceExt,
 };
-use slack_emulator::{SlackEmulator, TokenKind};
+use slack_token_operator::testground::{self, Apis, GroundConfig, Task, Times};
 use slack_token_operator::{
-    Context, Journal, Replayed, Settings, SharedClock, SlackClient, SlackToken, SlackTokenStatus, TokioClock,
+    Context, Journal, Replayed, Settings, SharedClock, SlackToken, SlackTokenStatus, TokioClock,
 };
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{future::Future, ops::Deref, sync::Arc, time::Duration};
+
+pub use testground::{token_yaml, Fixture, TEAM};
 
 pub const EMULATED_TTL: Duration = Duration::from_secs(12 * 3600);
 pub const REAL_TTL: Duration = Duration::from_secs(90);
@@ -98,17 +105,23 @@ async fn remove_namespace(client: Client, ns: &str) {
 }
 
 pub struct TestEnv {
+    /// The Kubernetes emulator; `None` against a real cluster.
     pub kube: Option<kube_emulator::KubeEmulator>,
-    pub client: Client,
-    pub slack: SlackEmulator,
+    apis: Apis,
     pub ns: String,
-    pub clock: SharedClock,
     pub ctx: Arc<Context>,
     /// Where the operator's /healthz, /readyz and /metrics are served.
     pub http: std::net::SocketAddr,
-    controller: Option<tokio::task::JoinHandle<()>>,
-    http_server: tokio::task::JoinHandle<()>,
+    controller: Option<Task>,
+    http_server: Task,
     settings: Settings,
+}
+
+impl Deref for TestEnv {
+    type Target = Apis;
+    fn deref(&self) -> &Apis {
+        &self.apis
+    }
 }
 
 impl TestEnv {
@@ -118,56 +131,37 @@ impl TestEnv {
         let start =
             jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or_else(|_| jiff::Timestamp::now());
         let clock: SharedClock = Arc::new(TokioClock::starting_at(start));
-        let clock_for_emulators = clock.clone();
-        let now: slack_emulator::NowFn = Arc::new(move || clock_for_emulators.now());
-        let (kube, client, ttl) = match std::env::var("E2E_KUBECONFIG") {
-            Ok(path) => {
+        let real = std::env::var("E2E_KUBECONFIG").ok();
+        let ttl = if real.is_some() { REAL_TTL } else { EMULATED_TTL };
+        let config = GroundConfig { token_ttl: ttl, clock: Some(clock.clone()), ..Default::default() };
+        let (kube, client) = match real {
+            Some(path) => {
                 let kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("E2E_KUBECONFIG readable");
                 let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
                     .await
                     .expect("E2E_KUBECONFIG usable");
-                (None, Client::try_from(config).expect("client"), REAL_TTL)
+                (None, Client::try_from(config).expect("client"))
             }
-            Err(_) => {
-                let kube = kube_emulator::KubeEmulator::start_with(kube_emulator::Config {
-                    now: Some(now.clone()),
-                    ..Default::default()
-                })
-                .await
-                .expect("kube emulator starts");
+            None => {
+                let kube =
+                    testground::start_kube_emulator(&config, &clock).await.expect("kube emulator starts");
                 let client = kube.client();
-                (Some(kube), client, EMULATED_TTL)
+                (Some(kube), client)
             }
         };
-        slack_token_operator::demo::install_crd(&client).await.expect("CRD installed");
-        let slack = SlackEmulator::start_with(slack_emulator::Config {
-            access_token_ttl: ttl,
-            now: Some(now),
-            ..Default::default()
-        })
-        .await
-        .expect("slack emulator starts");
+        let apis = Apis::start(client, &config, clock).await.expect("Slack emulator started, CRD installed");
         let ns = format!("e2e-{}", rand_suffix());
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        let namespace: Namespace =
-            serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap();
-        namespaces.create(&PostParams::default(), &namespace).await.expect("namespace created");
+        apis.namespace(&ns).await.expect("namespace created");
         let settings = Settings { health_check_interval: ttl / 4 };
-        let ctx = Context::with_settings(
-            client.clone(),
-            SlackClient::new(&slack.base_url()).unwrap(),
-            clock.clone(),
-            settings.clone(),
-        );
-        let (http, http_server) = serve_http(&ctx).await;
-        Self { kube, client, slack, ns, clock, ctx, http, controller: None, http_server, settings }
+        let ctx = apis.context(apis.client.clone(), settings.clone(), None);
+        let (http, http_server) = testground::serve_http(&ctx).await.expect("HTTP server");
+        Self { kube, apis, ns, ctx, http, controller: None, http_server, settings }
     }
 
     /// Starts the controller, watching the test's namespace.
     pub fn start_controller(&mut self) {
         assert!(self.controller.is_none(), "the controller runs already");
-        let run = slack_token_operator::run(self.ctx.clone(), vec![self.ns.clone()]);
-        self.controller = Some(tokio::spawn(run));
+        self.controller = Some(testground::spawn_controller(self.ctx.clone(), vec![self.ns.clone()]));
     }
 
     /// Stops the operator as a crash would (its memory, and every pair held there, is gone) and
@@ -175,19 +169,12 @@ impl TestEnv {
     /// the journal before it takes any work, as `run` does; returns what the replay did.
     pub async fn restart_operator(&mut self, journal: Option<&std::path::Path>) -> Replayed {
         if let Some(controller) = self.controller.take() {
-            controller.abort();
-            let _ = controller.await;
+            controller.stop().await;
         }
-        self.http_server.abort();
         let journal = journal.map(|dir| Journal::open(dir).expect("journal directory usable"));
-        self.ctx = Context::with_journal(
-            self.client.clone(),
-            SlackClient::new(&self.slack.base_url()).unwrap(),
-            self.clock.clone(),
-            self.settings.clone(),
-            journal,
-        );
-        (self.http, self.http_server) = serve_http(&self.ctx).await;
+        self.ctx = self.apis.context(self.client.clone(), self.settings.clone(), journal);
+        let (http, server) = testground::serve_http(&self.ctx).await.expect("HTTP server");
+        (self.http, self.http_server) = (http, server);
         let replayed = self.ctx.replay_journal().await;
         self.start_controller();
         replayed
@@ -226,11 +213,11 @@ impl TestEnv {
     }
 
     pub fn tokens(&self) -> Api<SlackToken> {
-        Api::namespaced(self.client.clone(), &self.ns)
+        self.apis.tokens(&self.ns)
     }
 
     pub fn secrets(&self) -> Api<Secret> {
-        Api::namespaced(self.client.clone(), &self.ns)
+        self.apis.secrets(&self.ns)
     }
 
     /// Lets `d` pass: instantly under the paused clock, for real against a real cluster.
@@ -239,39 +226,46 @@ impl TestEnv {
     }
 
     /// Polls `check` until it yields `Some`, failing the test after `within`.
-    pub async fn eventually<T, F, Fut>(&self, what: &str, within: Duration, mut check: F) -> T
+    pub async fn eventually<T, F, Fut>(&self, what: &str, within: Duration, check: F) -> T
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Option<T>>,
     {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            if let Some(v) = check().await {
-                return v;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        testground::eventually(what, within, Duration::from_millis(200), check)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     pub async fn status(&self, name: &str) -> SlackTokenStatus {
-        self.tokens().get(name).await.expect("SlackToken exists").status.unwrap_or_default()
+        self.apis.status(&self.ns, name).await.expect("SlackToken exists")
+    }
+
+    /// The times of SlackToken `name`'s status.
+    pub async fn times(&self, name: &str) -> Times {
+        Times::of(&self.status(name).await)
+    }
+
+    /// How long until SlackToken `name`'s next rotation.
+    pub async fn until_next_rotation(&self, name: &str) -> Duration {
+        self.apis.until_next_rotation(&self.ns, name).await.expect("nextRotationTime set")
     }
 
     /// Waits for the Ready condition to have `status` and returns its (reason, message).
     pub async fn ready(&self, name: &str, status: &str) -> (String, String) {
-        self.eventually(&format!("{name} Ready={status}"), self.patience(), || async {
-            let s = self.tokens().get_opt(name).await.ok()??.status?;
-            let c = s.conditions.iter().find(|c| c.type_ == "Ready")?;
-            (c.status == status).then(|| (c.reason.clone(), c.message.clone()))
+        self.condition(name, "Ready", status).await
+    }
+
+    /// The condition `type_` of SlackToken `name`, once it has `status`: (reason, message).
+    pub async fn condition(&self, name: &str, type_: &str, status: &str) -> (String, String) {
+        self.eventually(&format!("{name} {type_}={status}"), self.patience(), || async {
+            let c = self.apis.condition(&self.ns, name, type_).await?;
+            (c.status == status).then_some((c.reason, c.message))
         })
         .await
     }
 
     pub async fn secret_value(&self, name: &str, key: &str) -> Option<String> {
-        let secret = self.secrets().get_opt(name).await.ok()??;
-        let bytes = secret.data?.get(key)?.0.clone();
-        String::from_utf8(bytes).ok()
+        self.apis.secret_value(&self.ns, name, key).await
     }
 
     /// Waits until the output Secret holds a token different from `previous`.
@@ -283,43 +277,29 @@ impl TestEnv {
     }
 
     pub async fn create_secret(&self, name: &str, data: &[(&str, &str)]) {
-        let string_data: serde_json::Map<String, serde_json::Value> =
-            data.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(*v))).collect();
-        let secret: Secret = serde_json::from_value(
-            serde_json::json!({"metadata": {"name": name}, "stringData": string_data}),
-        )
-        .unwrap();
-        self.secrets().create(&PostParams::default(), &secret).await.expect("secret created");
+        self.apis.create_secret(&self.ns, name, data).await.expect("Secret created");
     }
 
     pub async fn create_token(&self, yaml: &str) -> SlackToken {
-        let token: SlackToken = serde_yaml::from_str(yaml).expect("SlackToken YAML");
-        self.tokens().create(&PostParams::default(), &token).await.expect("SlackToken created")
+        self.apis.create_token(&self.ns, yaml).await.expect("SlackToken created")
     }
 
     /// A rotating bot installation, its credentials Secret `<name>-creds` and a SlackToken `<name>`
     /// publishing into `<name>-token`, with `extra_spec` appended to the spec.
     pub async fn oauth_token(&self, name: &str, extra_spec: &str) -> Fixture {
-        let app = self.slack.create_app(true);
-        let installation = self.slack.install(&app, "T0E2E", TokenKind::Bot);
-        let refresh = installation.refresh_token.clone().expect("rotating installation");
-        self.create_secret(
-            &format!("{name}-creds"),
-            &[("clientId", &app.client_id), ("clientSecret", &app.client_secret), ("refreshToken", &refresh)],
-        )
-        .await;
-        self.create_token(&token_yaml(name, "OAuth", extra_spec)).await;
-        Fixture { name: name.to_owned(), installation_id: installation.id, app }
+        self.apis.oauth_token(&self.ns, name, extra_spec).await.expect("OAuth fixture")
     }
 
     /// An app configuration token, its credentials Secret `<name>-creds` and a SlackToken `<name>`
     /// publishing into `<name>-token`. The fixture's installation is the token's chain.
     pub async fn config_token(&self, name: &str) -> Fixture {
-        let config = self.slack.create_config_token("T0E2E", "U0E2E");
-        let chain = self.slack.installation_of(&config.refresh_token).expect("a configuration token chain");
-        self.create_secret(&format!("{name}-creds"), &[("refreshToken", &config.refresh_token)]).await;
-        self.create_token(&token_yaml(name, "AppConfiguration", "")).await;
-        Fixture { name: name.to_owned(), installation_id: chain, app: self.slack.create_app(true) }
+        self.apis.config_token(&self.ns, name).await.expect("AppConfiguration fixture")
+    }
+
+    /// A long-lived `token` and a Manual SlackToken `<name>` publishing it; `spec` needs
+    /// `rotationPeriod` and `manual`.
+    pub async fn manual_token(&self, name: &str, token: &str, spec: &str) {
+        self.apis.manual_token(&self.ns, name, token, spec).await.expect("Manual fixture")
     }
 
     /// The usual start: bot token `bot` with rotation, published and Ready. Returns its fixture
@@ -341,60 +321,15 @@ impl TestEnv {
             .faults()
     }
 
-    /// Resource versions of the SlackToken and its two Secrets: equal snapshots mean no writes.
-    pub async fn versions(&self, f: &Fixture) -> Vec<Option<String>> {
-        vec![
-            self.tokens().get(&f.name).await.ok().and_then(|t| t.resource_version()),
-            self.secrets().get(&f.creds()).await.ok().and_then(|s| s.resource_version()),
-            self.secrets().get(&f.output()).await.ok().and_then(|s| s.resource_version()),
-        ]
-    }
-
     /// Reasons of the Events recorded about SlackToken `name`.
     pub async fn event_reasons(&self, name: &str) -> Vec<String> {
-        let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), &self.ns);
-        let list = events.list(&Default::default()).await.expect("events listed");
-        list.items
-            .into_iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-            .filter_map(|e| e.reason)
-            .collect()
-    }
-
-    /// The condition `type_` of SlackToken `name`, once it has `status`.
-    pub async fn condition(&self, name: &str, type_: &str, status: &str) -> (String, String) {
-        self.eventually(&format!("{name} {type_}={status}"), self.patience(), || async {
-            let s = self.tokens().get_opt(name).await.ok()??.status?;
-            let c = s.conditions.iter().find(|c| c.type_ == type_)?;
-            (c.status == status).then(|| (c.reason.clone(), c.message.clone()))
-        })
-        .await
+        self.apis.event_reasons(&self.ns, name).await.expect("Events listed")
     }
 
     /// The refresh token currently saved in the credentials Secret.
     pub async fn saved_refresh_token(&self, f: &Fixture) -> Option<String> {
         self.secret_value(&f.creds(), "refreshToken").await
     }
-}
-
-impl Drop for TestEnv {
-    fn drop(&mut self) {
-        if let Some(controller) = &self.controller {
-            controller.abort();
-        }
-        self.http_server.abort();
-    }
-}
-
-/// Serves `ctx`'s /healthz, /readyz and /metrics on a free local port.
-async fn serve_http(ctx: &Arc<Context>) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("HTTP port");
-    let http = listener.local_addr().unwrap();
-    let endpoints = ctx.endpoints();
-    let server = tokio::spawn(async move {
-        slack_token_operator::http::serve(listener, endpoints).await.expect("HTTP server runs");
-    });
-    (http, server)
 }
 
 /// One scrape of the operator's `/metrics` (OpenMetrics text).
@@ -433,33 +368,6 @@ impl Scrape {
             Some((name.to_owned(), labels, value))
         })
     }
-}
-
-pub struct Fixture {
-    pub name: String,
-    pub installation_id: String,
-    pub app: slack_emulator::App,
-}
-
-impl Fixture {
-    pub fn creds(&self) -> String {
-        format!("{}-creds", self.name)
-    }
-    pub fn output(&self) -> String {
-        format!("{}-token", self.name)
-    }
-}
-
-pub fn token_yaml(name: &str, type_: &str, extra_spec: &str) -> String {
-    let mut yaml = format!(
-        "apiVersion: slack.rotator.dev/v1alpha1\nkind: SlackToken\nmetadata:\n  name: {name}\nspec:\n  type: {type_}\n  credentialsRef:\n    name: {name}-creds\n  secretRef:\n    name: {name}-token\n"
-    );
-    for line in extra_spec.lines().filter(|l| !l.trim().is_empty()) {
-        yaml.push_str("  ");
-        yaml.push_str(line);
-        yaml.push('\n');
-    }
-    yaml
 }
 
 fn rand_suffix() -> String {
