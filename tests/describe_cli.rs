@@ -2,9 +2,9 @@
 //! next rotation, expiry, identity and the recent Events with their documented reasons. Run with
 //! the real kubectl against the Kubernetes emulator and the real controller.
 
-use slack_token_operator::testground::{eventually, spawn_controller, Ground, GroundConfig, TEAM};
+use slack_token_operator::testground::{eventually, kubectl, spawn_controller, Ground, GroundConfig, TEAM};
 use slack_token_operator::Settings;
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
 #[test]
 fn kubectl_describe_shows_conditions_rotations_identity_and_events() {
@@ -32,11 +32,7 @@ fn kubectl_describe_shows_conditions_rotations_identity_and_events() {
         (ground, controller)
     });
 
-    let out = Command::new("kubectl")
-        .env("KUBECONFIG", ground.kubeconfig())
-        .args(["describe", "stk", "bot", "--namespace", "default"])
-        .output()
-        .expect("kubectl runs");
+    let out = kubectl(&ground.kubeconfig(), &["describe", "stk", "bot", "--namespace", "default"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     for expected in [

@@ -1,5 +1,6 @@
 //! `slack-token-operator emulate`: both emulators in one process, usable by kubectl and over HTTP.
 
+use slack_token_operator::testground::kubectl;
 use std::{
     io::{BufRead, BufReader},
     process::{Child, Command, Stdio},
@@ -15,16 +16,8 @@ impl Drop for Killed {
     }
 }
 
-fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new("kubectl").env("KUBECONFIG", kubeconfig).args(args).output().expect("kubectl runs")
-}
-
 #[test]
 fn emulate_serves_kubectl_and_the_slack_admin_api_after_printing_ready() {
-    if Command::new("kubectl").arg("version").arg("--client").output().is_err() {
-        eprintln!("skipped: kubectl is not on PATH");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     let child = Command::new(env!("CARGO_BIN_EXE_slack-token-operator"))

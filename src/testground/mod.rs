@@ -422,6 +422,16 @@ pub async fn serve_http(ctx: &Context) -> anyhow::Result<(std::net::SocketAddr, 
     Ok((addr, server))
 }
 
+/// Runs kubectl against `kubeconfig`. The tests that use it need kubectl on PATH (the project's
+/// machines have it); without it they fail, saying so.
+pub fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("kubectl")
+        .env("KUBECONFIG", kubeconfig)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run kubectl ({e}): this test needs kubectl on PATH"))
+}
+
 /// Installs the operator's CRD into a cluster (emulated or real) and waits until it is served.
 pub async fn install_crd(client: &Client) -> anyhow::Result<()> {
     install(client, &crd()).await
