@@ -18,7 +18,7 @@ use super::{
 };
 use anyhow::Context as _;
 use kube_emulator::Verb;
-use rand::{rngs::StdRng, Rng, SeedableRng};
+use rand::{rngs::StdRng, RngExt, SeedableRng};
 use std::{
     path::{Path, PathBuf},
     sync::{

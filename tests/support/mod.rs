@@ -371,7 +371,7 @@ impl Scrape {
 }
 
 fn rand_suffix() -> String {
-    use rand::Rng;
+    use rand::RngExt;
     let mut rng = rand::rng();
     (0..6).map(|_| char::from(b'a' + rng.random_range(0..26u8))).collect()
 }

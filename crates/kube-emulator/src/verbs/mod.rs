@@ -106,7 +106,7 @@ fn is_deleting(obj: &Value) -> bool {
 }
 
 fn random_suffix() -> String {
-    use rand::Rng;
+    use rand::RngExt;
     // Same alphabet as apimachinery's utilrand.String (no vowels, no confusable digits).
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
