@@ -67,9 +67,9 @@ pub use reconcile::{
     Context, Settings,
 };
 pub use resource::{
-    crd, EventReason, GoDuration, Identity, ManualKind, ManualSpec, RolloutRestartTarget, SlackToken,
-    SlackTokenSpec, SlackTokenStatus, TokenType, WorkloadKind, KNOWN_FORMATS, MANAGED_BY, MANAGED_BY_LABEL,
-    MANAGER, RESTARTED_AT_ANNOTATION, RESTART_PENDING_ANNOTATION, SLACKTOKEN_LABEL,
+    crd, crd_yaml, EventReason, GoDuration, Identity, ManualKind, ManualSpec, RolloutRestartTarget,
+    SlackToken, SlackTokenSpec, SlackTokenStatus, TokenType, WorkloadKind, KNOWN_FORMATS, MANAGED_BY,
+    MANAGED_BY_LABEL, MANAGER, RESTARTED_AT_ANNOTATION, RESTART_PENDING_ANNOTATION, SLACKTOKEN_LABEL,
 };
 pub use secrets::{oauth_secret, Journal, Replayed};
 pub use slack::{check_slack_url, CallObserver, SlackClient, SlackError};

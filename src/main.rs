@@ -90,7 +90,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Crd) => {
-            print!("{}", serde_yaml::to_string(&slack_token_operator::crd())?);
+            print!("{}", slack_token_operator::crd_yaml());
             Ok(())
         }
         Some(Command::Status(args)) => match slack_token_operator::overview::status(args).await {

@@ -23,7 +23,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Ro
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 const CHART: &str = "charts/slack-token-operator";
@@ -151,10 +151,8 @@ impl Rendered {
 }
 
 fn parse_stream(yaml: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(yaml)
-        .map(|doc| Value::deserialize(doc).expect("rendered YAML parses"))
-        .filter(|v| !v.is_null())
-        .collect()
+    let documents: Vec<Value> = serde_saphyr::from_multiple(yaml).expect("rendered YAML parses");
+    documents.into_iter().filter(|v| !v.is_null()).collect()
 }
 
 /// Renders the chart as release `sto` in namespace `operators` with `values`.
@@ -594,7 +592,7 @@ fn user_settings_reach_the_container_and_pod() {
 #[test]
 fn image_tag_defaults_to_the_chart_app_version_which_matches_the_crate_version() {
     let chart: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(repo().join(CHART).join("Chart.yaml")).unwrap())
+        serde_saphyr::from_str(&std::fs::read_to_string(repo().join(CHART).join("Chart.yaml")).unwrap())
             .unwrap();
     assert_eq!(chart["apiVersion"], "v2");
     let crate_version =
@@ -1041,7 +1039,7 @@ fn chart_crds_are_identical_to_the_top_level_crds() {
         assert!(a == b, "{CHART}/crds/{name} differs from crds/{name}: cp crds/{name} {CHART}/crds/");
     }
     let crd: CustomResourceDefinition =
-        serde_yaml::from_slice(&std::fs::read(chart.join("slacktoken.yaml")).unwrap()).unwrap();
+        serde_saphyr::from_slice(&std::fs::read(chart.join("slacktoken.yaml")).unwrap()).unwrap();
     assert_eq!(crd.spec.group, "slack.rotator.dev");
     assert_eq!(crd.spec.names.plural, "slacktokens");
 }
@@ -1094,7 +1092,7 @@ fn install_docs_list_every_chart_value_and_no_other() {
         }
     }
     let values: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(repo().join(CHART).join("values.yaml")).unwrap())
+        serde_saphyr::from_str(&std::fs::read_to_string(repo().join(CHART).join("values.yaml")).unwrap())
             .unwrap();
     let mut keys = BTreeSet::new();
     leaves("", &values, &mut keys);
@@ -1191,7 +1189,7 @@ async fn operator_scenario(
 
     // The operator takes its Lease in $POD_NAMESPACE (default "default"): the release lives there.
     let release_ns = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into());
-    let crd = serde_yaml::from_str(
+    let crd = serde_saphyr::from_str(
         &std::fs::read_to_string(repo().join(CHART).join("crds/slacktoken.yaml")).unwrap(),
     )
     .unwrap();

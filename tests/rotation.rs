@@ -440,7 +440,7 @@ fn malformed_durations_are_rejected_by_the_schema() {
     e2e(|env| async move {
         // Sent untyped: the Rust types would refuse to serialise a malformed duration at all.
         let yaml = support::token_yaml("bad", "OAuth", "renewBefore: 2d");
-        let object: kube::api::DynamicObject = serde_yaml::from_str(&yaml).unwrap();
+        let object: kube::api::DynamicObject = serde_saphyr::from_str(&yaml).unwrap();
         let resource = kube::api::ApiResource::erase::<slack_token_operator::SlackToken>(&());
         let api: kube::Api<kube::api::DynamicObject> =
             kube::Api::namespaced_with(env.client.clone(), &env.ns, &resource);

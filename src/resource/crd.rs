@@ -55,6 +55,14 @@ pub fn crd() -> CustomResourceDefinition {
     serde_json::from_value(value).expect("fixing formats and descriptions keeps the CRD valid")
 }
 
+/// [`crd`] as YAML, as `slack-token-operator crd` prints it and `crds/slacktoken.yaml` holds it:
+/// each description on one line (or, with paragraphs, a literal block), not folded at 80
+/// columns, so a description reads as `kubectl explain` shows it.
+pub fn crd_yaml() -> String {
+    let options = serde_saphyr::ser_options! { folded_wrap_chars: usize::MAX };
+    serde_saphyr::to_string_with_options(&crd(), options).expect("a CRD serialises to YAML")
+}
+
 /// Walks a schema (any JSON below it), fixing every `format` and `description` it meets.
 fn fix_schema(value: &mut Value) {
     match value {

@@ -11,7 +11,7 @@ pub use conditions::{
     find as find_condition, set as set_condition, Condition, PENDING_TOKEN, READY, ROLLOUT_RESTART,
     ROTATION_DUE,
 };
-pub use crd::{crd, KNOWN_FORMATS};
+pub use crd::{crd, crd_yaml, KNOWN_FORMATS};
 pub use duration::GoDuration;
 pub use events::EventReason;
 pub use slacktoken::{

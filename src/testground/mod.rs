@@ -195,7 +195,7 @@ impl Apis {
 
     /// Creates the SlackToken written in `yaml` in namespace `ns`.
     pub async fn create_token(&self, ns: &str, yaml: &str) -> anyhow::Result<SlackToken> {
-        let token: SlackToken = serde_yaml::from_str(yaml).context("SlackToken YAML")?;
+        let token: SlackToken = serde_saphyr::from_str(yaml).context("SlackToken YAML")?;
         self.tokens(ns).create(&PostParams::default(), &token).await.context("creating the SlackToken")
     }
 

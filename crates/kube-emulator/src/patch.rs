@@ -31,7 +31,7 @@ impl PatchType {
 pub fn parse_body(body: &[u8], yaml_ok: bool) -> ApiResult<Value> {
     match serde_json::from_slice::<Value>(body) {
         Ok(v) => Ok(v),
-        Err(json_err) if yaml_ok => serde_yaml::from_slice::<Value>(body)
+        Err(json_err) if yaml_ok => serde_saphyr::from_slice::<Value>(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e} (as JSON: {json_err})"))),
         Err(e) => {
             Err(ApiError::bad_request(format!("the object provided is unrecognized or malformed: {e}")))
@@ -142,4 +142,22 @@ pub fn apply_patch(ptype: PatchType, current: &Value, body: &[u8]) -> ApiResult<
         PatchType::Apply => return Err(ApiError::internal("apply patches are handled by the apply module")),
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apply_bodies_may_be_yaml_and_merge_bodies_may_not() {
+        let yaml =
+            b"apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n  labels: {a: \"1\"}\ndata: {}\nn: 3\n";
+        let parsed = parse_body(yaml, true).expect("YAML parses");
+        let expected = serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "labels": {"a": "1"}}, "data": {}, "n": 3
+        });
+        assert_eq!(parsed, expected);
+        assert!(parse_body(yaml, false).is_err());
+        assert!(parse_body(b"a: [", true).is_err());
+    }
 }

@@ -51,7 +51,7 @@ struct Expect {
 
 fn cases() -> Vec<Case> {
     let text = include_str!("conformance/cases.yaml");
-    serde_yaml::from_str(text).expect("tests/conformance/cases.yaml parses")
+    serde_saphyr::from_str(text).expect("tests/conformance/cases.yaml parses")
 }
 
 /// `a.b.0.c`; a final `#` is the length of the array reached.
