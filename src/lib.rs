@@ -38,7 +38,9 @@
 //! (every failure, classified once), `secrets` (credentials format and writes, the output
 //! Secret, pending pairs), `ops` (metrics, probes, leader election), `reconcile`
 //! (observe → decide → act → report), `controller` (watches and the work queue), and beside
-//! them `overview` (the `status` command, a client of the API like kubectl).
+//! them `overview` (the `status` command, a client of the API like kubectl). With the `emulator`
+//! feature, `testground` (both emulators, fixtures, the operator in-process or as a process: what
+//! tests and the demo stand on) and `demo` (the `demo` and `emulate` commands) sit on top.
 #![forbid(unsafe_code)]
 
 mod clock;
