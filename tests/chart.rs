@@ -1419,3 +1419,21 @@ fn taking_away_any_single_rendered_permission_breaks_the_operator() {
         "the operator works without these, so the chart should not grant them: {unneeded:?}"
     );
 }
+
+#[test]
+fn a_selector_reaches_the_operator_and_its_lease_rules_follow_the_lease_name() {
+    for selector in ["shard=a", "tier in (gold, silver),!legacy", "!!"] {
+        let r = render(json!({ "replicaCount": 2, "selector": selector }));
+        assert!(r.args().contains(&format!("--selector={selector}")), "{selector}: {:?}", r.args());
+        let lease = slack_token_operator::leader::lease_name(Some(selector));
+        let role: Role = r.one("Role");
+        let named: Vec<String> = role
+            .rules
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|rule| rule.resource_names.unwrap_or_default())
+            .collect();
+        assert_eq!(named, vec![lease.clone()], "{selector}: the Role names the operator's own Lease");
+    }
+    assert!(!render(json!({ "replicaCount": 2 })).args().iter().any(|a| a.starts_with("--selector")));
+}
