@@ -157,9 +157,12 @@ async fn wait(what: &str, done: impl Fn() -> bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An output Secret's last token and when each of its values was first seen.
+type Changes = (Vec<u8>, Vec<Timestamp>);
+
 /// When each output Secret's token changed, by the controller's clock.
 #[derive(Clone, Default)]
-struct Published(Arc<Mutex<HashMap<String, (Vec<u8>, Vec<Timestamp>)>>>);
+struct Published(Arc<Mutex<HashMap<String, Changes>>>);
 
 impl Published {
     fn count_at_least(&self, times: usize) -> usize {

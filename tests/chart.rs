@@ -1322,8 +1322,10 @@ async fn operator_scenario(
     });
     within_a_minute!("recording an Event", !events.list(&Default::default()).await.unwrap().items.is_empty());
 
-    // A second rotation within minutes: the Recorder patches the Event into a series.
+    // A second rotation, after Slack failed it twice in the same way: the repeated Event (same
+    // reason, same note) is patched into a series.
     let first = published().await.unwrap_or_default();
+    slack.fail_next("oauth.v2.access", 2, slack_emulator::Fault::Http(503));
     let patch = json!({"metadata": {"annotations": {"slack.rotator.dev/rotate": "1"}}});
     tokens.patch("bot", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
     within_a_minute!("rotating on request", published().await.is_some_and(|t| t != first));
@@ -1335,7 +1337,7 @@ async fn operator_scenario(
                 .is_string()
         });
     }
-    within_a_minute!("counting the second Rotated Event", {
+    within_a_minute!("counting the repeated Event in a series", {
         events.list(&Default::default()).await.unwrap().items.iter().any(|e| e.series.is_some())
     });
 
