@@ -1356,8 +1356,10 @@ async fn operator_scenario(
     });
     within_a_minute!("recording an Event", !events.list(&Default::default()).await.unwrap().items.is_empty());
 
-    // A second rotation within minutes: the Recorder patches the Event into a series.
+    // A second rotation, after Slack failed it twice in the same way: the repeated Event (same
+    // reason, same note) is patched into a series.
     let first = published().await.unwrap_or_default();
+    slack.fail_next("oauth.v2.access", 2, slack_emulator::Fault::Http(503));
     let patch = json!({"metadata": {"annotations": {"slack.rotator.dev/rotate": "1"}}});
     tokens.patch("bot", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
     within_a_minute!("rotating on request", published().await.is_some_and(|t| t != first));
@@ -1369,7 +1371,7 @@ async fn operator_scenario(
                 .is_string()
         });
     }
-    within_a_minute!("counting the second Rotated Event", {
+    within_a_minute!("counting the repeated Event in a series", {
         events.list(&Default::default()).await.unwrap().items.iter().any(|e| e.series.is_some())
     });
 
@@ -1452,4 +1454,22 @@ fn taking_away_any_single_rendered_permission_breaks_the_operator() {
         unneeded.is_empty(),
         "the operator works without these, so the chart should not grant them: {unneeded:?}"
     );
+}
+
+#[test]
+fn a_selector_reaches_the_operator_and_its_lease_rules_follow_the_lease_name() {
+    for selector in ["shard=a", "tier in (gold, silver),!legacy", "!!"] {
+        let r = render(json!({ "replicaCount": 2, "selector": selector }));
+        assert!(r.args().contains(&format!("--selector={selector}")), "{selector}: {:?}", r.args());
+        let lease = slack_token_operator::leader::lease_name(Some(selector));
+        let role: Role = r.one("Role");
+        let named: Vec<String> = role
+            .rules
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|rule| rule.resource_names.unwrap_or_default())
+            .collect();
+        assert_eq!(named, vec![lease.clone()], "{selector}: the Role names the operator's own Lease");
+    }
+    assert!(!render(json!({ "replicaCount": 2 })).args().iter().any(|a| a.starts_with("--selector")));
 }
