@@ -1,15 +1,16 @@
-//! Memory benchmark: resident memory of the operator PROCESS for 100, 1000 and 5000 SlackTokens, and
-//! with 10,000 unrelated Secrets in the cluster.
+//! Memory benchmark: resident memory of the operator PROCESS for 1,000, 10,000 and 20,000
+//! SlackTokens, and with 20,000 unrelated 100 KiB Secrets in the cluster.
 //!
 //! In-process the controller's memory cannot be told apart from the emulators' and the bench's, so
 //! each scenario runs two child processes built from this package:
 //! `slack-token-operator emulate --kubeconfig …` (both emulators) and `slack-token-operator run`
-//! against it (the operator as deployed: `SystemClock`, all namespaces, no leader election). The
+//! against it (the operator as deployed: `SystemClock`, all namespaces, no leader election;
+//! started as the test ground starts it, `testground::process`). The
 //! bench seeds the cluster through the kubeconfig and Slack through the emulator's `/admin/` HTTP
 //! endpoints, waits until every SlackToken is Ready, and reads the operator's VmRSS (now) and
 //! VmHWM (peak) from `/proc/<pid>/status`. Slack tokens live 12h, so nothing rotates during a run.
 //!
-//! Run: `cargo bench --bench memory` (env: BENCH_MEMORY_SCENARIOS="100:0,1000:0,5000:0,1000:10000",
+//! Run: `cargo bench --bench memory` (env: BENCH_MEMORY_SCENARIOS="1000:0,1000:20000,10000:0,10000:20000,20000:0",
 //! each `tokens:unrelated_secrets`).
 
 use anyhow::Context as _;
@@ -20,7 +21,11 @@ use kube::{
     Client,
 };
 use serde_json::{json, Value};
-use slack_token_operator::{oauth_secret, SlackToken, SlackTokenSpec, TokenType};
+use slack_token_operator::{
+    oauth_secret,
+    testground::process::{OperatorOptions, OperatorProcess},
+    SlackToken, SlackTokenSpec, TokenType,
+};
 use std::{
     path::Path,
     process::Stdio,
@@ -33,9 +38,10 @@ use tokio::{
 
 const BIN: &str = env!("CARGO_BIN_EXE_slack-token-operator");
 const NAMESPACE: &str = "bench";
-const DEFAULT_SCENARIOS: &str = "100:0,1000:0,5000:0,1000:10000";
-/// Size of each unrelated Secret's payload: clusters hold Helm releases, certificates, etc.
-const UNRELATED_SECRET_BYTES: usize = 2048;
+const DEFAULT_SCENARIOS: &str = "1000:0,1000:20000,10000:0,10000:20000,20000:0";
+/// Size of each unrelated Secret's payload: clusters hold Helm releases (often near the 1 MiB
+/// limit), certificates, etc.
+const UNRELATED_SECRET_BYTES: usize = 100 * 1024;
 /// Requests the bench keeps in flight while seeding.
 const SEED_CONCURRENCY: usize = 32;
 const PATIENCE: Duration = Duration::from_secs(600);
@@ -108,8 +114,8 @@ async fn scenario(tokens: usize, unrelated: usize) -> anyhow::Result<Row> {
     // Baseline: the operator with the unrelated Secrets but no SlackToken, after its initial sync.
     let mut operator = start_operator(&kubeconfig, &slack_url)?;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let baseline = memory(&operator)?;
-    stop(&mut operator).await;
+    let baseline = memory(operator.pid())?;
+    operator.kill()?;
 
     seed_tokens(&client, &slack_url, tokens).await?;
     let mut operator = start_operator(&kubeconfig, &slack_url)?;
@@ -119,11 +125,11 @@ async fn scenario(tokens: usize, unrelated: usize) -> anyhow::Result<Row> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let row = Row {
         ready_after,
-        operator: memory(&operator)?,
+        operator: memory(operator.pid())?,
         baseline_rss_kib: baseline.rss_kib,
-        emulator_rss_kib: memory(&emulator)?.rss_kib,
+        emulator_rss_kib: memory(emulator.id().context("emulator exited")?)?.rss_kib,
     };
-    stop(&mut operator).await;
+    operator.kill()?;
     stop(&mut emulator).await;
     Ok(row)
 }
@@ -160,19 +166,11 @@ async fn client_for(kubeconfig: &Path) -> anyhow::Result<Client> {
     Ok(Client::try_from(config)?)
 }
 
-/// The operator as deployed, all namespaces, logs off (they would only measure the pipe).
-fn start_operator(kubeconfig: &Path, slack_url: &str) -> anyhow::Result<Child> {
-    Command::new(BIN)
-        .arg("run")
-        .env("KUBECONFIG", kubeconfig)
-        .env("SLACK_API_URL", slack_url)
-        .env("HTTP_ADDR", "127.0.0.1:0")
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting the operator")
+/// The operator as deployed, all namespaces, logs at error only (they would only measure the pipe).
+fn start_operator(kubeconfig: &Path, slack_url: &str) -> anyhow::Result<OperatorProcess> {
+    let mut options = OperatorOptions::new(BIN, kubeconfig.to_owned(), slack_url.to_owned());
+    options.log_filter = "error".into();
+    OperatorProcess::spawn(&options)
 }
 
 async fn stop(child: &mut Child) {
@@ -277,8 +275,7 @@ struct Memory {
 }
 
 /// VmRSS and VmHWM of a child from /proc/<pid>/status (Linux only).
-fn memory(child: &Child) -> anyhow::Result<Memory> {
-    let pid = child.id().context("child already exited")?;
+fn memory(pid: u32) -> anyhow::Result<Memory> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let field = |name: &str| -> anyhow::Result<u64> {
         let line = status.lines().find(|l| l.starts_with(name)).context("field in /proc status")?;

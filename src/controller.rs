@@ -1,8 +1,21 @@
-//! The controller: which changes wake a reconcile, and how many run at once.
+//! The controller: which changes wake a reconcile, and what is kept in memory to know.
 //!
 //! Two watches feed one queue: SlackTokens (but only changes a reconcile acts on: spec,
-//! annotations, finalizers, deletion; never our own status writes) and the metadata of Secrets
-//! labelled `slack.rotator.dev/slacktoken`, mapped to the SlackToken the label names.
+//! annotations of ours, finalizers, deletion; never our own status writes) and the metadata of
+//! Secrets labelled `slack.rotator.dev/slacktoken`, mapped to the SlackToken the label names,
+//! but never for a version of a Secret that we wrote ourselves (`secrets::OwnWrites`): a
+//! rotation's own writes do not wake a second reconcile.
+//!
+//! Memory per SlackToken is what names it, what the predicate hashes and what orders the work
+//! (`reconcile::turns`): the cached object keeps its metadata without labels, managed fields or
+//! other controllers' annotations, no spec, and of its status only the times. Every reconcile
+//! reads the SlackToken afresh, so nothing else is needed here.
+//!
+//! The controller runs every reconcile it has at once; each waits for its turn in
+//! `reconcile::turns`, where the bound on work in flight and the order (most urgent first) live.
+//!
+//! With a label selector (`run --selector`) only matching SlackTokens are watched, so several
+//! operators, each with its own selector and Lease, share a cluster's SlackTokens between them.
 //!
 //! The watches also tell the probes when they have listed everything once (`/readyz`), and the
 //! metrics when a SlackToken is gone (its series go with it).
@@ -11,7 +24,8 @@ use crate::{
     error::Error,
     ops::{health::Health, metrics::Metrics},
     reconcile::{reconcile, Context},
-    resource::{SlackToken, SLACKTOKEN_LABEL},
+    resource::{SlackToken, SlackTokenSpec, SlackTokenStatus, TokenType, SLACKTOKEN_LABEL},
+    secrets::Seen,
 };
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
@@ -33,16 +47,32 @@ use std::{
 };
 use tracing::warn;
 
-/// Reconciles running at once, across all SlackTokens of one watched scope.
-const MAX_CONCURRENT_RECONCILES: u16 = 16;
+/// Which SlackTokens one operator looks after.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// Namespaces to watch; empty = all namespaces.
+    pub namespaces: Vec<String>,
+    /// A label selector the SlackTokens must match (`run --selector`); `None` = all.
+    pub selector: Option<String>,
+}
 
 /// Runs the controller until a shutdown signal. `namespaces` empty = all namespaces.
 pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>) {
-    let scopes: Vec<Option<String>> =
-        if namespaces.is_empty() { vec![None] } else { namespaces.into_iter().map(Some).collect() };
-    // Two watches per scope: SlackTokens and Secrets.
-    ctx.health.watches_started(2 * scopes.len());
-    futures::future::join_all(scopes.into_iter().map(|ns| run_scope(ctx.clone(), ns))).await;
+    run_scoped(ctx, Scope { namespaces, selector: None }).await
+}
+
+/// Runs the controller for the SlackTokens of `scope` until a shutdown signal.
+pub async fn run_scoped(ctx: Arc<Context>, scope: Scope) {
+    let namespaces: Vec<Option<String>> = if scope.namespaces.is_empty() {
+        vec![None]
+    } else {
+        scope.namespaces.into_iter().map(Some).collect()
+    };
+    // Two watches per namespace: SlackTokens and Secrets.
+    ctx.health.watches_started(2 * namespaces.len());
+    let selector = scope.selector;
+    futures::future::join_all(namespaces.into_iter().map(|ns| run_scope(ctx.clone(), ns, selector.clone())))
+        .await;
     ctx.health.stopped();
 }
 
@@ -99,20 +129,18 @@ impl WatchTracker {
     }
 }
 
-async fn run_scope(ctx: Arc<Context>, namespace: Option<String>) {
+async fn run_scope(ctx: Arc<Context>, namespace: Option<String>, selector: Option<String>) {
     let client = ctx.client.clone();
     let (tokens, secrets): (Api<SlackToken>, Api<PartialObjectMeta<Secret>>) = match &namespace {
         Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client, ns)),
         None => (Api::all(client.clone()), Api::all(client)),
     };
     let (reader, writer) = reflector::store();
-    // The cache only needs what names the object and what the predicate hashes: reconcile reads
-    // the SlackToken afresh from the API server. Dropping managedFields and status keeps memory
-    // per SlackToken small when there are thousands.
-    let slim = watcher(tokens, watcher::Config::default()).modify(|stk| {
-        stk.managed_fields_mut().clear();
-        stk.status = None;
-    });
+    let mut token_config = watcher::Config::default();
+    if let Some(selector) = &selector {
+        token_config = token_config.labels(selector);
+    }
+    let slim = watcher(tokens, token_config).modify(slim);
     let mut tokens_seen = WatchTracker::new(&ctx, &namespace, true);
     let mut secrets_seen = WatchTracker::new(&ctx, &namespace, false);
     let token_stream = reflector(writer, slim)
@@ -126,6 +154,7 @@ async fn run_scope(ctx: Arc<Context>, namespace: Option<String>) {
         .predicate_filter(inputs_hash, Default::default());
     // Only Secrets we labelled, and only their metadata: memory stays flat however many other
     // Secrets the cluster holds, and token values never enter this process through the watch.
+    let own = ctx.clone();
     let secret_stream = watcher(secrets, watcher::Config::default().labels(SLACKTOKEN_LABEL))
         .inspect(move |event| {
             if let Ok(event) = event {
@@ -133,15 +162,17 @@ async fn run_scope(ctx: Arc<Context>, namespace: Option<String>) {
             }
         })
         .default_backoff()
-        .touched_objects();
-    // Bounded so that a start with thousands of SlackTokens does not open thousands of
-    // connections at once to the API server and to Slack's rate-limited methods.
-    let config = controller::Config::default().concurrency(MAX_CONCURRENT_RECONCILES);
+        .filter_map(move |event| futures::future::ready(news(&own, event)));
+    let store = reader.clone();
     Controller::for_stream(token_stream, reader)
-        .with_config(config)
-        .watches_stream(secret_stream, |secret| {
+        // Unbounded here: the bound, and the order, are `reconcile::turns`'.
+        .with_config(controller::Config::default().concurrency(0))
+        .watches_stream(secret_stream, move |secret| {
             let owner = secret.labels().get(SLACKTOKEN_LABEL)?;
-            Some(ObjectRef::new(owner).within(&secret.namespace()?))
+            let slacktoken = ObjectRef::new(owner).within(&secret.namespace()?);
+            // Another operator's SlackToken (another selector), or none: not ours to wake.
+            store.get(&slacktoken)?;
+            Some(slacktoken)
         })
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
@@ -153,12 +184,60 @@ async fn run_scope(ctx: Arc<Context>, namespace: Option<String>) {
         .await;
 }
 
+/// The SlackToken as the cache keeps it: what names it, what [`inputs_hash`] hashes, and the
+/// times of its status that order the work (`reconcile::turns::urgency`). Reconcile reads the
+/// SlackToken afresh, so the rest would only cost memory with thousands of them (kubectl's
+/// last-applied-configuration annotation alone is the size of the object).
+fn slim(stk: &mut SlackToken) {
+    let meta = &mut stk.metadata;
+    meta.managed_fields = None;
+    meta.labels = None;
+    meta.owner_references = None;
+    if let Some(annotations) = &mut meta.annotations {
+        annotations.retain(|k, _| k.starts_with(OUR_ANNOTATIONS));
+    }
+    stk.spec = SlackTokenSpec::new(TokenType::OAuth, "", "");
+    stk.status = stk.status.take().map(|status| SlackTokenStatus {
+        expiration_time: status.expiration_time,
+        last_rotation_time: status.last_rotation_time,
+        next_rotation_time: status.next_rotation_time,
+        ..Default::default()
+    });
+}
+
+/// The prefix of the annotations that carry requests to us (rotate now, skip revoke).
+const OUR_ANNOTATIONS: &str = "slack.rotator.dev/";
+
+/// Whether a Secret watch event is news to us: not a version we wrote ourselves. A deleted
+/// Secret always is (an output Secret to restore).
+fn news(
+    ctx: &Context,
+    event: Result<watcher::Event<PartialObjectMeta<Secret>>, watcher::Error>,
+) -> Option<Result<PartialObjectMeta<Secret>, watcher::Error>> {
+    let secret = match event {
+        Ok(watcher::Event::Delete(secret)) => {
+            ctx.own_writes.forget(&secret.namespace().unwrap_or_default(), &secret.name_any());
+            return Some(Ok(secret));
+        }
+        Ok(watcher::Event::Apply(secret) | watcher::Event::InitApply(secret)) => secret,
+        Ok(watcher::Event::Init | watcher::Event::InitDone) => return None,
+        Err(e) => return Some(Err(e)),
+    };
+    let namespace = secret.namespace().unwrap_or_default();
+    let rv = secret.resource_version();
+    match ctx.own_writes.seen(&namespace, &secret.name_any(), rv.as_deref()) {
+        Seen::Ours => None,
+        Seen::Theirs => Some(Ok(secret)),
+    }
+}
+
 /// What a change must touch to be worth a reconcile.
 fn inputs_hash(stk: &SlackToken) -> Option<u64> {
     let mut h = DefaultHasher::new();
     stk.meta().generation.hash(&mut h);
-    // Annotations carry requests (rotate now, skip revoke); status-only writes must not wake us.
-    stk.annotations().hash(&mut h);
+    // Our annotations carry requests (rotate now, skip revoke); status-only writes must not wake
+    // us. (The cache keeps only ours: see `slim`.)
+    stk.annotations().iter().filter(|(k, _)| k.starts_with(OUR_ANNOTATIONS)).for_each(|a| a.hash(&mut h));
     stk.meta().deletion_timestamp.is_some().hash(&mut h);
     stk.finalizers().hash(&mut h);
     Some(h.finish())

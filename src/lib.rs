@@ -58,7 +58,7 @@ mod slack;
 pub mod testground;
 
 pub use clock::{format_time, Clock, SharedClock, SystemClock, TokioClock};
-pub use controller::run;
+pub use controller::{run, run_scoped, Scope};
 pub use error::Error;
 pub use ops::{
     health, http, leader, logs,

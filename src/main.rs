@@ -46,6 +46,11 @@ struct RunArgs {
     /// Address for /healthz, /readyz and /metrics.
     #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8080")]
     http_addr: SocketAddr,
+    /// Only SlackTokens with matching labels (a label selector, as `kubectl get -l`): several
+    /// operators, each with its own selector, split a cluster's SlackTokens; each elects its own
+    /// leader (the Lease name follows the selector).
+    #[arg(long, env = "LABEL_SELECTOR")]
+    selector: Option<String>,
     /// Take a Lease before working, so that only one replica rotates.
     #[arg(long, env = "LEADER_ELECT", default_value_t = false)]
     leader_elect: bool,
@@ -156,8 +161,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
         let leadership = match args.leader_elect {
             true => Some(
-                slack_token_operator::leader::acquire(
+                slack_token_operator::leader::acquire_named(
                     client,
+                    &slack_token_operator::leader::lease_name(args.selector.as_deref()),
                     LeaseTimes::lasting(args.lease_duration.as_std().as_secs()),
                     &ctx.health,
                 )
@@ -171,9 +177,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 None => std::future::pending().await,
             }
         };
-        tracing::info!(namespaces = ?args.namespaces, slack = %args.slack_api_url, "starting controller");
+        tracing::info!(namespaces = ?args.namespaces, selector = ?args.selector, slack = %args.slack_api_url, "starting controller");
+        let scope = slack_token_operator::Scope { namespaces: args.namespaces, selector: args.selector };
         tokio::select! {
-            () = slack_token_operator::run(ctx.clone(), args.namespaces) => Ok(()),
+            () = slack_token_operator::run_scoped(ctx.clone(), scope) => Ok(()),
             () = lost => anyhow::bail!("lost leadership; exiting so that only the leader rotates"),
         }
     };

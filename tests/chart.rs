@@ -495,7 +495,15 @@ fn deployment_runs_as_non_root_with_read_only_root_filesystem() {
         assert_eq!(pod_security.seccomp_profile.unwrap().type_, "RuntimeDefault", "{scenario}");
         assert_ne!(pod.host_network, Some(true), "{scenario}");
         assert_ne!(pod.host_pid, Some(true), "{scenario}");
-        assert!(pod.volumes.is_none(), "{scenario}: the operator writes nothing to disk");
+        // The only volume is the crash journal, in memory; the root filesystem stays read-only.
+        for volume in pod.volumes.iter().flatten() {
+            assert_eq!(volume.name, "journal", "{scenario}");
+            assert_eq!(
+                volume.empty_dir.as_ref().and_then(|e| e.medium.as_deref()),
+                Some("Memory"),
+                "{scenario}"
+            );
+        }
 
         let security = r.container().security_context.expect("container securityContext");
         assert_eq!(security.read_only_root_filesystem, Some(true), "{scenario}");
@@ -506,6 +514,30 @@ fn deployment_runs_as_non_root_with_read_only_root_filesystem() {
         assert_eq!(capabilities.drop.as_deref(), Some(&["ALL".to_owned()][..]), "{scenario}");
         assert!(capabilities.add.is_none(), "{scenario}: no capability added");
     }
+}
+
+#[test]
+fn the_crash_journal_is_a_memory_emptydir_mounted_where_the_operator_writes_it() {
+    let r = defaults();
+    let pod = r.deployment().spec.unwrap().template.spec.unwrap();
+    let volumes = pod.volumes.expect("volumes");
+    assert_eq!(volumes.len(), 1);
+    let empty_dir = volumes[0].empty_dir.clone().expect("an emptyDir: it outlives container restarts");
+    assert_eq!(empty_dir.medium.as_deref(), Some("Memory"));
+    assert_eq!(empty_dir.size_limit.map(|q| q.0).as_deref(), Some("8Mi"));
+    let mounts = r.container().volume_mounts.expect("volumeMounts");
+    assert_eq!(
+        (mounts[0].name.as_str(), mounts[0].mount_path.as_str()),
+        ("journal", "/run/slack-token-operator/journal")
+    );
+    assert!(r.args().contains(&"--journal-dir=/run/slack-token-operator/journal".to_owned()));
+    // The pod may take its grace period; the operator stops well within it.
+    assert_eq!(pod.termination_grace_period_seconds, Some(30));
+    assert!(r.args().contains(&"--shutdown-timeout=20s".to_owned()));
+
+    let off = render(json!({ "journal": { "enabled": false, "sizeLimit": "8Mi" } }));
+    assert!(off.deployment().spec.unwrap().template.spec.unwrap().volumes.is_none());
+    assert!(!off.args().iter().any(|a| a.starts_with("--journal-dir")));
 }
 
 #[test]
@@ -546,6 +578,8 @@ fn deployment_passes_the_documented_flags_and_pod_identity_env() {
             "--http-addr=0.0.0.0:8080",
             "--log-format=json",
             "--health-check-interval=6h",
+            "--shutdown-timeout=20s",
+            "--journal-dir=/run/slack-token-operator/journal",
         ]
     );
     assert!(r.container().command.is_none(), "the image entrypoint is used as is");
@@ -1282,8 +1316,10 @@ async fn operator_scenario(
     })
     .await?;
 
-    // A second rotation within minutes: the Recorder patches the Event into a series.
+    // A second rotation, after Slack failed it twice in the same way: the repeated Event (same
+    // reason, same note) is patched into a series.
     let first = published().await.unwrap_or_default();
+    ground.slack.fail_next("oauth.v2.access", 2, slack_emulator::Fault::Http(503));
     ground.rotate_now(&bot, "1").await.unwrap();
     within_a_minute("rotating on request", || async { published().await.is_some_and(|t| t != first) })
         .await?;
@@ -1296,7 +1332,7 @@ async fn operator_scenario(
         })
         .await?;
     }
-    within_a_minute("counting the second Rotated Event", || async {
+    within_a_minute("counting the repeated Event in a series", || async {
         events.list(&Default::default()).await.unwrap().items.iter().any(|e| e.series.is_some())
     })
     .await?;
@@ -1394,4 +1430,22 @@ fn taking_away_any_single_rendered_permission_breaks_the_operator() {
         unneeded.is_empty(),
         "the operator works without these, so the chart should not grant them: {unneeded:?}"
     );
+}
+
+#[test]
+fn a_selector_reaches_the_operator_and_its_lease_rules_follow_the_lease_name() {
+    for selector in ["shard=a", "tier in (gold, silver),!legacy", "!!"] {
+        let r = render(json!({ "replicaCount": 2, "selector": selector }));
+        assert!(r.args().contains(&format!("--selector={selector}")), "{selector}: {:?}", r.args());
+        let lease = slack_token_operator::leader::lease_name(Some(selector));
+        let role: Role = r.one("Role");
+        let named: Vec<String> = role
+            .rules
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|rule| rule.resource_names.unwrap_or_default())
+            .collect();
+        assert_eq!(named, vec![lease.clone()], "{selector}: the Role names the operator's own Lease");
+    }
+    assert!(!render(json!({ "replicaCount": 2 })).args().iter().any(|a| a.starts_with("--selector")));
 }

@@ -213,3 +213,52 @@ fn a_refresh_token_a_person_supplied_that_slack_refuses_is_not_called_a_broken_c
         assert_eq!(reason, "InvalidRefreshToken", "{message}");
     });
 }
+
+/// Collects everything logged on this thread.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+#[cfg_attr(e2e_real_cluster, ignore = "needs the emulator's fault injection")]
+fn journaling_and_replaying_a_pair_logs_no_token() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("debug")
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let tokens = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = tokens.clone();
+    e2e(|mut env| async move {
+        let journal = tempfile::tempdir().unwrap();
+        env.restart_operator(Some(journal.path())).await;
+        let (f, first) = env.ready_bot().await;
+        let held = rotate_into_a_refused_save(&env, &f, Some(journal.path())).await;
+        let pending_access = env.ctx.pending.all()[0].issued.access_token.expose_secret().to_owned();
+        env.fault_injection().clear();
+        let replayed = env.restart_operator(Some(journal.path())).await;
+        assert_eq!(replayed.saved, 1);
+        env.published_token(&f.output(), Some(&first)).await;
+        seen.lock().unwrap().extend([first, held, pending_access, f.app.client_secret.clone()]);
+    });
+    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    assert!(
+        logs.contains("new pair kept") && logs.contains("saved a token pair from the journal"),
+        "the capture saw the journal's logs"
+    );
+    for token in tokens.lock().unwrap().iter() {
+        assert!(!logs.contains(token.as_str()), "a token in the logs");
+    }
+}

@@ -32,7 +32,7 @@ use crate::{
         RESTART_PENDING_ANNOTATION, REVOKE_FINALIZER, ROTATE_ANNOTATION, SLACKTOKEN_LABEL,
     },
     secrets::{self, chain_token, Credentials, Entry, Saved, PENDING_TOKEN},
-    slack::{AuthTest, Issued, SlackErrorKind},
+    slack::{AuthTest, Installation, Issued, SlackError, SlackErrorKind},
 };
 use jiff::Timestamp;
 use k8s_openapi::{api::core::v1::Secret, ByteString};
@@ -84,6 +84,7 @@ pub async fn converge(ctx: &Context, s: &Snapshot, plan: &Converge, out: &mut Ou
     let mut credentials = s.credentials.as_ref().map(|c| c.secret.clone());
     if let (Some(claim), Some(secret)) = (&plan.claim, &credentials) {
         let claimed = claim_credentials(&secrets, stk, secret, claim).await?;
+        ctx.own_writes.wrote(&claimed);
         out.credentials_version = claimed.resource_version();
         credentials = Some(claimed);
     }
@@ -137,6 +138,8 @@ async fn restart_targets(
     if marked && !retry {
         let name = &s.slacktoken.spec.secret_ref.name;
         let patch = json!({"metadata": {"annotations": {RESTART_PENDING_ANNOTATION: null}}});
+        // Not recorded as our own write: it carries no precondition, so the watch must show us
+        // whatever it was applied on top of (see `secrets::OwnWrites`).
         if let Err(e) = secrets.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
             // The restarts are done; the worst a stale mark does is restart them once more.
             tracing::warn!(error = %e, "could not clear the restart mark of the output Secret");
@@ -174,7 +177,6 @@ async fn rotating(
     mark: Option<&str>,
     out: &mut Outcome,
 ) -> Result<(), Error> {
-    let stk = &s.slacktoken;
     out.times = TokenTimes { issued_at: creds.issued_at, expires_at: creds.expires_at };
     let token = match plan.rotate {
         Some(rotate) => {
@@ -190,9 +192,33 @@ async fn rotating(
         },
     };
     if plan.publish {
-        out.token_changed |= secrets::publish(secrets, stk, s.output.as_ref(), &token, mark).await?;
+        out.token_changed |= publish(ctx, s, secrets, &token, mark).await?;
     }
     Ok(())
+}
+
+/// Puts `token` into the output Secret. Without reading it when our last write says what it
+/// holds; if it changed since (the write's precondition fails), it is read and written as usual.
+async fn publish(
+    ctx: &Context,
+    s: &Snapshot,
+    secrets: &Api<Secret>,
+    token: &SecretString,
+    mark: Option<&str>,
+) -> Result<bool, Error> {
+    let stk = &s.slacktoken;
+    let Some(known) = &s.known_output else {
+        return secrets::publish(secrets, &ctx.own_writes, stk, s.output.as_ref(), token, mark).await;
+    };
+    if let Some(changed) = secrets::publish_known(secrets, &ctx.own_writes, stk, known, token, mark).await? {
+        return Ok(changed);
+    }
+    let name = &stk.spec.secret_ref.name;
+    let existing = secrets.get_opt(name).await.map_err(Error::kube("get", "secrets", name))?;
+    if existing.as_ref().is_some_and(|e| !secrets::output_is_ours(stk, e)) {
+        return Err(crate::error::Invalid::OutputSecretConflict { name: name.clone() }.into());
+    }
+    secrets::publish(secrets, &ctx.own_writes, stk, existing.as_ref(), token, mark).await
 }
 
 /// Step 4: get a pair from Slack (or the one it gave earlier), keep it pending (journaled), then
@@ -212,7 +238,7 @@ async fn rotate_and_save(
         (Some(pending), _) => pending.clone(),
         (None, Some(call)) => {
             let presented = chain_token(&credentials).ok_or_else(|| changed(&name))?;
-            let issued = match call_slack(ctx, call, creds).await {
+            let issued = match call_slack(ctx, s, call, creds).await {
                 Ok(issued) => issued,
                 Err(Error::Slack(e)) if e.kind() == SlackErrorKind::InvalidRefreshToken => {
                     return Err(refused_refresh_token(secrets, s, creds, &presented, e).await);
@@ -240,7 +266,10 @@ async fn rotate_and_save(
     };
     let client = creds.client_id.as_deref().zip(creds.client_secret.as_ref());
     let saved = match secrets::save_pair(secrets, Some(credentials), &entry, client).await? {
-        Saved::Written(saved) | Saved::AlreadyThere(saved) => saved,
+        Saved::Written(saved) | Saved::AlreadyThere(saved) => {
+            ctx.own_writes.wrote(&saved);
+            saved
+        }
         Saved::Superseded => {
             warn!(secret = %name, "dropped a new token pair: the credentials Secret already holds a newer refresh token");
             ctx.pending.remove(&namespace, &name);
@@ -257,7 +286,34 @@ async fn rotate_and_save(
     Ok(entry.issued)
 }
 
-async fn call_slack(ctx: &Context, call: Call, creds: &Credentials) -> Result<Issued, Error> {
+async fn call_slack(ctx: &Context, s: &Snapshot, call: Call, creds: &Credentials) -> Result<Issued, Error> {
+    let installation = installation(&s.slacktoken, call, creds);
+    if let Some(left) = installation.as_ref().and_then(|i| ctx.rate_limits.wait(i)) {
+        // Another SlackToken of this app in this workspace was told to wait: calling now would
+        // only earn another 429.
+        return Err(SlackError::RateLimited { method: call.method(), retry_after: left }.into());
+    }
+    let result = call_slack_now(ctx, call, creds).await;
+    if let (Err(Error::Slack(e)), Some(installation)) = (&result, &installation) {
+        if let Some(retry_after) = e.retry_after() {
+            ctx.rate_limits.limited(installation, retry_after);
+        }
+    }
+    result
+}
+
+/// The app and workspace Slack rate-limits this call under: the app's client id (an app
+/// configuration token: its user's) and the workspace recorded from an earlier answer.
+fn installation(stk: &SlackToken, call: Call, creds: &Credentials) -> Option<Installation> {
+    let identity = stk.status.as_ref()?.identity.as_ref()?;
+    let app = match call {
+        Call::RotateConfigToken => identity.user_id.as_deref().map(|u| format!("config:{u}")),
+        Call::RefreshOAuth | Call::Exchange => creds.client_id.clone(),
+    };
+    Installation::new(app.as_deref(), identity.team_id.as_deref())
+}
+
+async fn call_slack_now(ctx: &Context, call: Call, creds: &Credentials) -> Result<Issued, Error> {
     // decide has checked that what each call needs is there.
     let missing = || Error::Invalid(crate::error::Invalid::Spec("credentials changed while deciding".into()));
     let issued = match call {
@@ -346,12 +402,13 @@ async fn manual(
     if let (Some(hand_over), Some(pending)) = (plan.hand_over, &creds.pending_token) {
         match check_replacement(ctx, stk, &current, pending, hand_over).await? {
             Ok(who) => {
-                out.token_changed |= secrets::publish(secrets, stk, s.output.as_ref(), pending, mark).await?;
+                out.token_changed |= publish(ctx, s, secrets, pending, mark).await?;
                 if hand_over.revoke_replaced {
                     // The help article's first step; done once the new token is live.
                     out.revoked = ctx.slack.revoke(&current).await?;
                 }
                 let saved = save_hand_over(secrets, name, credentials, pending, s.now).await?;
+                ctx.own_writes.wrote(&saved);
                 out.credentials_version = saved.resource_version();
                 current = pending.clone();
                 issued_at = s.now;
@@ -369,7 +426,7 @@ async fn manual(
             out.identity = Some(identity_of(&who));
             out.checked_at = Some(s.now);
         }
-        out.token_changed |= secrets::publish(secrets, stk, s.output.as_ref(), &current, mark).await?;
+        out.token_changed |= publish(ctx, s, secrets, &current, mark).await?;
     }
     out.times = TokenTimes { issued_at: Some(issued_at), expires_at: None };
     Ok(())

@@ -1,20 +1,22 @@
 //! What every reconcile shares: the clients, the clock, the Event recorder, the pairs not yet
-//! saved, the retry holds, metrics and settings.
+//! saved, the retry holds, our own writes, the turns and Slack's rate limits, metrics and settings.
 
-use super::backoff::Gate;
+use super::{backoff::Gate, events, turns::Turns};
 use crate::{
     clock::SharedClock,
     ops::{health::Health, metrics::Metrics},
     resource::{EventReason, SlackToken, MANAGER},
-    secrets::{Journal, PendingPairs, Replayed},
-    slack::SlackClient,
+    secrets::{Journal, OwnWrites, PendingPairs, Replayed},
+    slack::{RateLimits, SlackClient},
 };
-use kube::{
-    runtime::events::{Event, EventType, Recorder, Reporter},
-    Client, Resource,
-};
+use kube::{Client, Resource};
 use std::{sync::Arc, time::Duration};
 use tracing::warn;
+
+/// Reconciles running at once. Each holds at most one Slack call and one API request in flight,
+/// so this bounds the connections a burst opens to Slack's rate-limited methods and to the API
+/// server; beyond it, work waits its turn in order of urgency (see `turns`).
+pub const MAX_CONCURRENT_RECONCILES: usize = 32;
 
 /// Settings from the command line.
 #[derive(Clone, Debug)]
@@ -34,11 +36,18 @@ pub struct Context {
     pub client: Client,
     pub slack: SlackClient,
     pub clock: SharedClock,
-    pub recorder: Recorder,
+    pub recorder: events::Recorder,
     /// Pairs Slack issued that are not saved yet (the only copy of their refresh token).
     pub pending: PendingPairs,
     /// Retry holds after failures.
     pub backoff: Gate,
+    /// What we last wrote to each Secret (so our own writes do not wake us, and the output
+    /// Secret need not be read back).
+    pub own_writes: OwnWrites,
+    /// Reconciles at once, most urgent first.
+    pub turns: Turns,
+    /// Slack's `Retry-After`, per app and workspace.
+    pub rate_limits: RateLimits,
     pub metrics: Arc<Metrics>,
     /// What the probes answer; the controller and leader election update it.
     pub health: Arc<Health>,
@@ -68,15 +77,22 @@ impl Context {
         settings: Settings,
         journal: Option<Journal>,
     ) -> Arc<Self> {
-        let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
         let metrics = Arc::new(Metrics::default());
         Arc::new(Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: events::Recorder::new(
+                client.clone(),
+                MANAGER,
+                std::env::var("POD_NAME").ok(),
+                clock.clone(),
+            ),
             client,
             slack: slack.observed_by(metrics.clone()),
             clock,
             pending: PendingPairs::new(journal),
             backoff: Gate::default(),
+            own_writes: OwnWrites::default(),
+            turns: Turns::new(MAX_CONCURRENT_RECONCILES),
+            rate_limits: RateLimits::default(),
             metrics,
             health: Arc::default(),
             settings,
@@ -95,10 +111,8 @@ impl Context {
 
     /// Publishes an Event about `stk`. Never contains a token: callers pass fixed texts and names.
     pub async fn event(&self, stk: &SlackToken, reason: EventReason, note: String) {
-        let type_ = if reason.is_warning() { EventType::Warning } else { EventType::Normal };
-        let (reason, action) = (reason.as_str().to_owned(), reason.as_str().to_owned());
-        let event = Event { type_, reason, note: Some(note), action, secondary: None };
-        if let Err(e) = self.recorder.publish(&event, &stk.object_ref(&())).await {
+        let event = events::Note { warning: reason.is_warning(), reason: reason.as_str(), note: &note };
+        if let Err(e) = self.recorder.publish(&stk.object_ref(&()), event).await {
             // An Event is a courtesy; failing to record one must not fail the rotation.
             warn!(error = %e, "could not publish event");
         }

@@ -14,13 +14,12 @@ use crate::{
     error::Invalid,
     resource::{
         EventReason, ManualKind, RolloutRestartTarget, SlackToken, SlackTokenSpec, TokenType,
-        RESTART_PENDING_ANNOTATION, REVOKE_FINALIZER, ROTATED_FOR_ANNOTATION, ROTATE_ANNOTATION,
-        SKIP_REVOKE_ANNOTATION, SLACKTOKEN_LABEL,
+        REVOKE_FINALIZER, ROTATED_FOR_ANNOTATION, ROTATE_ANNOTATION, SKIP_REVOKE_ANNOTATION,
+        SLACKTOKEN_LABEL,
     },
-    secrets::{legacy_token_problem, output_is_ours, refresh_token_problem, Credentials, ACCESS_TOKEN},
+    secrets::{legacy_token_problem, refresh_token_problem, Credentials, ACCESS_TOKEN},
     slack::AuthTest,
 };
-use k8s_openapi::api::core::v1::Secret;
 use kube::{Resource, ResourceExt};
 use std::time::Duration;
 
@@ -127,6 +126,16 @@ pub enum Call {
     RotateConfigToken,
     /// `oauth.v2.exchange`: a long-lived token onto rotation, once.
     Exchange,
+}
+
+impl Call {
+    pub fn method(self) -> &'static str {
+        match self {
+            Call::RefreshOAuth => "oauth.v2.access",
+            Call::RotateConfigToken => "tooling.tokens.rotate",
+            Call::Exchange => "oauth.v2.exchange",
+        }
+    }
 }
 
 /// Long-lived tokens that only a person can re-issue.
@@ -238,13 +247,12 @@ pub fn decide(s: &Snapshot, settings: &Settings) -> Plan {
         },
         TokenType::OAuth | TokenType::AppConfiguration => rotating(s, parsed, requested),
     };
-    let restart = restart(stk, s.output.as_ref()).filter(|_| token.is_some());
+    let restart = restart(stk, s.restart_pending()).filter(|_| token.is_some());
     Plan::Converge(Converge { finalizer, claim, release_stale, token, restart, invalid, warnings })
 }
 
 /// The restart step: there are targets, or a restart mark to clear.
-fn restart(stk: &SlackToken, output: Option<&Secret>) -> Option<Restart> {
-    let pending = output.is_some_and(|o| o.annotations().contains_key(RESTART_PENDING_ANNOTATION));
+fn restart(stk: &SlackToken, pending: bool) -> Option<Restart> {
     let targets = stk.spec.rollout_restart_targets.clone();
     (pending || !targets.is_empty()).then_some(Restart { targets, pending })
 }
@@ -297,10 +305,8 @@ fn rotating(s: &Snapshot, creds: &Credentials, requested: bool) -> (Option<Token
     // Found before Slack is called, so a refresh token is never spent for a token that cannot
     // be published. A pair Slack already gave is saved all the same: it is the only copy.
     let conflict = s
-        .output
-        .as_ref()
-        .filter(|existing| !output_is_ours(stk, existing))
-        .map(|_| Invalid::OutputSecretConflict { name: spec.secret_ref.name.clone() });
+        .output_is_someone_elses()
+        .then(|| Invalid::OutputSecretConflict { name: spec.secret_ref.name.clone() });
 
     if conflict.is_some() && trigger != Some(Trigger::SavePending) {
         return (None, conflict);
@@ -363,7 +369,7 @@ fn manual(s: &Snapshot, creds: &Credentials, settings: &Settings) -> Result<Manu
         let problem = creds.missing(ACCESS_TOKEN);
         return Err(Invalid::Credentials { name: spec.credentials_ref.name.clone(), problem });
     }
-    if s.output.as_ref().is_some_and(|existing| !output_is_ours(stk, existing)) {
+    if s.output_is_someone_elses() {
         return Err(Invalid::OutputSecretConflict { name: spec.secret_ref.name.clone() });
     }
     let last_check = stk

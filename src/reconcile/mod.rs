@@ -16,9 +16,11 @@ mod act;
 pub mod backoff;
 mod context;
 mod decide;
+mod events;
 mod observe;
 mod report;
 pub mod schedule;
+pub mod turns;
 
 pub use context::{Context, Settings};
 
@@ -34,8 +36,11 @@ use tracing::{info, instrument, warn};
 
 #[instrument(skip_all, fields(slacktoken = %cached.name_any(), namespace = cached.namespace().unwrap_or_default()))]
 pub async fn reconcile(cached: Arc<SlackToken>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // Waits for a turn before anything else: the most urgent SlackToken goes first, and a
+    // waiting reconcile holds nothing but this (the work is boxed, allocated once it runs).
+    let _turn = ctx.turns.take(turns::urgency(&cached)).await;
     let started = tokio::time::Instant::now();
-    let result = reconcile_one(cached, &ctx).await;
+    let result = Box::pin(reconcile_one(cached, &ctx)).await;
     ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
     result
 }

@@ -3,8 +3,8 @@
 use super::{backoff::Hold, context::Context};
 use crate::{
     error::{CredentialsError, Error},
-    resource::SlackToken,
-    secrets::{Credentials, Entry},
+    resource::{SlackToken, RESTART_PENDING_ANNOTATION},
+    secrets::{output_is_ours, output_shape, Credentials, Entry, KnownOutput},
 };
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
@@ -18,8 +18,12 @@ pub struct Snapshot {
     /// The credentials Secret straight from the API server (a stale copy would hand Slack a
     /// refresh token that was already spent); `None` if it does not exist.
     pub credentials: Option<CredentialsSecret>,
-    /// The output Secret, if it exists (not read for a SlackToken being deleted).
+    /// The output Secret, if it exists and was read: not for a SlackToken being deleted, nor
+    /// when `known_output` says what it holds.
     pub output: Option<Secret>,
+    /// The output Secret as our last write left it, when the watch has shown no other version
+    /// since: then it is not read (see `secrets::OwnWrites`).
+    pub known_output: Option<KnownOutput>,
     /// A pair Slack issued for these credentials that is not saved yet.
     pub pending: Option<Entry>,
     /// A failure being held, if any.
@@ -47,7 +51,27 @@ impl CredentialsSecret {
 impl Snapshot {
     /// The SlackToken alone, for reporting a failure to read the rest.
     pub fn unread(slacktoken: SlackToken, now: Timestamp) -> Self {
-        Self { slacktoken, credentials: None, output: None, pending: None, hold: None, now }
+        Self {
+            slacktoken,
+            credentials: None,
+            output: None,
+            known_output: None,
+            pending: None,
+            hold: None,
+            now,
+        }
+    }
+
+    /// Whether the output Secret exists and belongs to someone else (a Secret we wrote last is ours).
+    pub fn output_is_someone_elses(&self) -> bool {
+        self.output.as_ref().is_some_and(|existing| !output_is_ours(&self.slacktoken, existing))
+    }
+
+    /// Whether the output Secret carries the restart-pending mark.
+    pub fn restart_pending(&self) -> bool {
+        let read =
+            self.output.as_ref().is_some_and(|o| o.annotations().contains_key(RESTART_PENDING_ANNOTATION));
+        read || self.known_output.as_ref().is_some_and(|k| k.facts.restart_pending)
     }
 
     pub fn namespace(&self) -> String {
@@ -76,10 +100,15 @@ pub async fn snapshot(ctx: &Context, slacktoken: &SlackToken) -> Result<Snapshot
         .await
         .map_err(Error::kube("get", "secrets", credentials_name))?
         .map(CredentialsSecret::new);
-    let output = match slacktoken.meta().deletion_timestamp {
-        Some(_) => None,
-        None => {
-            let output_name = &slacktoken.spec.secret_ref.name;
+    let output_name = &slacktoken.spec.secret_ref.name;
+    // What our last write left there, unless the spec now wants something else of it.
+    let known_output = ctx
+        .own_writes
+        .output(&namespace, output_name)
+        .filter(|known| output_shape(slacktoken) == Some(known.facts.shape));
+    let output = match (slacktoken.meta().deletion_timestamp.as_ref(), &known_output) {
+        (Some(_), _) | (None, Some(_)) => None,
+        (None, None) => {
             secrets.get_opt(output_name).await.map_err(Error::kube("get", "secrets", output_name))?
         }
     };
@@ -87,6 +116,7 @@ pub async fn snapshot(ctx: &Context, slacktoken: &SlackToken) -> Result<Snapshot
         slacktoken: slacktoken.clone(),
         credentials,
         output,
+        known_output,
         pending: ctx.pending.get(&namespace, credentials_name),
         hold: ctx.backoff.get(&slacktoken.uid().unwrap_or_default()),
         now: ctx.clock.now(),

@@ -9,13 +9,15 @@ mod output;
 mod pending;
 mod replay;
 mod store;
+mod written;
 
 pub use credentials::{
     chain_token, legacy_token_problem, oauth_secret, refresh_token_problem, set_issued_at, Credentials,
     ACCESS_TOKEN, PENDING_TOKEN, REFRESH_TOKEN,
 };
 pub use journal::{fingerprint, Entry, Journal};
-pub use output::{is_ours as output_is_ours, publish};
+pub use output::{is_ours as output_is_ours, publish, publish_known, shape as output_shape};
 pub use pending::PendingPairs;
 pub use replay::{replay, Replayed};
 pub use store::{save_pair, update as update_credentials, Saved};
+pub use written::{KnownOutput, OwnWrites, Seen};

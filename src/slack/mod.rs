@@ -2,8 +2,10 @@
 
 mod client;
 mod error;
+mod limits;
 
 pub use client::{
     check_slack_url, redacted, AuthTest, CallObserver, Issued, SlackClient, ROTATING_TOKEN_LIFETIME,
 };
 pub use error::{SlackError, SlackErrorKind};
+pub use limits::{Installation, RateLimits};

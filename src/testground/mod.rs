@@ -16,6 +16,7 @@
 
 pub mod crash;
 pub mod process;
+pub mod scale;
 
 use crate::{
     clock::{SharedClock, TokioClock},

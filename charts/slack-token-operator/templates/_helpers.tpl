@@ -83,7 +83,19 @@ Returns "true" or "" (empty is false in templates).
 The name of the Lease the operator uses for leader election (fixed in the binary).
 */}}
 {{- define "slack-token-operator.leaseName" -}}
+{{- $selector := .Values.selector | default "" | nospace -}}
+{{- if $selector -}}
+{{- /* As `leader::lease_name` in the operator: readable part, then a hash of the selector. */ -}}
+{{- $readable := regexReplaceAll "[^a-z0-9]+" (lower $selector) "-" | trimPrefix "-" | trunc 30 | trimSuffix "-" -}}
+{{- $hash := sha256sum $selector | trunc 8 -}}
+{{- if $readable -}}
+slack-token-operator-{{ $readable }}-{{ $hash }}
+{{- else -}}
+slack-token-operator-{{ $hash }}
+{{- end -}}
+{{- else -}}
 slack-token-operator
+{{- end -}}
 {{- end }}
 
 {{/*

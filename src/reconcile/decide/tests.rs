@@ -6,6 +6,7 @@ use crate::{
     reconcile::{backoff::Hold, observe::CredentialsSecret},
     resource::{
         GoDuration, ManualSpec, SlackTokenStatus, ISSUED_AT_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL,
+        RESTART_PENDING_ANNOTATION,
     },
     secrets::{fingerprint, Entry},
     slack::Issued,
@@ -157,6 +158,7 @@ impl World {
             slacktoken: self.stk,
             credentials: self.creds.map(CredentialsSecret::new),
             output: self.output,
+            known_output: None,
             pending: self.pending.then(|| Entry {
                 namespace: "team-a".into(),
                 name: "bot-creds".into(),

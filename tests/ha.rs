@@ -1,0 +1,231 @@
+//! High availability, with real processes: several operators with `--leader-elect` against one
+//! API server (the emulator in this process). Real time; a Lease of 4 s keeps these tests short
+//! (the chart's default is 15 s).
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use slack_token_operator::testground::{
+    eventually,
+    process::{OperatorOptions, OperatorProcess},
+    Bot, Ground, GroundConfig,
+};
+use std::time::Duration;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_slack-token-operator");
+const LEASE: Duration = Duration::from_secs(4);
+const NS: &str = "ha";
+
+async fn holder(ground: &Ground) -> Option<String> {
+    let leases: Api<Lease> = Api::namespaced(ground.client.clone(), "default");
+    leases.get_opt(slack_token_operator::leader::LEASE_NAME).await.ok()??.spec?.holder_identity
+}
+
+fn replicas(ground: &Ground, n: usize) -> Vec<OperatorProcess> {
+    (0..n)
+        .map(|i| {
+            let mut options = OperatorOptions::new(BINARY, ground.kubeconfig(), ground.slack.base_url());
+            options.namespaces = vec![NS.into()];
+            options.leader_elect = Some(LEASE);
+            options.pod_name = format!("op-{i}");
+            // Each pod has its own emptyDir.
+            options.journal_dir = Some(ground.scratch(&format!("journal-{i}")));
+            OperatorProcess::spawn(&options).expect("operator starts")
+        })
+        .collect()
+}
+
+async fn all_healthy(ground: &Ground, bots: &[Bot]) {
+    eventually(
+        "every SlackToken Ready with a working token",
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || async {
+            for bot in bots {
+                if !ground.is_healthy(bot).await {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await
+    .unwrap();
+}
+
+async fn leader_of(ground: &Ground, operators: &[OperatorProcess]) -> usize {
+    let name = eventually("a leader", Duration::from_secs(30), Duration::from_millis(50), || holder(ground))
+        .await
+        .unwrap();
+    operators.iter().position(|o| o.options.pod_name == name).expect("the holder is one of ours")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_or_three_replicas_rotate_as_one() {
+    for n in [2, 3] {
+        let ground = Ground::start(GroundConfig::default()).await.unwrap();
+        ground.namespace(NS).await.unwrap();
+        let mut bots = Vec::new();
+        for i in 0..3 {
+            bots.push(ground.bot(NS, &format!("bot-{i}")).await.unwrap());
+        }
+        let operators = replicas(&ground, n);
+        let leader = leader_of(&ground, &operators).await;
+        all_healthy(&ground, &bots).await;
+        for round in 0..4 {
+            for bot in &bots {
+                let before = ground.slack.refreshes(&bot.installation_id);
+                ground.rotate_now(bot, &format!("r{round}")).await.unwrap();
+                eventually("the rotation", Duration::from_secs(30), Duration::from_millis(20), || async {
+                    (ground.slack.refreshes(&bot.installation_id) > before && ground.is_healthy(bot).await)
+                        .then_some(())
+                })
+                .await
+                .unwrap();
+            }
+        }
+        for bot in &bots {
+            assert_eq!(
+                ground.slack.refreshes(&bot.installation_id),
+                5,
+                "{n} replicas: each rotation done once"
+            );
+        }
+        assert_eq!(
+            ground.slack.calls("oauth.v2.access"),
+            15,
+            "{n} replicas: no refresh token presented twice"
+        );
+        assert!(ground.slack.broken_chains().is_empty(), "{n} replicas");
+        for (i, operator) in operators.iter().enumerate() {
+            let rotated = operator.lines("rotated").len();
+            match i == leader {
+                true => assert_eq!(rotated, 15, "{n} replicas: the leader did every rotation"),
+                false => assert_eq!(rotated, 0, "{n} replicas: standby op-{i} rotated nothing"),
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_replica_takes_over_within_the_lease_duration_when_the_leader_is_killed() {
+    let ground = Ground::start(GroundConfig::default()).await.unwrap();
+    ground.namespace(NS).await.unwrap();
+    let bot = ground.bot(NS, "bot").await.unwrap();
+    let mut operators = replicas(&ground, 2);
+    let leader = leader_of(&ground, &operators).await;
+    all_healthy(&ground, std::slice::from_ref(&bot)).await;
+
+    let killed = tokio::time::Instant::now();
+    operators[leader].kill().unwrap();
+    let other = operators[1 - leader].options.pod_name.clone();
+    eventually("the other replica holds the Lease", LEASE * 3, Duration::from_millis(20), || async {
+        (holder(&ground).await.as_deref() == Some(other.as_str())).then_some(())
+    })
+    .await
+    .unwrap();
+    let takeover = killed.elapsed();
+    eprintln!("takeover after kill -9 of the leader: {takeover:?} (Lease {LEASE:?})");
+    // The Lease runs out LEASE after its last renewal; the standby notices within its own polling.
+    assert!(takeover <= LEASE + Duration::from_secs(2), "took over in {takeover:?}");
+
+    let before = ground.slack.refreshes(&bot.installation_id);
+    ground.rotate_now(&bot, "after-takeover").await.unwrap();
+    eventually("the new leader rotates", Duration::from_secs(30), Duration::from_millis(20), || async {
+        (ground.slack.refreshes(&bot.installation_id) > before && ground.is_healthy(&bot).await).then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(ground.slack.broken_chains().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_former_leader_cannot_overwrite_a_newer_refresh_token() {
+    // Slack keeps a spent refresh token working for a grace period; long enough here for the new
+    // leader to use it again, so that the Secret gets a newer refresh token than the pair the
+    // paused leader holds.
+    let ground =
+        Ground::start(GroundConfig { refresh_grace: Duration::from_secs(120), ..Default::default() })
+            .await
+            .unwrap();
+    ground.namespace(NS).await.unwrap();
+    let bot = ground.bot(NS, "bot").await.unwrap();
+    let mut operators = replicas(&ground, 2);
+    let leader = leader_of(&ground, &operators).await;
+    all_healthy(&ground, std::slice::from_ref(&bot)).await;
+    let first = ground.secret_value(NS, &bot.creds(), "refreshToken").await.unwrap();
+
+    // The leader gets a pair from Slack and cannot save it: the API server refuses writes.
+    let faults = ground.kube.faults();
+    faults.fail_next(kube_emulator::Verb::Update, "secrets", None, u32::MAX, 500);
+    ground.rotate_now(&bot, "x").await.unwrap();
+    eventually("the leader holds a pair", Duration::from_secs(20), Duration::from_millis(10), || async {
+        (operators[leader].lines("new pair kept").len() == 2).then_some(())
+    })
+    .await
+    .unwrap();
+    // Then it freezes (a stalled node, a long pause) with the pair in hand.
+    operators[leader].pause().unwrap();
+    faults.clear();
+
+    // The other replica takes over and rotates from the token still in the Secret.
+    let other = operators[1 - leader].options.pod_name.clone();
+    eventually("the other replica leads", LEASE * 3, Duration::from_millis(20), || async {
+        (holder(&ground).await.as_deref() == Some(other.as_str())).then_some(())
+    })
+    .await
+    .unwrap();
+    let newer = eventually(
+        "the new leader saved a newer refresh token",
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        || async {
+            let saved = ground.secret_value(NS, &bot.creds(), "refreshToken").await?;
+            (saved != first && ground.is_healthy(&bot).await).then_some(saved)
+        },
+    )
+    .await
+    .unwrap();
+
+    // The former leader wakes up with its stale pair and tries to save it.
+    operators[leader].resume().unwrap();
+    let woke = &mut operators[leader];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let outcome = loop {
+        if !woke
+            .lines("dropped a new token pair: the credentials Secret already holds a newer refresh token")
+            .is_empty()
+        {
+            break "dropped";
+        }
+        if woke.exited(Duration::from_millis(20)).await.is_some() {
+            break "exited";
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the former leader neither dropped its pair nor exited"
+        );
+    };
+    if outcome == "exited" {
+        // It noticed the lost Lease first; its container restarts on the same emptyDir.
+        let restarted = OperatorProcess::spawn(&woke.options).unwrap();
+        let replayed = restarted.logged("journal replayed", Duration::from_secs(30)).await.unwrap();
+        assert_eq!(replayed.pointer("/fields/superseded").and_then(|v| v.as_u64()), Some(1), "{replayed}");
+        operators.push(restarted);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        ground.secret_value(NS, &bot.creds(), "refreshToken").await.as_deref(),
+        Some(newer.as_str()),
+        "the newer refresh token was not overwritten ({outcome})"
+    );
+
+    // The chain goes on from it.
+    let before = ground.slack.refreshes(&bot.installation_id);
+    ground.rotate_now(&bot, "y").await.unwrap();
+    eventually("one more rotation", Duration::from_secs(30), Duration::from_millis(20), || async {
+        (ground.slack.refreshes(&bot.installation_id) > before && ground.is_healthy(&bot).await).then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(ground.slack.broken_chains().is_empty());
+}

@@ -1,0 +1,308 @@
+//! Scale on tokio's paused clock: the small form of the rotation bench (its invariants, never
+//! its timings), the order of work when more is due than can run at once, Slack's Retry-After
+//! per app and workspace, Events that read right, and sharding by label selector.
+
+use futures::{stream, StreamExt};
+use jiff::Timestamp;
+use k8s_openapi::api::events::v1::Event;
+use kube::{
+    api::{Api, ListParams, Patch, PatchParams},
+    ResourceExt,
+};
+use slack_emulator::Fault;
+use slack_token_operator::{
+    testground::{
+        scale::{idle_requests, settle, PerRotation},
+        Bot, Ground, GroundConfig,
+    },
+    Context, Scope, SharedClock, SlackClient, SlackToken, TokioClock,
+};
+use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
+
+const NS: &str = "scale";
+
+/// Runs `body` on a paused clock that starts on a whole second (status times are seconds).
+fn paused<F, Fut>(body: F)
+where
+    F: FnOnce(Ground, SharedClock) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+    runtime
+        .block_on(async {
+            let start = Timestamp::now().round(jiff::Unit::Second)?;
+            let clock: SharedClock = Arc::new(TokioClock::starting_at(start));
+            let ground =
+                Ground::start(GroundConfig { clock: Some(clock.clone()), ..Default::default() }).await?;
+            ground.namespace(NS).await?;
+            body(ground, clock).await
+        })
+        .unwrap();
+}
+
+fn operator(ground: &Ground, clock: &SharedClock, selector: Option<&str>) -> Arc<Context> {
+    start_operator(ground, clock, selector).0
+}
+
+fn start_operator(
+    ground: &Ground,
+    clock: &SharedClock,
+    selector: Option<&str>,
+) -> (Arc<Context>, tokio::task::JoinHandle<()>) {
+    let slack = SlackClient::new(&ground.slack.base_url()).unwrap();
+    let ctx = Context::new(ground.client.clone(), slack, clock.clone());
+    let scope = Scope { namespaces: vec![], selector: selector.map(Into::into) };
+    let task = tokio::spawn(slack_token_operator::run_scoped(ctx.clone(), scope));
+    (ctx, task)
+}
+
+fn later(clock: &SharedClock, d: Duration) -> Timestamp {
+    clock.now().checked_add(d).unwrap()
+}
+
+async fn statuses(ground: &Ground) -> HashMap<String, slack_token_operator::SlackTokenStatus> {
+    let list = ground.tokens(NS).list(&ListParams::default()).await.unwrap();
+    list.items.into_iter().map(|t| (t.name_any(), t.status.unwrap_or_default())).collect()
+}
+
+fn ready(status: &slack_token_operator::SlackTokenStatus) -> bool {
+    status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+async fn all_ready(ground: &Ground, n: usize) {
+    for _ in 0..600 {
+        if statuses(ground).await.values().filter(|s| ready(s)).count() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    panic!("not all {n} SlackTokens Ready");
+}
+
+/// Lets the operator finish what it is doing (quiet for 5 s of paused time).
+async fn quiet(ground: &Ground, ctx: &Arc<Context>) {
+    settle(ground, Some(ctx), Duration::from_secs(5), Duration::from_secs(1)).await;
+}
+
+#[test]
+fn three_hundred_tokens_due_at_once_rotate_with_one_reconcile_two_reads_and_four_writes_each() {
+    paused(|ground, clock| async move {
+        const N: usize = 300;
+        let due = later(&clock, Duration::from_secs(3600));
+        let bots = ground.fleet(NS, N, Some(due), 32).await?;
+        let ctx = operator(&ground, &clock, None);
+        all_ready(&ground, N).await;
+        quiet(&ground, &ctx).await;
+
+        let before = ground.tally(Some(&ctx));
+        tokio::time::sleep(slack_token_operator::until(clock.now(), due) + Duration::from_secs(1)).await;
+        quiet(&ground, &ctx).await;
+        let after = ground.tally(Some(&ctx));
+        let refreshed = bots.iter().filter(|b| ground.slack.refreshes(&b.installation_id) == 1).count();
+        assert_eq!(refreshed, N, "every installation refreshed exactly once in the round");
+        let per = PerRotation::between(&before, &after, N);
+        assert_eq!(per.broken_invariants(), Vec::<String>::new(), "\n{}", per.table());
+
+        // Nothing is due for hours: nothing is read or written.
+        let idle_start = ground.tally(Some(&ctx));
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        let (writes, reads) = idle_requests(&idle_start, &ground.tally(Some(&ctx)));
+        assert_eq!((writes, reads), (0, 0), "idle: writes, reads");
+        assert_eq!(ground.broken_chains(), 0);
+        assert!(statuses(&ground).await.values().all(|s| ready(s) && s.rotation_count == 1));
+        Ok(())
+    });
+}
+
+#[test]
+fn when_more_is_due_than_can_run_tokens_without_a_token_go_first_then_the_nearest_expiry() {
+    paused(|ground, clock| async move {
+        // An operator publishes 120 tokens that fall due over the next two hours, and stops.
+        // Hours later a new one starts: all 120 are due, their tokens expiring 1..120 minutes
+        // apart, and 20 SlackTokens created meanwhile have no token at all. Names in list order
+        // are the reverse of urgency, so list order alone would get it wrong.
+        let mut expiries: HashMap<String, Timestamp> = HashMap::new();
+        let mut bots = Vec::new();
+        let two_hours = Duration::from_secs(2 * 3600);
+        for i in 0..120u64 {
+            let due = later(&clock, Duration::from_secs(60 * (120 - i)));
+            let name = format!("a-{i:03}");
+            bots.push(ground.bot_due(NS, &name, Some(due)).await?);
+            expiries.insert(name, due.checked_add(two_hours)?);
+        }
+        let (ctx, first) = start_operator(&ground, &clock, None);
+        all_ready(&ground, bots.len()).await;
+        quiet(&ground, &ctx).await;
+        first.abort();
+        let _ = first.await;
+        tokio::time::sleep(Duration::from_secs(125 * 60)).await;
+        // Fewer than the 32 slots: whatever the first wave took, the rest fit in the second.
+        for i in 0..20 {
+            bots.push(ground.bot_due(NS, &format!("b-{i:03}"), None).await?);
+        }
+        // A slow Slack: each call takes 10 s, so the new operator's slots (32) fill up.
+        ground.slack.fail_next("*", 10_000, Fault::Delay(Duration::from_secs(10)));
+        let started = clock.now();
+        let ctx = operator(&ground, &clock, None);
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        all_ready(&ground, bots.len()).await;
+        quiet(&ground, &ctx).await;
+
+        // Each wave of 32 calls ends 10 s after the one before: a token's wave is when it got its
+        // new token. The first wave is whatever arrived first; from then on, the most urgent.
+        let status = statuses(&ground).await;
+        let wave = |name: &str| {
+            let at: Timestamp = status[name].last_rotation_time.as_deref().unwrap().parse().unwrap();
+            (at.duration_since(started).as_secs() + 5) / 10
+        };
+        let new_waves: Vec<i64> = (0..20).map(|i| wave(&format!("b-{i:03}"))).collect();
+        assert!(new_waves.iter().all(|w| *w <= 2), "tokens without a token go first: waves {new_waves:?}");
+        let mut due: Vec<(Timestamp, i64)> =
+            expiries.iter().map(|(name, expires)| (*expires, wave(name))).collect();
+        due.sort();
+        let later_waves: Vec<i64> = due.iter().map(|(_, w)| *w).filter(|w| *w > 1).collect();
+        assert!(
+            later_waves.windows(2).all(|w| w[0] <= w[1]),
+            "after the first wave, nearest expiry first: {later_waves:?}"
+        );
+        assert!(*later_waves.last().unwrap() >= 4, "the slots were full: {later_waves:?}");
+        assert_eq!(ground.broken_chains(), 0);
+        Ok(())
+    });
+}
+
+#[test]
+fn a_rate_limit_holds_only_the_same_app_in_the_same_workspace() {
+    paused(|ground, clock| async move {
+        // Two SlackTokens of one app in one workspace, and one of another app.
+        let limited = ground.bot_due(NS, "limited", None).await?;
+        let sibling = sibling_of(&ground, &limited, "sibling").await?;
+        let other = ground.bot_due(NS, "other", None).await?;
+        let ctx = operator(&ground, &clock, None);
+        all_ready(&ground, 3).await;
+        quiet(&ground, &ctx).await;
+        let calls = || ground.slack.calls("oauth.v2.access");
+        let before = calls();
+
+        ground.slack.fail_next("oauth.v2.access", 1, Fault::RateLimited { retry_after_secs: 120 });
+        ground.rotate_now(&limited, "1").await?;
+        quiet(&ground, &ctx).await;
+        assert_eq!(calls(), before + 1, "the 429");
+        ground.rotate_now(&sibling, "1").await?;
+        ground.rotate_now(&other, "1").await?;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(calls(), before + 2, "only the other app was called");
+        assert_eq!(ground.slack.refreshes(&other.installation_id), 2);
+        assert_eq!(ground.slack.refreshes(&sibling.installation_id), 1, "the sibling waits out Retry-After");
+        tokio::time::sleep(Duration::from_secs(240)).await;
+        for bot in [&limited, &sibling] {
+            assert_eq!(
+                ground.slack.refreshes(&bot.installation_id),
+                2,
+                "{} rotated after Retry-After",
+                bot.name
+            );
+        }
+        assert_eq!(ground.broken_chains(), 0);
+        Ok(())
+    });
+}
+
+/// A second installation of `bot`'s app in its workspace, with its own SlackToken.
+async fn sibling_of(ground: &Ground, bot: &Bot, name: &str) -> anyhow::Result<Bot> {
+    let installation = ground.slack.install(&bot.app, "T0GROUND", slack_emulator::TokenKind::User);
+    let sibling =
+        Bot { ns: NS.into(), name: name.into(), installation_id: installation.id, app: bot.app.clone() };
+    let creds = slack_token_operator::oauth_secret(
+        &sibling.creds(),
+        &bot.app.client_id,
+        &bot.app.client_secret,
+        installation.refresh_token.as_deref().unwrap_or_default(),
+    );
+    ground.secrets(NS).create(&Default::default(), &creds).await?;
+    let spec = slack_token_operator::SlackTokenSpec::new(
+        slack_token_operator::TokenType::OAuth,
+        &sibling.creds(),
+        &sibling.output(),
+    );
+    ground.tokens(NS).create(&Default::default(), &SlackToken::new(name, spec)).await?;
+    Ok(sibling)
+}
+
+#[test]
+fn the_latest_rotated_event_tells_the_current_expiry() {
+    paused(|ground, clock| async move {
+        let bot = ground.bot_due(NS, "bot", None).await?;
+        let ctx = operator(&ground, &clock, None);
+        all_ready(&ground, 1).await;
+        for request in ["1", "2", "3"] {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            ground.rotate_now(&bot, request).await?;
+            quiet(&ground, &ctx).await;
+        }
+        let status = &statuses(&ground).await["bot"];
+        assert_eq!(status.rotation_count, 4);
+        let events: Api<Event> = Api::namespaced(ground.client.clone(), NS);
+        let mut rotated: Vec<Event> = events
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("Rotated"))
+            .collect();
+        let last_seen = |e: &Event| {
+            e.series.as_ref().map(|s| s.last_observed_time.0).or(e.event_time.as_ref().map(|t| t.0)).unwrap()
+        };
+        rotated.sort_by_key(last_seen);
+        let latest = rotated.last().unwrap().note.clone().unwrap_or_default();
+        let expiry = status.expiration_time.clone().unwrap();
+        assert!(latest.contains(&expiry), "latest Rotated note {latest:?} tells expiry {expiry}");
+        // Every note is true of every occurrence it counts.
+        for e in &rotated {
+            let count = e.series.as_ref().map_or(1, |s| s.count);
+            assert_eq!(count, 1, "a different expiry is a different note: {:?}", e.note);
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn an_operator_with_a_selector_looks_after_only_the_matching_slacktokens() {
+    paused(|ground, clock| async move {
+        let bots: Vec<Bot> = stream::iter(0..6)
+            .then(|i| {
+                let ground = &ground;
+                async move { ground.bot_due(NS, &format!("stk-{i}"), None).await }
+            })
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        for (i, bot) in bots.iter().enumerate() {
+            let shard = if i % 2 == 0 { "even" } else { "odd" };
+            let patch = serde_json::json!({"metadata": {"labels": {"shard": shard}}});
+            ground.tokens(NS).patch(&bot.name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        }
+        let even = operator(&ground, &clock, Some("shard=even"));
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        quiet(&ground, &even).await;
+        let status = statuses(&ground).await;
+        for (i, bot) in bots.iter().enumerate() {
+            assert_eq!(ready(&status[&bot.name]), i % 2 == 0, "{}: only the even shard's", bot.name);
+        }
+        let odd = operator(&ground, &clock, Some("shard=odd"));
+        all_ready(&ground, 6).await;
+        quiet(&ground, &odd).await;
+        for bot in &bots {
+            assert_eq!(
+                ground.slack.refreshes(&bot.installation_id),
+                1,
+                "{} rotated by one operator",
+                bot.name
+            );
+        }
+        assert_eq!(ground.broken_chains(), 0);
+        Ok(())
+    });
+}
