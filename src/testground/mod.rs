@@ -1,7 +1,7 @@
 //! The test ground: both emulators in this process, the operator in this process or as its own
-//! process, and the fixtures that tests (end-to-end, chart, CLI, crash) and the `demo`/`emulate`
-//! commands share (the benchmarks take [`install_crd`] from here so far). Built only with the
-//! `emulator` feature (the container image has none of it).
+//! process, and the fixtures that tests (end-to-end, chart, CLI, crash, HA, scale), benchmarks
+//! and the `demo`/`emulate` commands share. Built only with the `emulator` feature (the container
+//! image has none of it).
 //!
 //! - [`Ground`]: the Kubernetes emulator and the Slack emulator, the CRD installed, a kubeconfig
 //!   written. It dereferences to [`Apis`], so `ground.slack`, `ground.client` and the fixtures
