@@ -96,6 +96,16 @@ async fn two_or_three_replicas_rotate_as_one() {
             "{n} replicas: no refresh token presented twice"
         );
         assert!(ground.slack.broken_chains().is_empty(), "{n} replicas");
+        // The leader logs "rotated" once the rotation is reported, a moment after the token
+        // the checks above saw is published.
+        eventually(
+            "the leader's log has every rotation",
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+            || async { (operators[leader].lines("rotated").len() >= 15).then_some(()) },
+        )
+        .await
+        .unwrap();
         for (i, operator) in operators.iter().enumerate() {
             let rotated = operator.lines("rotated").len();
             match i == leader {

@@ -312,6 +312,8 @@ pub fn check_slack_url(url: &str, allow_insecure: bool) -> Result<(), String> {
 }
 
 /// A token shown to people: its kind prefix only (`xoxe.xoxb-1-…`), never the secret part.
+/// (Only the demo shows tokens at all.)
+#[cfg(any(feature = "emulator", test))]
 pub fn redacted(token: &SecretString) -> String {
     let t = token.expose_secret();
     let prefix_len = ["xoxe.xoxb-1-", "xoxe.xoxp-1-", "xoxe-1-", "xoxb-", "xoxp-", "xoxe-", "xapp-"]

@@ -4,8 +4,8 @@ mod client;
 mod error;
 mod limits;
 
-pub use client::{
-    check_slack_url, redacted, AuthTest, CallObserver, Issued, SlackClient, ROTATING_TOKEN_LIFETIME,
-};
+#[cfg(feature = "emulator")]
+pub use client::redacted;
+pub use client::{check_slack_url, AuthTest, CallObserver, Issued, SlackClient, ROTATING_TOKEN_LIFETIME};
 pub use error::{SlackError, SlackErrorKind};
 pub use limits::{Installation, RateLimits};
