@@ -8,7 +8,6 @@ mod support;
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::ResourceExt;
 use slack_token_operator::{RESTARTED_AT_ANNOTATION, RESTART_PENDING_ANNOTATION};
-use std::time::Duration;
 use support::{e2e, TestEnv};
 
 const TARGETS: &str = "rolloutRestartTargets:
@@ -90,7 +89,7 @@ fn a_rotation_restarts_each_target_once_and_a_missing_target_does_not_fail_it() 
         assert!(!output.annotations().contains_key(RESTART_PENDING_ANNOTATION), "no restart is owed");
 
         // Nothing is repeated: not the rotation, not the restarts.
-        env.advance(Duration::from_secs(600)).await;
+        env.advance(env.patience()).await;
         assert_eq!(env.slack.refreshes(&f.installation_id), 2);
         assert_eq!(restarted_at(&env, "Deployment", "web").await.1, Some(2));
         if let Some(kube) = &env.kube {
