@@ -17,7 +17,21 @@ use slack_token_operator::{
     },
     Context, Scope, SharedClock, SlackClient, SlackToken, TokioClock,
 };
-use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+use tracing::span;
+use tracing_subscriber::{
+    layer::{self, SubscriberExt},
+    registry::LookupSpan,
+    Layer,
+};
 
 const NS: &str = "scale";
 
@@ -168,6 +182,57 @@ fn when_more_is_due_than_can_run_tokens_without_a_token_go_first_then_the_neares
         );
         assert!(*later_waves.last().unwrap() >= 4, "the slots were full: {later_waves:?}");
         assert_eq!(ground.broken_chains(), 0);
+        Ok(())
+    });
+}
+
+/// Counts the `reconcile` spans that exist (created, not yet closed).
+#[derive(Clone, Default)]
+struct LiveReconcileSpans(Arc<AtomicUsize>);
+
+impl<S> Layer<S> for LiveReconcileSpans
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, _: &span::Id, _: layer::Context<'_, S>) {
+        if attrs.metadata().name() == "reconcile" {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn on_close(&self, id: span::Id, ctx: layer::Context<'_, S>) {
+        if ctx.span(&id).is_some_and(|s| s.name() == "reconcile") {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+#[test]
+fn a_reconcile_waiting_for_its_turn_holds_no_log_span() {
+    // A span lives in the subscriber's registry, with its fields formatted, for as long as it
+    // exists: ten thousand reconciles waiting for a turn must not hold ten thousand of them.
+    let live = LiveReconcileSpans::default();
+    let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry().with(live.clone()));
+    paused(|ground, clock| async move {
+        const N: usize = 40;
+        ground.fleet(NS, N, None, 8).await?;
+        let ctx = operator(&ground, &clock, None);
+        // Every slot taken: whatever the controller hands over waits.
+        let mut slots = Vec::new();
+        for _ in 0..slack_token_operator::MAX_CONCURRENT_RECONCILES {
+            slots.push(ctx.turns.take(slack_token_operator::Urgency::MOST).await);
+        }
+        for _ in 0..600 {
+            if ctx.turns.waiting() >= N {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(ctx.turns.waiting(), N, "every reconcile waits for a turn");
+        assert_eq!(live.0.load(Ordering::SeqCst), 0, "spans of waiting reconciles");
+        drop(slots);
+        all_ready(&ground, N).await;
+        assert!(statuses(&ground).await.values().all(ready));
         Ok(())
     });
 }

@@ -22,7 +22,7 @@ mod report;
 pub mod schedule;
 pub mod turns;
 
-pub use context::{Context, Settings};
+pub use context::{Context, Settings, MAX_CONCURRENT_RECONCILES};
 
 use crate::{
     error::Error,
@@ -32,15 +32,21 @@ use decide::Plan;
 use kube::{api::Api, runtime::controller::Action, ResourceExt};
 use report::Report;
 use std::sync::Arc;
-use tracing::{info, instrument, warn};
+use tracing::{info, info_span, warn, Instrument};
 
-#[instrument(skip_all, fields(slacktoken = %cached.name_any(), namespace = cached.namespace().unwrap_or_default()))]
 pub async fn reconcile(cached: Arc<SlackToken>, ctx: Arc<Context>) -> Result<Action, Error> {
     // Waits for a turn before anything else: the most urgent SlackToken goes first, and a
-    // waiting reconcile holds nothing but this (the work is boxed, allocated once it runs).
+    // waiting reconcile holds nothing but this (the work is boxed, allocated once it runs). Its
+    // log span too is made only now: a span lives in the subscriber's registry, names and
+    // fields formatted, for as long as it exists, and thousands may wait.
     let _turn = ctx.turns.take(turns::urgency(&cached)).await;
+    let span = info_span!(
+        "reconcile",
+        slacktoken = %cached.name_any(),
+        namespace = cached.namespace().unwrap_or_default()
+    );
     let started = tokio::time::Instant::now();
-    let result = Box::pin(reconcile_one(cached, &ctx)).await;
+    let result = Box::pin(reconcile_one(cached, &ctx)).instrument(span).await;
     ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
     result
 }
