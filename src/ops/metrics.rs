@@ -7,7 +7,7 @@
 
 use crate::slack::{CallObserver, SlackError};
 use prometheus_client::{
-    encoding::EncodeLabelSet,
+    encoding::{EncodeLabelSet, LabelSetEncoder},
     metrics::{
         counter::Counter,
         family::Family,
@@ -16,13 +16,37 @@ use prometheus_client::{
     },
     registry::Registry,
 };
-use std::{collections::BTreeMap, sync::Mutex, time::Duration};
+use std::{
+    collections::HashMap,
+    hash::{DefaultHasher, Hash, Hasher},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TokenLabels {
-    pub namespace: String,
-    pub name: String,
-    pub r#type: String,
+/// The labels of one SlackToken's series (`namespace`, `name`, `type`): one allocation that its
+/// series and the index of SlackTokens share. With thousands of SlackTokens, three Strings per
+/// series of each family and their own copies in the index were most of what metrics cost.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct TokenLabels(Arc<TokenName>);
+
+#[derive(Debug, Hash, PartialEq, Eq)]
+struct TokenName {
+    namespace: Box<str>,
+    name: Box<str>,
+    type_: Box<str>,
+}
+
+impl TokenLabels {
+    pub fn new(namespace: &str, name: &str, type_: &str) -> Self {
+        Self(Arc::new(TokenName { namespace: namespace.into(), name: name.into(), type_: type_.into() }))
+    }
+}
+
+impl EncodeLabelSet for TokenLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        let t = &self.0;
+        [("namespace", &*t.namespace), ("name", &*t.name), ("type", &*t.type_)].encode(encoder)
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -80,8 +104,9 @@ pub struct Metrics {
     pub reconcile_duration: Histogram,
     /// Token pairs Slack issued that could not be saved yet (should be 0 almost always).
     pub unsaved_tokens: Gauge,
-    /// The type each SlackToken's series carry, to remove them when it goes or changes type.
-    tokens: Mutex<BTreeMap<(String, String), String>>,
+    /// The labels each SlackToken's series carry (by a hash of its namespace and name), to
+    /// remove them when it goes or changes type.
+    tokens: Mutex<HashMap<u64, TokenLabels>>,
     registry: Registry,
 }
 
@@ -181,12 +206,18 @@ impl Metrics {
     /// Sets the per-token series of one SlackToken. A series without a value (no expiry, say)
     /// is removed rather than left at a stale value.
     pub fn set_token(&self, namespace: &str, name: &str, type_: &str, gauges: &TokenGauges) {
-        let key = (namespace.to_owned(), name.to_owned());
-        let previous = self.tokens.lock().unwrap_or_else(|e| e.into_inner()).insert(key, type_.to_owned());
-        if let Some(previous) = previous.filter(|p| p != type_) {
-            self.remove_series(&labels(namespace, name, &previous));
-        }
-        let l = labels(namespace, name, type_);
+        let l = {
+            let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+            let known = tokens
+                .entry(token_key(namespace, name))
+                .or_insert_with(|| TokenLabels::new(namespace, name, type_));
+            let same = |t: &TokenName| (&*t.namespace, &*t.name, &*t.type_) == (namespace, name, type_);
+            if !same(&known.0) {
+                let previous = std::mem::replace(known, TokenLabels::new(namespace, name, type_));
+                self.remove_series(&previous);
+            }
+            known.clone()
+        };
         set_or_remove(&self.expiration, &l, gauges.expiration);
         set_or_remove(&self.next_rotation, &l, gauges.next_rotation);
         self.ready.get_or_create(&l).set(i64::from(gauges.ready));
@@ -195,9 +226,9 @@ impl Metrics {
 
     /// Removes every series of a SlackToken that is gone.
     pub fn forget_token(&self, namespace: &str, name: &str) {
-        let key = (namespace.to_owned(), name.to_owned());
-        if let Some(type_) = self.tokens.lock().unwrap_or_else(|e| e.into_inner()).remove(&key) {
-            self.remove_series(&labels(namespace, name, &type_));
+        let known = self.tokens.lock().unwrap_or_else(|e| e.into_inner()).remove(&token_key(namespace, name));
+        if let Some(l) = known {
+            self.remove_series(&l);
         }
     }
 
@@ -208,17 +239,17 @@ impl Metrics {
         namespace: Option<&str>,
         keep: &std::collections::HashSet<(String, String)>,
     ) {
-        let gone: Vec<(String, String)> = {
+        let gone: Vec<TokenLabels> = {
             let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
             tokens
-                .keys()
-                .filter(|(ns, _)| namespace.is_none_or(|n| n == ns))
-                .filter(|key| !keep.contains(*key))
+                .values()
+                .filter(|l| namespace.is_none_or(|n| n == &*l.0.namespace))
+                .filter(|l| !keep.contains(&(l.0.namespace.to_string(), l.0.name.to_string())))
                 .cloned()
                 .collect()
         };
-        for (ns, name) in gone {
-            self.forget_token(&ns, &name);
+        for l in gone {
+            self.forget_token(&l.0.namespace, &l.0.name);
         }
     }
 
@@ -243,8 +274,13 @@ impl Metrics {
     }
 }
 
-fn labels(namespace: &str, name: &str, type_: &str) -> TokenLabels {
-    TokenLabels { namespace: namespace.into(), name: name.into(), r#type: type_.into() }
+/// The index's key of a SlackToken: a hash of its namespace and name. Two SlackTokens colliding on
+/// 64 bits would at worst take turns removing each other's series until their next reconcile;
+/// a series never carries another SlackToken's name.
+fn token_key(namespace: &str, name: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    (namespace, name).hash(&mut h);
+    h.finish()
 }
 
 fn set_or_remove(family: &Family<TokenLabels, Gauge>, l: &TokenLabels, value: Option<i64>) {
