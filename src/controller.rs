@@ -11,8 +11,10 @@
 //! other controllers' annotations, no spec, and of its status only the times. Every reconcile
 //! reads the SlackToken afresh, so nothing else is needed here.
 //!
-//! The controller runs every reconcile it has at once; each waits for its turn in
-//! `reconcile::turns`, where the bound on work in flight and the order (most urgent first) live.
+//! The bound on work in flight and its order (most urgent first) live in `reconcile::turns`: a
+//! reconcile without a turn parks its SlackToken there and returns, and comes back through
+//! `reconcile_on` when a slot is kept for it. kube-runtime's runner holds only a few more than
+//! the running ones.
 //!
 //! With a label selector (`run --selector`) only matching SlackTokens are watched, so several
 //! operators, each with its own selector and Lease, share a cluster's SlackTokens between them.
@@ -22,8 +24,8 @@
 
 use crate::{
     error::Error,
-    ops::{health::Health, metrics::Metrics},
-    reconcile::{reconcile, Context},
+    ops::health::Health,
+    reconcile::{reconcile, turns, Context, RUNNER_CONCURRENCY},
     resource::{SlackToken, SlackTokenSpec, SlackTokenStatus, TokenType, SLACKTOKEN_LABEL},
     secrets::Seen,
 };
@@ -76,11 +78,12 @@ pub async fn run_scoped(ctx: Arc<Context>, scope: Scope) {
     ctx.health.stopped();
 }
 
-/// Follows one watch's events for the probes and the per-token metrics.
+/// Follows one watch's events for the probes, and for SlackTokens that go, the per-token metrics
+/// and the turns.
 struct WatchTracker {
     health: Arc<Health>,
-    /// `None` for the Secret watch: only SlackTokens have series.
-    metrics: Option<Arc<Metrics>>,
+    /// `None` for the Secret watch: only SlackTokens have series and turns.
+    tokens: Option<Arc<Context>>,
     namespace: Option<String>,
     synced: bool,
     /// SlackTokens seen in the list being received.
@@ -88,10 +91,10 @@ struct WatchTracker {
 }
 
 impl WatchTracker {
-    fn new(ctx: &Context, namespace: &Option<String>, metrics: bool) -> Self {
+    fn new(ctx: &Arc<Context>, namespace: &Option<String>, tokens: bool) -> Self {
         Self {
             health: ctx.health.clone(),
-            metrics: metrics.then(|| ctx.metrics.clone()),
+            tokens: tokens.then(|| ctx.clone()),
             namespace: namespace.clone(),
             synced: false,
             listed: HashSet::new(),
@@ -109,19 +112,22 @@ impl WatchTracker {
             }
             watcher::Event::InitDone => {
                 // A (re-)list is complete: SlackTokens deleted while the watch was down are gone.
-                if let Some(metrics) = &self.metrics {
-                    metrics.forget_tokens_except(self.namespace.as_deref(), &self.listed);
+                if let Some(ctx) = &self.tokens {
+                    ctx.metrics.forget_tokens_except(self.namespace.as_deref(), &self.listed);
+                    ctx.turns.forget_all_except(self.namespace.as_deref(), &self.listed);
                 }
-                self.listed.clear();
+                // Not kept at the size of the list: it is needed again only at the next one.
+                self.listed = HashSet::new();
                 if !self.synced {
                     self.synced = true;
                     self.health.watch_synced();
                 }
             }
             watcher::Event::Delete(o) => {
-                if let Some(metrics) = &self.metrics {
+                if let Some(ctx) = &self.tokens {
                     let (namespace, name) = key(o);
-                    metrics.forget_token(&namespace, &name);
+                    ctx.metrics.forget_token(&namespace, &name);
+                    ctx.turns.forget(&turns::Key::new(&namespace, &name));
                 }
             }
             watcher::Event::Apply(_) => {}
@@ -164,9 +170,14 @@ async fn run_scope(ctx: Arc<Context>, namespace: Option<String>, selector: Optio
         .default_backoff()
         .filter_map(move |event| futures::future::ready(news(&own, event)));
     let store = reader.clone();
+    // Parked SlackTokens come back through here when a slot is kept for them.
+    let (trigger, triggered) = futures::channel::mpsc::unbounded();
+    ctx.turns.connect(namespace.clone(), trigger);
     Controller::for_stream(token_stream, reader)
-        // Unbounded here: the bound, and the order, are `reconcile::turns`'.
-        .with_config(controller::Config::default().concurrency(0))
+        // The bound on work, and its order, are `reconcile::turns`'; the runner only needs room
+        // for the running reconciles and the parked ones on their way out.
+        .with_config(controller::Config::default().concurrency(RUNNER_CONCURRENCY))
+        .reconcile_on(triggered)
         .watches_stream(secret_stream, move |secret| {
             let owner = secret.labels().get(SLACKTOKEN_LABEL)?;
             let slacktoken = ObjectRef::new(owner).within(&secret.namespace()?);

@@ -22,7 +22,7 @@ mod report;
 pub mod schedule;
 pub mod turns;
 
-pub use context::{Context, Settings, MAX_CONCURRENT_RECONCILES};
+pub use context::{Context, Settings, MAX_CONCURRENT_RECONCILES, RUNNER_CONCURRENCY};
 
 use crate::{
     error::Error,
@@ -35,11 +35,13 @@ use std::sync::Arc;
 use tracing::{info, info_span, warn, Instrument};
 
 pub async fn reconcile(cached: Arc<SlackToken>, ctx: Arc<Context>) -> Result<Action, Error> {
-    // Waits for a turn before anything else: the most urgent SlackToken goes first, and a
-    // waiting reconcile holds nothing but this (the work is boxed, allocated once it runs). Its
-    // log span too is made only now: a span lives in the subscriber's registry, names and
-    // fields formatted, for as long as it exists, and thousands may wait.
-    let _turn = ctx.turns.take(turns::urgency(&cached)).await;
+    // A turn before anything else. Without one, the SlackToken is parked: it is reconciled again
+    // when a slot is kept for it, most urgent first (see `turns`), and nothing of this reconcile
+    // stays in memory meanwhile. The log span too is made only once there is a turn: a span
+    // lives in the subscriber's registry, its fields formatted, for as long as it exists.
+    let Some(_turn) = ctx.turns.take(&turns::Key::of(&cached), turns::urgency(&cached)) else {
+        return Ok(Action::await_change());
+    };
     let span = info_span!(
         "reconcile",
         slacktoken = %cached.name_any(),
