@@ -7,9 +7,9 @@
 //! rotation's own writes do not wake a second reconcile.
 //!
 //! Memory per SlackToken is what names it, what the predicate hashes and what orders the work
-//! (`reconcile::turns`): the cached object keeps its metadata without labels, managed fields or
-//! other controllers' annotations, no spec, and of its status only the times. Every reconcile
-//! reads the SlackToken afresh, so nothing else is needed here.
+//! (`reconcile::turns`): the cache holds `CachedToken`s, metadata without labels, managed fields
+//! or other controllers' annotations, no spec, and of the status only the times, deserialized
+//! as such. Every reconcile reads the SlackToken afresh, so nothing else is needed here.
 //!
 //! The bound on work in flight and its order (most urgent first) live in `reconcile::turns`: a
 //! reconcile without a turn parks its SlackToken there and returns, and comes back through
@@ -26,7 +26,7 @@ use crate::{
     error::Error,
     ops::health::Health,
     reconcile::{reconcile, turns, Context, RUNNER_CONCURRENCY},
-    resource::{SlackToken, SlackTokenSpec, SlackTokenStatus, TokenType, SLACKTOKEN_LABEL},
+    resource::{CachedToken, OUR_ANNOTATIONS, SLACKTOKEN_LABEL},
     secrets::Seen,
 };
 use futures::StreamExt;
@@ -137,7 +137,7 @@ impl WatchTracker {
 
 async fn run_scope(ctx: Arc<Context>, namespace: Option<String>, selector: Option<String>) {
     let client = ctx.client.clone();
-    let (tokens, secrets): (Api<SlackToken>, Api<PartialObjectMeta<Secret>>) = match &namespace {
+    let (tokens, secrets): (Api<CachedToken>, Api<PartialObjectMeta<Secret>>) = match &namespace {
         Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client, ns)),
         None => (Api::all(client.clone()), Api::all(client)),
     };
@@ -146,7 +146,8 @@ async fn run_scope(ctx: Arc<Context>, namespace: Option<String>, selector: Optio
     if let Some(selector) = &selector {
         token_config = token_config.labels(selector);
     }
-    let slim = watcher(tokens, token_config).modify(slim);
+    // Deserialized straight into the slim form the cache keeps (see `CachedToken`).
+    let slim = watcher(tokens, token_config);
     let mut tokens_seen = WatchTracker::new(&ctx, &namespace, true);
     let mut secrets_seen = WatchTracker::new(&ctx, &namespace, false);
     let token_stream = reflector(writer, slim)
@@ -195,30 +196,6 @@ async fn run_scope(ctx: Arc<Context>, namespace: Option<String>, selector: Optio
         .await;
 }
 
-/// The SlackToken as the cache keeps it: what names it, what [`inputs_hash`] hashes, and the
-/// times of its status that order the work (`reconcile::turns::urgency`). Reconcile reads the
-/// SlackToken afresh, so the rest would only cost memory with thousands of them (kubectl's
-/// last-applied-configuration annotation alone is the size of the object).
-fn slim(stk: &mut SlackToken) {
-    let meta = &mut stk.metadata;
-    meta.managed_fields = None;
-    meta.labels = None;
-    meta.owner_references = None;
-    if let Some(annotations) = &mut meta.annotations {
-        annotations.retain(|k, _| k.starts_with(OUR_ANNOTATIONS));
-    }
-    stk.spec = SlackTokenSpec::new(TokenType::OAuth, "", "");
-    stk.status = stk.status.take().map(|status| SlackTokenStatus {
-        expiration_time: status.expiration_time,
-        last_rotation_time: status.last_rotation_time,
-        next_rotation_time: status.next_rotation_time,
-        ..Default::default()
-    });
-}
-
-/// The prefix of the annotations that carry requests to us (rotate now, skip revoke).
-const OUR_ANNOTATIONS: &str = "slack.rotator.dev/";
-
 /// Whether a Secret watch event is news to us: not a version we wrote ourselves. A deleted
 /// Secret always is (an output Secret to restore).
 fn news(
@@ -243,11 +220,11 @@ fn news(
 }
 
 /// What a change must touch to be worth a reconcile.
-fn inputs_hash(stk: &SlackToken) -> Option<u64> {
+fn inputs_hash(stk: &CachedToken) -> Option<u64> {
     let mut h = DefaultHasher::new();
     stk.meta().generation.hash(&mut h);
     // Our annotations carry requests (rotate now, skip revoke); status-only writes must not wake
-    // us. (The cache keeps only ours: see `slim`.)
+    // us. (The cache keeps only ours: see `CachedToken`.)
     stk.annotations().iter().filter(|(k, _)| k.starts_with(OUR_ANNOTATIONS)).for_each(|a| a.hash(&mut h));
     stk.meta().deletion_timestamp.is_some().hash(&mut h);
     stk.finalizers().hash(&mut h);
@@ -256,7 +233,7 @@ fn inputs_hash(stk: &SlackToken) -> Option<u64> {
 
 /// Only reached when reading the SlackToken or writing its status failed; reconcile reports
 /// every other failure in status.
-fn error_policy(_stk: Arc<SlackToken>, error: &Error, _ctx: Arc<Context>) -> Action {
+fn error_policy(_stk: Arc<CachedToken>, error: &Error, _ctx: Arc<Context>) -> Action {
     warn!(error = %error, "could not record reconcile result");
     Action::requeue(Duration::from_secs(15))
 }

@@ -26,7 +26,7 @@ pub use context::{Context, Settings, MAX_CONCURRENT_RECONCILES, RUNNER_CONCURREN
 
 use crate::{
     error::Error,
-    resource::{EventReason, SlackToken},
+    resource::{CachedToken, EventReason, SlackToken},
 };
 use decide::Plan;
 use kube::{api::Api, runtime::controller::Action, ResourceExt};
@@ -34,7 +34,7 @@ use report::Report;
 use std::sync::Arc;
 use tracing::{info, info_span, warn, Instrument};
 
-pub async fn reconcile(cached: Arc<SlackToken>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(cached: Arc<CachedToken>, ctx: Arc<Context>) -> Result<Action, Error> {
     // A turn before anything else. Without one, the SlackToken is parked: it is reconciled again
     // when a slot is kept for it, most urgent first (see `turns`), and nothing of this reconcile
     // stays in memory meanwhile. The log span too is made only once there is a turn: a span
@@ -53,7 +53,7 @@ pub async fn reconcile(cached: Arc<SlackToken>, ctx: Arc<Context>) -> Result<Act
     result
 }
 
-async fn reconcile_one(cached: Arc<SlackToken>, ctx: &Arc<Context>) -> Result<Action, Error> {
+async fn reconcile_one(cached: Arc<CachedToken>, ctx: &Arc<Context>) -> Result<Action, Error> {
     let ctx = ctx.clone();
     let Some(stk) = observe::slacktoken(&ctx, &cached).await? else {
         ctx.backoff.clear(&cached.uid().unwrap_or_default()); // gone: forget its retry state

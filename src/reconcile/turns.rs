@@ -14,9 +14,10 @@
 //! SlackTokens at start-up were ten thousand spawned tasks in kube-runtime's runner, whose table
 //! of running futures never shrinks and is polled whole each time one of them wakes.
 
-use crate::resource::{SlackToken, SlackTokenStatus};
+#[cfg(test)]
+use crate::resource::SlackTokenStatus;
+use crate::resource::{CachedToken, StatusTimes};
 use futures::channel::mpsc::UnboundedSender;
-use jiff::Timestamp;
 use kube::runtime::reflector::ObjectRef;
 use std::{
     cmp::Reverse,
@@ -38,17 +39,25 @@ impl Urgency {
 }
 
 /// The urgency of a SlackToken, from the status the watch last showed.
-pub fn urgency(stk: &SlackToken) -> Urgency {
-    urgency_of(stk.status.as_ref())
+pub fn urgency(stk: &CachedToken) -> Urgency {
+    urgency_of_times(&stk.times)
 }
 
-pub fn urgency_of(status: Option<&SlackTokenStatus>) -> Urgency {
-    let seconds =
-        |t: &Option<String>| t.as_deref().and_then(|t| t.parse::<Timestamp>().ok()).map(|t| t.as_second());
-    let Some(status) = status else { return Urgency { published: false, deadline: i64::MAX } };
-    let expires = seconds(&status.expiration_time);
-    let published = expires.is_some() || status.last_rotation_time.is_some();
-    let deadline = expires.or_else(|| seconds(&status.next_rotation_time)).unwrap_or(i64::MAX);
+/// The urgency of a SlackToken with `status` (the cache keeps only its times).
+#[cfg(test)]
+fn urgency_of(status: Option<&SlackTokenStatus>) -> Urgency {
+    let Some(s) = status else { return Urgency { published: false, deadline: i64::MAX } };
+    let times = StatusTimes::of(
+        s.expiration_time.as_deref(),
+        s.last_rotation_time.as_deref(),
+        s.next_rotation_time.as_deref(),
+    );
+    urgency_of_times(&times)
+}
+
+fn urgency_of_times(times: &StatusTimes) -> Urgency {
+    let published = times.expires.is_some() || times.rotated;
+    let deadline = times.expires.or(times.next_rotation).unwrap_or(i64::MAX);
     Urgency { published, deadline }
 }
 
@@ -64,20 +73,20 @@ impl Key {
         Self { namespace: namespace.into(), name: name.into() }
     }
 
-    pub fn of(stk: &SlackToken) -> Self {
+    pub fn of(stk: &CachedToken) -> Self {
         Self::new(
             stk.metadata.namespace.as_deref().unwrap_or_default(),
             stk.metadata.name.as_deref().unwrap_or_default(),
         )
     }
 
-    fn object_ref(&self) -> ObjectRef<SlackToken> {
+    fn object_ref(&self) -> ObjectRef<CachedToken> {
         ObjectRef::new(&self.name).within(&self.namespace)
     }
 }
 
 /// Asks a controller to reconcile a SlackToken again (the sending half of its `reconcile_on`).
-pub type Trigger = UnboundedSender<ObjectRef<SlackToken>>;
+pub type Trigger = UnboundedSender<ObjectRef<CachedToken>>;
 
 struct State {
     free: usize,
@@ -211,6 +220,7 @@ impl Drop for Turn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jiff::Timestamp;
 
     fn status(expires: Option<&str>, last: Option<&str>, next: Option<&str>) -> SlackTokenStatus {
         SlackTokenStatus {
