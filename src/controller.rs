@@ -169,7 +169,11 @@ async fn run_scope(ctx: Arc<Context>, namespace: Option<String>, selector: Optio
             }
         })
         .default_backoff()
-        .filter_map(move |event| futures::future::ready(news(&own, event)));
+        .then(move |event| {
+            let own = own.clone();
+            async move { news(&own, event).await }
+        })
+        .filter_map(futures::future::ready);
     let store = reader.clone();
     // Parked SlackTokens come back through here when a slot is kept for them.
     let (trigger, triggered) = futures::channel::mpsc::unbounded();
@@ -196,9 +200,18 @@ async fn run_scope(ctx: Arc<Context>, namespace: Option<String>, selector: Optio
         .await;
 }
 
+/// How long a Secret watch event waits for the reconcile of its SlackToken to end (see [`news`]).
+const OWN_WRITE_PATIENCE: Duration = Duration::from_secs(5);
+
 /// Whether a Secret watch event is news to us: not a version we wrote ourselves. A deleted
 /// Secret always is (an output Secret to restore).
-fn news(
+///
+/// The watch can show our write before the write's own answer has reached the reconcile that
+/// made it, and so before it is remembered: an unknown version of a Secret whose SlackToken's
+/// reconcile is running is judged once that reconcile has ended (at most
+/// [`OWN_WRITE_PATIENCE`]). Judged at once, a burst of rotations in real time woke a second,
+/// read-only reconcile for half of them.
+async fn news(
     ctx: &Context,
     event: Result<watcher::Event<PartialObjectMeta<Secret>>, watcher::Error>,
 ) -> Option<Result<PartialObjectMeta<Secret>, watcher::Error>> {
@@ -213,6 +226,14 @@ fn news(
     };
     let namespace = secret.namespace().unwrap_or_default();
     let rv = secret.resource_version();
+    if ctx.own_writes.peek(&namespace, &secret.name_any(), rv.as_deref()) == Seen::Theirs {
+        if let Some(owner) = secret.labels().get(SLACKTOKEN_LABEL) {
+            let key = turns::Key::new(&namespace, owner);
+            if ctx.turns.is_running(&key) {
+                ctx.turns.ended(&key, OWN_WRITE_PATIENCE).await;
+            }
+        }
+    }
     match ctx.own_writes.seen(&namespace, &secret.name_any(), rv.as_deref()) {
         Seen::Ours => None,
         Seen::Theirs => Some(Ok(secret)),
@@ -236,4 +257,60 @@ fn inputs_hash(stk: &CachedToken) -> Option<u64> {
 fn error_policy(_stk: Arc<CachedToken>, error: &Error, _ctx: Arc<Context>) -> Action {
     warn!(error = %error, "could not record reconcile result");
     Action::requeue(Duration::from_secs(15))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{clock::SystemClock, slack::SlackClient};
+    use kube::api::ObjectMeta;
+
+    fn context() -> Arc<Context> {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        Context::new(client, SlackClient::new("http://127.0.0.1:9/api/").unwrap(), Arc::new(SystemClock))
+    }
+
+    fn output_secret(rv: &str) -> PartialObjectMeta<Secret> {
+        PartialObjectMeta {
+            metadata: ObjectMeta {
+                name: Some("bot-token".into()),
+                namespace: Some("ns".into()),
+                resource_version: Some(rv.into()),
+                labels: Some([(SLACKTOKEN_LABEL.to_owned(), "bot".to_owned())].into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn as_secret(meta: &PartialObjectMeta<Secret>) -> Secret {
+        Secret { metadata: meta.metadata.clone(), ..Default::default() }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn our_write_seen_before_its_answer_wakes_nothing() {
+        let ctx = context();
+        let turn = ctx.turns.take(&turns::Key::new("ns", "bot"), turns::Urgency::MOST).unwrap();
+        // The watch shows version 10 while the reconcile that wrote it still waits for the answer.
+        let event = Ok(watcher::Event::Apply(output_secret("10")));
+        let judged = tokio::spawn({
+            let ctx = ctx.clone();
+            async move { news(&ctx, event).await.is_some() }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!judged.is_finished(), "judged only once the reconcile has ended");
+        ctx.own_writes.wrote(&as_secret(&output_secret("10")));
+        drop(turn);
+        assert!(!judged.await.unwrap(), "our own write is no news");
+
+        // Someone else's version is news, after the reconcile (or the patience) ends.
+        let again = ctx.turns.take(&turns::Key::new("ns", "bot"), turns::Urgency::MOST).unwrap();
+        let started = tokio::time::Instant::now();
+        assert!(news(&ctx, Ok(watcher::Event::Apply(output_secret("11")))).await.is_some());
+        assert_eq!(started.elapsed(), OWN_WRITE_PATIENCE);
+        // With no reconcile running, at once.
+        drop(again);
+        assert!(news(&ctx, Ok(watcher::Event::Apply(output_secret("12")))).await.is_some());
+    }
 }

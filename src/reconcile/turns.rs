@@ -24,6 +24,7 @@ use std::{
     collections::{BinaryHeap, HashMap, HashSet},
     sync::{Arc, Mutex},
 };
+use tokio::sync::Notify;
 
 /// How urgent a SlackToken's reconcile is; smaller is more urgent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -97,48 +98,90 @@ struct State {
     parked: HashMap<Key, (Urgency, u64)>,
     /// SlackTokens a slot is kept for, until their reconcile comes.
     reserved: HashSet<Key>,
+    /// SlackTokens whose reconcile holds a turn.
+    running: HashSet<Key>,
     /// The controllers to ask, each with the namespace it watches (`None`: all).
     triggers: Vec<(Option<String>, Trigger)>,
 }
 
 /// `slots` reconciles at a time, handed out most urgent first.
-pub struct Turns(Arc<Mutex<State>>);
+pub struct Turns(Arc<Shared>);
+
+struct Shared {
+    state: Mutex<State>,
+    /// Told each time a turn ends.
+    ended: Notify,
+}
 
 /// A slot; freed when dropped.
-pub struct Turn(Arc<Mutex<State>>);
+pub struct Turn {
+    shared: Arc<Shared>,
+    /// The SlackToken whose reconcile holds it.
+    key: Option<Key>,
+}
 
 impl Turns {
     pub fn new(slots: usize) -> Self {
-        Self(Arc::new(Mutex::new(State {
+        let state = State {
             free: slots.max(1),
             sequence: 0,
             queue: BinaryHeap::new(),
             parked: HashMap::new(),
             reserved: HashSet::new(),
+            running: HashSet::new(),
             triggers: Vec::new(),
-        })))
+        };
+        Self(Arc::new(Shared { state: Mutex::new(state), ended: Notify::new() }))
+    }
+
+    fn turn(&self, state: &mut State, key: Option<&Key>) -> Turn {
+        if let Some(key) = key {
+            state.running.insert(key.clone());
+        }
+        Turn { shared: self.0.clone(), key: key.cloned() }
+    }
+
+    /// Whether `key`'s reconcile holds a turn now.
+    pub fn is_running(&self, key: &Key) -> bool {
+        lock(&self.0.state).running.contains(key)
+    }
+
+    /// Waits until `key`'s reconcile holds no turn, at most `within`; whether it ended.
+    pub async fn ended(&self, key: &Key, within: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let ended = self.0.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if !self.is_running(key) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, ended).await.is_err() {
+                return false;
+            }
+        }
     }
 
     /// Where to ask for the reconcile of a parked SlackToken in `namespace` (`None`: all).
     pub fn connect(&self, namespace: Option<String>, trigger: Trigger) {
-        lock(&self.0).triggers.push((namespace, trigger));
+        lock(&self.0.state).triggers.push((namespace, trigger));
     }
 
     /// SlackTokens parked, waiting for a slot.
     pub fn waiting(&self) -> usize {
-        lock(&self.0).parked.len()
+        lock(&self.0.state).parked.len()
     }
 
     /// A slot for `key`'s reconcile: the one kept for it, or a free one. If there is none, `key`
     /// is parked with `urgency` and will be reconciled again when a slot is kept for it.
     pub fn take(&self, key: &Key, urgency: Urgency) -> Option<Turn> {
-        let mut state = lock(&self.0);
+        let mut state = lock(&self.0.state);
         if state.reserved.remove(key) {
-            return Some(Turn(self.0.clone()));
+            return Some(self.turn(&mut state, Some(key)));
         }
         if state.free > 0 {
             state.free -= 1;
-            return Some(Turn(self.0.clone()));
+            return Some(self.turn(&mut state, Some(key)));
         }
         state.sequence += 1;
         let sequence = state.sequence;
@@ -149,17 +192,18 @@ impl Turns {
 
     /// A free slot, for no SlackToken in particular (tests fill the slots with these).
     pub fn take_free(&self) -> Option<Turn> {
-        let mut state = lock(&self.0);
-        (state.free > 0).then(|| {
-            state.free -= 1;
-            Turn(self.0.clone())
-        })
+        let mut state = lock(&self.0.state);
+        if state.free == 0 {
+            return None;
+        }
+        state.free -= 1;
+        Some(self.turn(&mut state, None))
     }
 
     /// `key` is gone (its SlackToken was deleted): it waits no more, and a slot kept for it is
     /// passed on (its reconcile will never come).
     pub fn forget(&self, key: &Key) {
-        let mut state = lock(&self.0);
+        let mut state = lock(&self.0.state);
         state.parked.remove(key);
         if state.reserved.remove(key) {
             release(&mut state);
@@ -170,7 +214,7 @@ impl Turns {
     /// `listed` (namespace, name), deleted while the watch was down.
     pub fn forget_all_except(&self, namespace: Option<&str>, listed: &HashSet<(String, String)>) {
         let gone: Vec<Key> = {
-            let state = lock(&self.0);
+            let state = lock(&self.0.state);
             state
                 .parked
                 .keys()
@@ -213,7 +257,13 @@ fn release(state: &mut State) {
 
 impl Drop for Turn {
     fn drop(&mut self) {
-        release(&mut lock(&self.0));
+        let mut state = lock(&self.shared.state);
+        if let Some(key) = &self.key {
+            state.running.remove(key);
+        }
+        release(&mut state);
+        drop(state);
+        self.shared.ended.notify_waiters();
     }
 }
 
