@@ -253,6 +253,9 @@ fn release(state: &mut State) {
         }
     }
     state.free += 1;
+    // Nothing waits: what a burst grew goes back (a heap and a map never shrink by themselves).
+    state.queue = BinaryHeap::new();
+    state.parked.shrink_to_fit();
 }
 
 impl Drop for Turn {
