@@ -7,12 +7,14 @@
 
 use crate::slack::{CallObserver, SlackError};
 use prometheus_client::{
-    encoding::{EncodeLabelSet, LabelSetEncoder},
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, LabelSetEncoder},
     metrics::{
         counter::Counter,
         family::Family,
-        gauge::Gauge,
+        gauge::{ConstGauge, Gauge},
         histogram::{exponential_buckets, Histogram},
+        MetricType,
     },
     registry::Registry,
 };
@@ -23,29 +25,17 @@ use std::{
     time::Duration,
 };
 
-/// The labels of one SlackToken's series (`namespace`, `name`, `type`): one allocation that its
-/// series and the index of SlackTokens share. With thousands of SlackTokens, three Strings per
-/// series of each family and their own copies in the index were most of what metrics cost.
+/// The labels of one SlackToken's series (`namespace`, `name`, `type`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
-pub struct TokenLabels(Arc<TokenName>);
-
-#[derive(Debug, Hash, PartialEq, Eq)]
-struct TokenName {
+struct TokenLabels {
     namespace: Box<str>,
     name: Box<str>,
     type_: Box<str>,
 }
 
-impl TokenLabels {
-    pub fn new(namespace: &str, name: &str, type_: &str) -> Self {
-        Self(Arc::new(TokenName { namespace: namespace.into(), name: name.into(), type_: type_.into() }))
-    }
-}
-
 impl EncodeLabelSet for TokenLabels {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
-        let t = &self.0;
-        [("namespace", &*t.namespace), ("name", &*t.name), ("type", &*t.type_)].encode(encoder)
+        [("namespace", &*self.namespace), ("name", &*self.name), ("type", &*self.type_)].encode(encoder)
     }
 }
 
@@ -86,11 +76,55 @@ pub struct TokenGauges {
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
+/// The per-SlackToken gauges: one entry per SlackToken, written out at each scrape. (As four
+/// gauge families they cost a series object, a map entry and a label set per family and
+/// SlackToken: some 2.5 MiB of the operator's heap at ten thousand SlackTokens.)
+#[derive(Debug, Default)]
+struct TokenSeries(Mutex<HashMap<u64, TokenEntry>>);
+
+#[derive(Debug)]
+struct TokenEntry {
+    labels: TokenLabels,
+    gauges: TokenGauges,
+}
+
+/// The per-token families: name, help, and the value of a SlackToken's series (none: no series).
+type TokenFamily = (&'static str, &'static str, fn(&TokenGauges) -> Option<i64>);
+const TOKEN_FAMILIES: [TokenFamily; 4] = [
+    (
+        "slacktoken_expiration_timestamp_seconds",
+        "When Slack expires the current token of the SlackToken (status.expirationTime), Unix seconds",
+        |g| g.expiration,
+    ),
+    (
+        "slacktoken_next_rotation_timestamp_seconds",
+        "When the operator rotates the token next (Manual: when a person should re-issue it), Unix seconds",
+        |g| g.next_rotation,
+    ),
+    ("slacktoken_ready", "1 if the SlackToken's Ready condition is True", |g| Some(i64::from(g.ready))),
+    (
+        "slacktoken_rotation_due",
+        "Manual tokens: 1 if a person should re-issue the token (RotationDue=True)",
+        |g| g.rotation_due.map(i64::from),
+    ),
+];
+
+impl Collector for TokenSeries {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let tokens = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, help, value) in TOKEN_FAMILIES {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for entry in tokens.values() {
+                if let Some(v) = value(&entry.gauges) {
+                    ConstGauge::new(v).encode(family.encode_family(&entry.labels)?)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 pub struct Metrics {
-    pub expiration: Family<TokenLabels, Gauge>,
-    pub next_rotation: Family<TokenLabels, Gauge>,
-    pub ready: Family<TokenLabels, Gauge>,
-    pub rotation_due: Family<TokenLabels, Gauge>,
     /// Rotations by token type and trigger (`FirstToken`, `Due`, `Requested`, …).
     pub rotations: Family<TypeReasonLabels, Counter>,
     /// Failed reconciles by token type and condition reason.
@@ -104,9 +138,8 @@ pub struct Metrics {
     pub reconcile_duration: Histogram,
     /// Token pairs Slack issued that could not be saved yet (should be 0 almost always).
     pub unsaved_tokens: Gauge,
-    /// The labels each SlackToken's series carry (by a hash of its namespace and name), to
-    /// remove them when it goes or changes type.
-    tokens: Mutex<HashMap<u64, TokenLabels>>,
+    /// Each SlackToken's series, by a hash of its namespace and name.
+    tokens: Arc<TokenSeries>,
     registry: Registry,
 }
 
@@ -119,10 +152,6 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::default();
         let metrics = Self {
-            expiration: Family::default(),
-            next_rotation: Family::default(),
-            ready: Family::default(),
-            rotation_due: Family::default(),
             rotations: Family::default(),
             failures: Family::default(),
             slack_requests: Family::default(),
@@ -132,27 +161,12 @@ impl Default for Metrics {
             reconciles: Counter::default(),
             reconcile_duration: latency_histogram(),
             unsaved_tokens: Gauge::default(),
-            tokens: Mutex::default(),
+            tokens: Arc::default(),
             registry: Registry::default(),
         };
         let m = &metrics;
         let r = &mut registry;
-        r.register(
-            "slacktoken_expiration_timestamp_seconds",
-            "When Slack expires the current token of the SlackToken (status.expirationTime), Unix seconds",
-            m.expiration.clone(),
-        );
-        r.register(
-            "slacktoken_next_rotation_timestamp_seconds",
-            "When the operator rotates the token next (Manual: when a person should re-issue it), Unix seconds",
-            m.next_rotation.clone(),
-        );
-        r.register("slacktoken_ready", "1 if the SlackToken's Ready condition is True", m.ready.clone());
-        r.register(
-            "slacktoken_rotation_due",
-            "Manual tokens: 1 if a person should re-issue the token (RotationDue=True)",
-            m.rotation_due.clone(),
-        );
+        r.register_collector(Box::new(m.tokens.clone()));
         r.register("slacktoken_rotations", "Rotations, by token type and trigger", m.rotations.clone());
         r.register(
             "slacktoken_rotation_failures",
@@ -204,32 +218,23 @@ impl Metrics {
     }
 
     /// Sets the per-token series of one SlackToken. A series without a value (no expiry, say)
-    /// is removed rather than left at a stale value.
+    /// is left out rather than left at a stale value.
     pub fn set_token(&self, namespace: &str, name: &str, type_: &str, gauges: &TokenGauges) {
-        let l = {
-            let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-            let known = tokens
-                .entry(token_key(namespace, name))
-                .or_insert_with(|| TokenLabels::new(namespace, name, type_));
-            let same = |t: &TokenName| (&*t.namespace, &*t.name, &*t.type_) == (namespace, name, type_);
-            if !same(&known.0) {
-                let previous = std::mem::replace(known, TokenLabels::new(namespace, name, type_));
-                self.remove_series(&previous);
-            }
-            known.clone()
-        };
-        set_or_remove(&self.expiration, &l, gauges.expiration);
-        set_or_remove(&self.next_rotation, &l, gauges.next_rotation);
-        self.ready.get_or_create(&l).set(i64::from(gauges.ready));
-        set_or_remove(&self.rotation_due, &l, gauges.rotation_due.map(i64::from));
+        let labels = || TokenLabels { namespace: namespace.into(), name: name.into(), type_: type_.into() };
+        let mut tokens = self.tokens.0.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = tokens
+            .entry(token_key(namespace, name))
+            .or_insert_with(|| TokenEntry { labels: labels(), gauges: TokenGauges::default() });
+        let l = &entry.labels;
+        if (&*l.namespace, &*l.name, &*l.type_) != (namespace, name, type_) {
+            entry.labels = labels();
+        }
+        entry.gauges = gauges.clone();
     }
 
     /// Removes every series of a SlackToken that is gone.
     pub fn forget_token(&self, namespace: &str, name: &str) {
-        let known = self.tokens.lock().unwrap_or_else(|e| e.into_inner()).remove(&token_key(namespace, name));
-        if let Some(l) = known {
-            self.remove_series(&l);
-        }
+        self.tokens.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&token_key(namespace, name));
     }
 
     /// Removes the series of every SlackToken in `namespace` (all namespaces if `None`) that
@@ -239,24 +244,12 @@ impl Metrics {
         namespace: Option<&str>,
         keep: &std::collections::HashSet<(String, String)>,
     ) {
-        let gone: Vec<TokenLabels> = {
-            let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-            tokens
-                .values()
-                .filter(|l| namespace.is_none_or(|n| n == &*l.0.namespace))
-                .filter(|l| !keep.contains(&(l.0.namespace.to_string(), l.0.name.to_string())))
-                .cloned()
-                .collect()
-        };
-        for l in gone {
-            self.forget_token(&l.0.namespace, &l.0.name);
-        }
-    }
-
-    fn remove_series(&self, l: &TokenLabels) {
-        for family in [&self.expiration, &self.next_rotation, &self.ready, &self.rotation_due] {
-            family.remove(l);
-        }
+        let mut tokens = self.tokens.0.lock().unwrap_or_else(|e| e.into_inner());
+        tokens.retain(|_, e| {
+            let l = &e.labels;
+            namespace.is_some_and(|n| n != &*l.namespace)
+                || keep.contains(&(l.namespace.to_string(), l.name.to_string()))
+        });
     }
 
     pub fn count_rotation(&self, type_: &str, trigger: &str) {
@@ -281,17 +274,6 @@ fn token_key(namespace: &str, name: &str) -> u64 {
     let mut h = DefaultHasher::new();
     (namespace, name).hash(&mut h);
     h.finish()
-}
-
-fn set_or_remove(family: &Family<TokenLabels, Gauge>, l: &TokenLabels, value: Option<i64>) {
-    match value {
-        Some(v) => {
-            family.get_or_create(l).set(v);
-        }
-        None => {
-            family.remove(l);
-        }
-    }
 }
 
 impl CallObserver for Metrics {
