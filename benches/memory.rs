@@ -11,7 +11,20 @@
 //! VmHWM (peak) from `/proc/<pid>/status`. Slack tokens live 12h, so nothing rotates during a run.
 //!
 //! Run: `cargo bench --bench memory` (env: BENCH_MEMORY_SCENARIOS="1000:0,1000:20000,10000:0,10000:20000,20000:0",
-//! each `tokens:unrelated_secrets`).
+//! each `tokens:unrelated_secrets`; BENCH_MEMORY_LOG: the operator's RUST_LOG, default `error`).
+//!
+//! Where the bytes go: build the operator with the `dhat-heap` feature and symbols, and give the
+//! bench that binary and a directory; the measured operator then writes a DHAT heap profile
+//! (bytes per call stack at its peak and after Ready), summarised by `scripts/dhat-summary`:
+//!
+//! ```text
+//! cargo build --profile profiling --features dhat-heap --bin slack-token-operator
+//! BENCH_OPERATOR_BIN=target/profiling/slack-token-operator BENCH_MEMORY_DHAT=/tmp/dhat \
+//!   BENCH_MEMORY_SCENARIOS=10000:0 cargo bench --bench memory
+//! scripts/dhat-summary /tmp/dhat/dhat-10000-0.json
+//! ```
+//! (Recording every allocation slows that operator down: its times and resident sizes are not
+//! the figures, only the bytes per site are.)
 
 use anyhow::Context as _;
 use futures::{stream, StreamExt, TryStreamExt};
@@ -57,25 +70,29 @@ fn main() -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async {
         println!("slack-token-operator memory bench: `{BIN} run` as its own process");
         println!(
-            "{:>9} {:>10} {:>14} {:>12} {:>12} {:>14} {:>14} {:>14}",
-            "tokens", "unrelated", "all Ready (s)", "VmRSS MiB", "VmHWM MiB", "idle RSS MiB", "emulator RSS", "op. sockets"
+            "{:>9} {:>10} {:>14} {:>12} {:>12} {:>14} {:>14} {:>14} {:>10} {:>10}",
+            "tokens", "unrelated", "all Ready (s)", "VmRSS MiB", "VmHWM MiB", "idle RSS MiB", "emulator RSS", "op. sockets", "op. CPU s", "emu. CPU s"
         );
         for (tokens, unrelated) in scenarios {
             let row = scenario(tokens, unrelated).await?;
             println!(
-                "{tokens:>9} {unrelated:>10} {:>14.1} {:>12.1} {:>12.1} {:>14.1} {:>14.1} {:>14}",
+                "{tokens:>9} {unrelated:>10} {:>14.1} {:>12.1} {:>12.1} {:>14.1} {:>14.1} {:>14} {:>10.1} {:>10.1}",
                 row.ready_after.as_secs_f64(),
                 mib(row.operator.rss_kib),
                 mib(row.operator.hwm_kib),
                 mib(row.baseline_rss_kib),
                 mib(row.emulator_rss_kib),
                 row.operator.sockets,
+                row.operator.cpu_secs,
+                row.emulator_cpu_secs,
             );
         }
         println!("VmRSS: operator resident after every SlackToken is Ready plus 2 s; VmHWM: its peak resident.");
         println!("idle RSS: a first operator process on the same cluster before any SlackToken existed (the");
         println!("unrelated Secrets already there), 3 s after start. emulator RSS (both emulators) for scale only.");
         println!("op. sockets: sockets the operator holds open when VmRSS is read (idle pooled connections).");
+        println!("op. CPU s: the operator's CPU time from start to VmRSS; emu. CPU s: both emulators' while it made");
+        println!("every SlackToken Ready (on a machine of 2 cores, all Ready cannot be faster than their sum / 2).");
         anyhow::Ok(())
     })
 }
@@ -98,6 +115,8 @@ struct Row {
     operator: Memory,
     baseline_rss_kib: u64,
     emulator_rss_kib: u64,
+    /// CPU seconds of both emulators while the operator made every SlackToken Ready.
+    emulator_cpu_secs: f64,
 }
 
 /// One cluster: start the emulators, seed, start the operator, wait for Ready, read its memory.
@@ -112,23 +131,39 @@ async fn scenario(tokens: usize, unrelated: usize) -> anyhow::Result<Row> {
     seed_unrelated_secrets(&client, unrelated).await?;
 
     // Baseline: the operator with the unrelated Secrets but no SlackToken, after its initial sync.
-    let mut operator = start_operator(&kubeconfig, &slack_url)?;
+    let mut operator = start_operator(&kubeconfig, &slack_url, None)?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let baseline = memory(operator.pid())?;
     operator.kill()?;
 
     seed_tokens(&client, &slack_url, tokens).await?;
-    let mut operator = start_operator(&kubeconfig, &slack_url)?;
+    if let Some(file) = heap_profile_file(tokens, unrelated) {
+        std::fs::create_dir_all(file.parent().context("a directory")?)?;
+        let _ = std::fs::remove_file(&file);
+    }
+    let mut operator = start_operator(&kubeconfig, &slack_url, heap_profile_file(tokens, unrelated))?;
+    let emulator_pid = emulator.id().context("emulator exited")?;
+    let emulator_cpu = cpu_seconds(emulator_pid)?;
     let started = Instant::now();
     wait_all_ready(&client, tokens).await?;
     let ready_after = started.elapsed();
+    let emulator_cpu_secs = cpu_seconds(emulator_pid)? - emulator_cpu;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let row = Row {
         ready_after,
         operator: memory(operator.pid())?,
         baseline_rss_kib: baseline.rss_kib,
-        emulator_rss_kib: memory(emulator.id().context("emulator exited")?)?.rss_kib,
+        emulator_rss_kib: memory(emulator_pid)?.rss_kib,
+        emulator_cpu_secs,
     };
+    if let Some(file) = heap_profile_file(tokens, unrelated) {
+        operator.signal("USR1")?;
+        wait_written(&file).await?;
+        println!(
+            "  heap profile of the operator ({tokens} tokens, {unrelated} unrelated): {}",
+            file.display()
+        );
+    }
     operator.kill()?;
     stop(&mut emulator).await;
     Ok(row)
@@ -166,11 +201,42 @@ async fn client_for(kubeconfig: &Path) -> anyhow::Result<Client> {
     Ok(Client::try_from(config)?)
 }
 
-/// The operator as deployed, all namespaces, logs at error only (they would only measure the pipe).
-fn start_operator(kubeconfig: &Path, slack_url: &str) -> anyhow::Result<OperatorProcess> {
-    let mut options = OperatorOptions::new(BIN, kubeconfig.to_owned(), slack_url.to_owned());
-    options.log_filter = "error".into();
+/// The operator as deployed, all namespaces, logs at error only unless BENCH_MEMORY_LOG says
+/// otherwise (they would mostly measure the pipe). With `profile`, it records its heap
+/// (see the module's doc).
+fn start_operator(
+    kubeconfig: &Path,
+    slack_url: &str,
+    profile: Option<std::path::PathBuf>,
+) -> anyhow::Result<OperatorProcess> {
+    let binary = std::env::var("BENCH_OPERATOR_BIN").unwrap_or(BIN.into());
+    let mut options = OperatorOptions::new(binary, kubeconfig.to_owned(), slack_url.to_owned());
+    options.log_filter = std::env::var("BENCH_MEMORY_LOG").unwrap_or("error".into());
+    if let Some(file) = profile {
+        options.env.push(("SLACK_TOKEN_OPERATOR_DHAT".into(), file.display().to_string()));
+    }
     OperatorProcess::spawn(&options)
+}
+
+/// Where the measured operator of a scenario writes its heap profile (BENCH_MEMORY_DHAT=DIR).
+fn heap_profile_file(tokens: usize, unrelated: usize) -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("BENCH_MEMORY_DHAT")?;
+    Some(Path::new(&dir).join(format!("dhat-{tokens}-{unrelated}.json")))
+}
+
+/// Waits until `file` exists and has stopped growing.
+async fn wait_written(file: &Path) -> anyhow::Result<()> {
+    let deadline = Instant::now() + PATIENCE;
+    let mut last = None;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let size = std::fs::metadata(file).map(|m| m.len()).ok();
+        if size.is_some_and(|s| s > 0) && size == last {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "no heap profile in {}", file.display());
+        last = size;
+    }
 }
 
 async fn stop(child: &mut Child) {
@@ -272,6 +338,8 @@ struct Memory {
     hwm_kib: u64,
     /// Open sockets: the emulators speak HTTP/1.1, so every concurrent request is a connection.
     sockets: usize,
+    /// CPU time used so far.
+    cpu_secs: f64,
 }
 
 /// VmRSS and VmHWM of a child from /proc/<pid>/status (Linux only).
@@ -285,5 +353,14 @@ fn memory(pid: u32) -> anyhow::Result<Memory> {
         .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
         .filter(|target| target.to_string_lossy().starts_with("socket:"))
         .count();
-    Ok(Memory { rss_kib: field("VmRSS:")?, hwm_kib: field("VmHWM:")?, sockets })
+    Ok(Memory { rss_kib: field("VmRSS:")?, hwm_kib: field("VmHWM:")?, sockets, cpu_secs: cpu_seconds(pid)? })
+}
+
+/// User and system CPU time of a child so far, from /proc/<pid>/stat (Linux only).
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let fields: Vec<&str> = stat.rsplit_once(") ").context("stat")?.1.split_whitespace().collect();
+    let ticks =
+        |i: usize| -> anyhow::Result<f64> { Ok(fields.get(i).context("stat field")?.parse::<f64>()?) };
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
 }

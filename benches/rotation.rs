@@ -98,7 +98,10 @@ async fn run(n: usize, lead: Duration) -> anyhow::Result<()> {
 
     // Phase 2: the round.
     let before = ground.tally(Some(&ctx));
+    let round_cpu_start = cpu_seconds();
     wait(&format!("{n} rotations"), || published.count_at_least(2) >= n).await?;
+    let round_cpu = cpu_seconds().zip(round_cpu_start).map(|(b, a)| b - a);
+    let round_wall = clock.now().duration_since(due).as_secs_f64().max(0.0);
     settle(&ground, Some(&ctx), QUIET, Duration::from_millis(50)).await;
     let after = ground.tally(Some(&ctx));
     let refreshed = bots.iter().filter(|b| ground.slack.refreshes(&b.installation_id) == 1).count();
@@ -111,6 +114,11 @@ async fn run(n: usize, lead: Duration) -> anyhow::Result<()> {
     let broken = per.broken_invariants();
     println!("  invariants: {}", if broken.is_empty() { "all hold".to_owned() } else { broken.join("; ") });
     print_lateness(&published.lateness(due, 2));
+    println!(
+        "  CPU of this whole process from the wait's start to the last rotation (emulators, bench and controller; {:.2} s after the due second): {}",
+        round_wall,
+        round_cpu.map_or("?".into(), |c| format!("{c:.3} s"))
+    );
 
     // Phase 3: idle.
     let idle_start = ground.tally(Some(&ctx));

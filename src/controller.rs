@@ -7,12 +7,14 @@
 //! rotation's own writes do not wake a second reconcile.
 //!
 //! Memory per SlackToken is what names it, what the predicate hashes and what orders the work
-//! (`reconcile::turns`): the cached object keeps its metadata without labels, managed fields or
-//! other controllers' annotations, no spec, and of its status only the times. Every reconcile
-//! reads the SlackToken afresh, so nothing else is needed here.
+//! (`reconcile::turns`): the cache holds `CachedToken`s, metadata without labels, managed fields
+//! or other controllers' annotations, no spec, and of the status only the times, deserialized
+//! as such. Every reconcile reads the SlackToken afresh, so nothing else is needed here.
 //!
-//! The controller runs every reconcile it has at once; each waits for its turn in
-//! `reconcile::turns`, where the bound on work in flight and the order (most urgent first) live.
+//! The bound on work in flight and its order (most urgent first) live in `reconcile::turns`: a
+//! reconcile without a turn parks its SlackToken there and returns, and comes back through
+//! `reconcile_on` when a slot is kept for it. kube-runtime's runner holds only a few more than
+//! the running ones.
 //!
 //! With a label selector (`run --selector`) only matching SlackTokens are watched, so several
 //! operators, each with its own selector and Lease, share a cluster's SlackTokens between them.
@@ -22,9 +24,9 @@
 
 use crate::{
     error::Error,
-    ops::{health::Health, metrics::Metrics},
-    reconcile::{reconcile, Context},
-    resource::{SlackToken, SlackTokenSpec, SlackTokenStatus, TokenType, SLACKTOKEN_LABEL},
+    ops::health::Health,
+    reconcile::{reconcile, turns, Context, RUNNER_CONCURRENCY},
+    resource::{CachedToken, OUR_ANNOTATIONS, SLACKTOKEN_LABEL},
     secrets::Seen,
 };
 use futures::StreamExt;
@@ -76,11 +78,12 @@ pub async fn run_scoped(ctx: Arc<Context>, scope: Scope) {
     ctx.health.stopped();
 }
 
-/// Follows one watch's events for the probes and the per-token metrics.
+/// Follows one watch's events for the probes, and for SlackTokens that go, the per-token metrics
+/// and the turns.
 struct WatchTracker {
     health: Arc<Health>,
-    /// `None` for the Secret watch: only SlackTokens have series.
-    metrics: Option<Arc<Metrics>>,
+    /// `None` for the Secret watch: only SlackTokens have series and turns.
+    tokens: Option<Arc<Context>>,
     namespace: Option<String>,
     synced: bool,
     /// SlackTokens seen in the list being received.
@@ -88,10 +91,10 @@ struct WatchTracker {
 }
 
 impl WatchTracker {
-    fn new(ctx: &Context, namespace: &Option<String>, metrics: bool) -> Self {
+    fn new(ctx: &Arc<Context>, namespace: &Option<String>, tokens: bool) -> Self {
         Self {
             health: ctx.health.clone(),
-            metrics: metrics.then(|| ctx.metrics.clone()),
+            tokens: tokens.then(|| ctx.clone()),
             namespace: namespace.clone(),
             synced: false,
             listed: HashSet::new(),
@@ -109,19 +112,22 @@ impl WatchTracker {
             }
             watcher::Event::InitDone => {
                 // A (re-)list is complete: SlackTokens deleted while the watch was down are gone.
-                if let Some(metrics) = &self.metrics {
-                    metrics.forget_tokens_except(self.namespace.as_deref(), &self.listed);
+                if let Some(ctx) = &self.tokens {
+                    ctx.metrics.forget_tokens_except(self.namespace.as_deref(), &self.listed);
+                    ctx.turns.forget_all_except(self.namespace.as_deref(), &self.listed);
                 }
-                self.listed.clear();
+                // Not kept at the size of the list: it is needed again only at the next one.
+                self.listed = HashSet::new();
                 if !self.synced {
                     self.synced = true;
                     self.health.watch_synced();
                 }
             }
             watcher::Event::Delete(o) => {
-                if let Some(metrics) = &self.metrics {
+                if let Some(ctx) = &self.tokens {
                     let (namespace, name) = key(o);
-                    metrics.forget_token(&namespace, &name);
+                    ctx.metrics.forget_token(&namespace, &name);
+                    ctx.turns.forget(&turns::Key::new(&namespace, &name));
                 }
             }
             watcher::Event::Apply(_) => {}
@@ -131,7 +137,7 @@ impl WatchTracker {
 
 async fn run_scope(ctx: Arc<Context>, namespace: Option<String>, selector: Option<String>) {
     let client = ctx.client.clone();
-    let (tokens, secrets): (Api<SlackToken>, Api<PartialObjectMeta<Secret>>) = match &namespace {
+    let (tokens, secrets): (Api<CachedToken>, Api<PartialObjectMeta<Secret>>) = match &namespace {
         Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client, ns)),
         None => (Api::all(client.clone()), Api::all(client)),
     };
@@ -140,7 +146,8 @@ async fn run_scope(ctx: Arc<Context>, namespace: Option<String>, selector: Optio
     if let Some(selector) = &selector {
         token_config = token_config.labels(selector);
     }
-    let slim = watcher(tokens, token_config).modify(slim);
+    // Deserialized straight into the slim form the cache keeps (see `CachedToken`).
+    let slim = watcher(tokens, token_config);
     let mut tokens_seen = WatchTracker::new(&ctx, &namespace, true);
     let mut secrets_seen = WatchTracker::new(&ctx, &namespace, false);
     let token_stream = reflector(writer, slim)
@@ -162,11 +169,20 @@ async fn run_scope(ctx: Arc<Context>, namespace: Option<String>, selector: Optio
             }
         })
         .default_backoff()
-        .filter_map(move |event| futures::future::ready(news(&own, event)));
+        .then(move |event| {
+            let own = own.clone();
+            async move { news(&own, event).await }
+        })
+        .filter_map(futures::future::ready);
     let store = reader.clone();
+    // Parked SlackTokens come back through here when a slot is kept for them.
+    let (trigger, triggered) = futures::channel::mpsc::unbounded();
+    ctx.turns.connect(namespace.clone(), trigger);
     Controller::for_stream(token_stream, reader)
-        // Unbounded here: the bound, and the order, are `reconcile::turns`'.
-        .with_config(controller::Config::default().concurrency(0))
+        // The bound on work, and its order, are `reconcile::turns`'; the runner only needs room
+        // for the running reconciles and the parked ones on their way out.
+        .with_config(controller::Config::default().concurrency(RUNNER_CONCURRENCY))
+        .reconcile_on(triggered)
         .watches_stream(secret_stream, move |secret| {
             let owner = secret.labels().get(SLACKTOKEN_LABEL)?;
             let slacktoken = ObjectRef::new(owner).within(&secret.namespace()?);
@@ -184,33 +200,18 @@ async fn run_scope(ctx: Arc<Context>, namespace: Option<String>, selector: Optio
         .await;
 }
 
-/// The SlackToken as the cache keeps it: what names it, what [`inputs_hash`] hashes, and the
-/// times of its status that order the work (`reconcile::turns::urgency`). Reconcile reads the
-/// SlackToken afresh, so the rest would only cost memory with thousands of them (kubectl's
-/// last-applied-configuration annotation alone is the size of the object).
-fn slim(stk: &mut SlackToken) {
-    let meta = &mut stk.metadata;
-    meta.managed_fields = None;
-    meta.labels = None;
-    meta.owner_references = None;
-    if let Some(annotations) = &mut meta.annotations {
-        annotations.retain(|k, _| k.starts_with(OUR_ANNOTATIONS));
-    }
-    stk.spec = SlackTokenSpec::new(TokenType::OAuth, "", "");
-    stk.status = stk.status.take().map(|status| SlackTokenStatus {
-        expiration_time: status.expiration_time,
-        last_rotation_time: status.last_rotation_time,
-        next_rotation_time: status.next_rotation_time,
-        ..Default::default()
-    });
-}
-
-/// The prefix of the annotations that carry requests to us (rotate now, skip revoke).
-const OUR_ANNOTATIONS: &str = "slack.rotator.dev/";
+/// How long a Secret watch event waits for the reconcile of its SlackToken to end (see [`news`]).
+const OWN_WRITE_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Whether a Secret watch event is news to us: not a version we wrote ourselves. A deleted
 /// Secret always is (an output Secret to restore).
-fn news(
+///
+/// The watch can show our write before the write's own answer has reached the reconcile that
+/// made it, and so before it is remembered: an unknown version of a Secret whose SlackToken's
+/// reconcile is running is judged once that reconcile has ended (at most
+/// [`OWN_WRITE_PATIENCE`]). Judged at once, a burst of rotations in real time woke a second,
+/// read-only reconcile for half of them.
+async fn news(
     ctx: &Context,
     event: Result<watcher::Event<PartialObjectMeta<Secret>>, watcher::Error>,
 ) -> Option<Result<PartialObjectMeta<Secret>, watcher::Error>> {
@@ -225,6 +226,14 @@ fn news(
     };
     let namespace = secret.namespace().unwrap_or_default();
     let rv = secret.resource_version();
+    if ctx.own_writes.peek(&namespace, &secret.name_any(), rv.as_deref()) == Seen::Theirs {
+        if let Some(owner) = secret.labels().get(SLACKTOKEN_LABEL) {
+            let key = turns::Key::new(&namespace, owner);
+            if ctx.turns.is_running(&key) {
+                ctx.turns.ended(&key, OWN_WRITE_PATIENCE).await;
+            }
+        }
+    }
     match ctx.own_writes.seen(&namespace, &secret.name_any(), rv.as_deref()) {
         Seen::Ours => None,
         Seen::Theirs => Some(Ok(secret)),
@@ -232,11 +241,11 @@ fn news(
 }
 
 /// What a change must touch to be worth a reconcile.
-fn inputs_hash(stk: &SlackToken) -> Option<u64> {
+fn inputs_hash(stk: &CachedToken) -> Option<u64> {
     let mut h = DefaultHasher::new();
     stk.meta().generation.hash(&mut h);
     // Our annotations carry requests (rotate now, skip revoke); status-only writes must not wake
-    // us. (The cache keeps only ours: see `slim`.)
+    // us. (The cache keeps only ours: see `CachedToken`.)
     stk.annotations().iter().filter(|(k, _)| k.starts_with(OUR_ANNOTATIONS)).for_each(|a| a.hash(&mut h));
     stk.meta().deletion_timestamp.is_some().hash(&mut h);
     stk.finalizers().hash(&mut h);
@@ -245,7 +254,63 @@ fn inputs_hash(stk: &SlackToken) -> Option<u64> {
 
 /// Only reached when reading the SlackToken or writing its status failed; reconcile reports
 /// every other failure in status.
-fn error_policy(_stk: Arc<SlackToken>, error: &Error, _ctx: Arc<Context>) -> Action {
+fn error_policy(_stk: Arc<CachedToken>, error: &Error, _ctx: Arc<Context>) -> Action {
     warn!(error = %error, "could not record reconcile result");
     Action::requeue(Duration::from_secs(15))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{clock::SystemClock, slack::SlackClient};
+    use kube::api::ObjectMeta;
+
+    fn context() -> Arc<Context> {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        Context::new(client, SlackClient::new("http://127.0.0.1:9/api/").unwrap(), Arc::new(SystemClock))
+    }
+
+    fn output_secret(rv: &str) -> PartialObjectMeta<Secret> {
+        PartialObjectMeta {
+            metadata: ObjectMeta {
+                name: Some("bot-token".into()),
+                namespace: Some("ns".into()),
+                resource_version: Some(rv.into()),
+                labels: Some([(SLACKTOKEN_LABEL.to_owned(), "bot".to_owned())].into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn as_secret(meta: &PartialObjectMeta<Secret>) -> Secret {
+        Secret { metadata: meta.metadata.clone(), ..Default::default() }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn our_write_seen_before_its_answer_wakes_nothing() {
+        let ctx = context();
+        let turn = ctx.turns.take(&turns::Key::new("ns", "bot"), turns::Urgency::MOST).unwrap();
+        // The watch shows version 10 while the reconcile that wrote it still waits for the answer.
+        let event = Ok(watcher::Event::Apply(output_secret("10")));
+        let judged = tokio::spawn({
+            let ctx = ctx.clone();
+            async move { news(&ctx, event).await.is_some() }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!judged.is_finished(), "judged only once the reconcile has ended");
+        ctx.own_writes.wrote(&as_secret(&output_secret("10")));
+        drop(turn);
+        assert!(!judged.await.unwrap(), "our own write is no news");
+
+        // Someone else's version is news, after the reconcile (or the patience) ends.
+        let again = ctx.turns.take(&turns::Key::new("ns", "bot"), turns::Urgency::MOST).unwrap();
+        let started = tokio::time::Instant::now();
+        assert!(news(&ctx, Ok(watcher::Event::Apply(output_secret("11")))).await.is_some());
+        assert_eq!(started.elapsed(), OWN_WRITE_PATIENCE);
+        // With no reconcile running, at once.
+        drop(again);
+        assert!(news(&ctx, Ok(watcher::Event::Apply(output_secret("12")))).await.is_some());
+    }
 }

@@ -66,7 +66,8 @@ pub use ops::{
 };
 pub use reconcile::{
     schedule::{default_renew_before, until},
-    Context, Settings,
+    turns::{Turn, Urgency},
+    Context, Settings, MAX_CONCURRENT_RECONCILES,
 };
 pub use resource::{
     crd, crd_yaml, EventReason, GoDuration, Identity, ManualKind, ManualSpec, RolloutRestartTarget,

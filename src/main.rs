@@ -7,6 +7,11 @@ use slack_token_operator::{
 };
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
+/// Heap profiling, only in a build with the `dhat-heap` feature (see `heap_profile`).
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
 #[derive(Parser)]
 #[command(name = "slack-token-operator", version, about = "Keeps Slack tokens fresh in Kubernetes Secrets")]
 struct Cli {
@@ -115,6 +120,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let heap_profile = heap_profile();
     init_logging(args.log_format);
     check_slack_url(&args.slack_api_url, args.allow_insecure_slack_url).map_err(anyhow::Error::msg)?;
     let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
@@ -187,6 +193,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let result = tokio::select! {
         biased;
         result = work => result,
+        () = heap_profile => Ok(()),
         result = http => result.context("http server task")?.context("http server"),
         () = deadline => {
             tracing::warn!(unsaved = ctx.pending.len(), "shutdown timeout: exiting with rotations still running (their pairs are journaled)");
@@ -195,6 +202,30 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     tracing::info!(unsaved = ctx.pending.len(), "stopped");
     result
+}
+
+/// With the `dhat-heap` feature and `SLACK_TOKEN_OPERATOR_DHAT=FILE`: every allocation from here
+/// on is recorded by its call stack, and SIGUSR1 writes FILE (bytes per call stack at the peak
+/// and at that moment) while the operator goes on. Never completes. The memory bench uses it.
+#[cfg(feature = "dhat-heap")]
+fn heap_profile() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let profiler = std::env::var_os("SLACK_TOKEN_OPERATOR_DHAT")
+        .map(|file| dhat::Profiler::builder().file_name(file).trim_backtraces(Some(40)).build());
+    let usr1 = signal(SignalKind::user_defined1());
+    async move {
+        if let (Some(profiler), Ok(mut usr1)) = (profiler, usr1) {
+            usr1.recv().await;
+            drop(profiler);
+            tracing::info!("heap profile written");
+        }
+        std::future::pending().await
+    }
+}
+
+#[cfg(not(feature = "dhat-heap"))]
+fn heap_profile() -> std::future::Pending<()> {
+    std::future::pending()
 }
 
 async fn shutdown_signal() {

@@ -17,7 +17,21 @@ use slack_token_operator::{
     },
     Context, Scope, SharedClock, SlackClient, SlackToken, TokioClock,
 };
-use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+use tracing::span;
+use tracing_subscriber::{
+    layer::{self, SubscriberExt},
+    registry::LookupSpan,
+    Layer,
+};
 
 const NS: &str = "scale";
 
@@ -118,15 +132,18 @@ fn three_hundred_tokens_due_at_once_rotate_with_one_reconcile_two_reads_and_four
 #[test]
 fn when_more_is_due_than_can_run_tokens_without_a_token_go_first_then_the_nearest_expiry() {
     paused(|ground, clock| async move {
-        // An operator publishes 120 tokens that fall due over the next two hours, and stops.
-        // Hours later a new one starts: all 120 are due, their tokens expiring 1..120 minutes
-        // apart, and 20 SlackTokens created meanwhile have no token at all. Names in list order
-        // are the reverse of urgency, so list order alone would get it wrong.
+        // An operator publishes OLD tokens (about four times its slots) that fall due over the
+        // next two hours, and stops. Hours later a new one starts: all are due, their tokens
+        // expiring up to 120 minutes apart, and NEW SlackTokens created meanwhile (fewer than the
+        // slots) have no token at all. Names in list order are the reverse of urgency, so list
+        // order alone would get it wrong.
+        let slots = slack_token_operator::MAX_CONCURRENT_RECONCILES as u64;
+        let (old, new) = (4 * slots - 8, slots * 5 / 8);
         let mut expiries: HashMap<String, Timestamp> = HashMap::new();
         let mut bots = Vec::new();
         let two_hours = Duration::from_secs(2 * 3600);
-        for i in 0..120u64 {
-            let due = later(&clock, Duration::from_secs(60 * (120 - i)));
+        for i in 0..old {
+            let due = later(&clock, Duration::from_secs(7200 * (old - i) / old));
             let name = format!("a-{i:03}");
             bots.push(ground.bot_due(NS, &name, Some(due)).await?);
             expiries.insert(name, due.checked_add(two_hours)?);
@@ -137,11 +154,11 @@ fn when_more_is_due_than_can_run_tokens_without_a_token_go_first_then_the_neares
         first.abort();
         let _ = first.await;
         tokio::time::sleep(Duration::from_secs(125 * 60)).await;
-        // Fewer than the 32 slots: whatever the first wave took, the rest fit in the second.
-        for i in 0..20 {
+        // Fewer than the slots: whatever the first wave took, the rest fit in the second.
+        for i in 0..new {
             bots.push(ground.bot_due(NS, &format!("b-{i:03}"), None).await?);
         }
-        // A slow Slack: each call takes 10 s, so the new operator's slots (32) fill up.
+        // A slow Slack: each call takes 10 s, so the new operator's slots fill up.
         ground.slack.fail_next("*", 10_000, Fault::Delay(Duration::from_secs(10)));
         let started = clock.now();
         let ctx = operator(&ground, &clock, None);
@@ -149,14 +166,14 @@ fn when_more_is_due_than_can_run_tokens_without_a_token_go_first_then_the_neares
         all_ready(&ground, bots.len()).await;
         quiet(&ground, &ctx).await;
 
-        // Each wave of 32 calls ends 10 s after the one before: a token's wave is when it got its
+        // Each wave of calls (one per slot) ends 10 s after the one before: a token's wave is when it got its
         // new token. The first wave is whatever arrived first; from then on, the most urgent.
         let status = statuses(&ground).await;
         let wave = |name: &str| {
             let at: Timestamp = status[name].last_rotation_time.as_deref().unwrap().parse().unwrap();
             (at.duration_since(started).as_secs() + 5) / 10
         };
-        let new_waves: Vec<i64> = (0..20).map(|i| wave(&format!("b-{i:03}"))).collect();
+        let new_waves: Vec<i64> = (0..new).map(|i| wave(&format!("b-{i:03}"))).collect();
         assert!(new_waves.iter().all(|w| *w <= 2), "tokens without a token go first: waves {new_waves:?}");
         let mut due: Vec<(Timestamp, i64)> =
             expiries.iter().map(|(name, expires)| (*expires, wave(name))).collect();
@@ -168,6 +185,65 @@ fn when_more_is_due_than_can_run_tokens_without_a_token_go_first_then_the_neares
         );
         assert!(*later_waves.last().unwrap() >= 4, "the slots were full: {later_waves:?}");
         assert_eq!(ground.broken_chains(), 0);
+        Ok(())
+    });
+}
+
+/// Counts the `reconcile` spans that exist (created, not yet closed).
+#[derive(Clone, Default)]
+struct LiveReconcileSpans(Arc<AtomicUsize>);
+
+impl<S> Layer<S> for LiveReconcileSpans
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, _: &span::Id, _: layer::Context<'_, S>) {
+        if attrs.metadata().name() == "reconcile" {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn on_close(&self, id: span::Id, ctx: layer::Context<'_, S>) {
+        if ctx.span(&id).is_some_and(|s| s.name() == "reconcile") {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+#[test]
+fn a_slacktoken_waiting_for_its_turn_holds_no_task_and_no_log_span() {
+    // Ten thousand SlackTokens at start-up wait for a few dozen slots. Each waiting one is a few bytes in
+    // the turn queue: not a task in kube-runtime's runner (whose table of futures never shrinks)
+    // nor a span in the subscriber's registry (kept, fields formatted, while the span exists).
+    let live = LiveReconcileSpans::default();
+    let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry().with(live.clone()));
+    paused(|ground, clock| async move {
+        const N: usize = 200;
+        ground.fleet(NS, N, None, 16).await?;
+        let tasks = || tokio::runtime::Handle::current().metrics().num_alive_tasks();
+        let before = tasks();
+        let ctx = operator(&ground, &clock, None);
+        // Every slot taken: whatever the controller hands over has to wait.
+        let slots: Vec<_> = std::iter::from_fn(|| ctx.turns.take_free()).collect();
+        assert_eq!(slots.len(), slack_token_operator::MAX_CONCURRENT_RECONCILES);
+        for _ in 0..600 {
+            if ctx.turns.waiting() >= N {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(ctx.turns.waiting(), N, "every SlackToken waits for a turn");
+        assert!(
+            tasks() < before + N / 4,
+            "tasks: {} before the operator, {} with {N} waiting",
+            before,
+            tasks()
+        );
+        assert_eq!(live.0.load(Ordering::SeqCst), 0, "spans of waiting reconciles");
+        drop(slots);
+        all_ready(&ground, N).await;
+        assert!(statuses(&ground).await.values().all(ready));
+        assert_eq!(ctx.turns.waiting(), 0);
         Ok(())
     });
 }

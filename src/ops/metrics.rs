@@ -7,22 +7,36 @@
 
 use crate::slack::{CallObserver, SlackError};
 use prometheus_client::{
-    encoding::EncodeLabelSet,
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, LabelSetEncoder},
     metrics::{
         counter::Counter,
         family::Family,
-        gauge::Gauge,
+        gauge::{ConstGauge, Gauge},
         histogram::{exponential_buckets, Histogram},
+        MetricType,
     },
     registry::Registry,
 };
-use std::{collections::BTreeMap, sync::Mutex, time::Duration};
+use std::{
+    collections::HashMap,
+    hash::{DefaultHasher, Hash, Hasher},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TokenLabels {
-    pub namespace: String,
-    pub name: String,
-    pub r#type: String,
+/// The labels of one SlackToken's series (`namespace`, `name`, `type`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct TokenLabels {
+    namespace: Box<str>,
+    name: Box<str>,
+    type_: Box<str>,
+}
+
+impl EncodeLabelSet for TokenLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        [("namespace", &*self.namespace), ("name", &*self.name), ("type", &*self.type_)].encode(encoder)
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -62,11 +76,55 @@ pub struct TokenGauges {
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
+/// The per-SlackToken gauges: one entry per SlackToken, written out at each scrape. (As four
+/// gauge families they cost a series object, a map entry and a label set per family and
+/// SlackToken: some 2.5 MiB of the operator's heap at ten thousand SlackTokens.)
+#[derive(Debug, Default)]
+struct TokenSeries(Mutex<HashMap<u64, TokenEntry>>);
+
+#[derive(Debug)]
+struct TokenEntry {
+    labels: TokenLabels,
+    gauges: TokenGauges,
+}
+
+/// The per-token families: name, help, and the value of a SlackToken's series (none: no series).
+type TokenFamily = (&'static str, &'static str, fn(&TokenGauges) -> Option<i64>);
+const TOKEN_FAMILIES: [TokenFamily; 4] = [
+    (
+        "slacktoken_expiration_timestamp_seconds",
+        "When Slack expires the current token of the SlackToken (status.expirationTime), Unix seconds",
+        |g| g.expiration,
+    ),
+    (
+        "slacktoken_next_rotation_timestamp_seconds",
+        "When the operator rotates the token next (Manual: when a person should re-issue it), Unix seconds",
+        |g| g.next_rotation,
+    ),
+    ("slacktoken_ready", "1 if the SlackToken's Ready condition is True", |g| Some(i64::from(g.ready))),
+    (
+        "slacktoken_rotation_due",
+        "Manual tokens: 1 if a person should re-issue the token (RotationDue=True)",
+        |g| g.rotation_due.map(i64::from),
+    ),
+];
+
+impl Collector for TokenSeries {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let tokens = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, help, value) in TOKEN_FAMILIES {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for entry in tokens.values() {
+                if let Some(v) = value(&entry.gauges) {
+                    ConstGauge::new(v).encode(family.encode_family(&entry.labels)?)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 pub struct Metrics {
-    pub expiration: Family<TokenLabels, Gauge>,
-    pub next_rotation: Family<TokenLabels, Gauge>,
-    pub ready: Family<TokenLabels, Gauge>,
-    pub rotation_due: Family<TokenLabels, Gauge>,
     /// Rotations by token type and trigger (`FirstToken`, `Due`, `Requested`, …).
     pub rotations: Family<TypeReasonLabels, Counter>,
     /// Failed reconciles by token type and condition reason.
@@ -80,8 +138,8 @@ pub struct Metrics {
     pub reconcile_duration: Histogram,
     /// Token pairs Slack issued that could not be saved yet (should be 0 almost always).
     pub unsaved_tokens: Gauge,
-    /// The type each SlackToken's series carry, to remove them when it goes or changes type.
-    tokens: Mutex<BTreeMap<(String, String), String>>,
+    /// Each SlackToken's series, by a hash of its namespace and name.
+    tokens: Arc<TokenSeries>,
     registry: Registry,
 }
 
@@ -94,10 +152,6 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::default();
         let metrics = Self {
-            expiration: Family::default(),
-            next_rotation: Family::default(),
-            ready: Family::default(),
-            rotation_due: Family::default(),
             rotations: Family::default(),
             failures: Family::default(),
             slack_requests: Family::default(),
@@ -107,27 +161,12 @@ impl Default for Metrics {
             reconciles: Counter::default(),
             reconcile_duration: latency_histogram(),
             unsaved_tokens: Gauge::default(),
-            tokens: Mutex::default(),
+            tokens: Arc::default(),
             registry: Registry::default(),
         };
         let m = &metrics;
         let r = &mut registry;
-        r.register(
-            "slacktoken_expiration_timestamp_seconds",
-            "When Slack expires the current token of the SlackToken (status.expirationTime), Unix seconds",
-            m.expiration.clone(),
-        );
-        r.register(
-            "slacktoken_next_rotation_timestamp_seconds",
-            "When the operator rotates the token next (Manual: when a person should re-issue it), Unix seconds",
-            m.next_rotation.clone(),
-        );
-        r.register("slacktoken_ready", "1 if the SlackToken's Ready condition is True", m.ready.clone());
-        r.register(
-            "slacktoken_rotation_due",
-            "Manual tokens: 1 if a person should re-issue the token (RotationDue=True)",
-            m.rotation_due.clone(),
-        );
+        r.register_collector(Box::new(m.tokens.clone()));
         r.register("slacktoken_rotations", "Rotations, by token type and trigger", m.rotations.clone());
         r.register(
             "slacktoken_rotation_failures",
@@ -179,26 +218,23 @@ impl Metrics {
     }
 
     /// Sets the per-token series of one SlackToken. A series without a value (no expiry, say)
-    /// is removed rather than left at a stale value.
+    /// is left out rather than left at a stale value.
     pub fn set_token(&self, namespace: &str, name: &str, type_: &str, gauges: &TokenGauges) {
-        let key = (namespace.to_owned(), name.to_owned());
-        let previous = self.tokens.lock().unwrap_or_else(|e| e.into_inner()).insert(key, type_.to_owned());
-        if let Some(previous) = previous.filter(|p| p != type_) {
-            self.remove_series(&labels(namespace, name, &previous));
+        let labels = || TokenLabels { namespace: namespace.into(), name: name.into(), type_: type_.into() };
+        let mut tokens = self.tokens.0.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = tokens
+            .entry(token_key(namespace, name))
+            .or_insert_with(|| TokenEntry { labels: labels(), gauges: TokenGauges::default() });
+        let l = &entry.labels;
+        if (&*l.namespace, &*l.name, &*l.type_) != (namespace, name, type_) {
+            entry.labels = labels();
         }
-        let l = labels(namespace, name, type_);
-        set_or_remove(&self.expiration, &l, gauges.expiration);
-        set_or_remove(&self.next_rotation, &l, gauges.next_rotation);
-        self.ready.get_or_create(&l).set(i64::from(gauges.ready));
-        set_or_remove(&self.rotation_due, &l, gauges.rotation_due.map(i64::from));
+        entry.gauges = gauges.clone();
     }
 
     /// Removes every series of a SlackToken that is gone.
     pub fn forget_token(&self, namespace: &str, name: &str) {
-        let key = (namespace.to_owned(), name.to_owned());
-        if let Some(type_) = self.tokens.lock().unwrap_or_else(|e| e.into_inner()).remove(&key) {
-            self.remove_series(&labels(namespace, name, &type_));
-        }
+        self.tokens.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&token_key(namespace, name));
     }
 
     /// Removes the series of every SlackToken in `namespace` (all namespaces if `None`) that
@@ -208,24 +244,12 @@ impl Metrics {
         namespace: Option<&str>,
         keep: &std::collections::HashSet<(String, String)>,
     ) {
-        let gone: Vec<(String, String)> = {
-            let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-            tokens
-                .keys()
-                .filter(|(ns, _)| namespace.is_none_or(|n| n == ns))
-                .filter(|key| !keep.contains(*key))
-                .cloned()
-                .collect()
-        };
-        for (ns, name) in gone {
-            self.forget_token(&ns, &name);
-        }
-    }
-
-    fn remove_series(&self, l: &TokenLabels) {
-        for family in [&self.expiration, &self.next_rotation, &self.ready, &self.rotation_due] {
-            family.remove(l);
-        }
+        let mut tokens = self.tokens.0.lock().unwrap_or_else(|e| e.into_inner());
+        tokens.retain(|_, e| {
+            let l = &e.labels;
+            namespace.is_some_and(|n| n != &*l.namespace)
+                || keep.contains(&(l.namespace.to_string(), l.name.to_string()))
+        });
     }
 
     pub fn count_rotation(&self, type_: &str, trigger: &str) {
@@ -243,19 +267,13 @@ impl Metrics {
     }
 }
 
-fn labels(namespace: &str, name: &str, type_: &str) -> TokenLabels {
-    TokenLabels { namespace: namespace.into(), name: name.into(), r#type: type_.into() }
-}
-
-fn set_or_remove(family: &Family<TokenLabels, Gauge>, l: &TokenLabels, value: Option<i64>) {
-    match value {
-        Some(v) => {
-            family.get_or_create(l).set(v);
-        }
-        None => {
-            family.remove(l);
-        }
-    }
+/// The index's key of a SlackToken: a hash of its namespace and name. Two SlackTokens colliding on
+/// 64 bits would at worst take turns removing each other's series until their next reconcile;
+/// a series never carries another SlackToken's name.
+fn token_key(namespace: &str, name: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    (namespace, name).hash(&mut h);
+    h.finish()
 }
 
 impl CallObserver for Metrics {

@@ -16,7 +16,10 @@ use tracing::warn;
 /// Reconciles running at once. Each holds at most one Slack call and one API request in flight,
 /// so this bounds the connections a burst opens to Slack's rate-limited methods and to the API
 /// server; beyond it, work waits its turn in order of urgency (see `turns`).
-pub const MAX_CONCURRENT_RECONCILES: usize = 32;
+pub const MAX_CONCURRENT_RECONCILES: usize = 64;
+/// Reconciles kube-runtime's runner holds at once: the running ones, and parked ones returning.
+/// Beyond it requests wait in kube-runtime's scheduler, a few bytes each.
+pub const RUNNER_CONCURRENCY: u16 = 2 * MAX_CONCURRENT_RECONCILES as u16;
 
 /// Settings from the command line.
 #[derive(Clone, Debug)]

@@ -22,30 +22,38 @@ mod report;
 pub mod schedule;
 pub mod turns;
 
-pub use context::{Context, Settings};
+pub use context::{Context, Settings, MAX_CONCURRENT_RECONCILES, RUNNER_CONCURRENCY};
 
 use crate::{
     error::Error,
-    resource::{EventReason, SlackToken},
+    resource::{CachedToken, EventReason, SlackToken},
 };
 use decide::Plan;
 use kube::{api::Api, runtime::controller::Action, ResourceExt};
 use report::Report;
 use std::sync::Arc;
-use tracing::{info, instrument, warn};
+use tracing::{info, info_span, warn, Instrument};
 
-#[instrument(skip_all, fields(slacktoken = %cached.name_any(), namespace = cached.namespace().unwrap_or_default()))]
-pub async fn reconcile(cached: Arc<SlackToken>, ctx: Arc<Context>) -> Result<Action, Error> {
-    // Waits for a turn before anything else: the most urgent SlackToken goes first, and a
-    // waiting reconcile holds nothing but this (the work is boxed, allocated once it runs).
-    let _turn = ctx.turns.take(turns::urgency(&cached)).await;
+pub async fn reconcile(cached: Arc<CachedToken>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // A turn before anything else. Without one, the SlackToken is parked: it is reconciled again
+    // when a slot is kept for it, most urgent first (see `turns`), and nothing of this reconcile
+    // stays in memory meanwhile. The log span too is made only once there is a turn: a span
+    // lives in the subscriber's registry, its fields formatted, for as long as it exists.
+    let Some(_turn) = ctx.turns.take(&turns::Key::of(&cached), turns::urgency(&cached)) else {
+        return Ok(Action::await_change());
+    };
+    let span = info_span!(
+        "reconcile",
+        slacktoken = %cached.name_any(),
+        namespace = cached.namespace().unwrap_or_default()
+    );
     let started = tokio::time::Instant::now();
-    let result = Box::pin(reconcile_one(cached, &ctx)).await;
+    let result = Box::pin(reconcile_one(cached, &ctx)).instrument(span).await;
     ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
     result
 }
 
-async fn reconcile_one(cached: Arc<SlackToken>, ctx: &Arc<Context>) -> Result<Action, Error> {
+async fn reconcile_one(cached: Arc<CachedToken>, ctx: &Arc<Context>) -> Result<Action, Error> {
     let ctx = ctx.clone();
     let Some(stk) = observe::slacktoken(&ctx, &cached).await? else {
         ctx.backoff.clear(&cached.uid().unwrap_or_default()); // gone: forget its retry state

@@ -3,7 +3,7 @@
 use super::{backoff::Hold, context::Context};
 use crate::{
     error::{CredentialsError, Error},
-    resource::{SlackToken, RESTART_PENDING_ANNOTATION},
+    resource::{CachedToken, SlackToken, RESTART_PENDING_ANNOTATION},
     secrets::{output_is_ours, output_shape, Credentials, Entry, KnownOutput},
 };
 use jiff::Timestamp;
@@ -84,7 +84,7 @@ impl Snapshot {
 }
 
 /// Reads the SlackToken named by `cached` afresh. `None` if it is gone.
-pub async fn slacktoken(ctx: &Context, cached: &SlackToken) -> Result<Option<SlackToken>, Error> {
+pub async fn slacktoken(ctx: &Context, cached: &CachedToken) -> Result<Option<SlackToken>, Error> {
     let (name, namespace) = (cached.name_any(), cached.namespace().unwrap_or_default());
     let tokens: Api<SlackToken> = Api::namespaced(ctx.client.clone(), &namespace);
     tokens.get_opt(&name).await.map_err(Error::kube("get", "slacktokens", &name))

@@ -1,23 +1,30 @@
-//! Which reconcile goes next when more are waiting than may run at once: the most urgent.
+//! Which reconcile goes next when more are due than may run at once: the most urgent.
 //!
-//! The controller hands every reconcile over at once (it runs them unbounded); each waits here
-//! for one of [`Turns`]' slots, and a freed slot goes to the most urgent waiter (see
-//! [`urgency`]): SlackTokens with no published token first, then the one whose token expires
+//! [`Turns`] has a fixed number of slots. A reconcile that finds one free runs at once; one that
+//! does not is *parked*: it leaves its SlackToken's name and [`urgency`] here and returns at once
+//! (no work, no request), so that nothing of it stays in memory but these few bytes. A freed slot
+//! goes to the most urgent parked SlackToken: the slot is reserved for it and the controller is
+//! asked to reconcile it again (kube-runtime's `reconcile_on`), and that reconcile finds its
+//! slot waiting. SlackTokens with no published token go first, then the one whose token expires
 //! soonest. After a restart hours late, or when a Slack outage ends, that is the order in which
 //! apps would otherwise lose their tokens; first come, first served let tokens that were fine
 //! rotate again and again while others had none at all.
 //!
-//! A waiting reconcile holds only its SlackToken's `Arc` and a channel end: the work itself is
-//! started once it has its turn.
+//! Before, every reconcile the controller handed over waited here for its turn: ten thousand
+//! SlackTokens at start-up were ten thousand spawned tasks in kube-runtime's runner, whose table
+//! of running futures never shrinks and is polled whole each time one of them wakes.
 
-use crate::resource::{SlackToken, SlackTokenStatus};
-use jiff::Timestamp;
+#[cfg(test)]
+use crate::resource::SlackTokenStatus;
+use crate::resource::{CachedToken, StatusTimes};
+use futures::channel::mpsc::UnboundedSender;
+use kube::runtime::reflector::ObjectRef;
 use std::{
     cmp::Reverse,
-    collections::BinaryHeap,
+    collections::{BinaryHeap, HashMap, HashSet},
     sync::{Arc, Mutex},
 };
-use tokio::sync::oneshot;
+use tokio::sync::Notify;
 
 /// How urgent a SlackToken's reconcile is; smaller is more urgent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -33,88 +40,193 @@ impl Urgency {
 }
 
 /// The urgency of a SlackToken, from the status the watch last showed.
-pub fn urgency(stk: &SlackToken) -> Urgency {
-    urgency_of(stk.status.as_ref())
+pub fn urgency(stk: &CachedToken) -> Urgency {
+    urgency_of_times(&stk.times)
 }
 
-pub fn urgency_of(status: Option<&SlackTokenStatus>) -> Urgency {
-    let seconds =
-        |t: &Option<String>| t.as_deref().and_then(|t| t.parse::<Timestamp>().ok()).map(|t| t.as_second());
-    let Some(status) = status else { return Urgency { published: false, deadline: i64::MAX } };
-    let expires = seconds(&status.expiration_time);
-    let published = expires.is_some() || status.last_rotation_time.is_some();
-    let deadline = expires.or_else(|| seconds(&status.next_rotation_time)).unwrap_or(i64::MAX);
+/// The urgency of a SlackToken with `status` (the cache keeps only its times).
+#[cfg(test)]
+fn urgency_of(status: Option<&SlackTokenStatus>) -> Urgency {
+    let Some(s) = status else { return Urgency { published: false, deadline: i64::MAX } };
+    let times = StatusTimes::of(
+        s.expiration_time.as_deref(),
+        s.last_rotation_time.as_deref(),
+        s.next_rotation_time.as_deref(),
+    );
+    urgency_of_times(&times)
+}
+
+fn urgency_of_times(times: &StatusTimes) -> Urgency {
+    let published = times.expires.is_some() || times.rotated;
+    let deadline = times.expires.or(times.next_rotation).unwrap_or(i64::MAX);
     Urgency { published, deadline }
 }
 
-struct Waiter {
-    urgency: Urgency,
-    /// Arrival order, among equally urgent ones.
-    sequence: u64,
-    wake: oneshot::Sender<()>,
+/// A SlackToken, as the queue names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    namespace: Box<str>,
+    name: Box<str>,
 }
 
-impl PartialEq for Waiter {
-    fn eq(&self, other: &Self) -> bool {
-        (self.urgency, self.sequence) == (other.urgency, other.sequence)
+impl Key {
+    pub fn new(namespace: &str, name: &str) -> Self {
+        Self { namespace: namespace.into(), name: name.into() }
+    }
+
+    pub fn of(stk: &CachedToken) -> Self {
+        Self::new(
+            stk.metadata.namespace.as_deref().unwrap_or_default(),
+            stk.metadata.name.as_deref().unwrap_or_default(),
+        )
+    }
+
+    fn object_ref(&self) -> ObjectRef<CachedToken> {
+        ObjectRef::new(&self.name).within(&self.namespace)
     }
 }
-impl Eq for Waiter {}
-impl PartialOrd for Waiter {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Waiter {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.urgency, self.sequence).cmp(&(other.urgency, other.sequence))
-    }
-}
+
+/// Asks a controller to reconcile a SlackToken again (the sending half of its `reconcile_on`).
+pub type Trigger = UnboundedSender<ObjectRef<CachedToken>>;
 
 struct State {
     free: usize,
     sequence: u64,
-    waiting: BinaryHeap<Reverse<Waiter>>,
+    /// Parked SlackTokens, most urgent first; an entry is current only while `parked` holds
+    /// the same (urgency, sequence) for its key (a SlackToken parked again moves).
+    queue: BinaryHeap<Reverse<(Urgency, u64, Key)>>,
+    parked: HashMap<Key, (Urgency, u64)>,
+    /// SlackTokens a slot is kept for, until their reconcile comes.
+    reserved: HashSet<Key>,
+    /// SlackTokens whose reconcile holds a turn.
+    running: HashSet<Key>,
+    /// The controllers to ask, each with the namespace it watches (`None`: all).
+    triggers: Vec<(Option<String>, Trigger)>,
 }
 
 /// `slots` reconciles at a time, handed out most urgent first.
-pub struct Turns(Arc<Mutex<State>>);
+pub struct Turns(Arc<Shared>);
+
+struct Shared {
+    state: Mutex<State>,
+    /// Told each time a turn ends.
+    ended: Notify,
+}
 
 /// A slot; freed when dropped.
-pub struct Turn(Arc<Mutex<State>>);
+pub struct Turn {
+    shared: Arc<Shared>,
+    /// The SlackToken whose reconcile holds it.
+    key: Option<Key>,
+}
 
 impl Turns {
     pub fn new(slots: usize) -> Self {
-        Self(Arc::new(Mutex::new(State { free: slots.max(1), sequence: 0, waiting: BinaryHeap::new() })))
+        let state = State {
+            free: slots.max(1),
+            sequence: 0,
+            queue: BinaryHeap::new(),
+            parked: HashMap::new(),
+            reserved: HashSet::new(),
+            running: HashSet::new(),
+            triggers: Vec::new(),
+        };
+        Self(Arc::new(Shared { state: Mutex::new(state), ended: Notify::new() }))
     }
 
-    /// Reconciles waiting for a turn.
-    pub fn waiting(&self) -> usize {
-        lock(&self.0).waiting.len()
+    fn turn(&self, state: &mut State, key: Option<&Key>) -> Turn {
+        if let Some(key) = key {
+            state.running.insert(key.clone());
+        }
+        Turn { shared: self.0.clone(), key: key.cloned() }
     }
 
-    /// Waits for a slot.
-    pub async fn take(&self, urgency: Urgency) -> Turn {
-        let receiver = {
-            let mut state = lock(&self.0);
-            if state.free > 0 && state.waiting.is_empty() {
-                state.free -= 1;
-                return Turn(self.0.clone());
+    /// Whether `key`'s reconcile holds a turn now.
+    pub fn is_running(&self, key: &Key) -> bool {
+        lock(&self.0.state).running.contains(key)
+    }
+
+    /// Waits until `key`'s reconcile holds no turn, at most `within`; whether it ended.
+    pub async fn ended(&self, key: &Key, within: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let ended = self.0.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if !self.is_running(key) {
+                return true;
             }
-            let (wake, receiver) = oneshot::channel();
-            state.sequence += 1;
-            let sequence = state.sequence;
-            state.waiting.push(Reverse(Waiter { urgency, sequence, wake }));
-            receiver
+            if tokio::time::timeout_at(deadline, ended).await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    /// Where to ask for the reconcile of a parked SlackToken in `namespace` (`None`: all).
+    pub fn connect(&self, namespace: Option<String>, trigger: Trigger) {
+        lock(&self.0.state).triggers.push((namespace, trigger));
+    }
+
+    /// SlackTokens parked, waiting for a slot.
+    pub fn waiting(&self) -> usize {
+        lock(&self.0.state).parked.len()
+    }
+
+    /// A slot for `key`'s reconcile: the one kept for it, or a free one. If there is none, `key`
+    /// is parked with `urgency` and will be reconciled again when a slot is kept for it.
+    pub fn take(&self, key: &Key, urgency: Urgency) -> Option<Turn> {
+        let mut state = lock(&self.0.state);
+        if state.reserved.remove(key) {
+            return Some(self.turn(&mut state, Some(key)));
+        }
+        if state.free > 0 {
+            state.free -= 1;
+            return Some(self.turn(&mut state, Some(key)));
+        }
+        state.sequence += 1;
+        let sequence = state.sequence;
+        state.parked.insert(key.clone(), (urgency, sequence));
+        state.queue.push(Reverse((urgency, sequence, key.clone())));
+        None
+    }
+
+    /// A free slot, for no SlackToken in particular (tests fill the slots with these).
+    pub fn take_free(&self) -> Option<Turn> {
+        let mut state = lock(&self.0.state);
+        if state.free == 0 {
+            return None;
+        }
+        state.free -= 1;
+        Some(self.turn(&mut state, None))
+    }
+
+    /// `key` is gone (its SlackToken was deleted): it waits no more, and a slot kept for it is
+    /// passed on (its reconcile will never come).
+    pub fn forget(&self, key: &Key) {
+        let mut state = lock(&self.0.state);
+        state.parked.remove(key);
+        if state.reserved.remove(key) {
+            release(&mut state);
+        }
+    }
+
+    /// After a re-list of `namespace` (`None`: all): forgets the SlackTokens of it that are not in
+    /// `listed` (namespace, name), deleted while the watch was down.
+    pub fn forget_all_except(&self, namespace: Option<&str>, listed: &HashSet<(String, String)>) {
+        let gone: Vec<Key> = {
+            let state = lock(&self.0.state);
+            state
+                .parked
+                .keys()
+                .chain(state.reserved.iter())
+                .filter(|k| namespace.is_none_or(|ns| ns == &*k.namespace))
+                .filter(|k| !listed.contains(&(k.namespace.to_string(), k.name.to_string())))
+                .cloned()
+                .collect()
         };
-        let mut waiting = Waiting { state: self.0.clone(), receiver: Some(receiver) };
-        let handed = match waiting.receiver.as_mut() {
-            Some(receiver) => receiver.await.is_ok(),
-            None => false,
-        };
-        waiting.receiver = None;
-        debug_assert!(handed, "the sender lives in the queue until it hands a slot over");
-        Turn(self.0.clone())
+        for key in &gone {
+            self.forget(key);
+        }
     }
 }
 
@@ -122,43 +234,46 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Hands a freed slot to the most urgent waiter still waiting.
-fn release(state: &Mutex<State>) {
-    let mut state = lock(state);
-    while let Some(Reverse(waiter)) = state.waiting.pop() {
-        if waiter.wake.send(()).is_ok() {
-            return;
+/// Keeps a freed slot for the most urgent parked SlackToken and asks for its reconcile; with
+/// none (or no controller to ask), the slot is free.
+fn release(state: &mut State) {
+    while let Some(Reverse((urgency, sequence, key))) = state.queue.pop() {
+        if state.parked.get(&key) != Some(&(urgency, sequence)) {
+            continue; // parked again since, or forgotten
+        }
+        state.parked.remove(&key);
+        let namespace = &*key.namespace;
+        state.triggers.retain(|(_, trigger)| !trigger.is_closed());
+        let trigger = state.triggers.iter().find(|(ns, _)| ns.as_deref().is_none_or(|ns| ns == namespace));
+        if let Some((_, trigger)) = trigger {
+            if trigger.unbounded_send(key.object_ref()).is_ok() {
+                state.reserved.insert(key);
+                return;
+            }
         }
     }
     state.free += 1;
+    // Nothing waits: what a burst grew goes back (a heap and a map never shrink by themselves).
+    state.queue = BinaryHeap::new();
+    state.parked.shrink_to_fit();
 }
 
 impl Drop for Turn {
     fn drop(&mut self) {
-        release(&self.0);
-    }
-}
-
-/// A waiter given up (its reconcile cancelled at shutdown) passes on a slot it was handed.
-struct Waiting {
-    state: Arc<Mutex<State>>,
-    receiver: Option<oneshot::Receiver<()>>,
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        if let Some(mut receiver) = self.receiver.take() {
-            receiver.close();
-            if receiver.try_recv().is_ok() {
-                release(&self.state);
-            }
+        let mut state = lock(&self.shared.state);
+        if let Some(key) = &self.key {
+            state.running.remove(key);
         }
+        release(&mut state);
+        drop(state);
+        self.shared.ended.notify_waiters();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jiff::Timestamp;
 
     fn status(expires: Option<&str>, last: Option<&str>, next: Option<&str>) -> SlackTokenStatus {
         SlackTokenStatus {
@@ -199,34 +314,60 @@ mod tests {
         assert_eq!(order, vec![none, soon, later]);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_freed_slot_goes_to_the_most_urgent_waiter() {
-        let turns = Arc::new(Turns::new(1));
-        let first = turns.take(Urgency::MOST).await;
-        let done = Arc::new(Mutex::new(Vec::new()));
-        let mut tasks = Vec::new();
-        for (i, deadline) in [(0, 30), (1, 10), (2, 20)] {
-            let (turns, done) = (turns.clone(), done.clone());
-            tasks.push(tokio::spawn(async move {
-                let _turn = turns.take(Urgency { published: true, deadline }).await;
-                done.lock().unwrap().push(i);
-            }));
-            tokio::task::yield_now().await;
+    fn key(name: &str) -> Key {
+        Key::new("ns", name)
+    }
+
+    fn urgency(deadline: i64) -> Urgency {
+        Urgency { published: true, deadline }
+    }
+
+    #[test]
+    fn a_freed_slot_is_kept_for_the_most_urgent_parked_slacktoken() {
+        let turns = Turns::new(1);
+        let (trigger, mut triggered) = futures::channel::mpsc::unbounded();
+        turns.connect(None, trigger);
+        let first = turns.take(&key("first"), Urgency::MOST).expect("a free slot");
+        for (name, deadline) in [("a", 30), ("b", 10), ("c", 20), ("d", 40)] {
+            assert!(turns.take(&key(name), urgency(deadline)).is_none(), "{name} is parked");
         }
-        // One that gave up waiting does not keep its slot.
-        let gave_up = tokio::spawn({
-            let turns = turns.clone();
-            async move { turns.take(Urgency::MOST).await }
-        });
-        tokio::task::yield_now().await;
-        gave_up.abort();
-        let _ = gave_up.await;
-        assert_eq!(turns.waiting(), 4);
+        // Parked again, now less urgent: it moves.
+        assert!(turns.take(&key("b"), urgency(50)).is_none());
+        // Deleted while parked: it waits no more.
+        turns.forget(&key("d"));
+        assert_eq!(turns.waiting(), 3);
+
+        let mut order = Vec::new();
+        let mut turn = Some(first);
+        while let Some(t) = turn.take() {
+            drop(t);
+            let Ok(next) = triggered.try_recv() else { break };
+            // Someone else's reconcile finds no slot: it is kept for the one asked for.
+            assert!(turns.take(&key("late"), urgency(0)).is_none());
+            turns.forget(&key("late"));
+            order.push(next.name.clone());
+            turn = Some(turns.take(&key(&next.name), urgency(0)).expect("the kept slot"));
+        }
+        assert_eq!(order, ["c", "a", "b"]);
+        assert_eq!(turns.waiting(), 0);
+        let _again = turns.take(&key("x"), Urgency::MOST).expect("the slot came back");
+    }
+
+    #[test]
+    fn a_slot_kept_for_a_slacktoken_that_is_gone_is_passed_on() {
+        let turns = Turns::new(1);
+        let (trigger, mut triggered) = futures::channel::mpsc::unbounded();
+        turns.connect(Some("ns".into()), trigger);
+        let first = turns.take(&key("first"), Urgency::MOST).expect("a free slot");
+        assert!(turns.take(&key("deleted"), urgency(10)).is_none());
+        assert!(turns.take(&key("next"), urgency(20)).is_none());
+        // Another namespace: this controller does not watch it, so no slot is kept for it.
+        assert!(turns.take(&Key::new("elsewhere", "x"), Urgency::MOST).is_none());
         drop(first);
-        for task in tasks {
-            task.await.unwrap();
-        }
-        assert_eq!(*done.lock().unwrap(), vec![1, 2, 0]);
-        let _again = turns.take(Urgency::MOST).await; // the slot came back
+        assert_eq!(triggered.try_recv().unwrap().name, "deleted");
+        // Deleted before its reconcile came (a re-list shows it gone).
+        turns.forget_all_except(Some("ns"), &[("ns".to_owned(), "next".to_owned())].into_iter().collect());
+        assert_eq!(triggered.try_recv().unwrap().name, "next");
+        assert!(turns.take(&key("next"), urgency(20)).is_some());
     }
 }

@@ -1,12 +1,14 @@
 //! What the operator reads and writes in the cluster: the `SlackToken` custom resource, its
 //! durations and conditions, and the names (labels, annotations, finalizers) it puts on objects.
 
+mod cached;
 mod conditions;
 mod crd;
 mod duration;
 mod events;
 mod slacktoken;
 
+pub use cached::{CachedToken, StatusTimes, OUR_ANNOTATIONS};
 pub use conditions::{
     find as find_condition, set as set_condition, Condition, PENDING_TOKEN, READY, ROLLOUT_RESTART,
     ROTATION_DUE,

@@ -116,6 +116,13 @@ impl OwnWrites {
         Some(KnownOutput { resource_version: written.resource_version.to_string(), facts: written.output? })
     }
 
+    /// What [`OwnWrites::seen`] would say, without forgetting anything.
+    pub fn peek(&self, namespace: &str, name: &str, resource_version: Option<&str>) -> Seen {
+        let map = self.map();
+        let written = map.get(&key(namespace, name)).map(|w| &*w.resource_version);
+        resource_version.map_or(Seen::Theirs, |rv| classify(written, rv))
+    }
+
     /// The watch shows version `resource_version` of Secret `namespace/name`. Someone else's
     /// version makes us forget what we knew of it (the next reconcile reads it).
     pub fn seen(&self, namespace: &str, name: &str, resource_version: Option<&str>) -> Seen {

@@ -57,6 +57,9 @@ pub trait CallObserver: Send + Sync {
     fn observe(&self, method: &'static str, outcome: Result<(), &SlackError>, elapsed: Duration);
 }
 
+/// Connections to Slack kept open when idle.
+const IDLE_CONNECTIONS: usize = 8;
+
 #[derive(Clone)]
 pub struct SlackClient {
     http: reqwest::Client,
@@ -71,6 +74,9 @@ impl SlackClient {
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .user_agent(concat!("slack-token-operator/", env!("CARGO_PKG_VERSION")))
+            // A burst opens a connection per running reconcile; between rotations hours apart a
+            // few kept open are enough (each TLS connection holds tens of KiB of buffers).
+            .pool_max_idle_per_host(IDLE_CONNECTIONS)
             .build()?;
         let mut base_url = base_url.to_owned();
         if !base_url.ends_with('/') {

@@ -28,6 +28,8 @@ pub struct OperatorOptions {
     pub shutdown_timeout: Duration,
     /// `RUST_LOG` of the process.
     pub log_filter: String,
+    /// More environment variables of the process.
+    pub env: Vec<(String, String)>,
 }
 
 impl OperatorOptions {
@@ -42,6 +44,7 @@ impl OperatorOptions {
             pod_name: "operator-0".into(),
             shutdown_timeout: Duration::from_secs(20),
             log_filter: "info,slack_token_operator=debug,kube=warn".into(),
+            env: Vec::new(),
         }
     }
 }
@@ -71,6 +74,7 @@ impl OperatorProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        command.envs(options.env.iter().map(|(k, v)| (k, v)));
         for ns in &options.namespaces {
             command.args(["--namespace", ns]);
         }
@@ -104,7 +108,8 @@ impl OperatorProcess {
         self.child.id()
     }
 
-    fn signal(&self, signal: &str) -> anyhow::Result<()> {
+    /// Sends `signal` (a name as `kill -NAME` takes it) to the process.
+    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
         let status = Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()).status()?;
         anyhow::ensure!(status.success(), "kill -{signal} {} failed", self.pid());
         Ok(())
