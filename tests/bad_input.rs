@@ -11,7 +11,7 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use slack_emulator::{Fault, TokenKind};
 use std::{sync::Arc, time::Duration};
-use support::{e2e, token_yaml, TestEnv};
+use support::{e2e, token_yaml, Captured, TestEnv};
 
 const OAUTH: &str = "oauth.v2.access";
 const ROTATE: &str = "tooling.tokens.rotate";
@@ -535,20 +535,6 @@ fn of_two_slacktokens_on_one_credentials_secret_one_wins_and_the_other_never_cal
     });
 }
 
-/// Collects what the logs write.
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Counts the keys called `message` in a JSON text, at any depth. A parsed `Value` would keep only
 /// one of two equal keys, hiding exactly what is looked for.
 struct MessageKeys(usize);
@@ -613,7 +599,7 @@ fn a_failed_reconcile_logs_a_json_line_with_one_message_key() {
         env.create_token(&token_yaml("bot", "OAuth", "")).await;
         env.ready("bot", "False").await;
     });
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     let line =
         logs.lines().find(|l| l.contains("reconcile failed")).expect("a line for the failed reconcile");
     let mut keys = MessageKeys(0);

@@ -11,7 +11,7 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use slack_emulator::TokenKind;
 use std::{path::Path, time::Duration};
-use support::{e2e, Fixture, TestEnv};
+use support::{e2e, Captured, Fixture, TestEnv};
 
 fn journal_entries(dir: &Path, extension: &str) -> usize {
     std::fs::read_dir(dir)
@@ -215,20 +215,6 @@ fn a_refresh_token_a_person_supplied_that_slack_refuses_is_not_called_a_broken_c
     });
 }
 
-/// Collects everything logged on this thread.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 #[cfg_attr(e2e_real_cluster, ignore = "needs the emulator's fault injection")]
 fn journaling_and_replaying_a_pair_logs_no_token() {
@@ -254,7 +240,7 @@ fn journaling_and_replaying_a_pair_logs_no_token() {
         env.published_token(&f.output(), Some(&first)).await;
         seen.lock().unwrap().extend([first, held, pending_access, f.app.client_secret.clone()]);
     });
-    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    let logs = captured.text();
     assert!(
         logs.contains("new pair kept") && logs.contains("saved a token pair from the journal"),
         "the capture saw the journal's logs"

@@ -8,7 +8,7 @@ use serde_json::json;
 use slack_emulator::Fault;
 use slack_token_operator::default_renew_before;
 use std::time::Duration;
-use support::{e2e, TestEnv};
+use support::{e2e, Captured, TestEnv};
 
 const OAUTH: &str = "oauth.v2.access";
 
@@ -462,20 +462,6 @@ fn invalid_spec_gets_a_condition_that_says_what_is_wrong() {
     });
 }
 
-/// Collects everything logged on this thread.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn no_token_text_reaches_logs_events_status_or_metrics() {
     let captured = Captured::default();
@@ -527,7 +513,7 @@ fn no_token_text_reaches_logs_events_status_or_metrics() {
         }
         seen.lock().unwrap().extend(secrets);
     });
-    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    let logs = captured.text();
     assert!(logs.contains("rotated"), "the capture saw the controller's logs");
     for secret in secrets_seen.lock().unwrap().iter() {
         assert!(!logs.contains(secret.as_str()), "a token or client secret in the logs");

@@ -375,3 +375,24 @@ fn rand_suffix() -> String {
     let mut rng = rand::rng();
     (0..6).map(|_| char::from(b'a' + rng.random_range(0..26u8))).collect()
 }
+
+/// Collects everything logged through it: give `move || captured.clone()` to a subscriber as its
+/// writer, and read it back with [`Captured::text`].
+#[derive(Clone, Default)]
+pub struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
