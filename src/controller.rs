@@ -25,11 +25,11 @@
 use crate::{
     error::Error,
     ops::health::Health,
-    reconcile::{reconcile, turns, Context, RUNNER_CONCURRENCY},
+    reconcile::{reconcile, turns, Context, MAX_CONCURRENT_RECONCILES, RUNNER_CONCURRENCY},
     resource::{CachedToken, OUR_ANNOTATIONS, SLACKTOKEN_LABEL},
     secrets::Seen,
 };
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
     api::{Api, PartialObjectMeta},
@@ -168,12 +168,8 @@ async fn run_scope(ctx: Arc<Context>, namespace: Option<String>, selector: Optio
                 secrets_seen.see(event);
             }
         })
-        .default_backoff()
-        .then(move |event| {
-            let own = own.clone();
-            async move { news(&own, event).await }
-        })
-        .filter_map(futures::future::ready);
+        .default_backoff();
+    let secret_stream = only_news(own, secret_stream);
     let store = reader.clone();
     // Parked SlackTokens come back through here when a slot is kept for them.
     let (trigger, triggered) = futures::channel::mpsc::unbounded();
@@ -198,6 +194,24 @@ async fn run_scope(ctx: Arc<Context>, namespace: Option<String>, selector: Optio
             }
         })
         .await;
+}
+
+/// The Secret watch events that are news to us (see [`news`]). Each event waits only for its own
+/// SlackToken's reconcile: judged one after another, a Secret changed by someone else during a
+/// slow rotation would hold every other Secret's event behind it for up to
+/// [`OWN_WRITE_PATIENCE`]. Their order does not matter: each only asks for its SlackToken's
+/// reconcile.
+fn only_news(
+    ctx: Arc<Context>,
+    events: impl Stream<Item = Result<watcher::Event<PartialObjectMeta<Secret>>, watcher::Error>>,
+) -> impl Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> {
+    events
+        .map(move |event| {
+            let ctx = ctx.clone();
+            async move { news(&ctx, event).await }
+        })
+        .buffer_unordered(MAX_CONCURRENT_RECONCILES)
+        .filter_map(futures::future::ready)
 }
 
 /// How long a Secret watch event waits for the reconcile of its SlackToken to end (see [`news`]).
@@ -312,5 +326,28 @@ mod tests {
         // With no reconcile running, at once.
         drop(again);
         assert!(news(&ctx, Ok(watcher::Event::Apply(output_secret("12")))).await.is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_event_waiting_for_its_reconcile_holds_back_no_other_slacktokens_event() {
+        let ctx = context();
+        let _turn = ctx.turns.take(&turns::Key::new("ns", "bot"), turns::Urgency::MOST).unwrap();
+        let mut other = output_secret("21");
+        other.metadata.name = Some("other-token".into());
+        other.metadata.labels = Some([(SLACKTOKEN_LABEL.to_owned(), "other".to_owned())].into());
+        // First an unknown version of bot's Secret (its reconcile is running), then other's.
+        let events = futures::stream::iter([
+            Ok(watcher::Event::Apply(output_secret("20"))),
+            Ok(watcher::Event::Apply(other)),
+        ])
+        .chain(futures::stream::pending());
+        let mut news = std::pin::pin!(only_news(ctx.clone(), events));
+        let started = tokio::time::Instant::now();
+        let first = news.next().await.unwrap().unwrap();
+        assert_eq!(first.metadata.name.as_deref(), Some("other-token"));
+        assert_eq!(started.elapsed(), Duration::ZERO, "other's event did not wait for bot's reconcile");
+        let second = news.next().await.unwrap().unwrap();
+        assert_eq!(second.metadata.name.as_deref(), Some("bot-token"));
+        assert_eq!(started.elapsed(), OWN_WRITE_PATIENCE);
     }
 }
