@@ -14,7 +14,8 @@
 //! The bound on work in flight and its order (most urgent first) live in `reconcile::turns`: a
 //! reconcile without a turn parks its SlackToken there and returns, and comes back through
 //! `reconcile_on` when a slot is kept for it. kube-runtime's runner holds only a few more than
-//! the running ones.
+//! the running ones. When each SlackToken is next due is `reconcile::alarms`', which asks
+//! through the same `reconcile_on`: kube-runtime's scheduler holds no entry per SlackToken.
 //!
 //! With a label selector (`run --selector`) only matching SlackTokens are watched, so several
 //! operators, each with its own selector and Lease, share a cluster's SlackTokens between them.
@@ -73,8 +74,14 @@ pub async fn run_scoped(ctx: Arc<Context>, scope: Scope) {
     // Two watches per namespace: SlackTokens and Secrets.
     ctx.health.watches_started(2 * namespaces.len());
     let selector = scope.selector;
-    futures::future::join_all(namespaces.into_iter().map(|ns| run_scope(ctx.clone(), ns, selector.clone())))
-        .await;
+    let controllers = futures::future::join_all(
+        namespaces.into_iter().map(|ns| run_scope(ctx.clone(), ns, selector.clone())),
+    );
+    // The alarms ring for as long as the controllers run (they ask through `reconcile_on`).
+    tokio::select! {
+        _ = controllers => {}
+        () = ctx.alarms.run(&ctx.turns) => {}
+    }
     ctx.health.stopped();
 }
 
@@ -115,6 +122,7 @@ impl WatchTracker {
                 if let Some(ctx) = &self.tokens {
                     ctx.metrics.forget_tokens_except(self.namespace.as_deref(), &self.listed);
                     ctx.turns.forget_all_except(self.namespace.as_deref(), &self.listed);
+                    ctx.alarms.forget_all_except(self.namespace.as_deref(), &self.listed);
                 }
                 // Not kept at the size of the list: it is needed again only at the next one.
                 self.listed = HashSet::new();
@@ -127,7 +135,9 @@ impl WatchTracker {
                 if let Some(ctx) = &self.tokens {
                     let (namespace, name) = key(o);
                     ctx.metrics.forget_token(&namespace, &name);
-                    ctx.turns.forget(&turns::Key::new(&namespace, &name));
+                    let key = turns::Key::new(&namespace, &name);
+                    ctx.turns.forget(&key);
+                    ctx.alarms.forget(&key);
                 }
             }
             watcher::Event::Apply(_) => {}

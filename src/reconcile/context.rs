@@ -1,7 +1,7 @@
 //! What every reconcile shares: the clients, the clock, the Event recorder, the pairs not yet
-//! saved, the retry holds, our own writes, the turns and Slack's rate limits, metrics and settings.
+//! saved, the retry holds, our own writes, the turns, the alarms and Slack's rate limits, metrics and settings.
 
-use super::{backoff::Gate, events, turns::Turns};
+use super::{alarms::Alarms, backoff::Gate, events, turns::Turns};
 use crate::{
     clock::SharedClock,
     ops::{health::Health, metrics::Metrics},
@@ -18,7 +18,8 @@ use tracing::warn;
 /// server; beyond it, work waits its turn in order of urgency (see `turns`).
 pub const MAX_CONCURRENT_RECONCILES: usize = 64;
 /// Reconciles kube-runtime's runner holds at once: the running ones, and parked ones returning.
-/// Beyond it requests wait in kube-runtime's scheduler, a few bytes each.
+/// Beyond it requests wait in kube-runtime's scheduler, a few bytes each (only those asked for
+/// at once: the times of next reconciles are `alarms`').
 pub const RUNNER_CONCURRENCY: u16 = 2 * MAX_CONCURRENT_RECONCILES as u16;
 
 /// Settings from the command line.
@@ -49,6 +50,8 @@ pub struct Context {
     pub own_writes: OwnWrites,
     /// Reconciles at once, most urgent first.
     pub turns: Turns,
+    /// When each SlackToken is next reconciled.
+    pub alarms: Alarms,
     /// Slack's `Retry-After`, per app and workspace.
     pub rate_limits: RateLimits,
     pub metrics: Arc<Metrics>,
@@ -95,6 +98,7 @@ impl Context {
             backoff: Gate::default(),
             own_writes: OwnWrites::default(),
             turns: Turns::new(MAX_CONCURRENT_RECONCILES),
+            alarms: Alarms::default(),
             rate_limits: RateLimits::default(),
             metrics,
             health: Arc::default(),

@@ -13,6 +13,7 @@
 //! [`act`]). `report` computes status, Events and the next wake-up, and writes status once.
 
 mod act;
+pub mod alarms;
 pub mod backoff;
 mod context;
 mod decide;
@@ -31,7 +32,7 @@ use crate::{
 use decide::Plan;
 use kube::{api::Api, runtime::controller::Action, ResourceExt};
 use report::Report;
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 use tracing::{info, info_span, warn, Instrument};
 
 pub async fn reconcile(cached: Arc<CachedToken>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -48,17 +49,26 @@ pub async fn reconcile(cached: Arc<CachedToken>, ctx: Arc<Context>) -> Result<Ac
         namespace = cached.namespace().unwrap_or_default()
     );
     let started = tokio::time::Instant::now();
+    let key = turns::Key::of(&cached);
     let result = Box::pin(reconcile_one(cached, &ctx)).instrument(span).await;
     ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
-    result
+    // The next reconcile is this one's to say: it replaces any alarm set before. (An error that
+    // escapes leaves the alarm as it was; `error_policy` retries as well.)
+    let next = result?;
+    ctx.alarms.set(&key, next);
+    Ok(Action::await_change())
 }
 
-async fn reconcile_one(cached: Arc<CachedToken>, ctx: &Arc<Context>) -> Result<Action, Error> {
+/// When the SlackToken wants its next reconcile, if nothing changes before; `None`: only when
+/// something does.
+type Next = Option<Duration>;
+
+async fn reconcile_one(cached: Arc<CachedToken>, ctx: &Arc<Context>) -> Result<Next, Error> {
     let ctx = ctx.clone();
     let Some(stk) = observe::slacktoken(&ctx, &cached).await? else {
         ctx.backoff.clear(&cached.uid().unwrap_or_default()); // gone: forget its retry state
         ctx.metrics.forget_token(&cached.namespace().unwrap_or_default(), &cached.name_any());
-        return Ok(Action::await_change());
+        return Ok(None);
     };
     ctx.metrics.reconciles.inc();
     let tokens: Api<SlackToken> = Api::namespaced(ctx.client.clone(), &stk.namespace().unwrap_or_default());
@@ -72,8 +82,8 @@ async fn reconcile_one(cached: Arc<CachedToken>, ctx: &Arc<Context>) -> Result<A
     };
     let s = &snapshot;
     match decide::decide(s, &ctx.settings) {
-        Plan::Nothing => Ok(Action::await_change()),
-        Plan::Wait(left) => Ok(Action::requeue(left)),
+        Plan::Nothing => Ok(None),
+        Plan::Wait(left) => Ok(Some(left)),
         Plan::Finalize(plan) => match act::finalize(&ctx, s, &plan).await {
             Ok(out) => {
                 let note = match (&plan, out.revoked) {
@@ -87,7 +97,7 @@ async fn reconcile_one(cached: Arc<CachedToken>, ctx: &Arc<Context>) -> Result<A
                     ctx.event(&s.slacktoken, reason, note).await;
                 }
                 ctx.metrics.forget_token(&s.namespace(), &s.slacktoken.name_any());
-                Ok(Action::await_change())
+                Ok(None)
             }
             Err(error) => fail(&ctx, &tokens, s, &error, None).await,
         },
@@ -113,7 +123,7 @@ async fn reconcile_one(cached: Arc<CachedToken>, ctx: &Arc<Context>) -> Result<A
                 report::success(stk, s, &plan, &out, &ctx.settings).status
             })
             .await?;
-            Ok(first.requeue.map_or_else(Action::await_change, Action::requeue))
+            Ok(first.requeue)
         }
     }
 }
@@ -126,7 +136,7 @@ async fn fail(
     s: &observe::Snapshot,
     error: &Error,
     credentials_version: Option<String>,
-) -> Result<Action, Error> {
+) -> Result<Next, Error> {
     let pending = ctx.pending.get(&s.namespace(), &s.slacktoken.spec.credentials_ref.name).is_some();
     let first = report::failure(&s.slacktoken, s, error, pending);
     let delay = first.requeue.unwrap_or(report::MIN_REQUEUE);
@@ -144,7 +154,7 @@ async fn fail(
     set_gauges(ctx, &s.slacktoken, &first);
     report::write_status(tokens, s.slacktoken.clone(), |stk| report::failure(stk, s, error, pending).status)
         .await?;
-    Ok(Action::requeue(delay))
+    Ok(Some(delay))
 }
 
 /// The `type` label of a SlackToken's metrics: its `spec.type`.

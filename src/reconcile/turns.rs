@@ -84,6 +84,16 @@ impl Key {
     fn object_ref(&self) -> ObjectRef<CachedToken> {
         ObjectRef::new(&self.name).within(&self.namespace)
     }
+
+    /// Whether it is in `namespace` (`None`: all).
+    pub fn in_namespace(&self, namespace: Option<&str>) -> bool {
+        namespace.is_none_or(|ns| ns == &*self.namespace)
+    }
+
+    /// Whether it is among `listed` (namespace, name).
+    pub fn listed_in(&self, listed: &HashSet<(String, String)>) -> bool {
+        listed.contains(&(self.namespace.to_string(), self.name.to_string()))
+    }
 }
 
 /// Asks a controller to reconcile a SlackToken again (the sending half of its `reconcile_on`).
@@ -190,6 +200,12 @@ impl Turns {
         None
     }
 
+    /// Asks the controller watching `key`'s namespace for its reconcile (when its alarm rings,
+    /// see `super::alarms`); whether one was there to ask.
+    pub fn ask(&self, key: &Key) -> bool {
+        ask(&mut lock(&self.0.state), key)
+    }
+
     /// A free slot, for no SlackToken in particular (tests fill the slots with these).
     pub fn take_free(&self) -> Option<Turn> {
         let mut state = lock(&self.0.state);
@@ -219,8 +235,7 @@ impl Turns {
                 .parked
                 .keys()
                 .chain(state.reserved.iter())
-                .filter(|k| namespace.is_none_or(|ns| ns == &*k.namespace))
-                .filter(|k| !listed.contains(&(k.namespace.to_string(), k.name.to_string())))
+                .filter(|k| k.in_namespace(namespace) && !k.listed_in(listed))
                 .cloned()
                 .collect()
         };
@@ -242,20 +257,22 @@ fn release(state: &mut State) {
             continue; // parked again since, or forgotten
         }
         state.parked.remove(&key);
-        let namespace = &*key.namespace;
-        state.triggers.retain(|(_, trigger)| !trigger.is_closed());
-        let trigger = state.triggers.iter().find(|(ns, _)| ns.as_deref().is_none_or(|ns| ns == namespace));
-        if let Some((_, trigger)) = trigger {
-            if trigger.unbounded_send(key.object_ref()).is_ok() {
-                state.reserved.insert(key);
-                return;
-            }
+        if ask(state, &key) {
+            state.reserved.insert(key);
+            return;
         }
     }
     state.free += 1;
     // Nothing waits: what a burst grew goes back (a heap and a map never shrink by themselves).
     state.queue = BinaryHeap::new();
     state.parked.shrink_to_fit();
+}
+
+/// Asks the controller watching `key`'s namespace for its reconcile; whether it was asked.
+fn ask(state: &mut State, key: &Key) -> bool {
+    state.triggers.retain(|(_, trigger)| !trigger.is_closed());
+    let trigger = state.triggers.iter().find(|(ns, _)| key.in_namespace(ns.as_deref()));
+    trigger.is_some_and(|(_, trigger)| trigger.unbounded_send(key.object_ref()).is_ok())
 }
 
 impl Drop for Turn {
