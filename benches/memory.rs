@@ -11,7 +11,9 @@
 //! VmHWM (peak) from `/proc/<pid>/status`. Slack tokens live 12h, so nothing rotates during a run.
 //!
 //! Run: `cargo bench --bench memory` (env: BENCH_MEMORY_SCENARIOS="1000:0,1000:20000,10000:0,10000:20000,20000:0",
-//! each `tokens:unrelated_secrets`; BENCH_MEMORY_LOG: the operator's RUST_LOG, default `error`).
+//! each `tokens:unrelated_secrets`; BENCH_MEMORY_LOG: the operator's RUST_LOG, default `error`;
+//! BENCH_MEMORY_SETTLE_SECS: also read the operator's memory that long after Ready, e.g. 100 for
+//! after kube's connection pool has closed the connections the start-up burst opened, idle 90 s).
 //!
 //! Where the bytes go: build the operator with the `dhat-heap` feature and symbols, and give the
 //! bench that binary and a directory; the measured operator then writes a DHAT heap profile
@@ -70,13 +72,14 @@ fn main() -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async {
         println!("slack-token-operator memory bench: `{BIN} run` as its own process");
         println!(
-            "{:>9} {:>10} {:>14} {:>12} {:>12} {:>14} {:>14} {:>14} {:>10} {:>10}",
-            "tokens", "unrelated", "all Ready (s)", "VmRSS MiB", "VmHWM MiB", "idle RSS MiB", "emulator RSS", "op. sockets", "op. CPU s", "emu. CPU s"
+            "{:>9} {:>10} {:>14} {:>12} {:>12} {:>14} {:>14} {:>14} {:>10} {:>10} {:>14}",
+            "tokens", "unrelated", "all Ready (s)", "VmRSS MiB", "VmHWM MiB", "idle RSS MiB", "emulator RSS", "op. sockets", "op. CPU s", "emu. CPU s", "settled MiB"
         );
         for (tokens, unrelated) in scenarios {
             let row = scenario(tokens, unrelated).await?;
+            let settled = row.settled.as_ref().map_or("-".into(), |m| format!("{:.1} ({})", mib(m.rss_kib), m.sockets));
             println!(
-                "{tokens:>9} {unrelated:>10} {:>14.1} {:>12.1} {:>12.1} {:>14.1} {:>14.1} {:>14} {:>10.1} {:>10.1}",
+                "{tokens:>9} {unrelated:>10} {:>14.1} {:>12.1} {:>12.1} {:>14.1} {:>14.1} {:>14} {:>10.1} {:>10.1} {settled:>14}",
                 row.ready_after.as_secs_f64(),
                 mib(row.operator.rss_kib),
                 mib(row.operator.hwm_kib),
@@ -93,6 +96,7 @@ fn main() -> anyhow::Result<()> {
         println!("op. sockets: sockets the operator holds open when VmRSS is read (idle pooled connections).");
         println!("op. CPU s: the operator's CPU time from start to VmRSS; emu. CPU s: both emulators' while it made");
         println!("every SlackToken Ready (on a machine of 2 cores, all Ready cannot be faster than their sum / 2).");
+        println!("settled: VmRSS (and open sockets) BENCH_MEMORY_SETTLE_SECS after Ready, with nothing to do meanwhile.");
         anyhow::Ok(())
     })
 }
@@ -117,6 +121,8 @@ struct Row {
     emulator_rss_kib: u64,
     /// CPU seconds of both emulators while the operator made every SlackToken Ready.
     emulator_cpu_secs: f64,
+    /// The operator's memory BENCH_MEMORY_SETTLE_SECS after Ready, if asked for.
+    settled: Option<Memory>,
 }
 
 /// One cluster: start the emulators, seed, start the operator, wait for Ready, read its memory.
@@ -149,13 +155,19 @@ async fn scenario(tokens: usize, unrelated: usize) -> anyhow::Result<Row> {
     let ready_after = started.elapsed();
     let emulator_cpu_secs = cpu_seconds(emulator_pid)? - emulator_cpu;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let row = Row {
+    let mut row = Row {
         ready_after,
         operator: memory(operator.pid())?,
         baseline_rss_kib: baseline.rss_kib,
         emulator_rss_kib: memory(emulator_pid)?.rss_kib,
         emulator_cpu_secs,
+        settled: None,
     };
+    let settle: u64 = std::env::var("BENCH_MEMORY_SETTLE_SECS").map_or(Ok(0), |s| s.parse())?;
+    if settle > 0 {
+        tokio::time::sleep(Duration::from_secs(settle)).await;
+        row.settled = Some(memory(operator.pid())?);
+    }
     if let Some(file) = heap_profile_file(tokens, unrelated) {
         operator.signal("USR1")?;
         wait_written(&file).await?;

@@ -61,7 +61,7 @@ pub use clock::{format_time, Clock, SharedClock, SystemClock, TokioClock};
 pub use controller::{run, run_scoped, Scope};
 pub use error::Error;
 pub use ops::{
-    health, http, leader, logs,
+    health, http, kube_client, leader, logs,
     metrics::{Metrics, TokenGauges},
 };
 pub use reconcile::{

@@ -123,7 +123,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let heap_profile = heap_profile();
     init_logging(args.log_format);
     check_slack_url(&args.slack_api_url, args.allow_insecure_slack_url).map_err(anyhow::Error::msg)?;
-    let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
+    let client =
+        slack_token_operator::kube_client::infer().await.context("connecting to the Kubernetes API")?;
     let slack = SlackClient::new(&args.slack_api_url).context("building the Slack client")?;
     let journal = match &args.journal_dir {
         Some(dir) => {
