@@ -38,6 +38,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// The allocator the operator binary ships with (`src/main.rs`).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const NAMESPACE: &str = "bench";
 /// No counter moved for this long = the controller has settled.
 const QUIET: Duration = Duration::from_millis(750);

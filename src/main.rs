@@ -11,6 +11,10 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 #[cfg(feature = "dhat-heap")]
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
+/// jemalloc: it gives memory back after a burst, and is faster here (figures in Cargo.toml).
+#[cfg(not(feature = "dhat-heap"))]
+#[global_allocator]
+static JEMALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Parser)]
 #[command(name = "slack-token-operator", version, about = "Keeps Slack tokens fresh in Kubernetes Secrets")]
