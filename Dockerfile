@@ -16,15 +16,21 @@ ARG RUST_VERSION=1.95
 
 FROM rust:${RUST_VERSION}-bookworm AS builder
 ARG TARGETARCH
-# musl-gcc for the C/assembly parts of `ring`.
+# musl-gcc for the C/assembly parts of `ring` and for jemalloc, the operator's allocator.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends musl-tools \
  && rm -rf /var/lib/apt/lists/*
+# On arm64, jemalloc is built for pages of up to 64 KiB: some arm64 kernels use them, and a
+# jemalloc built for 4 KiB pages does not start there.
 RUN case "${TARGETARCH:-amd64}" in \
       amd64) echo x86_64-unknown-linux-musl ;; \
       arm64) echo aarch64-unknown-linux-musl ;; \
       *) echo "unsupported TARGETARCH: ${TARGETARCH}" >&2; exit 1 ;; \
     esac > /rust-target \
+ && case "${TARGETARCH:-amd64}" in \
+      arm64) echo 'export JEMALLOC_SYS_WITH_LG_PAGE=16' ;; \
+      *) echo ':' ;; \
+    esac > /build-env \
  && rustup target add "$(cat /rust-target)"
 WORKDIR /src
 
@@ -39,6 +45,7 @@ COPY benches benches
 RUN mkdir -p src crates/kube-emulator/src crates/slack-emulator/src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs crates/kube-emulator/src/lib.rs crates/slack-emulator/src/lib.rs \
+ && . /build-env \
  && cargo build --release --locked --no-default-features --bin slack-token-operator --target "$(cat /rust-target)" \
  && rm -rf src crates/kube-emulator/src crates/slack-emulator/src
 
@@ -47,6 +54,7 @@ RUN mkdir -p src crates/kube-emulator/src crates/slack-emulator/src \
 COPY src src
 COPY crates crates
 RUN touch src/main.rs src/lib.rs \
+ && . /build-env \
  && cargo build --release --locked --no-default-features --bin slack-token-operator --target "$(cat /rust-target)" \
  && cp "target/$(cat /rust-target)/release/slack-token-operator" /slack-token-operator
 
