@@ -21,6 +21,8 @@
 //!                                               │    6   rolloutRestartTargets            ──► PATCH apps/v1 pod templates
 //!                                               │        (only when 5 changed the token)
 //!                                               └─ report:  status, Events, next wake-up ──► PATCH status (only if changed)
+//!                                                           (an alarm: `reconcile::alarms` asks the
+//!                                                            controller again when it rings)
 //!
 //!  /healthz /readyz /metrics ◄── ops: probes (watches synced? leader?) and metrics (per token, totals)
 //! ```
@@ -31,12 +33,13 @@
 //! - **output Secret** (ours, owned by the SlackToken): the access token applications mount.
 //! - **SlackToken status**: what people read (conditions, times, identity); never a token.
 //! - **memory**: pairs Slack issued whose save has not succeeded yet (`secrets`' pending
-//!   pairs: the refresh token they replace is spent, so they are the only copy), and retry holds.
+//!   pairs: the refresh token they replace is spent, so they are the only copy; with
+//!   `--journal-dir` also on disk until saved), retry holds, and when each SlackToken is next due.
 //!
 //! Modules, from the bottom up (none imports one above it): `clock`, `resource` (the CRD types
 //! and the names we put on objects), `slack` (the client and what its errors mean), `error`
 //! (every failure, classified once), `secrets` (credentials format and writes, the output
-//! Secret, pending pairs), `ops` (metrics, probes, leader election), `reconcile`
+//! Secret, pending pairs), `ops` (the Kubernetes client, metrics, probes, leader election), `reconcile`
 //! (observe → decide → act → report), `controller` (watches and the work queue), and beside
 //! them `overview` (the `status` command, a client of the API like kubectl). With the `emulator`
 //! feature, `testground` (both emulators, fixtures, the operator in-process or as a process: what
