@@ -31,7 +31,7 @@ pub const SLACK_METHODS: [&str; 5] =
 const RENEW_BEFORE_UNKNOWN_ISSUE: std::time::Duration = std::time::Duration::from_secs(2 * 3600);
 
 impl Ground {
-    /// Bot `name` in `ns` as [`Apis::bot`] makes it, but when `due` is given its credentials
+    /// Bot `name` in `ns` as [`super::Apis::bot`] makes it, but when `due` is given its credentials
     /// also hold the installation's access token with an expiry that makes its first scheduled
     /// rotation fall due at `due` (it is published as it is until then).
     pub async fn bot_due(&self, ns: &str, name: &str, due: Option<Timestamp>) -> anyhow::Result<Bot> {
