@@ -36,7 +36,8 @@
 //!   pairs: the refresh token they replace is spent, so they are the only copy; with
 //!   `--journal-dir` also on disk until saved), retry holds, and when each SlackToken is next due.
 //!
-//! Modules, from the bottom up (none imports one above it): `clock`, `resource` (the CRD types
+//! Modules, from the bottom up (none imports one above it): `clock`, `expiring` (a map whose
+//! entries run out), `resource` (the CRD types
 //! and the names we put on objects), `slack` (the client and what its errors mean), `error`
 //! (every failure, classified once), `secrets` (credentials format and writes, the output
 //! Secret, pending pairs), `ops` (the Kubernetes client, metrics, probes, leader election), `reconcile`
@@ -51,6 +52,7 @@ mod controller;
 #[cfg(feature = "emulator")]
 pub mod demo;
 mod error;
+mod expiring;
 mod ops;
 pub mod overview;
 mod reconcile;

@@ -5,11 +5,9 @@
 //! must fix something) are retried rarely: the watch on the SlackToken and its credentials Secret
 //! brings the controller back at once when someone does.
 
-use crate::error::Error;
+use crate::{error::Error, expiring::Expiring};
 use std::{
-    collections::HashMap,
     hash::{DefaultHasher, Hash, Hasher},
-    sync::Mutex,
     time::Duration,
 };
 use tokio::time::Instant;
@@ -65,49 +63,33 @@ pub struct Hold {
 
 /// Remembers, per SlackToken (by uid), until when not to retry and what the inputs were at the
 /// failure, so an unrelated wake-up does not turn into a retry storm while a real change retries
-/// at once.
+/// at once. A hold that has run out no longer gates anything and is dropped in time: the
+/// controller is not told when a SlackToken without finalizer is deleted.
 #[derive(Default)]
-pub struct Gate(Mutex<HashMap<String, Held>>);
-
-struct Held {
-    until: Instant,
-    inputs: Inputs,
-}
+pub struct Gate(Expiring<String, Inputs>);
 
 impl Gate {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Holds retries of `uid` for `delay`, or until `inputs` change.
     pub fn hold(&self, uid: &str, delay: Duration, inputs: Inputs) {
-        let mut map = self.map();
-        let now = Instant::now();
-        // A hold that has run out no longer gates anything, and the controller is not told when
-        // a SlackToken without finalizer is deleted; dropping run-out holds here keeps entries of
-        // deleted SlackTokens from piling up.
-        map.retain(|_, held| held.until > now);
-        map.insert(uid.to_owned(), Held { until: now + delay, inputs });
+        self.0.insert(uid.to_owned(), Instant::now() + delay, inputs, false);
     }
 
     /// The hold on `uid`, if one has time left.
     pub fn get(&self, uid: &str) -> Option<Hold> {
-        let map = self.map();
-        let held = map.get(uid)?;
-        let left = held.until.saturating_duration_since(Instant::now());
-        (!left.is_zero()).then(|| Hold { left, inputs: held.inputs.clone() })
+        let (left, inputs) = self.0.get(uid)?;
+        Some(Hold { left, inputs })
     }
 
     pub fn clear(&self, uid: &str) {
-        self.map().remove(uid);
+        self.0.remove(uid);
     }
 
     pub fn len(&self) -> usize {
-        self.map().len()
+        self.0.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.0.is_empty()
     }
 }
 
@@ -149,8 +131,14 @@ mod tests {
         // That SlackToken is deleted: no reconcile ever clears it. Another token's failure later prunes it.
         tokio::time::advance(Duration::from_secs(11)).await;
         assert_eq!(gate.get("deleted-while-failing"), None, "run out");
+        // Nor do the holds of a thousand such SlackTokens pile up: run-out ones are swept as the
+        // map grows (see `expiring`), live ones never.
+        for i in 0..1_000 {
+            gate.hold(&format!("gone-{i}"), Duration::from_secs(10), Inputs::default());
+            tokio::time::advance(Duration::from_secs(11)).await;
+        }
         gate.hold("other", Duration::from_secs(10), Inputs::default());
-        assert_eq!(gate.len(), 1, "only the live hold is kept");
+        assert!(gate.len() < 100, "{} holds kept, one live", gate.len());
         assert!(gate.get("other").is_some());
     }
 

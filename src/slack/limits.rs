@@ -4,7 +4,8 @@
 //! the others, so only the SlackTokens of that same app in that same workspace wait out its
 //! `Retry-After`; every other keeps rotating on time. Entries go when they run out.
 
-use std::{collections::HashMap, sync::Mutex, time::Duration};
+use crate::expiring::Expiring;
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// An app (its client id; the app configuration token's own user for `tooling.tokens.rotate`)
@@ -23,37 +24,27 @@ impl Installation {
     }
 }
 
+/// Until when each installation must wait. Entries go when they run out.
 #[derive(Default)]
-pub struct RateLimits(Mutex<HashMap<Installation, Instant>>);
+pub struct RateLimits(Expiring<Installation, ()>);
 
 impl RateLimits {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Installation, Instant>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Slack said to wait `retry_after` before calling again for `installation`.
     pub fn limited(&self, installation: &Installation, retry_after: Duration) {
-        let now = Instant::now();
-        let mut map = self.map();
-        map.retain(|_, until| *until > now);
-        let until = now + retry_after;
-        let entry = map.entry(installation.clone()).or_insert(until);
-        *entry = (*entry).max(until);
+        self.0.insert(installation.clone(), Instant::now() + retry_after, (), true);
     }
 
     /// How long `installation` must still wait, if at all.
     pub fn wait(&self, installation: &Installation) -> Option<Duration> {
-        let until = *self.map().get(installation)?;
-        let left = until.saturating_duration_since(Instant::now());
-        (!left.is_zero()).then_some(left)
+        self.0.get(installation).map(|(left, ())| left)
     }
 
     pub fn len(&self) -> usize {
-        self.map().len()
+        self.0.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.0.is_empty()
     }
 }
 
@@ -75,7 +66,12 @@ mod tests {
         assert_eq!(Installation::new(Some("A"), None), None, "no workspace known: nothing shared");
         tokio::time::advance(Duration::from_secs(31)).await;
         assert_eq!(limits.wait(&at("A", "T1")), None);
-        limits.limited(&at("B", "T1"), Duration::from_secs(5));
-        assert_eq!(limits.len(), 1, "run-out limits are dropped");
+        // Run-out limits are swept as the map grows (see `expiring`): a thousand of them later,
+        // a few dozen at most are kept.
+        for i in 0..1_000 {
+            limits.limited(&at(&format!("app-{i}"), "T1"), Duration::from_secs(5));
+            tokio::time::advance(Duration::from_secs(6)).await;
+        }
+        assert!(limits.len() < 100, "{} limits kept, none live", limits.len());
     }
 }
