@@ -6,7 +6,7 @@
 //! but never for a version of a Secret that we wrote ourselves (`secrets::OwnWrites`): a
 //! rotation's own writes do not wake a second reconcile.
 //!
-//! Memory per SlackToken is what names it, what the predicate hashes and what orders the work
+//! Memory per SlackToken is what names it, what the wake-up filter hashes and what orders the work
 //! (`reconcile::turns`): the cache holds `CachedToken`s, metadata without labels, managed fields
 //! or other controllers' annotations, no spec, and of the status only the times, deserialized
 //! as such. Every reconcile reads the SlackToken afresh, so nothing else is needed here.
@@ -30,7 +30,7 @@ use crate::{
     resource::{CachedToken, OUR_ANNOTATIONS, SLACKTOKEN_LABEL},
     secrets::Seen,
 };
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
     api::{Api, PartialObjectMeta},
@@ -43,9 +43,9 @@ use kube::{
     Resource, ResourceExt,
 };
 use std::{
-    collections::{hash_map::DefaultHasher, HashSet},
-    hash::{Hash, Hasher},
-    sync::Arc,
+    collections::{hash_map::DefaultHasher, HashMap, HashSet},
+    hash::{BuildHasher, Hash, Hasher},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 use tracing::warn;
@@ -95,16 +95,19 @@ struct WatchTracker {
     synced: bool,
     /// SlackTokens seen in the list being received.
     listed: HashSet<(String, String)>,
+    /// The SlackToken watch's wake-up filter, told of SlackTokens that go.
+    wakes: Option<Arc<Wakes>>,
 }
 
 impl WatchTracker {
-    fn new(ctx: &Arc<Context>, namespace: &Option<String>, tokens: bool) -> Self {
+    fn new(ctx: &Arc<Context>, namespace: &Option<String>, wakes: Option<Arc<Wakes>>) -> Self {
         Self {
             health: ctx.health.clone(),
-            tokens: tokens.then(|| ctx.clone()),
+            tokens: wakes.is_some().then(|| ctx.clone()),
             namespace: namespace.clone(),
             synced: false,
             listed: HashSet::new(),
+            wakes,
         }
     }
 
@@ -124,6 +127,9 @@ impl WatchTracker {
                     ctx.turns.forget_all_except(self.namespace.as_deref(), &self.listed);
                     ctx.alarms.forget_all_except(self.namespace.as_deref(), &self.listed);
                 }
+                if let Some(wakes) = &self.wakes {
+                    wakes.forget_all_except(&self.listed);
+                }
                 // Not kept at the size of the list: it is needed again only at the next one.
                 self.listed = HashSet::new();
                 if !self.synced {
@@ -138,6 +144,10 @@ impl WatchTracker {
                     let key = turns::Key::new(&namespace, &name);
                     ctx.turns.forget(&key);
                     ctx.alarms.forget(&key);
+                }
+                if let Some(wakes) = &self.wakes {
+                    let (namespace, name) = key(o);
+                    wakes.forget(&namespace, &name);
                 }
             }
             watcher::Event::Apply(_) => {}
@@ -158,8 +168,9 @@ async fn run_scope(ctx: Arc<Context>, namespace: Option<String>, selector: Optio
     }
     // Deserialized straight into the slim form the cache keeps (see `CachedToken`).
     let slim = watcher(tokens, token_config);
-    let mut tokens_seen = WatchTracker::new(&ctx, &namespace, true);
-    let mut secrets_seen = WatchTracker::new(&ctx, &namespace, false);
+    let wakes = Arc::new(Wakes::default());
+    let mut tokens_seen = WatchTracker::new(&ctx, &namespace, Some(wakes.clone()));
+    let mut secrets_seen = WatchTracker::new(&ctx, &namespace, None);
     let token_stream = reflector(writer, slim)
         .inspect(move |event| {
             if let Ok(event) = event {
@@ -168,7 +179,7 @@ async fn run_scope(ctx: Arc<Context>, namespace: Option<String>, selector: Optio
         })
         .default_backoff()
         .applied_objects()
-        .predicate_filter(inputs_hash, Default::default());
+        .try_filter(move |stk| futures::future::ready(wakes.is_news(stk)));
     // Only Secrets we labelled, and only their metadata: memory stays flat however many other
     // Secrets the cluster holds, and token values never enter this process through the watch.
     let own = ctx.clone();
@@ -264,8 +275,51 @@ async fn news(
     }
 }
 
+/// Which SlackToken watch events are worth a reconcile: those that change what a reconcile acts
+/// on (see [`inputs_hash`]), or show a SlackToken not seen before (a new uid under a known name
+/// too). kube-runtime's `predicate_filter` does this keyed by three Strings per SlackToken
+/// (1.5 MiB at 10,000); here a SlackToken is a hash of its namespace and name, and what it last
+/// showed a hash of its uid and inputs: 16 bytes. Two SlackTokens whose names collide on 64 bits
+/// would at worst wake each other's reconcile once more than needed.
+#[derive(Default)]
+struct Wakes {
+    seen: Mutex<HashMap<u64, u64>>,
+    hasher: std::hash::RandomState,
+}
+
+impl Wakes {
+    fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<u64, u64>> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn key(&self, namespace: &str, name: &str) -> u64 {
+        self.hasher.hash_one((namespace, name))
+    }
+
+    /// Whether this version of `stk` is news, remembering it.
+    fn is_news(&self, stk: &CachedToken) -> bool {
+        let key = self.key(stk.meta().namespace.as_deref().unwrap_or_default(), &stk.name_any());
+        let inputs = self.hasher.hash_one((stk.meta().uid.as_deref(), inputs_hash(stk)));
+        self.seen().insert(key, inputs) != Some(inputs)
+    }
+
+    /// A SlackToken is gone: its next appearance is news.
+    fn forget(&self, namespace: &str, name: &str) {
+        let key = self.key(namespace, name);
+        self.seen().remove(&key);
+    }
+
+    /// After a re-list: forgets SlackTokens not in `listed` (namespace, name).
+    fn forget_all_except(&self, listed: &HashSet<(String, String)>) {
+        let keep: HashSet<u64> = listed.iter().map(|(ns, name)| self.key(ns, name)).collect();
+        let mut seen = self.seen();
+        seen.retain(|key, _| keep.contains(key));
+        seen.shrink_to_fit();
+    }
+}
+
 /// What a change must touch to be worth a reconcile.
-fn inputs_hash(stk: &CachedToken) -> Option<u64> {
+fn inputs_hash(stk: &CachedToken) -> u64 {
     let mut h = DefaultHasher::new();
     stk.meta().generation.hash(&mut h);
     // Our annotations carry requests (rotate now, skip revoke); status-only writes must not wake
@@ -273,7 +327,7 @@ fn inputs_hash(stk: &CachedToken) -> Option<u64> {
     stk.annotations().iter().filter(|(k, _)| k.starts_with(OUR_ANNOTATIONS)).for_each(|a| a.hash(&mut h));
     stk.meta().deletion_timestamp.is_some().hash(&mut h);
     stk.finalizers().hash(&mut h);
-    Some(h.finish())
+    h.finish()
 }
 
 /// Only reached when reading the SlackToken or writing its status failed; reconcile reports
@@ -288,6 +342,41 @@ mod tests {
     use super::*;
     use crate::{clock::SystemClock, slack::SlackClient};
     use kube::api::ObjectMeta;
+
+    fn token(name: &str, uid: &str, generation: i64, annotation: Option<&str>) -> CachedToken {
+        let json = serde_json::json!({
+            "metadata": {
+                "name": name, "namespace": "ns", "uid": uid, "generation": generation,
+                "annotations": annotation.map(|v| serde_json::json!({"slack.rotator.dev/rotate": v})),
+            },
+            "status": {"expirationTime": "2026-01-01T12:00:00Z"},
+        });
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_slacktoken_wakes_a_reconcile_when_what_reconcile_acts_on_changes_or_it_is_new() {
+        let wakes = Wakes::default();
+        // (event, news?) in the order the watch shows them
+        let table = [
+            (token("bot", "u1", 1, None), true, "first sight"),
+            (token("bot", "u1", 1, None), false, "the same again (a status write: status is not an input)"),
+            (token("bot", "u1", 2, None), true, "spec changed (generation)"),
+            (token("bot", "u1", 2, Some("now")), true, "rotate-now annotation"),
+            (token("bot", "u1", 2, Some("now")), false, "unchanged"),
+            (token("other", "u2", 2, Some("now")), true, "another SlackToken with the same inputs"),
+            (token("bot", "u3", 2, Some("now")), true, "recreated under the same name (new uid)"),
+        ];
+        for (stk, news, what) in table {
+            assert_eq!(wakes.is_news(&stk), news, "{what}");
+        }
+        wakes.forget("ns", "bot");
+        assert!(wakes.is_news(&token("bot", "u3", 2, Some("now"))), "after its deletion: news");
+        wakes.forget_all_except(&[("ns".to_owned(), "bot".to_owned())].into());
+        assert!(!wakes.is_news(&token("bot", "u3", 2, Some("now"))), "listed again: kept");
+        assert!(wakes.is_news(&token("other", "u2", 2, Some("now"))), "not listed again: forgotten");
+        assert_eq!(wakes.seen().len(), 2);
+    }
 
     fn context() -> Arc<Context> {
         let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
