@@ -67,11 +67,13 @@ impl<K: Eq + Hash, V: Clone> Expiring<K, V> {
     }
 
     /// Entries kept, run out or not.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries().map.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }

@@ -84,7 +84,8 @@ impl Alarms {
     }
 
     /// When `key`'s alarm rings, if it has one.
-    pub fn when(&self, key: &Key) -> Option<Instant> {
+    #[cfg(test)]
+    fn when(&self, key: &Key) -> Option<Instant> {
         lock(&self.state).at.get(key).copied()
     }
 
@@ -127,11 +128,13 @@ impl Alarms {
         next
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         lock(&self.state).at.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }

@@ -39,12 +39,9 @@ impl RateLimits {
         self.0.get(installation).map(|(left, ())| left)
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 
