@@ -16,8 +16,11 @@ static ALLOC: dhat::Alloc = dhat::Alloc;
 #[global_allocator]
 static JEMALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// `--version`: the crate's version and the git commit it was built from (see `build.rs`).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (revision ", env!("SOURCE_REVISION"), ")");
+
 #[derive(Parser)]
-#[command(name = "slack-token-operator", version, about = "Keeps Slack tokens fresh in Kubernetes Secrets")]
+#[command(name = "slack-token-operator", version = VERSION, about = "Keeps Slack tokens fresh in Kubernetes Secrets")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -126,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     let heap_profile = heap_profile();
     init_logging(args.log_format);
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), revision = env!("SOURCE_REVISION"), "starting");
     check_slack_url(&args.slack_api_url, args.allow_insecure_slack_url).map_err(anyhow::Error::msg)?;
     let client =
         slack_token_operator::kube_client::infer().await.context("connecting to the Kubernetes API")?;
@@ -145,6 +149,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.http_addr)
         .await
         .with_context(|| format!("listening on {}", args.http_addr))?;
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
+    }
     let http = tokio::spawn(slack_token_operator::http::serve(listener, ctx.endpoints()));
     let shutdown_timeout = args.shutdown_timeout.as_std();
     // After SIGTERM (or Ctrl-C) the controller stops taking work and waits for running

@@ -30,6 +30,21 @@ pub struct OperatorOptions {
     pub log_filter: String,
     /// More environment variables of the process.
     pub env: Vec<(String, String)>,
+    /// Run the operator's image with podman instead of `binary` (see [`Container`]).
+    pub container: Option<Container>,
+}
+
+/// The operator's image run by podman on the host's network, the kubeconfig mounted read-only
+/// at the same path: `podman run ARGS -e … -v KUBECONFIG IMAGE run …`. podman passes SIGTERM on
+/// to the container and exits with its exit code, so the process helpers work unchanged.
+#[derive(Clone, Debug)]
+pub struct Container {
+    pub podman: PathBuf,
+    /// Arguments of `podman` before `run` (e.g. `--runtime runc`).
+    pub global_args: Vec<String>,
+    /// Arguments of `podman run` (security settings, mounts, a name).
+    pub run_args: Vec<String>,
+    pub image: String,
 }
 
 impl OperatorOptions {
@@ -45,7 +60,49 @@ impl OperatorOptions {
             shutdown_timeout: Duration::from_secs(20),
             log_filter: "info,slack_token_operator=debug,kube=warn".into(),
             env: Vec::new(),
+            container: None,
         }
+    }
+
+    /// The operator's command line after the binary (`run …`).
+    fn run_args(&self) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "--slack-api-url".into(),
+            self.slack_url.clone(),
+            "--http-addr".into(),
+            "127.0.0.1:0".into(),
+            "--log-format".into(),
+            "json".into(),
+            "--shutdown-timeout".into(),
+            format!("{}ms", self.shutdown_timeout.as_millis()),
+        ];
+        for ns in &self.namespaces {
+            args.extend(["--namespace".into(), ns.clone()]);
+        }
+        if let Some(dir) = &self.journal_dir {
+            args.extend(["--journal-dir".into(), dir.display().to_string()]);
+        }
+        if let Some(lease) = self.leader_elect {
+            args.extend([
+                "--leader-elect".into(),
+                "--lease-duration".into(),
+                format!("{}s", lease.as_secs().max(2)),
+            ]);
+        }
+        args
+    }
+
+    /// The operator's environment.
+    fn env_vars(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = vec![
+            ("KUBECONFIG".into(), self.kubeconfig.display().to_string()),
+            ("RUST_LOG".into(), self.log_filter.clone()),
+            ("POD_NAME".into(), self.pod_name.clone()),
+            ("POD_NAMESPACE".into(), "default".into()),
+        ];
+        env.extend(self.env.iter().cloned());
+        env
     }
 }
 
@@ -60,31 +117,27 @@ pub struct OperatorProcess {
 
 impl OperatorProcess {
     pub fn spawn(options: &OperatorOptions) -> anyhow::Result<Self> {
-        let mut command = Command::new(&options.binary);
-        command
-            .arg("run")
-            .args(["--slack-api-url", &options.slack_url])
-            .args(["--http-addr", "127.0.0.1:0"])
-            .args(["--log-format", "json"])
-            .args(["--shutdown-timeout", &format!("{}ms", options.shutdown_timeout.as_millis())])
-            .env("KUBECONFIG", &options.kubeconfig)
-            .env("RUST_LOG", &options.log_filter)
-            .env("POD_NAME", &options.pod_name)
-            .env("POD_NAMESPACE", "default")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        command.envs(options.env.iter().map(|(k, v)| (k, v)));
-        for ns in &options.namespaces {
-            command.args(["--namespace", ns]);
-        }
-        if let Some(dir) = &options.journal_dir {
-            command.arg("--journal-dir").arg(dir);
-        }
-        if let Some(lease) = options.leader_elect {
-            command.arg("--leader-elect").args(["--lease-duration", &format!("{}s", lease.as_secs().max(2))]);
-        }
-        let mut child = command.spawn().with_context(|| format!("starting {}", options.binary.display()))?;
+        let (args, env) = (options.run_args(), options.env_vars());
+        let kubeconfig = options.kubeconfig.display().to_string();
+        let mut command = match &options.container {
+            None => {
+                let mut command = Command::new(&options.binary);
+                command.args(&args).envs(env);
+                command
+            }
+            Some(c) => {
+                let mut command = Command::new(&c.podman);
+                command.args(&c.global_args).arg("run").args(&c.run_args);
+                command.args(["--network", "host", "-v", &format!("{kubeconfig}:{kubeconfig}:ro")]);
+                for (k, v) in env {
+                    command.args(["-e", &format!("{k}={v}")]);
+                }
+                command.arg(&c.image).args(&args);
+                command
+            }
+        };
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = command.spawn().with_context(|| format!("starting {command:?}"))?;
         let logs: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
         for stream in [
             child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
