@@ -30,8 +30,9 @@ fn source_revision() -> String {
             .filter(|out| out.status.success())
             .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
     };
-    // Built again when HEAD moves (a commit, a checkout), not on every build.
-    for path in ["HEAD", "refs", "packed-refs"] {
+    // Built again when HEAD moves (a commit on this branch, a checkout), not on every build.
+    let branch = git(&["symbolic-ref", "-q", "HEAD"]);
+    for path in ["HEAD", "packed-refs"].into_iter().chain(branch.as_deref()) {
         if let Some(path) =
             git(&["rev-parse", "--git-path", path]).filter(|p| std::path::Path::new(p).exists())
         {
