@@ -85,7 +85,7 @@ fn as_the_chart_runs_it(name: &str) -> Vec<String> {
         &format!("{JOURNAL}:rw,size=16m,mode=0700,uid=65532,gid=65532"),
         // Where root may not raise rlimits (this sandbox), podman must not try to.
         "--ulimit",
-        "nofile=65536:65536",
+        "nofile=4096:4096",
         "--ulimit",
         "nproc=4096:4096",
     ]
