@@ -82,16 +82,18 @@ fn as_the_chart_runs_it(name: &str) -> Vec<String> {
         "--security-opt",
         "no-new-privileges",
         "--tmpfs",
-        &format!("{JOURNAL}:rw,size=16m,mode=0700,uid=65532,gid=65532"),
-        // Where root may not raise rlimits (this sandbox), podman must not try to.
-        "--ulimit",
-        "nofile=4096:4096",
-        "--ulimit",
-        "nproc=4096:4096",
+        // An emptyDir is a world-writable directory.
+        &format!("{JOURNAL}:rw,size=16m,mode=1777"),
     ]
-    .map(str::to_owned)
-    .to_vec()
+    .iter()
+    .chain(&LIMITS)
+    .map(|a| a.to_string())
+    .collect()
 }
+
+/// Where root may not raise rlimits (sandboxes), podman must not try to: limits within the
+/// usual ones.
+const LIMITS: [&str; 4] = ["--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"];
 
 async fn get(addr: &str, path: &str) -> (u16, String) {
     let response = reqwest::get(format!("http://{addr}{path}")).await.expect("the operator answers");
@@ -108,7 +110,9 @@ fn the_image_publishes_and_rotates_a_token_with_the_charts_security_settings() {
         ground.namespace(NS).await.unwrap();
         let bot = ground.bot(NS, "bot").await.unwrap();
 
-        let mut options = OperatorOptions::new("unused", ground.kubeconfig(), ground.slack.base_url());
+        // By name: the static binary resolves names without glibc's shared NSS modules.
+        let slack_url = ground.slack.base_url().replace("127.0.0.1", "localhost");
+        let mut options = OperatorOptions::new("unused", ground.kubeconfig(), slack_url);
         options.namespaces = vec![NS.into()];
         options.journal_dir = Some(JOURNAL.into());
         options.log_filter = "debug,hyper=info,h2=info,rustls=info,tower=info".into();
@@ -180,7 +184,10 @@ fn the_image_publishes_and_rotates_a_token_with_the_charts_security_settings() {
 #[cfg_attr(e2e_real_cluster, ignore = "needs the image only")]
 fn the_image_prints_its_version_and_revision() {
     let image = image();
-    let out = podman(&["run", "--rm", "--read-only", "--cap-drop", "ALL", &image.reference, "--version"]);
+    let mut args = vec!["run", "--rm", "--read-only", "--cap-drop", "ALL"];
+    args.extend(LIMITS);
+    args.extend([image.reference.as_str(), "--version"]);
+    let out = podman(&args);
     let version = env!("CARGO_PKG_VERSION");
     let head = Command::new("git").args(["rev-parse", "HEAD"]).current_dir(ROOT).output().unwrap();
     let head = String::from_utf8_lossy(&head.stdout).trim().to_owned();
