@@ -379,8 +379,21 @@ async fn run(env: &TestEnv, row: &Row) {
         let next = times.next_rotation.expect("a rotation scheduled");
         assert!(next < expires, "rotated before it expires");
         if row.event == Some("ExpiryAssumed") {
-            let issued = times.last_rotation.expect("a last rotation");
-            assert_eq!(expires.duration_since(issued).as_secs(), 12 * 3600, "Slack's 12 hours assumed");
+            // Assumed at first (the Event says so); auth.test tells the real expiry moments later,
+            // and the Ready message no longer speaks of an assumption.
+            let (_, message) = env
+                .eventually("the real expiry learned", env.patience(), || async {
+                    let (_, message) = env.ready(name, "True").await;
+                    (!message.contains("expiry assumed")).then_some(((), message))
+                })
+                .await;
+            assert!(env.slack.calls("auth.test") >= 1, "auth.test asked: {message}");
+            let times = env.times(name).await;
+            let (issued, expires) =
+                (times.last_rotation.expect("a last rotation"), times.expiration.unwrap());
+            let lived = expires.duration_since(issued).as_secs_f64();
+            assert!((lived - env.ttl().as_secs_f64()).abs() <= 2.0, "the emulator's lifetime, {lived}s");
+            let next = times.next_rotation.expect("a rotation scheduled");
             // And it is rotated then, as any token.
             let calls = env.slack.calls(method);
             env.advance(slack_token_operator::until(env.clock.now(), next) + Duration::from_secs(60)).await;
@@ -415,6 +428,83 @@ fn credentials_that_cannot_work_are_refused_before_slack_is_called() {
 #[test]
 fn slack_answers_that_are_not_what_slack_documents() {
     run_table(answer_rows());
+}
+
+/// Slack's answer says nothing of the new token's lifetime, and the token lives an hour, not the
+/// 12 hours assumed: the Ready message says the expiry is assumed until auth.test, asked at once,
+/// tells the real one; the token is then rotated before it dies.
+#[test]
+#[cfg_attr(e2e_real_cluster, ignore = "needs the emulator's fault injection")]
+fn an_answer_without_a_lifetime_learns_the_real_expiry_from_auth_test() {
+    e2e(|env| async move {
+        let lifetime = env.ttl() / 12;
+        env.slack.set_access_token_ttl(lifetime);
+        env.slack.fail_next(OAUTH, 1, amend(json!({"expires_in": null})));
+        let f = env.oauth_token("bot", "").await;
+        let first = env.published_token(&f.output(), None).await;
+        env.eventually("the real expiry learned", env.patience(), || async {
+            let times = env.times("bot").await;
+            let lived = times.expiration?.duration_since(times.last_rotation?);
+            (lived.as_secs_f64() <= lifetime.as_secs_f64() + 1.0).then_some(())
+        })
+        .await;
+        let (_, message) = env.ready("bot", "True").await;
+        assert!(!message.contains("assumed"), "{message}");
+        let reasons = env.event_reasons("bot").await;
+        assert!(reasons.iter().any(|r| r == "ExpiryAssumed"), "the assumption was announced: {reasons:?}");
+
+        let next = env.times("bot").await.next_rotation.expect("a rotation scheduled");
+        env.advance(slack_token_operator::until(env.clock.now(), next) + Duration::from_secs(1)).await;
+        let second = env.published_token(&f.output(), Some(&first)).await;
+        assert!(env.slack.token_is_valid(&first), "rotated before the first token died");
+        assert!(env.slack.token_is_valid(&second));
+        assert_eq!(env.slack.calls(OAUTH), 2);
+        assert!(env.slack.broken_chains().is_empty());
+    });
+}
+
+/// Neither Slack's answer nor auth.test tells the token's lifetime, and the token dies after an
+/// hour: Ready=True does not outlast it by more than the next check, minutes later (not the
+/// 12 hours assumed); that check finds it dead and rotates at once.
+#[test]
+#[cfg_attr(e2e_real_cluster, ignore = "needs the emulator's fault injection")]
+fn a_token_dead_before_its_assumed_expiry_is_replaced_at_the_next_check() {
+    e2e(|env| async move {
+        let lifetime = env.ttl() / 12;
+        env.slack.set_access_token_ttl(lifetime);
+        env.slack.fail_next(OAUTH, 1, amend(json!({"expires_in": null})));
+        env.slack.fail_next("auth.test", 10_000, amend(json!({"expires_in": null})));
+        let f = env.oauth_token("bot", "").await;
+        let first = env.published_token(&f.output(), None).await;
+        let (_, message) = env.ready("bot", "True").await;
+        assert!(message.contains("expiry assumed"), "the Ready message says so: {message}");
+        let issued = env.times("bot").await.last_rotation.expect("a last rotation");
+        let died = issued.checked_add(lifetime).unwrap();
+        env.advance(slack_token_operator::until(env.clock.now(), died)).await;
+        assert!(!env.slack.token_is_valid(&first), "the first token is dead at Slack now");
+
+        // Minute by minute: Ready=True over the dead token no longer than a few minutes.
+        let longest = Duration::from_secs(6 * 60);
+        let step = Duration::from_secs(30);
+        let mut waited = Duration::ZERO;
+        let second = loop {
+            let (status, published) = (
+                env.tokens().get("bot").await.unwrap().status.unwrap_or_default(),
+                env.secret_value(&f.output(), "token").await.unwrap_or_default(),
+            );
+            let ready = status.conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.status.clone());
+            if published != first && ready.as_deref() == Some("True") {
+                break published;
+            }
+            assert!(waited <= longest, "Ready={ready:?} over a dead token {waited:?} after it died");
+            env.advance(step).await;
+            waited += step;
+        };
+        assert!(env.slack.token_is_valid(&second), "the new token works");
+        assert_eq!(env.slack.calls(OAUTH), 2, "rotated once more");
+        assert!(env.slack.calls("auth.test") >= 2, "checked more than once");
+        assert!(env.slack.broken_chains().is_empty());
+    });
 }
 
 /// A rotation Slack takes a few seconds to answer, for changes to land while it is in flight.

@@ -44,6 +44,26 @@ fn emulate_serves_kubectl_and_the_slack_admin_api_after_printing_ready() {
     let out = kubectl(&kubeconfig, &["get", "stk", "bot", "-o", "jsonpath={.spec.secretRef.key}"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "token", "schema default applied");
 
+    // `kubectl explain` as on a cluster: the CRD's field descriptions, and built-in kinds.
+    let out = kubectl(&kubeconfig, &["explain", "slacktoken.spec.credentialsRef"]);
+    let explained = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(explained.contains("FIELD: credentialsRef <Object>"), "{explained}");
+    assert!(explained.contains("Secret in the same namespace holding the rotation state"), "{explained}");
+    let out = kubectl(&kubeconfig, &["explain", "secret"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Secret holds secret data"), "{out:?}");
+    // A `kind: List`, validated by kubectl against /openapi/v2 (no --validate=false).
+    let list = r#"{"apiVersion": "v1", "kind": "List", "items": [
+      {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "l", "namespace": "default"}, "stringData": {"clientId": "1"}},
+      {"apiVersion": "slack.rotator.dev/v1alpha1", "kind": "SlackToken", "metadata": {"name": "l", "namespace": "default"},
+       "spec": {"type": "OAuth", "credentialsRef": {"name": "l"}, "secretRef": {"name": "l-token"}}}]}"#;
+    let file = dir.path().join("list.json");
+    std::fs::write(&file, list).unwrap();
+    for verb in ["create", "apply"] {
+        let out = kubectl(&kubeconfig, &[verb, "-f", file.to_str().unwrap()]);
+        assert!(out.status.success(), "{verb}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     // The README's first step, as on a cluster (kubectl sends protobuf here).
     let out = kubectl(&kubeconfig, &["create", "secret", "generic", "c", "--from-literal=client-id=1"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

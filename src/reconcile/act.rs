@@ -4,7 +4,9 @@
 //!
 //! 1. the SlackToken's finalizer, 2. the credentials Secret's label and finalizer, 3. release of
 //!    Secrets no longer used (all metadata only, all before Slack is called);
-//! 4. Slack issues a new pair, which is kept as pending (the refresh token it replaces is spent
+//! 4. (a token whose expiry is only assumed: auth.test is asked for the real one, and a token
+//!    Slack calls dead is rotated at once;)
+//!    Slack issues a new pair, which is kept as pending (the refresh token it replaces is spent
 //!    now, so it is the only copy) and saved into the credentials Secret in ONE write with a
 //!    resourceVersion precondition; only then is it no longer pending;
 //! 5. the access token is published into the output Secret (marked if it changed and workloads
@@ -54,14 +56,13 @@ pub struct Outcome {
     /// Issue time and expiry of the published token.
     pub times: TokenTimes,
     pub identity: Option<Identity>,
-    /// Manual tokens: when the current token last passed auth.test, if it did in this reconcile.
+    /// When the current token last passed auth.test, if it did in this reconcile (Manual tokens,
+    /// and rotating ones whose expiry is assumed).
     pub checked_at: Option<Timestamp>,
     /// Manual tokens: why a supplied `pendingToken` was refused.
     pub refused: Option<String>,
     /// Whether auth.revoke revoked a token (on delete, or the one a hand-over replaced).
     pub revoked: bool,
-    /// Slack's answer gave no usable lifetime for the new token: its 12 hours were assumed.
-    pub expiry_assumed: bool,
     /// Whether publishing changed the token in the output Secret.
     pub token_changed: bool,
     /// The rollout restarts made, in `rolloutRestartTargets` order, each with its failure if any.
@@ -177,12 +178,17 @@ async fn rotating(
     mark: Option<&str>,
     out: &mut Outcome,
 ) -> Result<(), Error> {
-    out.times = TokenTimes { issued_at: creds.issued_at, expires_at: creds.expires_at };
-    let token = match plan.rotate {
+    out.times = decide::token_times(creds);
+    let mut rotate = plan.rotate;
+    if let Some(call) = plan.check_expiry {
+        if check_expiry(ctx, s, secrets, &credentials, creds, out).await? {
+            rotate = Some(Rotate { trigger: Trigger::TokenDead, call: Some(call) });
+        }
+    }
+    let token = match rotate {
         Some(rotate) => {
             let issued = rotate_and_save(ctx, s, secrets, rotate, credentials, creds, out).await?;
             out.rotated = Some(rotate.trigger);
-            out.expiry_assumed = issued.expires_in.is_none();
             out.identity = Some(issued.identity);
             issued.access_token
         }
@@ -195,6 +201,58 @@ async fn rotating(
         out.token_changed |= publish(ctx, s, secrets, &token, mark).await?;
     }
     Ok(())
+}
+
+/// Step 4a: asks auth.test about the current token, whose expiry is assumed. A real expiry
+/// Slack reports is saved into the credentials Secret (the assumption mark goes with it).
+/// Returns whether Slack says the token no longer works.
+async fn check_expiry(
+    ctx: &Context,
+    s: &Snapshot,
+    secrets: &Api<Secret>,
+    credentials: &Secret,
+    creds: &Credentials,
+    out: &mut Outcome,
+) -> Result<bool, Error> {
+    let Some(token) = &creds.access_token else {
+        return Ok(false); // decide plans no check without one
+    };
+    let who = match ctx.slack.auth_test(token).await {
+        Ok(who) => who,
+        Err(e) if e.token_is_dead() => {
+            warn!(
+                code = e.code().unwrap_or_default(),
+                "the token died before its assumed expiry; rotating now"
+            );
+            return Ok(true);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    out.checked_at = Some(s.now);
+    let Some(left) = who.expires_in else {
+        return Ok(false); // still unknown: asked again later
+    };
+    let expires_at = s.now.checked_add(left).ok();
+    let checked = secrets::fingerprint(token);
+    let name = &s.slacktoken.spec.credentials_ref.name;
+    let saved = secrets::update_credentials(secrets, name, credentials.clone(), |secret| {
+        // Only for the token asked about: a newer one saved meanwhile has its own expiry.
+        if chain_access_token(secret).is_some_and(|t| secrets::fingerprint(&t) == checked) {
+            secrets::set_expiry(secret, expires_at, false);
+        }
+    })
+    .await?;
+    ctx.own_writes.wrote(&saved);
+    out.credentials_version = saved.resource_version();
+    if let Ok(saved) = Credentials::from_secret(&saved) {
+        out.times = decide::token_times(&saved);
+    }
+    Ok(false)
+}
+
+/// The access token a credentials Secret holds, if it can be read.
+fn chain_access_token(secret: &Secret) -> Option<SecretString> {
+    Credentials::from_secret(secret).ok()?.access_token
 }
 
 /// Puts `token` into the output Secret. Without reading it when our last write says what it
@@ -281,7 +339,7 @@ async fn rotate_and_save(
     debug!(save_ms = since_slack.as_secs_f64() * 1000.0, "new pair saved");
     out.credentials_version = saved.resource_version();
     if let Ok(saved) = Credentials::from_secret(&saved) {
-        out.times = TokenTimes { issued_at: saved.issued_at, expires_at: saved.expires_at };
+        out.times = decide::token_times(&saved);
     }
     Ok(entry.issued)
 }
@@ -428,7 +486,7 @@ async fn manual(
         }
         out.token_changed |= publish(ctx, s, secrets, &current, mark).await?;
     }
-    out.times = TokenTimes { issued_at: Some(issued_at), expires_at: None };
+    out.times = TokenTimes { issued_at: Some(issued_at), ..Default::default() };
     Ok(())
 }
 

@@ -87,6 +87,11 @@ pub struct Rotating {
     /// 4. Get a new pair from Slack and save it into the credentials Secret (or save the pair
     ///    Slack gave earlier); `None` keeps the current token.
     pub rotate: Option<Rotate>,
+    /// 4a. (Only when 4 rotates nothing.) The token's expiry is assumed, Slack's answer having
+    ///    given none, and a check is due: ask auth.test for the real expiry. Should Slack say the
+    ///    token no longer works, rotate at once with this call ([`Trigger::TokenDead`]) instead of
+    ///    publishing a dead token.
+    pub check_expiry: Option<Call>,
     /// 5. Write the token into the output Secret (not when the output Secret is someone else's).
     pub publish: bool,
     /// The `slack.rotator.dev/rotate` value this reconcile satisfies, for status.
@@ -115,6 +120,8 @@ pub enum Trigger {
     SavePending,
     /// A person supplied a new long-lived token as `pendingToken`.
     HandOver,
+    /// auth.test says the current token no longer works: it died before its assumed expiry.
+    TokenDead,
 }
 
 /// The Slack method that issues the new pair.
@@ -280,7 +287,7 @@ fn rotating(s: &Snapshot, creds: &Credentials, requested: bool) -> (Option<Token
     let spec = &stk.spec;
     let invalid = |problem| Invalid::Credentials { name: spec.credentials_ref.name.clone(), problem };
     let missing = |key| invalid(creds.missing(key));
-    let times = TokenTimes { issued_at: creds.issued_at, expires_at: creds.expires_at };
+    let times = token_times(creds);
     let period = spec.rotation_period.map(|d| d.as_std());
     let renew_before = spec.renew_before.map(|d| d.as_std());
     let due = schedule::next_rotation(times, period, renew_before).is_some_and(|next| next <= s.now);
@@ -325,39 +332,70 @@ fn rotating(s: &Snapshot, creds: &Credentials, requested: bool) -> (Option<Token
             return (None, Some(invalid(problem)));
         }
     }
-    let call = match trigger {
-        None | Some(Trigger::SavePending) => None,
-        Some(Trigger::Exchange) => match creds.require_client() {
-            Ok(_) => Some(Call::Exchange),
-            Err(problem) => return (None, Some(invalid(problem))),
-        },
-        Some(_) => {
-            if spec.token_type == TokenType::OAuth {
-                if let Err(problem) = creds.require_client() {
-                    return (None, Some(invalid(problem)));
-                }
-            }
-            if creds.refresh_token.is_none() {
-                return (None, Some(missing(crate::secrets::REFRESH_TOKEN)));
-            }
-            Some(match spec.token_type {
-                TokenType::AppConfiguration => Call::RotateConfigToken,
-                _ => Call::RefreshOAuth,
-            })
-        }
+    let call = match trigger.map(|trigger| call_for(trigger, spec.token_type, creds)) {
+        None => None,
+        Some(Ok(call)) => call,
+        Some(Err(problem)) => return (None, Some(invalid(problem))),
     };
     if trigger.is_none() && creds.access_token.is_none() {
         return (None, Some(missing(ACCESS_TOKEN)));
     }
+    // A guessed expiry may be far too late: until auth.test tells the real one, the token is
+    // looked at every few minutes, so that one dead at Slack is not shown Ready for hours.
+    // (Without what a rotation needs there is no remedy to offer; that is said when it is due.)
+    let last_check = stk
+        .status
+        .as_ref()
+        .and_then(|s| s.last_check_time.as_deref())
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+    let check_due = schedule::next_expiry_check(times, last_check).is_some_and(|at| at <= s.now);
+    let check_expiry = (trigger.is_none() && !spec.suspend && check_due)
+        .then(|| call_for(Trigger::TokenDead, spec.token_type, creds).ok().flatten())
+        .flatten();
     // A request is handled by this rotation, or was by one whose status write was lost.
     let handled_request =
         stk.annotations().get(ROTATE_ANNOTATION).cloned().filter(|_| trigger.is_some() || !requested);
     let plan = Rotating {
         rotate: trigger.map(|trigger| Rotate { trigger, call }),
+        check_expiry,
         publish: conflict.is_none(),
         handled_request,
     };
     (Some(TokenPlan::Rotating(plan)), conflict)
+}
+
+/// The Slack method a rotation for `trigger` calls, if what the call needs is there; `None`
+/// when Slack has answered already (a pending pair is only saved).
+fn call_for(
+    trigger: Trigger,
+    token_type: TokenType,
+    creds: &Credentials,
+) -> Result<Option<Call>, crate::error::CredentialsError> {
+    match trigger {
+        Trigger::SavePending => Ok(None),
+        Trigger::Exchange => creds.require_client().map(|_| Some(Call::Exchange)),
+        _ => {
+            if token_type == TokenType::OAuth {
+                creds.require_client()?;
+            }
+            if creds.refresh_token.is_none() {
+                return Err(creds.missing(crate::secrets::REFRESH_TOKEN));
+            }
+            Ok(Some(match token_type {
+                TokenType::AppConfiguration => Call::RotateConfigToken,
+                _ => Call::RefreshOAuth,
+            }))
+        }
+    }
+}
+
+/// The current token's times as the credentials Secret records them.
+pub fn token_times(creds: &Credentials) -> TokenTimes {
+    TokenTimes {
+        issued_at: creds.issued_at,
+        expires_at: creds.expires_at,
+        expiry_assumed: creds.expiry_assumed,
+    }
 }
 
 /// Manual: say when it is due, take over a token a person supplies, check the current one.

@@ -85,14 +85,16 @@ pub fn success(
             let renew_before = stk.spec.renew_before.map(|d| d.as_std());
             warnings.extend(schedule_warnings(out.times, period, renew_before));
             let next = schedule::next_rotation(out.times, period, renew_before);
-            (next, next)
+            if out.times.expiry_assumed {
+                warnings.push(expiry_assumed(out.times, next));
+            }
+            let last_check = out.checked_at.or_else(|| parse_time(old.last_check_time.as_deref()));
+            let check = schedule::next_expiry_check(out.times, last_check);
+            (next, [next, check].into_iter().flatten().min())
         }
     };
     if let Some(trigger) = out.rotated {
         events.push(Note::new(EventReason::Rotated, rotated_note(stk, trigger, out)));
-        if out.expiry_assumed {
-            events.push(Note::new(EventReason::ExpiryAssumed, expiry_assumed_note(out, next_rotation)));
-        }
     }
     if stk.spec.rollout_restart_targets.is_empty() {
         cleared.push(ROLLOUT_RESTART);
@@ -248,14 +250,23 @@ fn rotated_note(stk: &SlackToken, trigger: Trigger, out: &Outcome) -> String {
 }
 
 /// Slack's answer gave no lifetime that makes sense (see `slack::Issued::expires_in`): the token
-/// is scheduled as one of Slack's 12-hour tokens, rather than not at all.
-fn expiry_assumed_note(out: &Outcome, next_rotation: Option<Timestamp>) -> String {
+/// is scheduled as one of Slack's 12-hour tokens, rather than not at all, and said to be so in the
+/// Ready message until auth.test tells the real expiry.
+fn expiry_assumed(times: TokenTimes, next_rotation: Option<Timestamp>) -> Warning {
     let time = |t: Option<Timestamp>| t.map(format_time).unwrap_or_else(|| "unknown".into());
-    format!(
-        "Slack's answer gave no usable lifetime for the new token (expires_in or exp missing, zero, negative or over 7 days); assumed Slack's 12 hours: expires {}, next rotation {}",
-        time(out.times.expires_at),
-        time(next_rotation)
-    )
+    Warning {
+        reason: EventReason::ExpiryAssumed,
+        message: format!(
+            "expiry assumed: Slack's answer gave no usable lifetime for this token (expires_in or exp missing, zero, negative or over 7 days), so Slack's 12 hours are assumed (expires {}) until auth.test reports the real expiry; checked every {}, rotated by {}",
+            time(times.expires_at),
+            GoDuration(schedule::EXPIRY_CHECK_INTERVAL),
+            time(next_rotation)
+        ),
+    }
+}
+
+fn parse_time(t: Option<&str>) -> Option<Timestamp> {
+    t.and_then(|t| t.parse().ok())
 }
 
 /// Schedules that work, but not as the user may think.

@@ -9,6 +9,9 @@ const DEFAULT_RENEW_BEFORE: Duration = Duration::from_secs(2 * 3600);
 const SLACK_TOKEN_LIFETIME: Duration = crate::slack::ROTATING_TOKEN_LIFETIME;
 /// Below this, consumers may not pick up a token before Slack revokes the one before last.
 pub const SHORT_ROTATION_PERIOD: Duration = Duration::from_secs(3600);
+/// While a token's expiry is assumed, how often auth.test is asked for the real one (and whether
+/// the token still works): a token that dies sooner than assumed is found dead within this.
+pub const EXPIRY_CHECK_INTERVAL: Duration = Duration::from_secs(5 * 60);
 
 /// The default `renewBefore`: min(2h, lifetime / 3).
 pub fn default_renew_before(lifetime: Option<Duration>) -> Duration {
@@ -20,6 +23,8 @@ pub fn default_renew_before(lifetime: Option<Duration>) -> Duration {
 pub struct TokenTimes {
     pub issued_at: Option<Timestamp>,
     pub expires_at: Option<Timestamp>,
+    /// `expires_at` is Slack's 12 hours assumed, not what Slack reported.
+    pub expiry_assumed: bool,
 }
 
 impl TokenTimes {
@@ -56,12 +61,30 @@ pub fn next_rotation(
     let by_period =
         times.issued_at.zip(rotation_period).and_then(|(issued, period)| issued.checked_add(period).ok());
     let by_expiry = times.expires_at.and_then(|expiry| {
-        let before = effective_renew_before(renew_before, times.lifetime());
+        let mut before = effective_renew_before(renew_before, times.lifetime());
+        if times.expiry_assumed {
+            // A guessed lifetime may be too long: spend at most half of it.
+            before = before.max(times.lifetime().unwrap_or(SLACK_TOKEN_LIFETIME) / 2);
+        }
         expiry.checked_sub(before).ok()
     });
     match (by_period, by_expiry) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
+    }
+}
+
+/// When to ask auth.test for the expiry of a token whose expiry is assumed: at once if it was
+/// not asked since the token was issued, else [`EXPIRY_CHECK_INTERVAL`] after the last time.
+/// `None` when the expiry is known.
+pub fn next_expiry_check(times: TokenTimes, last_check: Option<Timestamp>) -> Option<Timestamp> {
+    if !times.expiry_assumed {
+        return None;
+    }
+    let since_issue = |checked: &Timestamp| times.issued_at.is_none_or(|issued| *checked >= issued);
+    match last_check.filter(since_issue) {
+        Some(checked) => Some(checked.checked_add(EXPIRY_CHECK_INTERVAL).unwrap_or(Timestamp::MAX)),
+        None => Some(times.issued_at.unwrap_or(Timestamp::MIN)),
     }
 }
 
@@ -80,7 +103,11 @@ mod tests {
     const H: u64 = 3600;
 
     fn slack_token() -> TokenTimes {
-        TokenTimes { issued_at: Some(t("2026-01-01T00:00:00Z")), expires_at: Some(t("2026-01-01T12:00:00Z")) }
+        TokenTimes {
+            issued_at: Some(t("2026-01-01T00:00:00Z")),
+            expires_at: Some(t("2026-01-01T12:00:00Z")),
+            expiry_assumed: false,
+        }
     }
 
     #[test]
@@ -93,6 +120,7 @@ mod tests {
         let times = TokenTimes {
             issued_at: Some(t("2026-01-01T00:00:00Z")),
             expires_at: Some(t("2026-01-01T00:01:00Z")),
+            ..Default::default()
         };
         assert_eq!(next_rotation(times, None, None), Some(t("2026-01-01T00:00:40Z")));
     }
@@ -121,13 +149,48 @@ mod tests {
 
     #[test]
     fn long_lived_token_without_period_is_never_due() {
-        let times = TokenTimes { issued_at: Some(t("2026-01-01T00:00:00Z")), expires_at: None };
+        let times = TokenTimes { issued_at: Some(t("2026-01-01T00:00:00Z")), ..Default::default() };
         assert_eq!(next_rotation(times, None, None), None);
     }
 
     #[test]
+    fn an_assumed_expiry_is_rotated_at_half_the_assumed_lifetime() {
+        let assumed = TokenTimes { expiry_assumed: true, ..slack_token() };
+        // (rotationPeriod, renewBefore, next rotation)
+        let table = [
+            (None, None, "2026-01-01T06:00:00Z"),
+            (None, Some(8 * H), "2026-01-01T04:00:00Z"),
+            (Some(3 * H), None, "2026-01-01T03:00:00Z"),
+            (Some(9 * H), None, "2026-01-01T06:00:00Z"),
+        ];
+        for (period, before, next) in table {
+            let secs = |h: Option<u64>| h.map(Duration::from_secs);
+            let got = next_rotation(assumed, secs(period), secs(before));
+            assert_eq!(got, Some(t(next)), "period {period:?} renewBefore {before:?}");
+        }
+        assert_eq!(next_rotation(slack_token(), None, None), Some(t("2026-01-01T10:00:00Z")), "known: 2h");
+    }
+
+    #[test]
+    fn an_assumed_expiry_is_checked_at_once_then_every_few_minutes() {
+        let assumed = TokenTimes { expiry_assumed: true, ..slack_token() };
+        // (last check, next check)
+        let table = [
+            (None, Some("2026-01-01T00:00:00Z")),
+            (Some("2025-12-31T23:59:00Z"), Some("2026-01-01T00:00:00Z")), // the token before
+            (Some("2026-01-01T00:00:00Z"), Some("2026-01-01T00:05:00Z")),
+            (Some("2026-01-01T03:01:00Z"), Some("2026-01-01T03:06:00Z")),
+        ];
+        for (last, next) in table {
+            assert_eq!(next_expiry_check(assumed, last.map(t)), next.map(t), "last check {last:?}");
+        }
+        assert_eq!(next_expiry_check(slack_token(), None), None, "a known expiry is not checked");
+        assert!(EXPIRY_CHECK_INTERVAL <= Duration::from_secs(10 * 60), "minutes, not hours");
+    }
+
+    #[test]
     fn adopted_token_with_unknown_issue_time_assumes_slack_lifetime() {
-        let times = TokenTimes { issued_at: None, expires_at: Some(t("2026-01-01T12:00:00Z")) };
+        let times = TokenTimes { expires_at: Some(t("2026-01-01T12:00:00Z")), ..Default::default() };
         assert_eq!(next_rotation(times, None, None), Some(t("2026-01-01T10:00:00Z")));
     }
 }

@@ -47,6 +47,10 @@ pub const RESTART_PENDING_ANNOTATION: &str = "slack.rotator.dev/restart-pending"
 
 /// When the current access token was issued (or adopted); drives `rotationPeriod`.
 pub const ISSUED_AT_ANNOTATION: &str = "slack.rotator.dev/issued-at";
+/// On the credentials Secret while the current access token's expiry is assumed (Slack's answer
+/// gave no usable lifetime) and not yet learned from auth.test. Saved in the same write as the
+/// token, so every reconcile, in any replica, knows the expiry is a guess.
+pub const EXPIRY_ASSUMED_ANNOTATION: &str = "slack.rotator.dev/expiry-assumed";
 /// The `slack.rotator.dev/rotate` value the last rotation satisfied. Saved with the new tokens, in
 /// the same write, so a request is handled once even if status cannot be written afterwards.
 pub const ROTATED_FOR_ANNOTATION: &str = "slack.rotator.dev/rotated-for-request";

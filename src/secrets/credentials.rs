@@ -7,7 +7,7 @@
 
 use crate::{
     error::{CredentialsError, MAX_VALUE_BYTES},
-    resource::ISSUED_AT_ANNOTATION,
+    resource::{EXPIRY_ASSUMED_ANNOTATION, ISSUED_AT_ANNOTATION},
     slack::Issued,
 };
 use jiff::Timestamp;
@@ -31,6 +31,8 @@ pub struct Credentials {
     pub access_token: Option<SecretString>,
     pub expires_at: Option<Timestamp>,
     pub issued_at: Option<Timestamp>,
+    /// `expires_at` is Slack's 12 hours assumed, not a lifetime Slack reported.
+    pub expiry_assumed: bool,
     pub legacy_token: Option<SecretString>,
     pub pending_token: Option<SecretString>,
     /// The names of the keys the Secret has (never their values), to explain a missing one.
@@ -47,12 +49,10 @@ impl Credentials {
             Some(t) => Some(t.parse::<Timestamp>().map_err(|_| CredentialsError::BadExpiry)?),
             None => None,
         };
-        let issued_at = secret
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(ISSUED_AT_ANNOTATION))
-            .and_then(|t| t.parse::<Timestamp>().ok());
+        let annotations = secret.metadata.annotations.as_ref();
+        let issued_at =
+            annotations.and_then(|a| a.get(ISSUED_AT_ANNOTATION)).and_then(|t| t.parse::<Timestamp>().ok());
+        let expiry_assumed = annotations.is_some_and(|a| a.contains_key(EXPIRY_ASSUMED_ANNOTATION));
         Ok(Self {
             client_id: secret_text(secret, CLIENT_ID)?.map(|id| id.expose_secret().to_owned()),
             client_secret: secret_text(secret, CLIENT_SECRET)?,
@@ -60,6 +60,7 @@ impl Credentials {
             access_token: secret_text(secret, ACCESS_TOKEN)?,
             expires_at,
             issued_at,
+            expiry_assumed: expiry_assumed && expires_at.is_some(),
             legacy_token: secret_text(secret, LEGACY_TOKEN)?,
             pending_token: secret_text(secret, PENDING_TOKEN)?,
             keys: secret.data.iter().flat_map(|d| d.keys().cloned()).collect(),
@@ -140,19 +141,31 @@ fn kind_of(token: &str) -> Kind {
 /// Writes a rotation's result into the credentials Secret object (not yet to the API server).
 /// The previous long-lived token is dropped: after an exchange it must never be used again.
 /// The expiry is always written, Slack's 12 hours assumed if its answer gave no lifetime: a
-/// token without one would never be scheduled and die unrotated.
+/// token without one would never be scheduled and die unrotated. An assumed one is marked as
+/// such (`EXPIRY_ASSUMED_ANNOTATION`) until auth.test tells the real one.
 pub fn record_issued(secret: &mut Secret, issued: &Issued, now: Timestamp) {
     let data = secret.data.get_or_insert_with(Default::default);
     put(data, REFRESH_TOKEN, issued.refresh_token.expose_secret());
     put(data, ACCESS_TOKEN, issued.access_token.expose_secret());
-    match now.checked_add(issued.lifetime()) {
-        Ok(expiry) => put(data, EXPIRES_AT, &crate::clock::format_time(expiry)),
-        Err(_) => {
+    data.remove(LEGACY_TOKEN);
+    set_issued_at(secret, now);
+    set_expiry(secret, now.checked_add(issued.lifetime()).ok(), issued.expires_in.is_none());
+}
+
+/// Records the current access token's expiry; `assumed` marks one Slack did not report.
+pub fn set_expiry(secret: &mut Secret, expires_at: Option<Timestamp>, assumed: bool) {
+    let data = secret.data.get_or_insert_with(Default::default);
+    match expires_at {
+        Some(expiry) => put(data, EXPIRES_AT, &crate::clock::format_time(expiry)),
+        None => {
             data.remove(EXPIRES_AT);
         }
     }
-    data.remove(LEGACY_TOKEN);
-    set_issued_at(secret, now);
+    let annotations = secret.metadata.annotations.get_or_insert_with(Default::default);
+    match assumed && expires_at.is_some() {
+        true => annotations.insert(EXPIRY_ASSUMED_ANNOTATION.to_owned(), "true".to_owned()),
+        false => annotations.remove(EXPIRY_ASSUMED_ANNOTATION),
+    };
 }
 
 /// The token that continues a Secret's chain: its refresh token, or the long-lived token an
@@ -422,6 +435,20 @@ mod tests {
         let saved = Credentials::from_secret(&secret).unwrap();
         assert_eq!(saved.expires_at, Some("2026-01-01T12:00:00Z".parse().unwrap()));
         assert!(!saved.needs_first_token(), "saved by us, with the lifetime assumed");
+        assert!(saved.expiry_assumed, "and marked as assumed");
+
+        // auth.test tells the real expiry later: the mark goes.
+        let learned = "2026-01-01T01:00:00Z".parse().unwrap();
+        set_expiry(&mut secret, Some(learned), false);
+        let known = Credentials::from_secret(&secret).unwrap();
+        assert_eq!((known.expires_at, known.expiry_assumed), (Some(learned), false));
+
+        // A rotation whose answer does give the lifetime leaves no mark either.
+        let reported = Issued { expires_in: Some(Duration::from_secs(3600)), ..issued.clone() };
+        record_issued(&mut secret, &issued, "2026-01-01T00:00:00Z".parse().unwrap());
+        assert!(Credentials::from_secret(&secret).unwrap().expiry_assumed);
+        record_issued(&mut secret, &reported, "2026-01-01T00:00:00Z".parse().unwrap());
+        assert!(!Credentials::from_secret(&secret).unwrap().expiry_assumed);
     }
 
     #[test]
@@ -448,5 +475,6 @@ mod tests {
         assert_eq!(creds.issued_at, Some(now));
         assert!(creds.legacy_token.is_none());
         assert_eq!(creds.client_id.as_deref(), Some("c"));
+        assert!(!creds.expiry_assumed, "Slack reported the lifetime");
     }
 }

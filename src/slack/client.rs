@@ -50,6 +50,9 @@ pub struct AuthTest {
     pub user_id: Option<String>,
     pub app_id: Option<String>,
     pub enterprise_id: Option<String>,
+    /// Seconds the token has left, which Slack reports for rotating tokens; `None` when it
+    /// gave none that makes sense (as for [`Issued::expires_in`]).
+    pub expires_in: Option<Duration>,
 }
 
 /// Told the outcome and duration of every Slack call (the operator's metrics implement it).
@@ -135,6 +138,8 @@ impl SlackClient {
             user_id: string(&body, "user_id"),
             app_id: string(&body, "app_id"),
             enterprise_id: string(&body, "enterprise_id"),
+            // Absent for long-lived tokens: nothing to warn about here.
+            expires_in: believable_lifetime(body.get("expires_in")),
         })
     }
 
@@ -250,10 +255,7 @@ struct Named {
 /// A lifetime in seconds as Slack reported it, if it makes sense. Zero would make the token due
 /// the moment it is saved, a negative one already dead, a huge one never due: none is believed.
 fn reported_lifetime(method: &'static str, field: &str, seconds: Option<&Value>) -> Option<Duration> {
-    let lifetime = seconds
-        .and_then(Value::as_u64)
-        .map(Duration::from_secs)
-        .filter(|d| !d.is_zero() && *d <= MAX_REPORTED_LIFETIME);
+    let lifetime = believable_lifetime(seconds);
     if lifetime.is_none() {
         // Only the number (or its absence) is logged: never anything else of the answer.
         let got = match seconds {
@@ -264,6 +266,14 @@ fn reported_lifetime(method: &'static str, field: &str, seconds: Option<&Value>)
         warn!(method, field, got, "Slack gave no usable token lifetime; assuming 12h");
     }
     lifetime
+}
+
+/// Seconds as Slack reported them, if they make sense: over zero, at most [`MAX_REPORTED_LIFETIME`].
+fn believable_lifetime(seconds: Option<&Value>) -> Option<Duration> {
+    seconds
+        .and_then(Value::as_u64)
+        .map(Duration::from_secs)
+        .filter(|d| !d.is_zero() && *d <= MAX_REPORTED_LIFETIME)
 }
 
 fn issued_from_config(method: &'static str, body: &Value) -> Result<Issued, SlackError> {

@@ -4,6 +4,9 @@
 use crate::resources::{Registry, ResourceType};
 use serde_json::{json, Value};
 
+/// The Kubernetes release whose API this emulator follows (the `info.version` of its OpenAPI).
+pub const GIT_VERSION: &str = "v1.33.0";
+
 pub fn version() -> Value {
     json!({
         "major": "1",
@@ -137,7 +140,12 @@ fn gv_path(group: &str, version: &str) -> String {
 fn doc_hash(reg: &Registry, group: &str, version: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for r in reg.in_group_version(group, version) {
-        for b in format!("{}/{}/{}/{}", r.plural, r.kind, r.namespaced, r.status_subresource).bytes() {
+        // The schema too: kubectl caches each document by this hash, and a CRD's new schema
+        // must reach `kubectl explain`.
+        let schema = r.crd.as_ref().and_then(|c| c.schema.as_ref()).map(|s| s.raw().to_string());
+        let schema = schema.unwrap_or_default();
+        for b in format!("{}/{}/{}/{}/{schema}", r.plural, r.kind, r.namespaced, r.status_subresource).bytes()
+        {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
@@ -158,10 +166,10 @@ pub fn openapi_v3_root(reg: &Registry) -> Value {
     json!({ "paths": paths })
 }
 
-/// A minimal OpenAPI v3 document for one group-version: only the PATCH operations with
-/// their `fieldValidation` parameter and GVK extension, which is what kubectl inspects to
-/// decide that the server validates fields itself (so `kubectl apply` works without
-/// `--validate=false`). No schemas are published.
+/// The OpenAPI v3 document of one group-version: the PATCH operations with their
+/// `fieldValidation` parameter and GVK extension, which is what kubectl inspects to decide
+/// that the server validates fields itself, and the kinds' schemas (see [`crate::openapi`]),
+/// which `kubectl explain` reads. Other operations are left out.
 pub fn openapi_v3_gv(reg: &Registry, group: &str, version: &str) -> Option<Value> {
     let mut paths = serde_json::Map::new();
     for r in reg.in_group_version(group, version).filter(|r| !r.create_only) {
@@ -191,8 +199,8 @@ pub fn openapi_v3_gv(reg: &Registry, group: &str, version: &str) -> Option<Value
     }
     Some(json!({
         "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": "v1.33.0"},
+        "info": {"title": "Kubernetes", "version": GIT_VERSION},
         "paths": paths,
-        "components": {"schemas": {}},
+        "components": {"schemas": crate::openapi::schemas(reg, group, version)},
     }))
 }

@@ -11,6 +11,7 @@ mod error;
 mod faults;
 mod gc;
 mod kubeconfig;
+mod openapi;
 mod patch;
 mod proto;
 mod rbac;

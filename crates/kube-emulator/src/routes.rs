@@ -12,7 +12,7 @@ use crate::verbs::{DeleteOpts, Deleted, FieldValidation, ListOpts, Propagation, 
 use crate::watch::{self, WatchParams};
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -238,6 +238,22 @@ async fn handle_inner(shared: Arc<Shared>, req: Request) -> ApiResult<Response> 
             }
             ["openapi", "v3", "apis", g, v] => {
                 Some(discovery::openapi_v3_gv(&st.registry, g, v).ok_or_else(ApiError::path_not_found)?)
+            }
+            ["openapi", "v2"] => {
+                // client-go asks for protobuf (gnostic's openapi.v2.Document); JSON otherwise.
+                let accept = parts.headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()).unwrap_or("");
+                if accept.contains("protobuf") {
+                    let body = crate::openapi::v2_protobuf(&st.registry);
+                    let mut response = (StatusCode::OK, body).into_response();
+                    response.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static(
+                            "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+                        ),
+                    );
+                    return Ok(response);
+                }
+                Some(crate::openapi::v2_document(&st.registry))
             }
             ["openapi", ..] | ["swagger.json"] => return Err(ApiError::path_not_found()),
             _ => None,

@@ -26,6 +26,11 @@ impl CrdSchema {
         Ok(Self { raw: openapi.clone(), validator })
     }
 
+    /// The schema as the CRD has it (published in the OpenAPI documents).
+    pub fn raw(&self) -> &Value {
+        &self.raw
+    }
+
     /// Drops fields the schema does not know (unless preserved) and non-nullable nulls.
     /// Returns the paths of dropped unknown fields (for `fieldValidation`).
     pub fn prune(&self, obj: &mut Value) -> Vec<String> {

@@ -105,7 +105,7 @@ async fn kubectl_apply_get_describe_annotate_delete_work() {
     emu.write_kubeconfig(&kubeconfig).unwrap();
     let k = Kubectl { kubeconfig };
 
-    let out = k.ok(&["apply", "--validate=false", "-f", "-"], Some(CRD)).await;
+    let out = k.ok(&["apply", "-f", "-"], Some(CRD)).await;
     assert!(
         out.contains("customresourcedefinition.apiextensions.k8s.io/slacktokens.example.com created"),
         "{out}"
@@ -192,7 +192,7 @@ async fn kubectl_apply_get_describe_annotate_delete_work() {
     );
 
     let secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: tok\nstringData:\n  token: xoxb-1\n";
-    k.ok(&["apply", "--validate=false", "-f", "-"], Some(secret)).await;
+    k.ok(&["apply", "-f", "-"], Some(secret)).await;
     k.ok(&["annotate", "secret", "tok", "a=b"], None).await;
     let secrets = k.ok(&["get", "secrets"], None).await;
     assert!(secrets.contains("tok") && secrets.contains("Opaque"), "{secrets}");
@@ -210,6 +210,72 @@ async fn kubectl_apply_get_describe_annotate_delete_work() {
     assert!(!ok, "{stderr}");
     let ns = k.ok(&["get", "namespaces"], None).await;
     assert!(ns.contains("kube-system") && ns.contains("Active"), "{ns}");
+}
+
+/// A CRD and a Secret with its instance in one `kind: List`.
+const LIST: &str = r#"{"apiVersion": "v1", "kind": "List", "items": [
+  {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "c1", "namespace": "default"},
+   "stringData": {"clientId": "1"}},
+  {"apiVersion": "example.com/v1", "kind": "SlackToken", "metadata": {"name": "b1", "namespace": "default"},
+   "spec": {"secretName": "b1-token"}}
+]}"#;
+
+/// `kubectl explain` reads the kinds' schemas from the OpenAPI v3 documents (found by their
+/// `x-kubernetes-group-version-kind`), `--output=plaintext-openapiv2` from `/openapi/v2`; a
+/// `kind: List` is validated by kubectl itself against `/openapi/v2` (the server cannot be asked
+/// to validate a List), with kubectl's own messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_explains_kinds_and_validates_a_list_as_against_a_cluster() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    emu.write_kubeconfig(&kubeconfig).unwrap();
+    let k = Kubectl { kubeconfig };
+    let documented = CRD.replace(
+        "secretName: {type: string}",
+        "secretName: {type: string, description: Name of the Secret the token is published to.}",
+    );
+    k.ok(&["apply", "-f", "-"], Some(&documented)).await;
+
+    let out = k.ok(&["explain", "slacktoken.spec.secretName"], None).await;
+    assert!(out.contains("KIND:       SlackToken") && out.contains("VERSION:    v1"), "{out}");
+    assert!(out.contains("Name of the Secret the token is published to."), "{out}");
+    let out = k.ok(&["explain", "slacktoken.spec"], None).await;
+    assert!(out.contains("secretName\t<string> -required-"), "{out}");
+    let out = k.ok(&["explain", "slacktoken.metadata.labels"], None).await;
+    assert!(out.contains("Map of string keys and values"), "ObjectMeta's own description: {out}");
+    let out = k.ok(&["explain", "secret"], None).await;
+    assert!(out.contains("Secret holds secret data of a certain type"), "{out}");
+    assert!(out.contains("stringData\t<map[string]string>"), "{out}");
+    let out = k.ok(&["explain", "deployment.spec.template.spec.containers.image"], None).await;
+    assert!(out.contains("Container image name"), "{out}");
+    let out = k.ok(&["explain", "secret", "--output=plaintext-openapiv2"], None).await;
+    assert!(out.contains("Secret holds secret data of a certain type"), "{out}");
+    let out = k.ok(&["explain", "slacktoken.spec", "--output=plaintext-openapiv2"], None).await;
+    assert!(out.contains("secretName\t<string> -required-"), "{out}");
+
+    let out = k.ok(&["create", "-f", "-"], Some(LIST)).await;
+    assert!(out.contains("secret/c1 created") && out.contains("slacktoken.example.com/b1 created"), "{out}");
+    let changed = LIST.replace("b1-token", "b1-other");
+    let out = k.ok(&["apply", "-f", "-"], Some(&changed)).await;
+    assert!(out.contains("slacktoken.example.com/b1 configured"), "{out}");
+    let secret_name = k.ok(&["get", "slacktoken", "b1", "-o", "jsonpath={.spec.secretName}"], None).await;
+    assert_eq!(secret_name, "b1-other");
+
+    // What kubectl refuses on a real cluster before anything is sent, it refuses here.
+    let unknown = LIST.replace(r#""stringData""#, r#""bogus": 1, "stringData""#);
+    let (ok, _, stderr) = k.run(&["create", "-f", "-"], Some(&unknown)).await;
+    assert!(
+        !ok && stderr
+            .contains(r#"ValidationError(Secret): unknown field "bogus" in io.k8s.api.core.v1.Secret"#),
+        "{stderr}"
+    );
+    let missing = LIST.replace(r#""secretName": "b1-token""#, r#""secretNam": "b1-token""#);
+    let (ok, _, stderr) = k.run(&["apply", "-f", "-"], Some(&missing)).await;
+    assert!(
+        !ok && stderr.contains(r#"missing required field "secretName" in com.example.v1.SlackToken.spec"#),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,7 +302,7 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: secrets-reader}
 subjects:
 - {kind: ServiceAccount, name: operator, namespace: ops}
 "#;
-    k.ok(&["apply", "--validate=false", "-f", "-"], Some(rbac)).await;
+    k.ok(&["apply", "-f", "-"], Some(rbac)).await;
     let as_sa = "--as=system:serviceaccount:ops:operator";
     k.ok(&[as_sa, "get", "secrets"], None).await;
     let (ok, _, stderr) = k.run(&[as_sa, "get", "namespaces"], None).await;

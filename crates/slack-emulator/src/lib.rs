@@ -274,6 +274,13 @@ impl SlackEmulator {
         self.shared.lock().faults.set_outage(down);
     }
 
+    /// Access tokens issued from now on expire `ttl` after issue (those issued before keep their
+    /// expiry), as when Slack shortens token lifetimes; with [`Fault::Amend`] removing
+    /// `expires_in`, an answer that does not say how long its token lives.
+    pub fn set_access_token_ttl(&self, ttl: Duration) {
+        self.shared.lock().store.set_ttl(ttl);
+    }
+
     /// Allows `per_minute` calls of `method` per one-minute window; beyond it HTTP 429 with
     /// `Retry-After`. `0` removes the limit.
     pub fn set_rate_limit(&self, method: &str, per_minute: u32) {

@@ -170,6 +170,11 @@ impl Store {
         }
     }
 
+    /// Tokens issued from now on live `ttl`; those issued before keep their expiry.
+    pub(crate) fn set_ttl(&mut self, ttl: Duration) {
+        self.ttl = ttl;
+    }
+
     fn next_id(&mut self, prefix: &str) -> String {
         self.seq += 1;
         format!("{prefix}{:08}", self.seq)

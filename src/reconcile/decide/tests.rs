@@ -5,8 +5,8 @@ use crate::{
     error::CredentialsError,
     reconcile::{backoff::Hold, observe::CredentialsSecret},
     resource::{
-        GoDuration, ManualSpec, SlackTokenStatus, ISSUED_AT_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL,
-        RESTART_PENDING_ANNOTATION,
+        GoDuration, ManualSpec, SlackTokenStatus, EXPIRY_ASSUMED_ANNOTATION, ISSUED_AT_ANNOTATION,
+        MANAGED_BY, MANAGED_BY_LABEL, RESTART_PENDING_ANNOTATION,
     },
     secrets::{fingerprint, Entry},
     slack::Issued,
@@ -90,6 +90,17 @@ fn manual() -> World {
 }
 
 impl World {
+    /// The credentials Secret's expiry is Slack's 12 hours assumed (its answer gave none).
+    fn expiry_assumed(self) -> Self {
+        self.creds_meta(|m| {
+            m.annotations
+                .get_or_insert_with(Default::default)
+                .insert(EXPIRY_ASSUMED_ANNOTATION.into(), "true".into());
+        })
+    }
+    fn last_check(self, hours: f64) -> Self {
+        self.status(|s| s.last_check_time = Some(crate::clock::format_time(at(hours))))
+    }
     fn at(mut self, hours: f64) -> Self {
         self.now = at(hours);
         self
@@ -199,6 +210,7 @@ fn rotating(rotate: Option<(Trigger, Option<Call>)>) -> Converge {
         release_stale: false,
         token: Some(TokenPlan::Rotating(Rotating {
             rotate: rotate.map(|(trigger, call)| Rotate { trigger, call }),
+            check_expiry: None,
             publish: true,
             handled_request: None,
         })),
@@ -246,6 +258,13 @@ fn spec_error(text: &str) -> Invalid {
 }
 
 impl Converge {
+    /// Ask auth.test for the real expiry; rotate with `call` if the token is dead.
+    fn check_expiry(mut self, call: Call) -> Self {
+        if let Some(TokenPlan::Rotating(r)) = &mut self.token {
+            r.check_expiry = Some(call);
+        }
+        self
+    }
     fn handled(mut self, request: &str) -> Self {
         if let Some(TokenPlan::Rotating(r)) = &mut self.token {
             r.handled_request = Some(request.into());
@@ -361,6 +380,56 @@ fn rotating_tokens_rotate_when_due_asked_or_needed_and_not_otherwise() {
             C(rotate(Trigger::Exchange, Call::Exchange)),
         ),
         ("suspended and due: nothing but publish", oauth().spec(|s| s.suspend = true).at(11.0), C(keep())),
+    ]);
+}
+
+#[test]
+fn an_assumed_expiry_is_checked_with_slack_at_once_and_every_few_minutes_until_known() {
+    let checked = |call| C(keep().check_expiry(call));
+    check(vec![
+        ("a known expiry is never checked", oauth().at(5.0), C(keep())),
+        ("assumed, never checked: check now", oauth().expiry_assumed(), checked(Call::RefreshOAuth)),
+        (
+            "assumed, checked for the token before (before this one's issue): check now",
+            oauth().expiry_assumed().status(|s| s.last_check_time = Some("2025-12-31T23:30:00Z".into())),
+            checked(Call::RefreshOAuth),
+        ),
+        ("assumed, checked a minute ago: wait", oauth().expiry_assumed().last_check(59.0 / 60.0), C(keep())),
+        (
+            "assumed, checked 5 minutes ago: check",
+            oauth().expiry_assumed().last_check(55.0 / 60.0),
+            checked(Call::RefreshOAuth),
+        ),
+        (
+            "an app configuration token is rotated its own way if dead",
+            oauth().spec(|s| s.token_type = TokenType::AppConfiguration).expiry_assumed(),
+            checked(Call::RotateConfigToken),
+        ),
+        (
+            "assumed and half its assumed life gone: rotated, not checked",
+            oauth().expiry_assumed().at(6.0),
+            C(rotate(Trigger::Due, Call::RefreshOAuth)),
+        ),
+        (
+            "assumed, just before half its life: checked",
+            oauth().expiry_assumed().at(5.99),
+            checked(Call::RefreshOAuth),
+        ),
+        (
+            "suspended: nothing to do if dead, not checked",
+            oauth().expiry_assumed().spec(|s| s.suspend = true),
+            C(keep()),
+        ),
+        (
+            "no refresh token to rotate with: not checked (said when due)",
+            oauth().expiry_assumed().creds_data("refreshToken", None),
+            C(keep()),
+        ),
+        (
+            "Manual tokens have their own health check",
+            manual().expiry_assumed().at(0.5),
+            C(manual_plan(false, None, false)),
+        ),
     ]);
 }
 
