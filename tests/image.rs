@@ -333,3 +333,41 @@ fn the_dockerfile_and_scripts_image_build_the_same_image() {
         assert!(keys.contains(&format!("org.opencontainers.image.{key}").as_str()), "label {key}: {keys:?}");
     }
 }
+
+/// kind (`kind load image-archive`) and k3s (`k3s ctr images import`) load an archive with
+/// containerd's importer: a private containerd takes ours under the name README tells people to
+/// set in the chart.
+#[test]
+#[cfg_attr(e2e_real_cluster, ignore = "needs the image only")]
+fn containerd_imports_the_archive_under_the_name_the_readme_gives() {
+    let image = image();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("containerd.sock");
+    let mut daemon = Command::new("containerd")
+        .arg("--root")
+        .arg(dir.path().join("root"))
+        .arg("--state")
+        .arg(dir.path().join("state"))
+        .arg("--address")
+        .arg(&socket)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("containerd starts");
+    let ctr = |args: &[&str]| {
+        Command::new("ctr").arg("--address").arg(&socket).args(["-n", "k8s.io"]).args(args).output().unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ctr(&["version"]).status.success() {
+        assert!(Instant::now() < deadline, "containerd answers");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let import = ctr(&["images", "import", "--all-platforms", "--digests", image.archive.to_str().unwrap()]);
+    let list = ctr(&["images", "ls", "-q"]);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(import.status.success(), "ctr images import: {}", String::from_utf8_lossy(&import.stderr));
+    let names = String::from_utf8_lossy(&list.stdout).into_owned();
+    let expected = format!("localhost/slack-token-operator:{}", env!("CARGO_PKG_VERSION"));
+    assert!(names.lines().any(|l| l.trim() == expected), "{expected} among {names}");
+}
