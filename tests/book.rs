@@ -185,10 +185,17 @@ fn the_observability_page_lists_every_metric_and_no_other() {
 }
 
 #[test]
-fn the_kubectl_get_example_is_what_a_real_api_server_prints() {
+fn the_kubectl_get_examples_are_what_a_real_api_server_prints() {
     let page = read(&src().join("operations/troubleshooting.md"));
-    let status = section(&page, "## A SlackToken's state");
-    let (_, example) = status.split_once("$ kubectl get stk\n").expect("a kubectl get stk example");
+    kubectl_get_example_is_real(&section(&page, "## A SlackToken's state"));
+    kubectl_get_example_is_real(&read(&repo().join("README.md")));
+}
+
+/// The first `$ kubectl get stk` example of `text` has the CRD's printer columns, laid out as
+/// kubectl lays them out, with absolute times and an age where the columns say so.
+fn kubectl_get_example_is_real(text: &str) {
+    let (_, example) = text.split_once("$ kubectl get stk").expect("a kubectl get stk example");
+    let example = example.split_once('\n').unwrap().1;
     let lines: Vec<&str> = example.lines().take_while(|l| !l.starts_with("```")).collect();
     let header: Vec<&str> = lines[0].split("   ").map(str::trim).filter(|c| !c.is_empty()).collect();
     let crd = serde_json::to_value(crd()).unwrap();
