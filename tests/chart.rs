@@ -10,6 +10,8 @@
 //! ServiceAccount, holding only the rendered RBAC, against the Kubernetes
 //! emulator (which enforces RBAC) and the Slack emulator.
 
+mod markdown;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,6 +34,9 @@ const RELEASE_NAMESPACE: &str = "operators";
 /// The full name the chart gives objects of release `sto`.
 const FULLNAME: &str = "sto-slack-token-operator";
 const LEASE_NAME: &str = "slack-token-operator";
+/// The default of `metrics.prometheusRule.runbookBaseUrl`: the book's runbooks page.
+const RUNBOOKS: &str =
+    "https://github.com/slack-token-operator/slack-token-operator/blob/main/docs/src/operations/runbooks.md";
 
 /// The repository root. Read at run time: the shared target directory can hand one worktree a
 /// test binary compiled in another, whose compile-time `env!("CARGO_MANIFEST_DIR")` would point
@@ -807,6 +812,25 @@ fn the_check_of_queries_catches_typos_and_unknown_metrics() {
 }
 
 #[test]
+fn runbook_urls_follow_the_runbook_base_url_value_and_the_default_is_a_page_of_the_book() {
+    let page = RUNBOOKS.split_once("/blob/main/").expect("a GitHub URL of a file on main").1;
+    assert!(repo().join(page).is_file(), "{page} exists");
+    let r = render(json!({ "metrics": { "prometheusRule": { "enabled": true,
+        "runbookBaseUrl": "https://docs.example/sto/operations/runbooks.html" } } }));
+    let rule = r.of_kind("PrometheusRule")[0];
+    let urls: Vec<&str> = rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rule| rule["annotations"]["runbook_url"].as_str().unwrap())
+        .collect();
+    assert_eq!(urls.len(), 4);
+    for url in urls {
+        assert!(url.starts_with("https://docs.example/sto/operations/runbooks.html#slacktoken"), "{url}");
+    }
+}
+
+#[test]
 fn monitoring_objects_are_off_by_default() {
     for (scenario, r) in all_scenarios().into_iter().filter(|(s, _)| *s != "monitoring on") {
         assert!(r.of_kind("PrometheusRule").is_empty(), "{scenario}");
@@ -853,18 +877,33 @@ fn prometheus_rule_alerts_on_expiry_failing_rotation_due_manual_tokens_and_a_dow
     .map(|(a, e, f)| (a.to_owned(), e.to_owned(), f.to_owned()))
     .collect();
     assert_eq!(alerts, expected);
-    // README's Alerts table lists them.
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    let (_, table) = readme.split_once("\n### Alerts\n").expect("README has an Alerts section");
-    let documented: BTreeSet<String> = table
-        .split("\n#")
-        .next()
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.strip_prefix("| `")?.split_once('`').map(|(a, _)| a.to_owned()))
-        .collect();
+    // The book's Alerts table lists them, and each has a runbook: its `runbook_url` is the
+    // runbooks page (chart value `metrics.prometheusRule.runbookBaseUrl`) and a heading there.
+    let page = markdown::read(&repo().join("docs/src/operations/observability.md"));
+    let documented: BTreeSet<String> =
+        markdown::first_cells(&markdown::section(&page, "## Alerts")).into_iter().map(|(a, _)| a).collect();
     let names: BTreeSet<String> = alerts.iter().map(|(a, _, _)| a.clone()).collect();
-    assert_eq!(documented, names, "README's Alerts table and the PrometheusRule disagree");
+    assert_eq!(documented, names, "the book's Alerts table and the PrometheusRule disagree");
+    let runbooks = markdown::parse(&markdown::read(&repo().join("docs/src/operations/runbooks.md")));
+    let headings: BTreeSet<String> = runbooks.headings.iter().map(|h| h.anchor.clone()).collect();
+    for group in rule["spec"]["groups"].as_array().unwrap() {
+        for rule in group["rules"].as_array().unwrap() {
+            let alert = rule["alert"].as_str().unwrap();
+            let url = rule["annotations"]["runbook_url"].as_str().unwrap_or_default();
+            let (base, anchor) =
+                url.split_once('#').unwrap_or_else(|| panic!("{alert}: runbook_url {url:?} has an anchor"));
+            assert_eq!(base, RUNBOOKS, "{alert}: runbook_url points at the runbooks page");
+            assert!(
+                headings.contains(anchor),
+                "{alert}: runbook_url {url} names no heading of runbooks.md ({headings:?})"
+            );
+            assert_eq!(
+                runbooks.headings.iter().find(|h| h.anchor == anchor).unwrap().text,
+                alert,
+                "{alert}: its runbook is the section named after it"
+            );
+        }
+    }
     // The Service the `up` of the last alert comes from has the name its job is given.
     let service: Service = monitoring_on().one("Service");
     assert_eq!(service.metadata.name.as_deref(), Some("sto-slack-token-operator-metrics"));
@@ -1105,42 +1144,6 @@ fn deploy_install_yaml_matches_a_fresh_render() {
     }
     let deployment: Deployment = typed(objects.iter().find(|o| o["kind"] == "Deployment").unwrap());
     assert_eq!(deployment.metadata.name.as_deref(), Some("slack-token-operator"));
-}
-
-#[test]
-fn install_docs_list_every_chart_value_and_no_other() {
-    fn leaves(prefix: &str, value: &Value, out: &mut BTreeSet<String>) {
-        match value {
-            // `resources` and the dashboard's labels are documented as a whole; other maps are walked down to their keys.
-            Value::Object(map)
-                if !map.is_empty() && !["resources", "metrics.grafanaDashboard.labels"].contains(&prefix) =>
-            {
-                for (key, child) in map {
-                    let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
-                    leaves(&path, child, out);
-                }
-            }
-            _ => {
-                out.insert(prefix.to_owned());
-            }
-        }
-    }
-    let values: Value =
-        serde_saphyr::from_str(&std::fs::read_to_string(repo().join(CHART).join("values.yaml")).unwrap())
-            .unwrap();
-    let mut keys = BTreeSet::new();
-    leaves("", &values, &mut keys);
-
-    let docs = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    let (_, table) = docs.split_once("\n## Values\n").expect("README.md has a Values section");
-    let table = table.split("\n## ").next().unwrap_or_default();
-    let documented: BTreeSet<String> = table
-        .lines()
-        .filter_map(|line| line.strip_prefix("| `"))
-        .filter_map(|rest| rest.split_once('`'))
-        .map(|(key, _)| key.to_owned())
-        .collect();
-    assert_eq!(documented, keys, "the Values table of README.md and values.yaml disagree");
 }
 
 #[test]

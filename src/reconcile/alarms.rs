@@ -4,7 +4,7 @@
 //! Handed to kube-runtime as `Action::requeue`, that time sat in its scheduler as a
 //! `ReconcileRequest` kept twice (a hash map and a delay queue), each with the object's name,
 //! namespace, uid and resourceVersion: about 700 bytes per SlackToken, 7 MiB of the heap at 10,000
-//! (DHAT, see README's Benchmarks). Here a SlackToken's alarm is its name once and an instant,
+//! (DHAT, see `docs/src/contributing/benchmarks.md`). Here a SlackToken's alarm is its name once and an instant,
 //! and the one task of [`Alarms::run`] asks the controller for the reconcile when it is time,
 //! through the same `reconcile_on` that [`super::turns`] uses.
 //!

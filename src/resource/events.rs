@@ -1,6 +1,6 @@
 //! The reasons of the Events the operator records about a SlackToken: a closed set, so that
-//! every one is documented (the README's Observability section lists them, checked by a test)
-//! and alerts or scripts can match on them.
+//! every one is documented (the book's Events page, `docs/src/operations/events.md`, lists them,
+//! checked by `tests/book.rs`) and alerts or scripts can match on them.
 
 use std::fmt;
 
