@@ -3,6 +3,7 @@
 
 use crate::error::ApiError;
 use crate::verbs::State;
+use rand::{rngs::StdRng, RngExt, SeedableRng};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -85,11 +86,24 @@ struct Failure {
     code: u16,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Latency {
     verb: Option<Verb>,
     resource: Option<String>,
     delay: Duration,
+    /// Up to this much more, drawn for each request.
+    spread: Option<(Duration, StdRng)>,
+}
+
+impl Latency {
+    fn draw(&mut self) -> Duration {
+        match &mut self.spread {
+            Some((spread, rng)) if !spread.is_zero() => {
+                self.delay + Duration::from_nanos(rng.random_range(0..=spread.as_nanos() as u64))
+            }
+            _ => self.delay,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -141,7 +155,29 @@ impl Faults {
     /// Delays matching requests (None matches any verb / resource) by `delay` of tokio time.
     pub fn add_latency(&self, verb: Option<Verb>, resource: Option<&str>, delay: Duration) {
         if let Ok(mut r) = self.rules.lock() {
-            r.latencies.push(Latency { verb, resource: resource.map(String::from), delay });
+            r.latencies.push(Latency { verb, resource: resource.map(String::from), delay, spread: None });
+        }
+    }
+
+    /// Delays matching requests (None matches any verb / resource) by a time drawn evenly
+    /// from `least..=most` for each request, as a loaded API server and network do: concurrent
+    /// requests overtake one another. Seeded: the same seed draws the same delays in the same
+    /// order of requests.
+    pub fn add_latency_between(
+        &self,
+        verb: Option<Verb>,
+        resource: Option<&str>,
+        least: Duration,
+        most: Duration,
+        seed: u64,
+    ) {
+        if let Ok(mut r) = self.rules.lock() {
+            r.latencies.push(Latency {
+                verb,
+                resource: resource.map(String::from),
+                delay: least,
+                spread: Some((most.saturating_sub(least), StdRng::seed_from_u64(seed))),
+            });
         }
     }
 
@@ -179,11 +215,11 @@ impl Faults {
         };
         let delay = r
             .latencies
-            .iter()
+            .iter_mut()
             .filter(|l| {
                 l.verb.is_none_or(|v| v == verb) && l.resource.as_deref().is_none_or(|x| x == resource)
             })
-            .map(|l| l.delay)
+            .map(Latency::draw)
             .sum();
         let mut error = None;
         if let Some(f) = r.failures.iter_mut().find(|f| {

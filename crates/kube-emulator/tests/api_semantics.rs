@@ -678,6 +678,42 @@ async fn injected_latency_delays_matching_requests() {
     assert!(start.elapsed() >= std::time::Duration::from_secs(3));
 }
 
+#[tokio::test(start_paused = true)]
+async fn seeded_latency_on_one_resource_varies_per_request_and_repeats_with_the_seed() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use std::time::Duration;
+    async fn delays(seed: u64) -> Vec<Duration> {
+        let emu = KubeEmulator::start().await.unwrap();
+        let leases: Api<Lease> = Api::default_namespaced(emu.client());
+        let secrets: Api<Secret> = Api::default_namespaced(emu.client());
+        emu.faults().add_latency_between(
+            None,
+            Some("leases"),
+            Duration::from_millis(2),
+            Duration::from_millis(8),
+            seed,
+        );
+        let start = tokio::time::Instant::now();
+        secrets.get_opt("s").await.unwrap();
+        assert!(start.elapsed() < Duration::from_millis(2), "other resources are not delayed");
+        let mut delays = Vec::new();
+        for _ in 0..8 {
+            let start = tokio::time::Instant::now();
+            leases.get_opt("l").await.unwrap();
+            delays.push(start.elapsed());
+        }
+        delays
+    }
+    let first = delays(7).await;
+    assert!(
+        first.iter().all(|d| (Duration::from_millis(2)..=Duration::from_millis(9)).contains(d)),
+        "{first:?}"
+    );
+    assert!(first.iter().any(|d| *d != first[0]), "the delay varies: {first:?}");
+    assert_eq!(delays(7).await, first, "the same seed, the same delays");
+    assert_ne!(delays(8).await, first, "another seed, other delays");
+}
+
 #[tokio::test]
 async fn cut_watches_ends_open_streams() {
     let emu = KubeEmulator::start().await.unwrap();
