@@ -3,7 +3,9 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use slack_token_operator::{
-    check_slack_url, leader::LeaseTimes, Context, GoDuration, Journal, Settings, SlackClient, SystemClock,
+    check_slack_url,
+    leader::{self, Candidate, LeaseTimes},
+    Context, GoDuration, Journal, Settings, SlackClient, SystemClock,
 };
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
@@ -153,54 +155,76 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
     }
     let http = tokio::spawn(slack_token_operator::http::serve(listener, ctx.endpoints()));
-    let shutdown_timeout = args.shutdown_timeout.as_std();
-    // After SIGTERM (or Ctrl-C) the controller stops taking work and waits for running
-    // reconciles; this bounds the wait. Pairs not saved by then are in the journal.
-    let deadline = async move {
+    // SIGTERM (or Ctrl-C) sets this. The controller hears the signal too: it stops taking work
+    // and waits for its running reconciles; `deadline` bounds that wait.
+    let (signalled, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
         shutdown_signal().await;
-        tracing::info!(
-            timeout_secs = shutdown_timeout.as_secs(),
-            "shutting down: finishing running rotations"
-        );
-        tokio::time::sleep(shutdown_timeout).await;
+        tracing::info!("shutting down");
+        let _ = signalled.send(true);
+    });
+    let stopped = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    };
+    let shutdown_timeout = args.shutdown_timeout.as_std();
+    let deadline = {
+        let stop = stop.clone();
+        async move {
+            stopped(stop).await;
+            tokio::time::sleep(shutdown_timeout).await;
+        }
     };
     let work = async {
         // Before any work, on every replica: pairs a previous run of this container issued
         // but did not save are saved now (or found superseded).
-        let r = ctx.replay_journal().await;
-        tracing::info!(
-            saved = r.saved,
-            already_saved = r.already_saved,
-            superseded = r.superseded,
-            dropped = r.dropped,
-            damaged = r.damaged,
-            left_pending = r.left_pending,
-            "journal replayed"
-        );
-        let leadership = match args.leader_elect {
-            true => Some(
-                slack_token_operator::leader::acquire_named(
-                    client,
-                    &slack_token_operator::leader::lease_name(args.selector.as_deref()),
-                    LeaseTimes::lasting(args.lease_duration.as_std().as_secs()),
-                    &ctx.health,
-                )
-                .await?,
-            ),
-            false => None,
-        };
-        let lost = async move {
-            match leadership {
-                Some(l) => l.lost().await,
-                None => std::future::pending().await,
+        if ctx.pending.journal().is_some() {
+            let r = ctx.replay_journal().await;
+            tracing::info!(
+                saved = r.saved,
+                already_saved = r.already_saved,
+                superseded = r.superseded,
+                dropped = r.dropped,
+                damaged = r.damaged,
+                left_pending = r.left_pending,
+                "journal replayed"
+            );
+        }
+        let mut leadership = match args.leader_elect {
+            true => {
+                let candidate = Candidate::from_env(
+                    &leader::lease_name(args.selector.as_deref()),
+                    LeaseTimes::lasting(args.lease_duration.as_std()),
+                );
+                tokio::select! {
+                    leadership = leader::acquire(client, candidate, &ctx.health, ctx.metrics.leader.clone()) => Some(leadership),
+                    // A standby has nothing to finish.
+                    () = stopped(stop.clone()) => return Ok(()),
+                }
+            }
+            false => {
+                ctx.metrics.leader.set(1);
+                None
             }
         };
-        tracing::info!(namespaces = ?args.namespaces, selector = ?args.selector, slack = %args.slack_api_url, "starting controller");
-        let scope = slack_token_operator::Scope { namespaces: args.namespaces, selector: args.selector };
-        tokio::select! {
-            () = slack_token_operator::run_scoped(ctx.clone(), scope) => Ok(()),
-            () = lost => anyhow::bail!("lost leadership; exiting so that only the leader rotates"),
+        if !*stop.borrow() {
+            tracing::info!(namespaces = ?args.namespaces, selector = ?args.selector, slack = %args.slack_api_url, "starting controller");
+            let scope = slack_token_operator::Scope { namespaces: args.namespaces, selector: args.selector };
+            let lost = async {
+                match &mut leadership {
+                    Some(l) => l.lost().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = slack_token_operator::run_scoped(ctx.clone(), scope) => {}
+                () = lost => anyhow::bail!("lost leadership; exiting so that only the leader rotates"),
+            }
         }
+        // A graceful exit hands the Lease over at once instead of leaving it to run out.
+        if let Some(leadership) = leadership {
+            leadership.release().await;
+        }
+        Ok(())
     };
     let result = tokio::select! {
         biased;
@@ -208,7 +232,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         () = heap_profile => Ok(()),
         result = http => result.context("http server task")?.context("http server"),
         () = deadline => {
-            tracing::warn!(unsaved = ctx.pending.len(), "shutdown timeout: exiting with rotations still running (their pairs are journaled)");
+            let running = ctx.turns.running();
+            let unsaved = ctx.pending.len();
+            match (running.is_empty(), ctx.pending.journal().is_some()) {
+                (true, _) => tracing::warn!(unsaved, "shutdown timeout: the controller had not stopped, though no reconcile was running"),
+                (false, true) => tracing::warn!(?running, unsaved, "shutdown timeout: exiting with these SlackTokens' reconciles cut off; token pairs not yet saved are journaled"),
+                (false, false) => tracing::warn!(?running, unsaved, "shutdown timeout: exiting with these SlackTokens' reconciles cut off; token pairs not yet saved are lost (no --journal-dir)"),
+            }
             Ok(())
         }
     };

@@ -328,12 +328,12 @@ fn restart_grants() -> BTreeSet<Grant> {
     expand("apps", &["deployments", "statefulsets", "daemonsets"], &["patch"], None).into_iter().collect()
 }
 
-/// What leader election needs, in the release namespace only. kube-lease-manager creates the
-/// Lease if missing, then reads it and renews it with patches (strategic merge and apply).
+/// What leader election needs, in the release namespace only. The operator creates the Lease if
+/// missing, then reads it and takes, renews and releases it with resourceVersion-guarded updates.
 fn lease_grants() -> BTreeSet<Grant> {
     [
         expand("coordination.k8s.io", &["leases"], &["create"], None),
-        expand("coordination.k8s.io", &["leases"], &["get", "patch"], Some(LEASE_NAME)),
+        expand("coordination.k8s.io", &["leases"], &["get", "update"], Some(LEASE_NAME)),
     ]
     .concat()
     .into_iter()
@@ -1290,11 +1290,19 @@ async fn operator_scenario(
     if leader_elect {
         let acquired = tokio::time::timeout(
             Duration::from_secs(60),
-            slack_token_operator::leader::acquire(operator.clone(), Default::default(), &Default::default()),
+            slack_token_operator::leader::acquire(
+                operator.clone(),
+                slack_token_operator::leader::Candidate::from_env(
+                    slack_token_operator::leader::LEASE_NAME,
+                    Default::default(),
+                ),
+                &Default::default(),
+                Default::default(),
+            ),
         )
         .await
         .map_err(|_| "no leadership within 60s: the Lease could not be taken".to_owned())?;
-        leadership = Some(acquired.map_err(|e| format!("leader election failed: {e}"))?);
+        leadership = Some(acquired);
     }
     let ctx = ground.context(operator, Default::default(), None);
     let controller = spawn_controller(ctx, watch);

@@ -138,6 +138,8 @@ pub struct Metrics {
     pub reconcile_duration: Histogram,
     /// Token pairs Slack issued that could not be saved yet (should be 0 almost always).
     pub unsaved_tokens: Gauge,
+    /// 1 while this replica holds the leader-election Lease (or runs without leader election).
+    pub leader: Gauge,
     /// Each SlackToken's series, by a hash of its namespace and name.
     tokens: Arc<TokenSeries>,
     registry: Registry,
@@ -161,6 +163,7 @@ impl Default for Metrics {
             reconciles: Counter::default(),
             reconcile_duration: latency_histogram(),
             unsaved_tokens: Gauge::default(),
+            leader: Gauge::default(),
             tokens: Arc::default(),
             registry: Registry::default(),
         };
@@ -203,6 +206,11 @@ impl Default for Metrics {
             "slack_token_operator_unsaved_tokens",
             "Issued token pairs not yet saved to their Secret",
             m.unsaved_tokens.clone(),
+        );
+        r.register(
+            "slack_token_operator_leader",
+            "1 while this replica leads (holds the leader-election Lease, or runs without leader election), else 0",
+            m.leader.clone(),
         );
         Self { registry, ..metrics }
     }

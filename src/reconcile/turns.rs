@@ -151,6 +151,14 @@ impl Turns {
         Turn { shared: self.0.clone(), key: key.cloned() }
     }
 
+    /// The SlackTokens whose reconcile holds a turn now (`namespace/name`, sorted).
+    pub fn running(&self) -> Vec<String> {
+        let mut running: Vec<String> =
+            lock(&self.0.state).running.iter().map(|k| format!("{}/{}", k.namespace, k.name)).collect();
+        running.sort();
+        running
+    }
+
     /// Whether `key`'s reconcile holds a turn now.
     pub fn is_running(&self, key: &Key) -> bool {
         lock(&self.0.state).running.contains(key)
