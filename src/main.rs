@@ -234,10 +234,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         () = deadline => {
             let running = ctx.turns.running();
             let unsaved = ctx.pending.len();
+            // Which SlackTokens were cut off, and only when some were.
             match (running.is_empty(), ctx.pending.journal().is_some()) {
-                (true, _) => tracing::warn!(unsaved, "shutdown timeout: the controller had not stopped, though no reconcile was running"),
-                (false, true) => tracing::warn!(?running, unsaved, "shutdown timeout: exiting with these SlackTokens' reconciles cut off; token pairs not yet saved are journaled"),
-                (false, false) => tracing::warn!(?running, unsaved, "shutdown timeout: exiting with these SlackTokens' reconciles cut off; token pairs not yet saved are lost (no --journal-dir)"),
+                (true, _) => tracing::warn!(unsaved, "shutdown timeout: the controller had not stopped, though no rotation was running"),
+                (false, true) => tracing::warn!(?running, unsaved, "shutdown timeout: exiting with rotations still running (their pairs are journaled)"),
+                (false, false) => tracing::warn!(?running, unsaved, "shutdown timeout: exiting with rotations still running (pairs Slack issued them and not yet saved are lost: no --journal-dir)"),
             }
             Ok(())
         }

@@ -97,13 +97,20 @@ async fn sigterm_during_a_refused_or_stalled_save_exits_in_time_and_the_pair_is_
             "stall={stall}: {stopped}"
         );
         // A stalled save keeps its reconcile running: only the shutdown timeout ends it.
-        let timed_out = !operator
-            .lines("shutdown timeout: exiting with rotations still running (their pairs are journaled)")
-            .is_empty();
+        let timed_out = operator
+            .lines("shutdown timeout: exiting with rotations still running (their pairs are journaled)");
         assert_eq!(
-            timed_out, stall,
+            !timed_out.is_empty(),
+            stall,
             "stall={stall}: the shutdown timeout bounds the wait for a stuck save, and only then"
         );
+        if let Some(line) = timed_out.first() {
+            let running = line.pointer("/fields/running").and_then(|v| v.as_str()).unwrap_or_default();
+            assert!(
+                running.contains(&format!("{}/{}", bot.ns, bot.name)),
+                "names the cut-off rotation: {line}"
+            );
+        }
 
         faults.clear();
         let restarted = OperatorProcess::spawn(&options).unwrap();

@@ -195,3 +195,39 @@ async fn replicas_started_together_never_lead_at_the_same_time_and_all_know_thei
     );
     assert!(failures.is_empty(), "{} of {STARTS} starts failed:\n{}", failures.len(), failures.join("\n"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_follows_the_lease_when_it_is_deleted_and_the_former_leader_steps_down() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let kube = KubeEmulator::start().await.unwrap();
+    let reports: Reports = Arc::default();
+    let (go, ready) = watch::channel(true);
+    drop(go);
+    let first = spawn_replica(kube.client(), "vanishing", 0, Duration::ZERO, &ready, &reports);
+    until("op-0 leads", Duration::from_secs(10), || first.gauge.get() == 1).await.unwrap();
+    let second = spawn_replica(kube.client(), "vanishing", 1, Duration::ZERO, &ready, &reports);
+    until("op-1 stands by", Duration::from_secs(10), || second.health.state().role == Role::Standby)
+        .await
+        .unwrap();
+
+    // Someone deletes the Lease. The leader, finding it gone at its next renewal, stops leading;
+    // the standby, which saw op-0 hold it, creates it only once op-0's hold would have run out.
+    let leases: kube::Api<Lease> = kube::Api::default_namespaced(kube.client());
+    let deleted = Instant::now();
+    leases.delete("vanishing", &Default::default()).await.unwrap();
+    until("op-0 stepped down", Duration::from_secs(10), || first.gauge.get() == 0).await.unwrap();
+    until("op-1 leads", Duration::from_secs(10), || second.health.state().role == Role::Leader)
+        .await
+        .unwrap();
+    // (Timed from its last look at op-0's record, up to a retry period before the deletion.)
+    assert!(deleted.elapsed() >= times().duration / 2, "op-1 waited for op-0's hold to run out");
+    let holder = leases.get("vanishing").await.unwrap().spec.and_then(|s| s.holder_identity);
+    assert_eq!(holder.as_deref(), Some("op-1"));
+    let reports = reports.lock().unwrap().clone();
+    assert!(overlaps(&reports, Instant::now()).is_empty(), "{reports:?}");
+    assert_eq!(reports.iter().map(|i| i.replica).collect::<Vec<_>>(), [0, 1]);
+    for r in [first, second] {
+        let _ = r.stop.send(true);
+        let _ = r.task.await;
+    }
+}

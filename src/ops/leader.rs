@@ -177,6 +177,16 @@ impl Elector {
         &self.candidate.identity
     }
 
+    /// How long `lease` holds after a renewal, as its holder wrote it.
+    fn duration_of(&self, lease: &Lease) -> Duration {
+        lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.lease_duration_seconds)
+            .and_then(|d| u64::try_from(d).ok())
+            .map_or(self.candidate.times.duration, Duration::from_secs)
+    }
+
     /// Remembers `lease`, restarting the clock of its record if the record changed.
     fn observe(&mut self, lease: Lease, at: Instant) {
         let changed_at = match &self.seen {
@@ -218,6 +228,15 @@ impl Elector {
             return Ok(Tried::HeldBy(current.as_ref().and_then(holder_of).unwrap_or("nobody").to_owned()));
         }
         let Some(current) = current else {
+            // Deleted under a holder we saw: that holder goes on leading until it next renews, so
+            // the Lease counts as held until it would have run out.
+            if let Some(seen) = &self.seen {
+                if let Some(h) = holder_of(&seen.lease).filter(|h| *h != self.identity()) {
+                    if seen.changed_at.elapsed() < self.duration_of(&seen.lease) {
+                        return Ok(Tried::HeldBy(h.to_owned()));
+                    }
+                }
+            }
             // No Lease (first start, or deleted): create it as ours. Of two creates, one wins.
             let lease = Lease {
                 metadata: ObjectMeta { name: Some(self.candidate.lease.clone()), ..Default::default() },
@@ -234,13 +253,7 @@ impl Elector {
         };
         self.observe(current.clone(), Instant::now());
         let seen = self.seen.as_ref().map(|s| s.changed_at.elapsed()).unwrap_or_default();
-        let duration = current
-            .spec
-            .as_ref()
-            .and_then(|s| s.lease_duration_seconds)
-            .and_then(|d| u64::try_from(d).ok())
-            .map_or(self.candidate.times.duration, Duration::from_secs);
-        match next(self.identity(), holder_of(&current), seen, duration) {
+        match next(self.identity(), holder_of(&current), seen, self.duration_of(&current)) {
             Next::Wait => Ok(Tried::HeldBy(holder_of(&current).unwrap_or_default().to_owned())),
             Next::Take | Next::Renew => {
                 let mut ours = current.clone();

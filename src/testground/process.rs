@@ -203,6 +203,22 @@ impl OperatorProcess {
         }
     }
 
+    /// GET `path` (`/readyz`, `/metrics`) from the process's HTTP server, once it has logged its
+    /// address: the status and body, or `None` if it cannot be reached (yet).
+    pub async fn get(&self, path: &str) -> Option<(u16, String)> {
+        let line = self.lines("serving /healthz, /readyz and /metrics").into_iter().next()?;
+        let addr = line.pointer("/fields/addr")?.as_str()?.to_owned();
+        let response = reqwest::get(format!("http://{addr}{path}")).await.ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.text().await.ok()?))
+    }
+
+    /// The value of the gauge `name` (no labels) on `/metrics`.
+    pub async fn gauge(&self, name: &str) -> Option<i64> {
+        let (_, body) = self.get("/metrics").await?;
+        body.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
     /// Every log line so far (JSON objects; a line that was not JSON as a string).
     pub fn logs(&self) -> Vec<serde_json::Value> {
         self.logs.lock().unwrap_or_else(|e| e.into_inner()).clone()
