@@ -131,3 +131,22 @@ async fn sigterm_during_a_refused_or_stalled_save_exits_in_time_and_the_pair_is_
         assert!(ground.slack.broken_chains().is_empty(), "stall={stall}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_logs_a_journal_replay_only_with_a_journal() {
+    let ground = Ground::start(GroundConfig::default()).await.unwrap();
+    for journal in [false, true] {
+        let mut options = OperatorOptions::new(BINARY, ground.kubeconfig(), ground.slack.base_url());
+        options.journal_dir = journal.then(|| ground.scratch("journal"));
+        let operator = OperatorProcess::spawn(&options).unwrap();
+        // The replay, when there is one, comes before the controller starts.
+        operator.logged("starting controller", Duration::from_secs(30)).await.unwrap();
+        let warned = operator.logs().iter().any(|l| {
+            l.pointer("/fields/message")
+                .and_then(|m| m.as_str())
+                .is_some_and(|m| m.starts_with("no --journal-dir"))
+        });
+        assert_eq!(!operator.lines("journal replayed").is_empty(), journal, "journal={journal}");
+        assert_eq!(warned, !journal, "journal={journal}");
+    }
+}
