@@ -157,16 +157,19 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let http = tokio::spawn(slack_token_operator::http::serve(listener, ctx.endpoints()));
     // SIGTERM (or Ctrl-C) sets this. The controller hears the signal too: it stops taking work
     // and waits for its running reconciles; `deadline` bounds that wait.
+    let shutdown_timeout = args.shutdown_timeout.as_std();
     let (signalled, stop) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
-        tracing::info!("shutting down");
+        tracing::info!(
+            timeout_secs = shutdown_timeout.as_secs(),
+            "shutting down: no new rotations, running ones may finish"
+        );
         let _ = signalled.send(true);
     });
     let stopped = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stop.wait_for(|stopped| *stopped).await;
     };
-    let shutdown_timeout = args.shutdown_timeout.as_std();
     let deadline = {
         let stop = stop.clone();
         async move {
