@@ -235,13 +235,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         () = heap_profile => Ok(()),
         result = http => result.context("http server task")?.context("http server"),
         () = deadline => {
+            // What was cut off, and only when something was: reconciles still running, and
+            // pairs Slack issued that are not saved (by credentials Secret).
             let running = ctx.turns.running();
-            let unsaved = ctx.pending.len();
-            // Which SlackTokens were cut off, and only when some were.
-            match (running.is_empty(), ctx.pending.journal().is_some()) {
-                (true, _) => tracing::warn!(unsaved, "shutdown timeout: the controller had not stopped, though no rotation was running"),
-                (false, true) => tracing::warn!(?running, unsaved, "shutdown timeout: exiting with rotations still running (their pairs are journaled)"),
-                (false, false) => tracing::warn!(?running, unsaved, "shutdown timeout: exiting with rotations still running (pairs Slack issued them and not yet saved are lost: no --journal-dir)"),
+            let mut unsaved: Vec<String> = ctx.pending.all().iter().map(|e| format!("{}/{}", e.namespace, e.name)).collect();
+            unsaved.sort();
+            match (running.is_empty() && unsaved.is_empty(), ctx.pending.journal().is_some()) {
+                (true, _) => tracing::info!("shutdown timeout: the controller had not stopped; no rotation was running and no pair is unsaved"),
+                (false, true) => tracing::warn!(?running, ?unsaved, "shutdown timeout: exiting with rotations still running (their pairs are journaled)"),
+                (false, false) => tracing::warn!(?running, ?unsaved, "shutdown timeout: exiting with rotations still running (unsaved pairs are lost: no --journal-dir)"),
             }
             Ok(())
         }

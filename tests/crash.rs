@@ -105,9 +105,12 @@ async fn sigterm_during_a_refused_or_stalled_save_exits_in_time_and_the_pair_is_
             "stall={stall}: the shutdown timeout bounds the wait for a stuck save, and only then"
         );
         if let Some(line) = timed_out.first() {
-            let running = line.pointer("/fields/running").and_then(|v| v.as_str()).unwrap_or_default();
+            // The reconcile still running, or the credentials Secret whose pair is unsaved.
+            let field = |f: &str| line.pointer(f).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+            let (running, unsaved) = (field("/fields/running"), field("/fields/unsaved"));
             assert!(
-                running.contains(&format!("{}/{}", bot.ns, bot.name)),
+                running.contains(&format!("{}/{}", bot.ns, bot.name))
+                    || unsaved.contains(&format!("{}/{}", bot.ns, bot.creds())),
                 "names the cut-off rotation: {line}"
             );
         }
