@@ -7,7 +7,7 @@
 
 use crate::{
     error::{CredentialsError, MAX_VALUE_BYTES},
-    resource::{EXPIRY_ASSUMED_ANNOTATION, ISSUED_AT_ANNOTATION},
+    resource::{ManualKind, EXPIRY_ASSUMED_ANNOTATION, ISSUED_AT_ANNOTATION},
     slack::Issued,
 };
 use jiff::Timestamp;
@@ -112,6 +112,49 @@ pub fn legacy_token_problem(token: &SecretString) -> Option<CredentialsError> {
         Kind::Other => "is not a long-lived Slack bot or user token (those start with `xoxb-` or `xoxp-`)",
     };
     Some(CredentialsError::WrongToken { key: LEGACY_TOKEN, problem })
+}
+
+/// Why `token` cannot be a re-issued token for a Manual SlackToken of `kind`, if it plainly
+/// cannot: `kubectl slacktoken handover` asks this before anything is sent, so a wrong paste
+/// (the refresh token of another app, a token with the `pass` entry's next line stuck to it)
+/// never reaches the cluster. The operator's own check (auth.test, same team and user) follows.
+/// The answer names prefixes, never the token.
+pub fn hand_over_problem(kind: ManualKind, token: &SecretString) -> Option<String> {
+    let token = token.expose_secret();
+    if token.is_empty() {
+        return Some("no token was given".into());
+    }
+    if token.len() > MAX_VALUE_BYTES {
+        return Some(format!("{} bytes is not a token (at most {MAX_VALUE_BYTES})", token.len()));
+    }
+    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some("a token is one word: this has spaces, line breaks or control characters inside".into());
+    }
+    // Legacy test tokens are user tokens; custom-integration and Hubot/Lita bots are bot
+    // tokens; an app without rotation has either (Slack help: "Token types").
+    let (wanted, expected): (&[&str], &str) = match kind {
+        ManualKind::LegacyTestToken => (&["xoxp-"], "a legacy test token is a user token (`xoxp-`)"),
+        ManualKind::CustomIntegrationBot => {
+            (&["xoxb-"], "a custom-integration bot token starts with `xoxb-`")
+        }
+        ManualKind::HubotLita => (&["xoxb-"], "a Hubot/Lita bot token starts with `xoxb-`"),
+        ManualKind::App => {
+            (&["xoxb-", "xoxp-"], "an app's long-lived token is a bot or user token (`xoxb-`/`xoxp-`)")
+        }
+    };
+    if wanted.iter().any(|p| token.starts_with(p)) {
+        return None;
+    }
+    let found = match kind_of(token) {
+        Kind::LongLived => "a long-lived token of the other kind (bot instead of user, or the reverse)",
+        Kind::Refresh => "a refresh token (`xoxe-`), which belongs to a rotating app (type OAuth)",
+        Kind::RotatingAccess => {
+            "a rotating access token (`xoxe.`), which expires within 12 hours: its SlackToken should be type OAuth"
+        }
+        Kind::AppLevel => "an app-level token (`xapp-`)",
+        Kind::Other => "not a Slack token",
+    };
+    Some(format!("this is {found}; {expected}"))
 }
 
 /// Slack's token kinds, by prefix ("Token types" in Slack's docs).
@@ -476,5 +519,39 @@ mod tests {
         assert!(creds.legacy_token.is_none());
         assert_eq!(creds.client_id.as_deref(), Some("c"));
         assert!(!creds.expiry_assumed, "Slack reported the lifetime");
+    }
+
+    #[test]
+    fn a_hand_over_must_look_like_a_token_of_the_kind() {
+        use ManualKind::*;
+        // (kind, token, refused because (part of the reason), or accepted)
+        let long = format!("xoxb-{}", "1".repeat(MAX_VALUE_BYTES));
+        let table: [(ManualKind, &str, Option<&str>); 14] = [
+            (LegacyTestToken, "xoxp-1-2-3-abc", None),
+            (CustomIntegrationBot, "xoxb-1-2-abc", None),
+            (HubotLita, "xoxb-1-2-abc", None),
+            (App, "xoxb-1-2-abc", None),
+            (App, "xoxp-1-2-abc", None),
+            (LegacyTestToken, "xoxb-1-2-abc", Some("other kind")),
+            (HubotLita, "xoxp-1-2-abc", Some("other kind")),
+            (HubotLita, "xoxe-1-abc", Some("refresh token")),
+            (CustomIntegrationBot, "xoxe.xoxb-1-abc", Some("12 hours")),
+            (App, "xapp-1-abc", Some("app-level")),
+            (App, "hunter2", Some("not a Slack token")),
+            (HubotLita, "", Some("no token")),
+            (HubotLita, "xoxb-1-2-abc\nfolder: slack", Some("one word")),
+            (HubotLita, long.as_str(), Some("bytes is not a token")),
+        ];
+        for (kind, token, refused) in table {
+            let problem = hand_over_problem(kind, &SecretString::from(token));
+            match (refused, &problem) {
+                (None, None) => {}
+                (Some(why), Some(problem)) => {
+                    assert!(problem.contains(why), "{kind:?} {token}: {problem}");
+                    assert!(token.len() < 5 || !problem.contains(token), "the reason never holds the token");
+                }
+                _ => panic!("{kind:?} {token:?}: expected {refused:?}, got {problem:?}"),
+            }
+        }
     }
 }
