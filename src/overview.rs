@@ -1,4 +1,4 @@
-//! `slack-token-operator status`: every SlackToken at a glance, for people and scripts, in the
+//! `slack-token-operator status` (and `kubectl slacktoken status`): every SlackToken at a glance, for people and scripts, in the
 //! spirit of `cmctl status certificate`. Reads SlackTokens with the user's kubeconfig, like
 //! kubectl; exits 1 if any is not Ready, so `status && deploy` works in scripts.
 
@@ -11,21 +11,49 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct StatusArgs {
-    /// Namespace to list (default: the kubeconfig context's namespace).
-    #[arg(short = 'n', long)]
-    namespace: Option<String>,
+    /// Only this SlackToken (default: all in the namespace).
+    name: Option<String>,
+    #[command(flatten)]
+    connect: Connect,
     /// List SlackTokens in all namespaces.
-    #[arg(short = 'A', long)]
+    #[arg(short = 'A', long, conflicts_with = "name")]
     all_namespaces: bool,
     /// `table` for people, `json` for machines.
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
     output: Output,
+}
+
+/// Where to find the cluster and which namespace, as kubectl takes them.
+#[derive(clap::Args, Clone)]
+pub struct Connect {
+    /// Namespace (default: the kubeconfig context's namespace).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
     /// Kubeconfig to use (default: $KUBECONFIG, ~/.kube/config or in-cluster, as kubectl).
     #[arg(long)]
-    kubeconfig: Option<PathBuf>,
+    pub kubeconfig: Option<PathBuf>,
     /// Kubeconfig context to use (default: the current context).
     #[arg(long)]
-    context: Option<String>,
+    pub context: Option<String>,
+}
+
+impl Connect {
+    /// A client with the user's credentials, and the namespace to work in.
+    pub async fn client(&self) -> anyhow::Result<(kube::Client, String)> {
+        let options = kube::config::KubeConfigOptions { context: self.context.clone(), ..Default::default() };
+        let config = match &self.kubeconfig {
+            Some(path) => {
+                let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                    .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+                kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?
+            }
+            None if self.context.is_some() => kube::Config::from_kubeconfig(&options).await?,
+            None => kube::Config::infer().await?,
+        };
+        let client = kube::Client::try_from(config).context("connecting to the Kubernetes API")?;
+        let namespace = self.namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned());
+        Ok((client, namespace))
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
@@ -167,27 +195,18 @@ pub fn problems(rows: &[Row]) -> String {
         .collect()
 }
 
-async fn client(args: &StatusArgs) -> anyhow::Result<kube::Client> {
-    let options = kube::config::KubeConfigOptions { context: args.context.clone(), ..Default::default() };
-    let config = match &args.kubeconfig {
-        Some(path) => {
-            let kubeconfig = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?
-        }
-        None if args.context.is_some() => kube::Config::from_kubeconfig(&options).await?,
-        None => kube::Config::infer().await?,
-    };
-    Ok(kube::Client::try_from(config)?)
-}
-
 /// Prints the SlackTokens' status; returns the exit code.
 pub async fn status(args: StatusArgs) -> anyhow::Result<i32> {
-    let client = client(&args).await.context("connecting to the Kubernetes API")?;
-    let namespace = args.namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned());
+    let (client, namespace) = args.connect.client().await?;
     let api: Api<SlackToken> =
         if args.all_namespaces { Api::all(client) } else { Api::namespaced(client, &namespace) };
-    let tokens = api.list(&Default::default()).await.context("listing SlackTokens")?.items;
+    let tokens = match &args.name {
+        Some(name) => match api.get_opt(name).await.context("reading the SlackToken")? {
+            Some(stk) => vec![stk],
+            None => anyhow::bail!("SlackToken {name} not found in namespace {namespace}"),
+        },
+        None => api.list(&Default::default()).await.context("listing SlackTokens")?.items,
+    };
     let rows = rows(&tokens, Timestamp::now());
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
