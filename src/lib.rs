@@ -42,7 +42,8 @@
 //! (every failure, classified once), `secrets` (credentials format and writes, the output
 //! Secret, pending pairs), `ops` (the Kubernetes client, metrics, probes, leader election), `reconcile`
 //! (observe → decide → act → report), `controller` (watches and the work queue), and beside
-//! them `overview` (the `status` command, a client of the API like kubectl). With the `emulator`
+//! them `overview` (the `status` command, a client of the API like kubectl) and `plugin` (the
+//! `kubectl slacktoken` plugin: status, rotate, hand-over). With the `emulator`
 //! feature, `testground` (both emulators, fixtures, the operator in-process or as a process: what
 //! tests and the demo stand on) and `demo` (the `demo` and `emulate` commands) sit on top.
 #![forbid(unsafe_code)]
@@ -55,6 +56,7 @@ mod error;
 mod expiring;
 mod ops;
 pub mod overview;
+pub mod plugin;
 mod reconcile;
 mod resource;
 mod secrets;

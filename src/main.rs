@@ -1,4 +1,4 @@
-//! Command line: `run` (the operator), `crd`, `status`, and with the `emulator` feature `demo` and `emulate`.
+//! Command line: `run` (the operator), `crd`, `status`, `rotate`, `handover`, and with the `emulator` feature `demo` and `emulate`.
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -39,6 +39,10 @@ enum Command {
     /// Show every SlackToken: Ready and why, expiry, next rotation, last failure. Exits 1 if any
     /// is not Ready (2 if they cannot be listed).
     Status(slack_token_operator::overview::StatusArgs),
+    /// Ask the operator to rotate a SlackToken now (as `kubectl slacktoken rotate`).
+    Rotate(slack_token_operator::plugin::RotateArgs),
+    /// Hand a re-issued token to a Manual SlackToken (as `kubectl slacktoken handover`).
+    Handover(slack_token_operator::plugin::HandoverArgs),
     /// Run the operator against built-in Kubernetes and Slack emulators and print each rotation.
     #[cfg(feature = "emulator")]
     Demo(slack_token_operator::demo::DemoArgs),
@@ -106,6 +110,11 @@ fn init_logging(format: LogFormat) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Installed as `kubectl-slacktoken` (a copy or symlink), this binary is the kubectl plugin.
+    if slack_token_operator::plugin::invoked_as_plugin(std::env::args_os().next().as_deref()) {
+        let cli = slack_token_operator::plugin::Cli::parse();
+        std::process::exit(slack_token_operator::plugin::main(cli).await);
+    }
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Crd) => {
@@ -119,6 +128,10 @@ async fn main() -> anyhow::Result<()> {
                 std::process::exit(2)
             }
         },
+        Some(Command::Rotate(args)) => std::process::exit(slack_token_operator::plugin::rotate(args).await),
+        Some(Command::Handover(args)) => {
+            std::process::exit(slack_token_operator::plugin::handover(args).await)
+        }
         Some(Command::Run(args)) => run(args).await,
         #[cfg(feature = "emulator")]
         Some(Command::Demo(args)) => slack_token_operator::demo::demo(args).await,

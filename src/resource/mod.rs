@@ -23,6 +23,8 @@ pub use slacktoken::{
 
 /// Field manager of every write, and the reporting controller of Events.
 pub const MANAGER: &str = "slack-token-operator";
+/// Field manager of the writes of `kubectl slacktoken` (rotate requests, handed-over tokens).
+pub const PLUGIN_MANAGER: &str = "kubectl-slacktoken";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "slack-token-operator";
 

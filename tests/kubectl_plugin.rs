@@ -1,0 +1,294 @@
+//! `kubectl slacktoken …` as a person runs it: kubectl finds this binary on PATH under the name
+//! `kubectl-slacktoken` and runs it against the Kubernetes emulator, with the real controller
+//! (in this process, on the paused clock) and the Slack emulator behind it.
+//!
+//! Each command runs on tokio's blocking pool: while it runs, the paused clock does not jump
+//! ahead (nothing becomes due), and the controller still answers at once, as the emulators are
+//! served from this process. `--wait` needs no sleeping: the plugin watches the SlackToken.
+//! Every command runs with RUST_LOG=trace, and its whole output is checked for token text.
+
+mod support;
+
+use k8s_openapi::ByteString;
+use kube::ResourceExt;
+use slack_emulator::{Fault, TokenKind};
+use std::{io::Write, path::PathBuf, process::Stdio};
+use support::{e2e, TestEnv};
+
+/// A directory on PATH holding the plugin, and the kubeconfig of the test's cluster.
+struct Kubectl {
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+struct Ran {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Ran {
+    /// Fails the test if `token` (as text, or base64 as in a Secret's `data`) is anywhere in
+    /// the command's output or logs.
+    fn assert_no_token(&self, token: &str) {
+        let base64 = serde_json::to_string(&ByteString(token.as_bytes().to_vec())).unwrap();
+        let base64 = base64.trim_matches('"');
+        for (stream, text) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+            assert!(!text.contains(token), "the token is in the command's {stream}:\n{text}");
+            assert!(!text.contains(base64), "the token (base64) is in the command's {stream}:\n{text}");
+        }
+    }
+}
+
+impl Kubectl {
+    fn new(env: &TestEnv) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        // As krew installs it: a link named kubectl-slacktoken to the one binary.
+        std::os::unix::fs::symlink(
+            env!("CARGO_BIN_EXE_slack-token-operator"),
+            dir.path().join("kubectl-slacktoken"),
+        )
+        .unwrap();
+        let kubeconfig = match (&env.kube, std::env::var_os("E2E_KUBECONFIG")) {
+            (_, Some(real)) => PathBuf::from(real),
+            (Some(kube), None) => {
+                let path = dir.path().join("kubeconfig");
+                kube.write_kubeconfig(&path).unwrap();
+                path
+            }
+            (None, None) => unreachable!("no cluster"),
+        };
+        Self { dir, kubeconfig }
+    }
+
+    /// `kubectl slacktoken ARGS -n <the test's namespace>`, with `stdin` piped in (or none).
+    async fn run(&self, env: &TestEnv, args: &[&str], stdin: Option<&str>) -> Ran {
+        let path = std::env::join_paths(
+            std::iter::once(self.dir.path().to_owned())
+                .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+        )
+        .unwrap();
+        let mut command = std::process::Command::new("kubectl");
+        command
+            .arg("slacktoken")
+            .args(args)
+            .args(["-n", &env.ns])
+            .env("PATH", path)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("RUST_LOG", "trace")
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let stdin = stdin.map(str::to_owned);
+        let out = tokio::task::spawn_blocking(move || {
+            let mut child = command
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot run kubectl ({e}): this test needs kubectl on PATH"));
+            if let Some(text) = stdin {
+                child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+            }
+            child.wait_with_output().unwrap()
+        })
+        .await
+        .unwrap();
+        let ran = Ran {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        assert!(
+            !ran.stderr.contains("unknown command \"slacktoken\""),
+            "kubectl found the plugin:\n{}",
+            ran.stderr
+        );
+        ran
+    }
+}
+
+async fn manual_token(env: &TestEnv, name: &str, kind: &str, token: &str) {
+    env.manual_token(name, token, &format!("rotationPeriod: 2160h\nmanual:\n  kind: {kind}")).await;
+    env.published_token(&format!("{name}-token"), None).await;
+    env.ready(name, "True").await;
+}
+
+#[test]
+fn a_token_piped_to_handover_is_accepted_and_the_old_one_revoked_without_its_text_anywhere() {
+    e2e(|env| async move {
+        let kubectl = Kubectl::new(&env);
+        let old = env.slack.create_legacy_token("T1", "U1", TokenKind::User);
+        manual_token(&env, "legacy", "LegacyTestToken", &old).await;
+        let new = env.slack.create_legacy_token("T1", "U1", TokenKind::User);
+
+        // As `pass show slack/legacy | kubectl slacktoken handover legacy --wait`.
+        let ran = kubectl
+            .run(&env, &["handover", "legacy", "--wait", "--timeout", "60s"], Some(&format!("{new}\n")))
+            .await;
+        assert_eq!(ran.code, 0, "accepted:\n{}\n{}", ran.stdout, ran.stderr);
+        assert!(
+            ran.stdout.contains("accepted") && ran.stdout.contains("(team T1, user U1)"),
+            "{}",
+            ran.stdout
+        );
+        assert!(ran.stdout.contains("the replaced token is revoked"), "{}", ran.stdout);
+        // It is true: the operator published the new token, revoked the old and moved it over.
+        assert_eq!(env.secret_value("legacy-token", "token").await.as_deref(), Some(new.as_str()));
+        assert!(env.slack.is_revoked(&old));
+        assert_eq!(env.secret_value("legacy-creds", "accessToken").await.as_deref(), Some(new.as_str()));
+        assert_eq!(env.secret_value("legacy-creds", "pendingToken").await, None);
+
+        // At trace level the plugin and its Kubernetes client logged their requests (so the
+        // check below looked at real logs), and neither token is in any of it.
+        assert!(ran.stderr.contains("TRACE"), "trace logs on stderr:\n{}", ran.stderr);
+        assert!(
+            ran.stderr.contains("/secrets/legacy-creds"),
+            "the Secret's PATCH is logged:\n{}",
+            ran.stderr
+        );
+        ran.assert_no_token(&new);
+        ran.assert_no_token(&old);
+    });
+}
+
+#[test]
+fn a_token_of_the_wrong_kind_is_refused_before_anything_is_sent() {
+    e2e(|env| async move {
+        let kubectl = Kubectl::new(&env);
+        let old = env.slack.create_legacy_token("T1", "U1", TokenKind::Bot);
+        manual_token(&env, "hubot", "HubotLita", &old).await;
+        let before = env.secrets().get("hubot-creds").await.unwrap().resource_version();
+        // A user token for a Hubot bot, and a whole `pass` entry instead of its first line.
+        let user_token = env.slack.create_legacy_token("T1", "U1", TokenKind::User);
+        let bot_token = env.slack.create_legacy_token("T1", "U1", TokenKind::Bot);
+        for (input, why) in [
+            (format!("{user_token}\n"), "a Hubot/Lita bot token starts with `xoxb-`"),
+            (format!("{bot_token}\nlogin: hubot\n"), "several lines"),
+            (String::new(), "no token"),
+        ] {
+            let ran =
+                kubectl.run(&env, &["handover", "hubot", "--wait", "--timeout", "60s"], Some(&input)).await;
+            assert_eq!(ran.code, 2, "refused:\n{}\n{}", ran.stdout, ran.stderr);
+            assert!(
+                ran.stderr.contains("refused, nothing was sent") && ran.stderr.contains(why),
+                "{}",
+                ran.stderr
+            );
+            ran.assert_no_token(&user_token);
+            ran.assert_no_token(&bot_token);
+        }
+        let after = env.secrets().get("hubot-creds").await.unwrap().resource_version();
+        assert_eq!(before, after, "the credentials Secret was not written");
+        assert_eq!(env.secret_value("hubot-creds", "pendingToken").await, None);
+
+        // Nor does a Manual token take a rotate request, nor an OAuth token a hand-over.
+        let ran = kubectl.run(&env, &["rotate", "hubot"], None).await;
+        assert_eq!(ran.code, 2);
+        assert!(ran.stderr.contains("kubectl slacktoken handover hubot"), "{}", ran.stderr);
+        env.oauth_token("bot", "").await;
+        let ran = kubectl.run(&env, &["handover", "bot"], Some(&bot_token)).await;
+        assert_eq!(ran.code, 2);
+        assert!(ran.stderr.contains("kubectl slacktoken rotate bot"), "{}", ran.stderr);
+        ran.assert_no_token(&bot_token);
+    });
+}
+
+#[test]
+fn a_token_the_operator_rejects_is_reported_with_its_reason() {
+    e2e(|env| async move {
+        let kubectl = Kubectl::new(&env);
+        let old = env.slack.create_legacy_token("T1", "U1", TokenKind::Bot);
+        manual_token(&env, "bot", "CustomIntegrationBot", &old).await;
+        let foreign = env.slack.create_legacy_token("T2", "U1", TokenKind::Bot);
+        let ran = kubectl.run(&env, &["handover", "bot", "--wait", "--timeout", "60s"], Some(&foreign)).await;
+        assert_eq!(ran.code, 1, "rejected:\n{}\n{}", ran.stdout, ran.stderr);
+        assert!(
+            ran.stdout.starts_with("rejected: pendingToken in Secret bot-creds was not used"),
+            "{}",
+            ran.stdout
+        );
+        assert!(ran.stdout.contains("T2") && ran.stdout.contains("T1"), "says why: {}", ran.stdout);
+        ran.assert_no_token(&foreign);
+        assert_eq!(env.secret_value("bot-token", "token").await.as_deref(), Some(old.as_str()));
+
+        // A second token rejected for the same reason still gets its verdict.
+        let another = env.slack.create_legacy_token("T3", "U1", TokenKind::Bot);
+        let ran = kubectl.run(&env, &["handover", "bot", "--wait", "--timeout", "60s"], Some(&another)).await;
+        assert_eq!(ran.code, 1, "rejected:\n{}\n{}", ran.stdout, ran.stderr);
+        assert!(ran.stdout.contains("T3"), "{}", ran.stdout);
+    });
+}
+
+#[test]
+fn rotate_wait_says_rotated_with_the_new_expiry() {
+    e2e(|env| async move {
+        let kubectl = Kubectl::new(&env);
+        let (f, first) = env.ready_bot().await;
+        let refreshes = env.slack.refreshes(&f.installation_id);
+        let ran = kubectl.run(&env, &["rotate", "bot", "--wait", "--timeout", "60s"], None).await;
+        assert_eq!(ran.code, 0, "rotated:\n{}\n{}", ran.stdout, ran.stderr);
+        let status = env.status("bot").await;
+        let expiry = status.expiration_time.clone().unwrap();
+        assert!(
+            ran.stdout.starts_with("rotated:") && ran.stdout.contains(&format!("expires {expiry}")),
+            "{}",
+            ran.stdout
+        );
+        assert_eq!(env.slack.refreshes(&f.installation_id), refreshes + 1, "one rotation");
+        let request = status.last_rotate_request.unwrap();
+        assert!(ran.stderr.contains(&format!("slack.rotator.dev/rotate={request}")), "{}", ran.stderr);
+        let new = env.published_token(&f.output(), Some(&first)).await;
+        ran.assert_no_token(&first);
+        ran.assert_no_token(&new);
+
+        // Each run asks anew: a second rotation, not the first one's answer again.
+        let ran = kubectl.run(&env, &["rotate", "bot", "--wait", "--timeout", "60s"], None).await;
+        assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+        assert_eq!(env.slack.refreshes(&f.installation_id), refreshes + 2);
+    });
+}
+
+#[test]
+fn rotate_wait_reports_a_failure_when_slack_refuses() {
+    e2e(|env| async move {
+        let kubectl = Kubectl::new(&env);
+        let (_f, first) = env.ready_bot().await;
+        env.slack.fail_next("oauth.v2.access", 1, Fault::SlackError("invalid_refresh_token".into()));
+        let ran = kubectl.run(&env, &["rotate", "bot", "--wait", "--timeout", "60s"], None).await;
+        assert_eq!(ran.code, 1, "failed:\n{}\n{}", ran.stdout, ran.stderr);
+        // Slack's `invalid_refresh_token`: the chain is broken, and the message says what to do.
+        assert!(ran.stdout.starts_with("rotation of SlackToken bot failed: ChainBroken:"), "{}", ran.stdout);
+        assert!(ran.stdout.contains("Reinstall to Workspace"), "{}", ran.stdout);
+        ran.assert_no_token(&first);
+    });
+}
+
+#[test]
+fn rotate_wait_without_an_operator_gives_up_after_its_timeout() {
+    support::e2e_before_start(|env| async move {
+        let kubectl = Kubectl::new(&env);
+        env.oauth_token("bot", "").await;
+        let ran = kubectl.run(&env, &["rotate", "bot", "--wait", "--timeout", "1s"], None).await;
+        assert_eq!(ran.code, 3, "timed out:\n{}\n{}", ran.stdout, ran.stderr);
+        assert!(ran.stdout.contains("no answer from the operator within 1s"), "{}", ran.stdout);
+        let annotations = env.tokens().get("bot").await.unwrap().annotations().clone();
+        assert!(annotations.contains_key("slack.rotator.dev/rotate"), "the request stands");
+    });
+}
+
+#[test]
+fn status_through_kubectl_shows_one_or_all() {
+    e2e(|env| async move {
+        let kubectl = Kubectl::new(&env);
+        env.ready_bot().await;
+        let ran = kubectl.run(&env, &["status"], None).await;
+        assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+        assert!(ran.stdout.starts_with("NAME ") && ran.stdout.contains("\nbot "), "{}", ran.stdout);
+        let ran = kubectl.run(&env, &["status", "bot", "-o", "json"], None).await;
+        assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+        let rows: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+        assert_eq!(rows.as_array().map(Vec::len), Some(1));
+        assert_eq!(rows[0]["ready"], "True");
+        let ran = kubectl.run(&env, &["status", "nobody"], None).await;
+        assert_eq!(ran.code, 2);
+        assert!(ran.stderr.contains("SlackToken nobody not found"), "{}", ran.stderr);
+    });
+}
