@@ -7,7 +7,7 @@
 //! user) is printed.
 
 use super::{
-    answer::{report, watch_for, DONE, ERROR},
+    answer::{report, watch_for, Waited, DONE, ERROR},
     verdict,
 };
 use crate::{
@@ -83,6 +83,11 @@ pub async fn handover(args: HandoverArgs) -> anyhow::Result<i32> {
     }
     let timeout = args.timeout.as_std();
     let waited = watch_for(tokens, name, timeout, |stk| verdict::hand_over(&before, stk)).await?;
+    if let (Waited::TimedOut, Some(earlier)) = (&waited, before.rejection()) {
+        // A refusal with the very message of the earlier one changes nothing the operator
+        // writes, so it cannot be told from no answer yet.
+        eprintln!("an earlier hand-over was refused ({earlier}); if the operator refused this token for the same reason it says nothing new");
+    }
     Ok(report(waited, "the handed-over token", &ns, name, timeout))
 }
 

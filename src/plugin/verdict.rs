@@ -15,6 +15,9 @@ use crate::{
 use jiff::Timestamp;
 use kube::ResourceExt;
 
+/// The reason of the `PendingToken` condition while a handed-over token is refused.
+const REJECTED: &str = "PendingTokenRejected";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Done; what to tell the person.
@@ -41,6 +44,11 @@ impl Before {
             rotation_count: status.rotation_count,
             pending_token: find_condition(&status.conditions, PENDING_TOKEN).cloned(),
         }
+    }
+
+    /// The rejection of an earlier hand-over still on the SlackToken, if any.
+    pub fn rejection(&self) -> Option<&str> {
+        self.pending_token.as_ref().filter(|c| c.reason == REJECTED).map(|c| c.message.as_str())
     }
 
     /// A failed attempt recorded since: what Ready says about it.
@@ -102,7 +110,7 @@ pub fn hand_over(before: &Before, stk: &SlackToken) -> Option<Verdict> {
         )));
     }
     let pending = find_condition(&status.conditions, PENDING_TOKEN);
-    if let Some(c) = pending.filter(|c| c.reason == "PendingTokenRejected") {
+    if let Some(c) = pending.filter(|c| c.reason == REJECTED) {
         let same_as_before = before
             .pending_token
             .as_ref()
