@@ -61,7 +61,8 @@ fn parse(yaml: &str) -> Value {
 #[test]
 fn the_template_points_at_the_release_archives_with_placeholders_for_version_and_sums() {
     let template = std::fs::read_to_string(root().join("plugins/slacktoken.yaml")).unwrap();
-    let sums: Vec<(&str, String)> = ARCHES.iter().map(|a| (*a, format!("{{{{SHA256_LINUX_{}}}}}", a.to_uppercase()))).collect();
+    let sums: Vec<(&str, String)> =
+        ARCHES.iter().map(|a| (*a, format!("{{{{SHA256_LINUX_{}}}}}", a.to_uppercase()))).collect();
     check_manifest(&parse(&template.replace("{{VERSION}}", "1.2.3")), "1.2.3", &sums);
 }
 
@@ -73,20 +74,27 @@ fn archive(dir: &Path, version: &str, arch: &str, members: &[&str]) -> String {
         std::fs::write(content.join(member), format!("{member} for {arch}")).unwrap();
     }
     let path = dir.join(archive_name(version, arch));
-    let status = Command::new("tar").arg("-czf").arg(&path).arg("-C").arg(&content).args(members).status().unwrap();
+    let status =
+        Command::new("tar").arg("-czf").arg(&path).arg("-C").arg(&content).args(members).status().unwrap();
     assert!(status.success(), "tar");
     format!("{:x}", Sha256::digest(std::fs::read(&path).unwrap()))
 }
 
 fn render(version: &str, dir: &Path) -> std::process::Output {
-    Command::new(root().join("scripts/krew-manifest")).arg(version).arg(dir).output().expect("the script runs")
+    Command::new(root().join("scripts/krew-manifest"))
+        .arg(version)
+        .arg(dir)
+        .output()
+        .expect("the script runs")
 }
 
 #[test]
 fn the_release_script_fills_in_version_and_checksums_and_checks_the_archives() {
     let dir = tempfile::tempdir().unwrap();
-    let sums: Vec<(&str, String)> =
-        ARCHES.iter().map(|a| (*a, archive(dir.path(), "1.4.0", a, &["kubectl-slacktoken", "LICENSE"]))).collect();
+    let sums: Vec<(&str, String)> = ARCHES
+        .iter()
+        .map(|a| (*a, archive(dir.path(), "1.4.0", a, &["kubectl-slacktoken", "LICENSE"])))
+        .collect();
     let out = render("1.4.0", dir.path());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let rendered = String::from_utf8(out.stdout).unwrap();

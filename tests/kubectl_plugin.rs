@@ -61,8 +61,9 @@ impl Kubectl {
         Self { dir, kubeconfig }
     }
 
-    /// `kubectl slacktoken ARGS -n <the test's namespace>`, with `stdin` piped in (or none).
-    async fn run(&self, env: &TestEnv, args: &[&str], stdin: Option<&str>) -> Ran {
+    /// `kubectl slacktoken ARGS -n <the test's namespace>`, finding the plugin on PATH, logging at
+    /// trace level.
+    fn command(&self, env: &TestEnv, args: &[&str]) -> std::process::Command {
         let path = std::env::join_paths(
             std::iter::once(self.dir.path().to_owned())
                 .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
@@ -75,7 +76,14 @@ impl Kubectl {
             .args(["-n", &env.ns])
             .env("PATH", path)
             .env("KUBECONFIG", &self.kubeconfig)
-            .env("RUST_LOG", "trace")
+            .env("RUST_LOG", "trace");
+        command
+    }
+
+    /// `kubectl slacktoken ARGS -n <the test's namespace>`, with `stdin` piped in (or none).
+    async fn run(&self, env: &TestEnv, args: &[&str], stdin: Option<&str>) -> Ran {
+        let mut command = self.command(env, args);
+        command
             .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -102,6 +110,100 @@ impl Kubectl {
             ran.stderr
         );
         ran
+    }
+}
+
+/// A command that a failing test does not leave behind, waiting at its prompt.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What a person at a terminal sees and what the command printed.
+struct AtTerminal {
+    ran: Ran,
+    /// Everything that appeared on the terminal (the prompt, and any echo of what was typed).
+    screen: String,
+}
+
+impl Kubectl {
+    /// `kubectl slacktoken ARGS -n <ns>` on a terminal of its own (a pseudo-terminal that
+    /// `setsid --ctty` makes its controlling terminal; stdout and stderr are pipes): waits for
+    /// the prompt, then until the terminal's echo is off, then types `token` and Enter.
+    async fn run_on_terminal(&self, env: &TestEnv, args: &[&str], token: &str) -> AtTerminal {
+        use rustix::{pty, termios};
+        use std::io::Read;
+        let command = self.command(env, args);
+        let token = token.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let master = pty::openpt(pty::OpenptFlags::RDWR | pty::OpenptFlags::NOCTTY).unwrap();
+            pty::grantpt(&master).unwrap();
+            pty::unlockpt(&master).unwrap();
+            let name = pty::ptsname(&master, Vec::new()).unwrap();
+            let terminal =
+                std::fs::File::options().read(true).write(true).open(name.to_str().unwrap()).unwrap();
+            let mut setsid = std::process::Command::new("setsid");
+            setsid.args(["--ctty", "--wait"]).arg(command.get_program()).args(command.get_args());
+            for (key, value) in command.get_envs() {
+                if let Some(value) = value {
+                    setsid.env(key, value);
+                }
+            }
+            let mut child = Killed(
+                setsid.stdin(terminal).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap_or_else(
+                    |e| panic!("cannot run setsid ({e}): this test needs util-linux's setsid"),
+                ),
+            );
+            // The Command holds the terminal's other end too; only the command may, so that
+            // reading the terminal ends when the command does.
+            drop(setsid);
+            let drain = |mut pipe: Box<dyn Read + Send>| {
+                std::thread::spawn(move || {
+                    let mut text = String::new();
+                    let _ = pipe.read_to_string(&mut text);
+                    text
+                })
+            };
+            let stdout = drain(Box::new(child.0.stdout.take().unwrap()));
+            let stderr = drain(Box::new(child.0.stderr.take().unwrap()));
+            let mut master = std::fs::File::from(master);
+            let mut screen = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !String::from_utf8_lossy(&screen).contains("(not shown): ") {
+                let n = master.read(&mut buf).expect("the prompt appears on the terminal");
+                assert!(n > 0, "the terminal closed before the prompt: {}", String::from_utf8_lossy(&screen));
+                screen.extend_from_slice(&buf[..n]);
+            }
+            // The prompt is written just before echo is turned off: type only once it is off.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while termios::tcgetattr(&master).unwrap().local_modes.contains(termios::LocalModes::ECHO) {
+                assert!(std::time::Instant::now() < deadline, "echo was never turned off");
+                std::thread::yield_now();
+            }
+            std::io::Write::write_all(&mut master, format!("{token}\n").as_bytes()).unwrap();
+            let status = child.0.wait().unwrap();
+            // The command is gone, so the terminal has no other end: reading ends (EIO on Linux).
+            while let Ok(n) = master.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                screen.extend_from_slice(&buf[..n]);
+            }
+            AtTerminal {
+                ran: Ran {
+                    code: status.code().unwrap_or(-1),
+                    stdout: stdout.join().unwrap(),
+                    stderr: stderr.join().unwrap(),
+                },
+                screen: String::from_utf8_lossy(&screen).into_owned(),
+            }
+        })
+        .await
+        .unwrap()
     }
 }
 
@@ -146,6 +248,28 @@ fn a_token_piped_to_handover_is_accepted_and_the_old_one_revoked_without_its_tex
         );
         ran.assert_no_token(&new);
         ran.assert_no_token(&old);
+    });
+}
+
+#[test]
+fn a_token_typed_at_the_prompt_is_not_shown_and_is_handed_over() {
+    e2e(|env| async move {
+        let kubectl = Kubectl::new(&env);
+        let old = env.slack.create_legacy_token("T1", "U1", TokenKind::Bot);
+        manual_token(&env, "hubot", "HubotLita", &old).await;
+        let new = env.slack.create_legacy_token("T1", "U1", TokenKind::Bot);
+        let t =
+            kubectl.run_on_terminal(&env, &["handover", "hubot", "--wait", "--timeout", "60s"], &new).await;
+        assert_eq!(t.ran.code, 0, "accepted:\n{}\n{}\nterminal: {}", t.ran.stdout, t.ran.stderr, t.screen);
+        assert!(
+            t.screen.contains("New HubotLita token for SlackToken"),
+            "prompted on the terminal: {:?}",
+            t.screen
+        );
+        assert!(!t.screen.contains(&new), "what was typed is not shown: {:?}", t.screen);
+        t.ran.assert_no_token(&new);
+        assert!(t.ran.stdout.contains("accepted"), "{}", t.ran.stdout);
+        assert_eq!(env.secret_value("hubot-token", "token").await.as_deref(), Some(new.as_str()));
     });
 }
 
