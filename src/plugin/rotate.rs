@@ -37,10 +37,8 @@ pub async fn rotate(args: RotateArgs) -> anyhow::Result<i32> {
         .await
         .context("reading the SlackToken")?
         .with_context(|| format!("SlackToken {name} not found in namespace {ns}"))?;
-    if !verdict::rotates(stk.spec.token_type) {
-        anyhow::bail!(
-            "SlackToken {ns}/{name} is type Manual: Slack cannot rotate a long-lived token. Re-issue it in Slack (`kubectl describe slacktoken {name}` shows how) and hand it over with `kubectl slacktoken handover {name}`"
-        );
+    if let Some(why) = verdict::no_rotation(&stk) {
+        anyhow::bail!("{why}; nothing was asked");
     }
     let taken = [
         stk.metadata.annotations.as_ref().and_then(|a| a.get(ROTATE_ANNOTATION)).cloned(),

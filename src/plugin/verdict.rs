@@ -124,9 +124,19 @@ pub fn hand_over(before: &Before, stk: &SlackToken) -> Option<Verdict> {
         .map(|why| Verdict::Failed(format!("hand-over to SlackToken {name} failed: {why}")))
 }
 
-/// Whether SlackTokens of `type_` rotate through Slack (a rotate request means something).
-pub fn rotates(type_: TokenType) -> bool {
-    !matches!(type_, TokenType::Manual)
+/// Why the operator would not act on a rotate request for `stk`, if it would not: asking would
+/// only wait out the timeout.
+pub fn no_rotation(stk: &SlackToken) -> Option<String> {
+    let name = stk.name_any();
+    match (stk.spec.token_type, stk.spec.suspend) {
+        (TokenType::Manual, _) => Some(format!(
+            "SlackToken {name} is type Manual: Slack cannot rotate a long-lived token. Re-issue it in Slack (`kubectl describe slacktoken {name}` shows how) and hand it over with `kubectl slacktoken handover {name}`"
+        )),
+        (_, true) => Some(format!(
+            "SlackToken {name} is suspended (spec.suspend: true): the operator does not rotate it until that is turned off"
+        )),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -254,6 +264,29 @@ mod tests {
                     assert!(m.contains("was not used") || m.contains("failed"), "{m}")
                 }
                 _ => panic!("row {i}: wanted {want:?}, got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn manual_and_suspended_tokens_take_no_rotate_request() {
+        let suspended = |type_| {
+            let mut stk = stk(type_, SlackTokenStatus::default());
+            stk.spec.suspend = true;
+            stk
+        };
+        let table = [
+            (stk(TokenType::OAuth, SlackTokenStatus::default()), None),
+            (stk(TokenType::AppConfiguration, SlackTokenStatus::default()), None),
+            (stk(TokenType::Manual, SlackTokenStatus::default()), Some("kubectl slacktoken handover bot")),
+            (suspended(TokenType::OAuth), Some("suspended")),
+            (suspended(TokenType::Manual), Some("handover")),
+        ];
+        for (stk, why) in table {
+            let got = no_rotation(&stk);
+            assert_eq!(got.is_some(), why.is_some(), "{:?}: {got:?}", stk.spec.token_type);
+            if let (Some(why), Some(got)) = (why, got) {
+                assert!(got.contains(why), "{got}");
             }
         }
     }
