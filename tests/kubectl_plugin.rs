@@ -237,6 +237,8 @@ fn a_token_piped_to_handover_is_accepted_and_the_old_one_revoked_without_its_tex
         assert!(env.slack.is_revoked(&old));
         assert_eq!(env.secret_value("legacy-creds", "accessToken").await.as_deref(), Some(new.as_str()));
         assert_eq!(env.secret_value("legacy-creds", "pendingToken").await, None);
+        let creds = env.secrets().get("legacy-creds").await.unwrap();
+        assert!(!creds.annotations().contains_key("slack.rotator.dev/handover"), "gone with pendingToken");
 
         // At trace level the plugin and its Kubernetes client logged their requests (so the
         // check below looked at real logs), and neither token is in any of it.
@@ -333,11 +335,17 @@ fn a_token_the_operator_rejects_is_reported_with_its_reason() {
         ran.assert_no_token(&foreign);
         assert_eq!(env.secret_value("bot-token", "token").await.as_deref(), Some(old.as_str()));
 
-        // A second token rejected for the same reason still gets its verdict.
-        let another = env.slack.create_legacy_token("T3", "U1", TokenKind::Bot);
-        let ran = kubectl.run(&env, &["handover", "bot", "--wait", "--timeout", "60s"], Some(&another)).await;
+        // A second token refused for the very same reason still gets its verdict: the operator
+        // names the hand-over it refused.
+        let (_, first_refusal) = env.condition("bot", "PendingToken", "False").await;
+        let again = env.slack.create_legacy_token("T2", "U1", TokenKind::Bot);
+        let ran = kubectl.run(&env, &["handover", "bot", "--wait", "--timeout", "20s"], Some(&again)).await;
         assert_eq!(ran.code, 1, "rejected:\n{}\n{}", ran.stdout, ran.stderr);
-        assert!(ran.stdout.contains("T3"), "{}", ran.stdout);
+        let (_, second_refusal) = env.condition("bot", "PendingToken", "False").await;
+        assert!(second_refusal.contains("(hand-over "), "{second_refusal}");
+        assert_ne!(first_refusal, second_refusal, "each refusal names its hand-over");
+        assert_eq!(ran.stdout.trim(), format!("rejected: {second_refusal}"));
+        ran.assert_no_token(&again);
     });
 }
 

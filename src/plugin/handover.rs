@@ -13,7 +13,7 @@ use super::{
 use crate::{
     error::MAX_VALUE_BYTES,
     overview::Connect,
-    resource::{SlackToken, TokenType, PLUGIN_MANAGER},
+    resource::{SlackToken, TokenType, HANDOVER_ANNOTATION, PLUGIN_MANAGER},
     secrets::{hand_over_problem, PENDING_TOKEN},
     GoDuration,
 };
@@ -67,8 +67,12 @@ pub async fn handover(args: HandoverArgs) -> anyhow::Result<i32> {
     let before = verdict::Before::of(&stk);
     let creds = &stk.spec.credentials_ref.name;
     let secrets: Api<Secret> = Api::namespaced(client, &ns);
-    let body =
-        serde_json::json!({"data": {PENDING_TOKEN: ByteString(token.expose_secret().as_bytes().to_vec())}});
+    // A value of this hand-over's own beside the token: the operator names it in a refusal.
+    let handover = jiff::Timestamp::now().to_string();
+    let body = serde_json::json!({
+        "metadata": {"annotations": {HANDOVER_ANNOTATION: handover}},
+        "data": {PENDING_TOKEN: ByteString(token.expose_secret().as_bytes().to_vec())},
+    });
     let params = PatchParams { field_manager: Some(PLUGIN_MANAGER.into()), ..Default::default() };
     // The answer is the whole Secret, tokens and all: dropped unread.
     secrets
@@ -82,11 +86,11 @@ pub async fn handover(args: HandoverArgs) -> anyhow::Result<i32> {
         return Ok(DONE);
     }
     let timeout = args.timeout.as_std();
-    let waited = watch_for(tokens, name, timeout, |stk| verdict::hand_over(&before, stk)).await?;
+    let waited = watch_for(tokens, name, timeout, |stk| verdict::hand_over(&handover, &before, stk)).await?;
     if let (Waited::TimedOut, Some(earlier)) = (&waited, before.rejection()) {
-        // A refusal with the very message of the earlier one changes nothing the operator
-        // writes, so it cannot be told from no answer yet.
-        eprintln!("an earlier hand-over was refused ({earlier}); if the operator refused this token for the same reason it says nothing new");
+        // An operator that does not name hand-overs in refusals (older than this plugin)
+        // changes nothing it writes when it refuses a token for the same reason as the last.
+        eprintln!("an earlier hand-over was refused ({earlier}); an older operator refusing this token for the same reason would say nothing new");
     }
     Ok(report(waited, "the handed-over token", &ns, name, timeout))
 }

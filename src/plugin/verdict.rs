@@ -86,8 +86,9 @@ pub fn rotation(request: &str, before: &Before, stk: &SlackToken, now: Timestamp
         .map(|why| Verdict::Failed(format!("rotation of SlackToken {name} failed: {why}")))
 }
 
-/// The operator's verdict on a handed-over token, if there is one yet.
-pub fn hand_over(before: &Before, stk: &SlackToken) -> Option<Verdict> {
+/// The operator's verdict on the token handed over as `handover` (the value of
+/// `slack.rotator.dev/handover` written with it), if there is one yet.
+pub fn hand_over(handover: &str, before: &Before, stk: &SlackToken) -> Option<Verdict> {
     let status = stk.status.clone().unwrap_or_default();
     let name = stk.name_any();
     if status.rotation_count > before.rotation_count {
@@ -111,11 +112,14 @@ pub fn hand_over(before: &Before, stk: &SlackToken) -> Option<Verdict> {
     }
     let pending = find_condition(&status.conditions, PENDING_TOKEN);
     if let Some(c) = pending.filter(|c| c.reason == REJECTED) {
+        // The operator names the hand-over it refused; one that does not (older) is judged
+        // by the condition having changed.
+        let ours = c.message.contains(&format!("(hand-over {handover})"));
         let same_as_before = before
             .pending_token
             .as_ref()
             .is_some_and(|b| b.message == c.message && b.last_transition_time == c.last_transition_time);
-        if !same_as_before {
+        if ours || !same_as_before {
             return Some(Verdict::Failed(format!("rejected: {}", c.message)));
         }
     }
@@ -235,12 +239,22 @@ mod tests {
             ..Default::default()
         };
         let fresh = SlackTokenStatus { rotation_count: 1, ..Default::default() };
+        let named = |handover: &str| {
+            rejected(
+                &format!("was not used: Slack rejected it (invalid_auth) (hand-over {handover})"),
+                "2026-01-01T09:00:00Z",
+            )
+        };
         // (before, now, verdict: None, Some(true) accepted, Some(false) refused/failed)
         let table = [
             (fresh.clone(), fresh.clone(), None),
             (fresh.clone(), accepted.clone(), Some(true)),
             (fresh.clone(), first.clone(), Some(false)),
             (first.clone(), first.clone(), None), // the earlier token's rejection
+            // Named: this hand-over's, though nothing else changed (an earlier one had the same).
+            (named("h1"), named("h1"), None),
+            (named("h1"), named("h2"), Some(false)),
+            (named("h2"), named("h2"), Some(false)),
             (
                 first.clone(),
                 rejected("was not used: Slack rejected it (invalid_auth)", "2026-01-01T09:00:00Z"),
@@ -256,7 +270,7 @@ mod tests {
         ];
         for (i, (before, now_status, want)) in table.into_iter().enumerate() {
             let before = Before::of(&stk(TokenType::Manual, before));
-            let got = hand_over(&before, &stk(TokenType::Manual, now_status));
+            let got = hand_over("h2", &before, &stk(TokenType::Manual, now_status));
             match (want, &got) {
                 (None, None) => {}
                 (Some(true), Some(Verdict::Done(m))) => assert!(m.contains("(team T1, user U1)"), "{m}"),

@@ -30,7 +30,7 @@ use super::{
 use crate::{
     error::{Error, RestartFailure},
     resource::{
-        Identity, RolloutRestartTarget, SlackToken, MANAGER, RESTARTED_AT_ANNOTATION,
+        Identity, RolloutRestartTarget, SlackToken, HANDOVER_ANNOTATION, MANAGER, RESTARTED_AT_ANNOTATION,
         RESTART_PENDING_ANNOTATION, REVOKE_FINALIZER, ROTATE_ANNOTATION, SLACKTOKEN_LABEL,
     },
     secrets::{self, chain_token, Credentials, Entry, Saved, PENDING_TOKEN},
@@ -474,7 +474,14 @@ async fn manual(
                 out.identity = Some(identity_of(&who));
                 out.checked_at = Some(s.now);
             }
-            Err(why) => out.refused = Some(why),
+            // Named, so that `kubectl slacktoken handover --wait` sees this refusal is its
+            // token's even when an earlier token was refused for the same reason.
+            Err(why) => {
+                out.refused = Some(match &creds.handover {
+                    Some(handover) => format!("{why} (hand-over {handover})"),
+                    None => why,
+                })
+            }
         }
     }
     if out.rotated.is_none() {
@@ -525,6 +532,9 @@ async fn save_hand_over(
         let data = secret.data.get_or_insert_with(Default::default);
         data.insert(secrets::ACCESS_TOKEN.into(), ByteString(token.expose_secret().as_bytes().to_vec()));
         data.remove(PENDING_TOKEN);
+        if let Some(annotations) = secret.metadata.annotations.as_mut() {
+            annotations.remove(HANDOVER_ANNOTATION);
+        }
         secrets::set_issued_at(secret, now);
     })
     .await

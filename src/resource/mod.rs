@@ -47,6 +47,11 @@ pub const RESTARTED_AT_ANNOTATION: &str = "slack.rotator.dev/restartedAt";
 /// lost (the value is when the token changed).
 pub const RESTART_PENDING_ANNOTATION: &str = "slack.rotator.dev/restart-pending";
 
+/// On the credentials Secret beside a `pendingToken` that `kubectl slacktoken handover` wrote: a
+/// value of its own for each hand-over, named in a refusal (the `PendingToken` condition), so
+/// that the refusal of this token can be told from an earlier one's with the same reason.
+/// Removed with `pendingToken` when the token is taken.
+pub const HANDOVER_ANNOTATION: &str = "slack.rotator.dev/handover";
 /// When the current access token was issued (or adopted); drives `rotationPeriod`.
 pub const ISSUED_AT_ANNOTATION: &str = "slack.rotator.dev/issued-at";
 /// On the credentials Secret while the current access token's expiry is assumed (Slack's answer

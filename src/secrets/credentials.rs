@@ -7,7 +7,7 @@
 
 use crate::{
     error::{CredentialsError, MAX_VALUE_BYTES},
-    resource::{ManualKind, EXPIRY_ASSUMED_ANNOTATION, ISSUED_AT_ANNOTATION},
+    resource::{ManualKind, EXPIRY_ASSUMED_ANNOTATION, HANDOVER_ANNOTATION, ISSUED_AT_ANNOTATION},
     slack::Issued,
 };
 use jiff::Timestamp;
@@ -35,6 +35,8 @@ pub struct Credentials {
     pub expiry_assumed: bool,
     pub legacy_token: Option<SecretString>,
     pub pending_token: Option<SecretString>,
+    /// Which hand-over by `kubectl slacktoken handover` put `pendingToken` there, if one did.
+    pub handover: Option<String>,
     /// The names of the keys the Secret has (never their values), to explain a missing one.
     pub keys: Vec<String>,
 }
@@ -63,6 +65,7 @@ impl Credentials {
             expiry_assumed: expiry_assumed && expires_at.is_some(),
             legacy_token: secret_text(secret, LEGACY_TOKEN)?,
             pending_token: secret_text(secret, PENDING_TOKEN)?,
+            handover: secret.metadata.annotations.as_ref().and_then(|a| a.get(HANDOVER_ANNOTATION)).cloned(),
             keys: secret.data.iter().flat_map(|d| d.keys().cloned()).collect(),
         })
     }
