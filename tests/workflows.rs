@@ -65,7 +65,17 @@ fn ci_runs_what_the_project_runs() {
     let (_, ci) = workflows().into_iter().find(|(n, _)| n == "ci.yml").expect("ci.yml");
     assert!(ci.contains("run: bash .ci/run"), "{ci}");
     let (_, release) = workflows().into_iter().find(|(n, _)| n == "release.yml").expect("release.yml");
-    for needed in ["sbom: true", "provenance: mode=max", "cosign sign --yes", "helm push", "image.digest="] {
+    let needed = [
+        "sbom: true",
+        "provenance: mode=max",
+        "cosign sign --yes",
+        "helm push",
+        "image.digest=",
+        // The krew manifest for the plugin archives, attached to the release.
+        "scripts/krew-manifest \"$VERSION\" dist > dist/slacktoken.yaml",
+        "dist/slacktoken.yaml",
+    ];
+    for needed in needed {
         assert!(release.contains(needed), "release.yml: {needed}");
     }
 }
