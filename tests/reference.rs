@@ -163,13 +163,32 @@ fn cli_page() -> String {
         ("slack-token-operator", &[][..]),
         ("slack-token-operator run", &["run"][..]),
         ("slack-token-operator status", &["status"][..]),
+        ("slack-token-operator rotate", &["rotate"][..]),
+        ("slack-token-operator handover", &["handover"][..]),
         ("slack-token-operator crd", &["crd"][..]),
         ("slack-token-operator demo", &["demo"][..]),
         ("slack-token-operator emulate", &["emulate"][..]),
     ] {
         out.push_str(&format!("\n### `{title}`\n\n```text\n{}```\n", help(args)));
     }
+    // The same binary run as `kubectl-slacktoken`, as kubectl runs the plugin.
+    out.push_str(&format!("\n### `kubectl slacktoken`\n\n```text\n{}```\n", plugin_help()));
     out
+}
+
+/// `kubectl slacktoken --help`: the binary under the plugin's name.
+fn plugin_help() -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("kubectl-slacktoken");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_slack-token-operator"), &plugin).unwrap();
+    let output =
+        Command::new(&plugin).arg("--help").env_clear().output().expect("run kubectl-slacktoken --help");
+    assert!(
+        output.status.success(),
+        "kubectl-slacktoken --help: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
 }
 
 #[test]
