@@ -113,7 +113,13 @@ impl ApiError {
     /// 422 with per-field causes; `kind` is the object's Kind as the real message shows it.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
         let qualified_kind = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
-        let summary: Vec<String> = causes.iter().map(|c| c.message.clone()).collect();
+        // ErrorList.ToAggregate: a message already said is not said again (the causes keep all).
+        let mut summary: Vec<String> = Vec::new();
+        for c in &causes {
+            if !summary.contains(&c.message) {
+                summary.push(c.message.clone());
+            }
+        }
         let summary =
             if summary.len() == 1 { summary[0].clone() } else { format!("[{}]", summary.join(", ")) };
         let mut d = json!({

@@ -17,6 +17,7 @@ mod proto;
 mod rbac;
 mod resources;
 mod routes;
+mod rules;
 mod schema;
 mod selector;
 mod store;

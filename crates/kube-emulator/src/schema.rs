@@ -3,7 +3,9 @@
 //!
 //! Validation is delegated to the `jsonschema` crate after converting the structural
 //! OpenAPI v3 schema to plain JSON Schema (draft 4, which matches OpenAPI 3.0's
-//! keyword semantics, e.g. boolean `exclusiveMaximum`).
+//! keyword semantics, e.g. boolean `exclusiveMaximum`). `x-kubernetes-list-type` uniqueness
+//! and the `x-kubernetes-validations` rules come after, as in the apiextensions-apiserver's
+//! customResourceStrategy: the rules are compiled and run by `kube-cel` (see [`crate::rules`]).
 
 use crate::error::{invalid_value, required_value, Cause};
 use jsonschema::error::{TypeKind, ValidationErrorKind};
@@ -13,6 +15,8 @@ pub struct CrdSchema {
     /// The OpenAPI schema as written in the CRD (drives pruning and defaulting).
     raw: Value,
     validator: jsonschema::Validator,
+    /// The `x-kubernetes-validations` rules, compiled once; `None` when the schema has none.
+    rules: Option<crate::rules::Rules>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -23,7 +27,54 @@ impl CrdSchema {
     pub fn new(openapi: &Value) -> Result<Self, SchemaError> {
         let converted = convert(openapi);
         let validator = jsonschema::draft4::new(&converted).map_err(|e| SchemaError(e.to_string()))?;
-        Ok(Self { raw: openapi.clone(), validator })
+        let rules = crate::rules::Rules::compile(openapi).map_err(SchemaError)?;
+        Ok(Self { raw: openapi.clone(), validator, rules })
+    }
+
+    /// `x-kubernetes-list-type` `set` and `map` invariants (no duplicate items or keys), as
+    /// the real server's ValidateListSetsAndMaps reports them. On update only when the old
+    /// object kept them, so an object stored before the schema said so can still be written.
+    pub fn validate_lists(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        let check = |value: &Value| {
+            let mut causes = Vec::new();
+            list_invariants(value, &self.raw, "", &mut causes);
+            causes
+        };
+        if old.is_some_and(|old| !check(old).is_empty()) {
+            return Vec::new();
+        }
+        check(obj)
+    }
+
+    /// The `x-kubernetes-validations` rules on `obj` (`old` for transition rules). `earlier`
+    /// are the errors found before: as the real server, the rules are not run over an object
+    /// that has a blocking error (a missing, unsupported, too long or mistyped value).
+    pub fn validate_rules(
+        &self,
+        obj: &Value,
+        old: Option<&Value>,
+        earlier: &[Cause],
+    ) -> crate::rules::Outcome {
+        let Some(rules) = &self.rules else {
+            return Default::default();
+        };
+        const BLOCKING: &[&str] = &[
+            "FieldValueNotSupported",
+            "FieldValueRequired",
+            "FieldValueTooLong",
+            "FieldValueTooMany",
+            "FieldValueTypeInvalid",
+        ];
+        if earlier.iter().any(|c| BLOCKING.contains(&c.reason)) {
+            // field.Invalid(nil, nil, ...): a nil path prints as `<nil>`, a nil value as null.
+            let causes = vec![Cause {
+                reason: "FieldValueInvalid",
+                field: "<nil>".into(),
+                message: "<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation".into(),
+            }];
+            return crate::rules::Outcome { causes, warnings: Vec::new() };
+        }
+        rules.validate(&self.raw, obj, old)
     }
 
     /// The schema as the CRD has it (published in the OpenAPI documents).
@@ -146,6 +197,86 @@ impl CrdSchema {
         }
         causes
     }
+}
+
+/// Duplicates in the lists of `v` whose schema says `x-kubernetes-list-type: set` or `map`.
+fn list_invariants(v: &Value, s: &Value, path: &str, causes: &mut Vec<Cause>) {
+    match v {
+        Value::Object(m) => {
+            let props = s.get("properties").and_then(Value::as_object);
+            let additional = s.get("additionalProperties").filter(|a| a.is_object());
+            for (k, child) in m {
+                // Go's field.Path: `.k` for a property, `[k]` for a key of a map.
+                if let Some(cs) = props.and_then(|p| p.get(k)) {
+                    let child_path = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                    list_invariants(child, cs, &child_path, causes);
+                } else if let Some(cs) = additional {
+                    list_invariants(child, cs, &format!("{path}[{k}]"), causes);
+                }
+            }
+        }
+        Value::Array(items) => {
+            let keys: Option<Vec<&str>> = match s.get("x-kubernetes-list-type").and_then(Value::as_str) {
+                Some("set") => Some(Vec::new()),
+                Some("map") => Some(
+                    s["x-kubernetes-list-map-keys"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .collect(),
+                ),
+                _ => None,
+            };
+            if let Some(keys) = keys {
+                // The key of each item: the item itself for a set, its key fields for a map.
+                let key_of = |item: &Value| -> Value {
+                    if keys.is_empty() {
+                        return item.clone();
+                    }
+                    let mut key = Map::new();
+                    for k in &keys {
+                        if let Some(kv) = item.get(*k) {
+                            key.insert((*k).to_string(), kv.clone());
+                        }
+                    }
+                    Value::Object(key)
+                };
+                // Each key's second appearance is reported (not a third), as validateListSet does.
+                let mut seen: Vec<(Value, usize)> = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    let key = key_of(item);
+                    match seen.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, times)) => {
+                            *times += 1;
+                            if *times == 2 {
+                                // field.Duplicate(path.Index(i), key): Go marshals the key as JSON.
+                                let field = format!("{path}[{i}]");
+                                causes.push(Cause {
+                                    reason: "FieldValueDuplicate",
+                                    message: format!("{field}: Duplicate value: {}", go_json(&key)),
+                                    field,
+                                });
+                            }
+                        }
+                        None => seen.push((key, 1)),
+                    }
+                }
+            }
+            if let Some(item_schema) = s.get("items").filter(|i| i.is_object()) {
+                for (i, item) in items.iter().enumerate() {
+                    list_invariants(item, item_schema, &format!("{path}[{i}]"), causes);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A value as Go's encoding/json writes it in a field error: map keys sorted (serde_json's
+/// maps are sorted too), and a string as a quoted string.
+pub(crate) fn go_json(v: &Value) -> String {
+    serde_json::to_string(v).unwrap_or_default()
 }
 
 fn short(v: &Value) -> String {
@@ -328,6 +459,65 @@ mod tests {
     fn field_paths_use_dots_and_brackets() {
         assert_eq!(field_path("/spec/items/0/name"), "spec.items[0].name");
         assert_eq!(field_path(""), "");
+    }
+
+    fn list_schema() -> CrdSchema {
+        CrdSchema::new(&json!({"type": "object", "properties": {
+            "targets": {"type": "array", "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["kind", "name"],
+                "items": {"type": "object", "required": ["kind", "name"], "properties": {
+                    "kind": {"type": "string"}, "name": {"type": "string"}, "note": {"type": "string"}}}},
+            "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+        }}))
+        .unwrap()
+    }
+
+    #[test]
+    fn list_map_keys_and_set_items_are_unique_as_the_real_server_reports_it() {
+        let s = list_schema();
+        let obj = json!({
+            "targets": [
+                {"kind": "A", "name": "x"}, {"kind": "B", "name": "x"},
+                {"kind": "A", "name": "x", "note": "again"}, {"kind": "A", "name": "x"},
+            ],
+            "tags": ["a", "b", "a"],
+        });
+        let causes: Vec<(String, String, &str)> =
+            s.validate_lists(&obj, None).into_iter().map(|c| (c.field, c.message, c.reason)).collect();
+        // Only a key's second appearance is reported.
+        assert_eq!(
+            causes,
+            vec![
+                ("tags[2]".to_string(), "tags[2]: Duplicate value: \"a\"".to_string(), "FieldValueDuplicate"),
+                (
+                    "targets[2]".to_string(),
+                    "targets[2]: Duplicate value: {\"kind\":\"A\",\"name\":\"x\"}".to_string(),
+                    "FieldValueDuplicate"
+                ),
+            ]
+        );
+        let unique = json!({"targets": [{"kind": "A", "name": "x"}, {"kind": "A", "name": "y"}]});
+        assert!(s.validate_lists(&unique, None).is_empty());
+        // An object stored with duplicates (before the schema said so) can still be updated.
+        assert!(s.validate_lists(&obj, Some(&obj)).is_empty());
+    }
+
+    #[test]
+    fn rules_are_not_run_over_an_object_with_a_blocking_error() {
+        let s = CrdSchema::new(&json!({"type": "object", "required": ["a"],
+            "properties": {"a": {"type": "string"}},
+            "x-kubernetes-validations": [{"rule": "self.a == 'x'"}]}))
+        .unwrap();
+        let obj = json!({});
+        let earlier = s.validate(&obj);
+        assert_eq!(earlier[0].reason, "FieldValueRequired");
+        let outcome = s.validate_rules(&obj, None, &earlier);
+        assert_eq!(outcome.causes.len(), 1);
+        assert_eq!(outcome.causes[0].field, "<nil>");
+        assert!(outcome.causes[0].message.contains("some validation rules were not checked"));
+        let failing = s.validate_rules(&json!({"a": "y"}), None, &[]);
+        // A rule on the root: the real validator's path is nil, printed `<nil>`.
+        assert_eq!(failing.causes[0].message, "<nil>: Invalid value: failed rule: self.a == 'x'");
     }
 
     #[test]

@@ -144,6 +144,10 @@ impl State {
             }
             schema.apply_defaults(obj);
             causes.extend(schema.validate(obj));
+            causes.extend(schema.validate_lists(obj, old));
+            let rules = schema.validate_rules(obj, old, &causes);
+            causes.extend(rules.causes);
+            self.warnings.borrow_mut().extend(rules.warnings);
         }
         if causes.is_empty() {
             Ok(())
