@@ -702,3 +702,135 @@ fn a_failed_reconcile_logs_a_json_line_with_one_message_key() {
     let detail = parsed["fields"]["detail"].as_str().expect("the detail");
     assert!(detail.contains("legacyToken"), "{detail}");
 }
+
+/// A SlackToken sent as the user wrote it (untyped: the Rust types would not even hold some of
+/// these), and the API server's answer.
+async fn apply_untyped(env: &TestEnv, yaml: &str) -> Result<kube::api::DynamicObject, kube::Error> {
+    let object: kube::api::DynamicObject = serde_saphyr::from_str(yaml).unwrap();
+    tokens_untyped(env).create(&PostParams::default(), &object).await
+}
+
+fn tokens_untyped(env: &TestEnv) -> kube::Api<kube::api::DynamicObject> {
+    let resource = kube::api::ApiResource::erase::<slack_token_operator::SlackToken>(&());
+    kube::Api::namespaced_with(env.client.clone(), &env.ns, &resource)
+}
+
+/// The 422 a refused write gets: its message, and its one cause's field and reason.
+fn refusal(result: Result<kube::api::DynamicObject, kube::Error>) -> (String, String, String) {
+    let err = match result {
+        Ok(stored) => panic!("accepted: {:?}", stored.data["spec"]),
+        Err(err) => err,
+    };
+    let kube::Error::Api(status) = err else { panic!("expected an API error, got {err}") };
+    assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"), "{}", status.message);
+    let causes = status.details.map(|d| d.causes).unwrap_or_default();
+    assert_eq!(causes.len(), 1, "one cause: {causes:?}");
+    let cause = &causes[0];
+    (status.message, cause.field.clone(), cause.reason.clone())
+}
+
+#[test]
+fn specs_that_can_never_work_are_refused_at_apply_with_the_field_named() {
+    // (type, extra spec, field, reason, message after `<field>: `)
+    let rows = [
+        (
+            "Manual",
+            "manual: {kind: App}",
+            "spec.rotationPeriod",
+            "FieldValueRequired",
+            "Required value: type Manual needs rotationPeriod: how often a person should re-issue the token (e.g. 2160h for 90 days)",
+        ),
+        (
+            "Manual",
+            "rotationPeriod: 2160h",
+            "spec.manual",
+            "FieldValueRequired",
+            "Required value: type Manual needs manual.kind: one of LegacyTestToken, CustomIntegrationBot, HubotLita, App",
+        ),
+        (
+            "OAuth",
+            "manual: {kind: App}",
+            "spec.manual",
+            "FieldValueForbidden",
+            "Forbidden: manual is only for type Manual: remove it, or set type: Manual",
+        ),
+        (
+            "OAuth",
+            "rotationPeriod: 0h0m",
+            "spec.rotationPeriod",
+            "FieldValueInvalid",
+            "Invalid value: \"0h0m\": rotationPeriod must be greater than zero (e.g. 24h)",
+        ),
+        (
+            "OAuth",
+            "rolloutRestartTargets: [{kind: Deployment, name: web}, {kind: StatefulSet, name: web}, {kind: Deployment, name: web}]",
+            "spec.rolloutRestartTargets[2]",
+            "FieldValueDuplicate",
+            "Duplicate value: {\"kind\":\"Deployment\",\"name\":\"web\"}",
+        ),
+    ];
+    e2e(|env| async move {
+        for (i, (type_, extra, field, reason, message)) in rows.into_iter().enumerate() {
+            let name = format!("bad-{i}");
+            let result = apply_untyped(&env, &token_yaml(&name, type_, extra)).await;
+            let expected = format!("SlackToken.slack.rotator.dev \"{name}\" is invalid: {field}: {message}");
+            assert_eq!(refusal(result), (expected, field.to_owned(), reason.to_owned()), "{type_} {extra}");
+            assert!(env.tokens().get_opt(&name).await.unwrap().is_none(), "nothing stored");
+        }
+        // One Secret for both: the output Secret would overwrite the credentials.
+        let yaml = token_yaml("same", "OAuth", "").replace("name: same-token", "name: same-creds");
+        let (message, field, reason) = refusal(apply_untyped(&env, &yaml).await);
+        assert_eq!((field.as_str(), reason.as_str()), ("spec.secretRef.name", "FieldValueInvalid"));
+        assert_eq!(
+            message,
+            "SlackToken.slack.rotator.dev \"same\" is invalid: spec.secretRef.name: Invalid value: secretRef.name must differ from credentialsRef.name: the operator creates and owns the output Secret, so name a Secret of its own (e.g. <name>-token)"
+        );
+    });
+}
+
+#[test]
+fn specs_near_the_refused_ones_are_accepted() {
+    let rows = [
+        ("Manual", "rotationPeriod: 2160h\nmanual: {kind: LegacyTestToken}"),
+        ("OAuth", "rotationPeriod: 0.5s"),
+        ("OAuth", "rolloutRestartTargets: [{kind: Deployment, name: web}, {kind: StatefulSet, name: web}]"),
+        ("AppConfiguration", "renewBefore: 0s"),
+    ];
+    e2e(|env| async move {
+        for (i, (type_, extra)) in rows.into_iter().enumerate() {
+            let result = apply_untyped(&env, &token_yaml(&format!("good-{i}"), type_, extra)).await;
+            assert!(result.is_ok(), "{type_} {extra}: {result:?}");
+        }
+    });
+}
+
+#[test]
+fn the_type_of_a_slacktoken_cannot_be_changed_by_update_patch_or_apply() {
+    e2e(|env| async move {
+        let created = apply_untyped(&env, &token_yaml("bot", "OAuth", "")).await.unwrap();
+        let api = tokens_untyped(&env);
+        let expected = (
+            "SlackToken.slack.rotator.dev \"bot\" is invalid: spec.type: Invalid value: \"AppConfiguration\": type cannot be changed: it decides which credentials the operator reads; create a new SlackToken with the other type instead".to_owned(),
+            "spec.type".to_owned(),
+            "FieldValueInvalid".to_owned(),
+        );
+        let mut changed = created.clone();
+        changed.data["spec"]["type"] = json!("AppConfiguration");
+        let update = api.replace("bot", &PostParams::default(), &changed).await;
+        assert_eq!(refusal(update), expected, "update");
+        let patch = json!({"spec": {"type": "AppConfiguration"}});
+        let merge = api.patch("bot", &PatchParams::default(), &Patch::Merge(&patch)).await;
+        assert_eq!(refusal(merge), expected, "merge patch");
+        let applied = json!({
+            "apiVersion": "slack.rotator.dev/v1alpha1", "kind": "SlackToken", "metadata": {"name": "bot"},
+            "spec": {"type": "AppConfiguration", "credentialsRef": {"name": "bot-creds"}, "secretRef": {"name": "bot-token"}},
+        });
+        let apply = api.patch("bot", &PatchParams::apply("test").force(), &Patch::Apply(&applied)).await;
+        assert_eq!(refusal(apply), expected, "server-side apply");
+        let stored = api.get("bot").await.unwrap();
+        assert_eq!(stored.data["spec"]["type"], "OAuth");
+        // Other fields still change.
+        let suspend = json!({"spec": {"suspend": true}});
+        api.patch("bot", &PatchParams::default(), &Patch::Merge(&suspend)).await.expect("suspend");
+    });
+}

@@ -452,17 +452,6 @@ fn malformed_durations_are_rejected_by_the_schema() {
 }
 
 #[test]
-fn invalid_spec_gets_a_condition_that_says_what_is_wrong() {
-    e2e(|env| async move {
-        let yaml = support::token_yaml("same", "OAuth", "").replace("name: same-token", "name: same-creds");
-        env.create_token(&yaml).await;
-        let (reason, message) = env.ready("same", "False").await;
-        assert_eq!(reason, "InvalidSpec");
-        assert!(message.contains("same Secret"), "{message}");
-    });
-}
-
-#[test]
 fn no_token_text_reaches_logs_events_status_or_metrics() {
     let captured = Captured::default();
     let writer = captured.clone();

@@ -49,7 +49,7 @@ fn status_lists_slacktokens_by_next_rotation_and_fails_when_one_is_not_ready() {
     );
 
     // A SlackToken the operator has not reported on yet is not Ready.
-    let stk = SlackToken::new("new", SlackTokenSpec::new(TokenType::Manual, "c", "o"));
+    let stk = SlackToken::new("new", SlackTokenSpec::new(TokenType::OAuth, "c", "o"));
     runtime.block_on(ground.tokens("default").create(&PostParams::default(), &stk)).unwrap();
     let (code, out) = status(&kubeconfig, &["-A"]);
     assert_eq!(code, 1, "one is not Ready:\n{out}");

@@ -11,6 +11,14 @@ use std::{borrow::Cow, fmt, str::FromStr, time::Duration};
 /// The pattern the CRD schema enforces; it mirrors [`GoDuration::from_str`].
 pub const PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$";
 
+/// Of the durations [`PATTERN`] accepts, those that are zero (`0s`, `0h0.00m`): the CRD's rules
+/// refuse them where a duration must be positive. Without a backslash, as it sits in a CEL string.
+pub const ZERO_PATTERN: &str = "^([0.]+(ns|us|ms|s|m|h))+$";
+
+/// The longest duration the schema accepts. It bounds what the API server estimates a CEL rule
+/// over a duration may cost; no real duration comes near it.
+pub const MAX_LENGTH: u64 = 64;
+
 const TOO_LARGE: &str = "number too large";
 
 /// A non-negative duration written the Go way.
@@ -137,7 +145,7 @@ impl JsonSchema for GoDuration {
     }
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({ "type": "string", "pattern": PATTERN })
+        json_schema!({ "type": "string", "pattern": PATTERN, "maxLength": MAX_LENGTH })
     }
 }
 
@@ -237,6 +245,15 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_zero_pattern_matches_exactly_the_zero_durations() {
+        let zero = regex::Regex::new(ZERO_PATTERN).unwrap();
+        for s in ["0s", "0h0m", "00.000ms", "0h0.0s", "1s", "0.5s", "10m", "0h1ns", "100h"] {
+            let parsed = s.parse::<GoDuration>().unwrap();
+            assert_eq!(zero.is_match(s), parsed.as_std().is_zero(), "{s:?}");
+        }
+    }
+
     mod properties {
         use super::*;
         use proptest::prelude::*;
@@ -264,6 +281,14 @@ mod tests {
             fn the_parser_accepts_everything_the_pattern_does(s in valid_durations()) {
                 prop_assert!(pattern().is_match(&s));
                 prop_assert!(parser_accepts(&s), "{:?}", s);
+            }
+
+            #[test]
+            fn the_zero_pattern_and_the_parser_agree(s in valid_durations()) {
+                let zero = regex::Regex::new(ZERO_PATTERN).unwrap();
+                if let Ok(d) = s.parse::<GoDuration>() {
+                    prop_assert_eq!(zero.is_match(&s), d.as_std().is_zero(), "{:?}", s);
+                }
             }
 
             #[test]

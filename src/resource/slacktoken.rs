@@ -2,7 +2,7 @@
 //! (`slack-token-operator crd`), so doc comments here are what `kubectl explain` shows.
 
 use super::{conditions::Condition, duration::GoDuration};
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 /// Desired state of a Slack token kept fresh in a Kubernetes Secret.
 // Each printcolumn repeats `type_ = ...`; clippy reads the derive's arguments as duplicated attributes.
 #[allow(clippy::duplicated_attributes)]
-#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[kube(
     group = "slack.rotator.dev",
     version = "v1alpha1",
@@ -34,6 +34,28 @@ use std::collections::BTreeMap;
     printcolumn(name = "Next Rotation", type_ = "string", json_path = ".status.nextRotationTime"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
+// Checks the API server makes at `kubectl apply`, so that a spec that can never work is refused
+// with a message naming the field instead of being stored and reported later by a condition.
+// `reconcile::decide` keeps the same checks as a second line of defence (for objects stored
+// before the CRD carried these rules). Each message names the field and says what to write.
+#[x_kube(
+    validation = Rule::new("self.type != 'Manual' || has(self.rotationPeriod)")
+        .message("type Manual needs rotationPeriod: how often a person should re-issue the token (e.g. 2160h for 90 days)")
+        .field_path(".rotationPeriod")
+        .reason(Reason::FieldValueRequired),
+    validation = Rule::new("self.type != 'Manual' || has(self.manual)")
+        .message("type Manual needs manual.kind: one of LegacyTestToken, CustomIntegrationBot, HubotLita, App")
+        .field_path(".manual")
+        .reason(Reason::FieldValueRequired),
+    validation = Rule::new("self.type == 'Manual' || !has(self.manual)")
+        .message("manual is only for type Manual: remove it, or set type: Manual")
+        .field_path(".manual")
+        .reason(Reason::FieldValueForbidden),
+    validation = Rule::new("self.secretRef.name != self.credentialsRef.name")
+        .message("secretRef.name must differ from credentialsRef.name: the operator creates and owns the output Secret, so name a Secret of its own (e.g. <name>-token)")
+        .field_path(".secretRef.name")
+        .reason(Reason::FieldValueInvalid),
+)]
 #[serde(rename_all = "camelCase")]
 pub struct SlackTokenSpec {
     /// How the token is rotated. `OAuth`: bot or user token of an app with token rotation on
@@ -41,6 +63,9 @@ pub struct SlackTokenSpec {
     /// `Manual`: long-lived token that only a person can re-issue; the operator tracks its age and
     /// publishes the replacement a person supplies.
     #[serde(rename = "type")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(
+        "type cannot be changed: it decides which credentials the operator reads; create a new SlackToken with the other type instead"
+    ))]
     pub token_type: TokenType,
 
     /// Secret in the same namespace holding the rotation state. OAuth: `clientId`, `clientSecret`
@@ -56,6 +81,8 @@ pub struct SlackTokenSpec {
     /// Slack keeps at most two access tokens per installation active, so consumers must reload
     /// the Secret within one period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(format!("!self.matches('{}')", super::duration::ZERO_PATTERN))
+        .message("rotationPeriod must be greater than zero (e.g. 24h)"))]
     pub rotation_period: Option<GoDuration>,
 
     /// Rotate this long before Slack's expiry (Go duration). Default: the smaller of 2h and a
@@ -81,6 +108,7 @@ pub struct SlackTokenSpec {
     /// does not exist is reported in the `RolloutRestart` condition and a Warning Event; it never
     /// fails or repeats a rotation. The operator needs the chart value `rolloutRestart.enabled`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["kind".into(), "name".into()]))]
     pub rollout_restart_targets: Vec<RolloutRestartTarget>,
 
     /// Revoke the current token with auth.revoke when this SlackToken is deleted. Adds the finalizer
