@@ -16,8 +16,12 @@ use crate::error::Cause;
 use kube_cel::{CompiledSchema, ErrorKind, ValidationError};
 use serde_json::Value;
 
+/// The compiled rules, per top-level property of the object (`spec`, `status`) that has any,
+/// or of the whole object when its root has rules. kube-cel converts the value at every node
+/// it walks into CEL, rules or not; a split below the root spares it the metadata (managed
+/// fields and all) on every write. The rules and what they see are the same either way.
 pub struct Rules {
-    compiled: CompiledSchema,
+    parts: Vec<(Option<String>, CompiledSchema)>,
 }
 
 /// What a rule check found: errors (the write is refused) and ratcheted failures (warnings).
@@ -34,21 +38,61 @@ impl Rules {
         if !has_rules(schema) {
             return Ok(None);
         }
-        let compiled = kube_cel::compile_schema(schema);
-        if let Some(err) = compiled.compilation_errors().first() {
-            return Err(format!("x-kubernetes-validations: {err}"));
+        let roots: Vec<(Option<String>, &Value)> = if schema.get("x-kubernetes-validations").is_some() {
+            vec![(None, schema)]
+        } else {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            properties
+                .into_iter()
+                .flatten()
+                .filter(|(_, sub)| has_rules(sub))
+                .map(|(k, sub)| (Some(k.clone()), sub))
+                .collect()
+        };
+        let mut parts = Vec::new();
+        for (property, sub) in roots {
+            let compiled = kube_cel::compile_schema(sub);
+            if let Some(err) = compiled.compilation_errors().first() {
+                return Err(format!("x-kubernetes-validations: {err}"));
+            }
+            parts.push((property, compiled));
         }
-        Ok(Some(Self { compiled }))
+        Ok(Some(Self { parts }))
+    }
+
+    /// kube-cel's failures over the object, their paths from its root.
+    fn failures(&self, obj: &Value, old: Option<&Value>) -> Vec<ValidationError> {
+        let mut out = Vec::new();
+        for (property, compiled) in &self.parts {
+            let (value, old) = match property {
+                None => (Some(obj), old),
+                Some(k) => (obj.get(k), old.and_then(|o| o.get(k))),
+            };
+            let Some(value) = value.filter(|v| !v.is_null()) else { continue };
+            let Err(errors) = kube_cel::validate_compiled(compiled, value, old) else { continue };
+            for mut error in errors {
+                // A rule on the root with a fieldPath: Go's nil.Child("spec.x") is `spec.x`.
+                if let Some(path) = error.field_path.strip_prefix('.') {
+                    error.field_path = path.to_string();
+                }
+                if let Some(k) = property {
+                    error.field_path = match error.field_path.as_str() {
+                        "" => k.clone(),
+                        p if p.starts_with('[') => format!("{k}{p}"),
+                        p => format!("{k}.{p}"),
+                    };
+                }
+                out.push(error);
+            }
+        }
+        out
     }
 
     /// Runs the rules on `obj` (already defaulted), with `old` for transition rules. `raw` is
     /// the schema the rules were compiled from, to find each failing rule's node.
     pub fn validate(&self, raw: &Value, obj: &Value, old: Option<&Value>) -> Outcome {
         let mut outcome = Outcome::default();
-        let Err(errors) = kube_cel::validate_compiled(&self.compiled, obj, old) else {
-            return outcome;
-        };
-        for error in errors.iter() {
+        for error in &self.failures(obj, old) {
             let node = find_node(raw, obj, error);
             let cause = cause(error, node.as_ref());
             let ratchets = old.is_some_and(|old| {
@@ -129,6 +173,7 @@ fn segments(path: &str) -> Vec<Segment> {
 /// kube-cel's path of a failure: the node's path, then the rule's `fieldPath`.
 fn failure_path(node: &str, field_path: Option<&str>) -> String {
     match field_path {
+        Some(fp) if node.is_empty() => fp.strip_prefix('.').unwrap_or(fp).to_string(),
         Some(fp) if fp.starts_with('.') => format!("{node}{fp}"),
         Some(fp) if !node.is_empty() => format!("{node}.{fp}"),
         Some(fp) => fp.to_string(),
@@ -314,6 +359,20 @@ mod tests {
         // Any change of the node (spec) brings the error back.
         let changed = run(json!({"spec": {"mode": "Y", "a": "s", "b": "s", "size": 1}}), Some(stored));
         assert_eq!(changed.causes.len(), 1);
+    }
+
+    #[test]
+    fn a_rule_on_the_root_reports_its_field_path_from_the_root() {
+        let raw = json!({"type": "object", "properties": {"spec": {"type": "object",
+            "properties": {"x": {"type": "string"}}}},
+            "x-kubernetes-validations": [{"rule": "self.spec.x != 'no'", "message": "not no",
+                "fieldPath": ".spec.x"}]});
+        let rules = Rules::compile(&raw).unwrap().unwrap();
+        let outcome = rules.validate(&raw, &json!({"spec": {"x": "no"}}), None);
+        assert_eq!(
+            messages(&outcome),
+            vec![("FieldValueInvalid", "spec.x", "spec.x: Invalid value: not no")]
+        );
     }
 
     #[test]
