@@ -834,3 +834,40 @@ fn the_type_of_a_slacktoken_cannot_be_changed_by_update_patch_or_apply() {
         api.patch("bot", &PatchParams::default(), &Patch::Merge(&suspend)).await.expect("suspend");
     });
 }
+
+#[test]
+fn kubectl_apply_prints_the_refusal_with_the_field_and_what_to_write() {
+    // kubectl is a process of its own: the emulator runs on a multi-threaded runtime meanwhile.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let ground = runtime
+        .block_on(slack_token_operator::testground::Ground::start(Default::default()))
+        .expect("the test ground starts");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stk.yaml");
+    let apply = |yaml: String| {
+        std::fs::write(&file, yaml).unwrap();
+        let out = slack_token_operator::testground::kubectl(
+            &ground.kubeconfig(),
+            &["apply", "-n", "default", "-f", file.to_str().unwrap()],
+        );
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, stderr) = apply(token_yaml("bot", "Manual", "manual: {kind: App}"));
+    assert!(!ok);
+    assert!(
+        stderr.contains(
+            "The SlackToken \"bot\" is invalid: spec.rotationPeriod: Required value: type Manual needs rotationPeriod"
+        ),
+        "{stderr}"
+    );
+    let (ok, stderr) = apply(token_yaml("bot", "Manual", "manual: {kind: App}\nrotationPeriod: 2160h"));
+    assert!(ok, "{stderr}");
+    let (ok, stderr) = apply(token_yaml("bot", "OAuth", "rotationPeriod: 2160h"));
+    assert!(!ok);
+    assert!(
+        stderr.contains(
+            "The SlackToken \"bot\" is invalid: spec.type: Invalid value: \"OAuth\": type cannot be changed"
+        ),
+        "{stderr}"
+    );
+}
