@@ -153,7 +153,25 @@ impl CrdSchema {
                     };
                     let t = if t == "integer/string" { "integer or string".to_string() } else { t };
                     let shown = short(&instance);
-                    invalid_value(&path, &instance, &format!("{path} in body must be of type {t}: {shown}"))
+                    // field.TypeInvalid: printed as an invalid value, but its own reason (one
+                    // that keeps the validation rules from running).
+                    Cause {
+                        reason: "FieldValueTypeInvalid",
+                        ..invalid_value(
+                            &path,
+                            &instance,
+                            &format!("{path} in body must be of type {t}: {shown}"),
+                        )
+                    }
+                }
+                ValidationErrorKind::MaxItems { limit } => {
+                    let items = if *limit == 1 { "item" } else { "items" };
+                    let actual = instance.as_array().map_or(0, Vec::len);
+                    Cause {
+                        reason: "FieldValueTooMany",
+                        field: path.clone(),
+                        message: format!("{path}: Too many: {actual}: must have at most {limit} {items}"),
+                    }
                 }
                 ValidationErrorKind::Enum { options } => {
                     let supported: Vec<String> =
