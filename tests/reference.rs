@@ -84,6 +84,19 @@ fn fields(path: &str, schema: &Value, required: bool, rows: &mut Vec<String>) {
             notes.push(format!("{word} {n}"));
         }
     }
+    match schema["x-kubernetes-list-type"].as_str() {
+        Some("map") => {
+            let keys: Vec<String> = schema["x-kubernetes-list-map-keys"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|k| format!("`{}`", k.as_str().unwrap_or_default()))
+                .collect();
+            notes.push(format!("unique by {}", keys.join(" and ")));
+        }
+        Some("set") => notes.push("unique items".to_owned()),
+        _ => {}
+    }
     if let Some(rules) = schema["x-kubernetes-validations"].as_array() {
         for rule in rules {
             notes.push(format!(
