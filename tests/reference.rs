@@ -44,7 +44,14 @@ const GENERATED: &str = "<!-- generated below: do not edit -->";
 /// A table cell: one line, pipes escaped.
 fn cell(text: &str) -> String {
     let one_line: Vec<&str> = text.split_whitespace().collect();
-    one_line.join(" ").replace('|', "\\|")
+    // `<` outside code spans would start an HTML tag (a rule's message says `<name>-token`).
+    let escaped: Vec<String> = one_line
+        .join(" ")
+        .split('`')
+        .enumerate()
+        .map(|(i, part)| if i % 2 == 0 { part.replace('<', "&lt;") } else { part.to_owned() })
+        .collect();
+    escaped.join("`").replace('|', "\\|")
 }
 
 // --- SlackToken fields, from the CRD's schema ---------------------------------------------------
