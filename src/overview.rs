@@ -109,7 +109,7 @@ pub fn rows(tokens: &[SlackToken], now: Timestamp) -> Vec<Row> {
                     || "the operator has not reported on this SlackToken yet: is it running?".to_owned(),
                     |c| c.message.clone(),
                 ),
-                type_: format!("{:?}", stk.spec.token_type),
+                type_: stk.spec.token_type.as_str().to_owned(),
                 expiration_time: status.expiration_time.clone(),
                 time_left_seconds: expires.map(|e| e.as_second() - now.as_second()),
                 next_rotation_time: status.next_rotation_time.clone(),

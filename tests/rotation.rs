@@ -105,6 +105,16 @@ fn renew_before_change_reschedules() {
         })
         .await;
         assert_eq!(env.slack.refreshes(&f.installation_id), 1, "rescheduling alone does not rotate");
+        // The wake-up moved with it: the rotation comes at the new time (with the emulator's
+        // 12 h tokens, 6 h after issue; the default renewBefore of 2 h had it at 10 h, past
+        // this wait and its patience).
+        let wait = env.until_next_rotation("bot").await;
+        assert!(wait <= renew, "due by expiry - renewBefore: {wait:?}");
+        env.advance(wait + margin(&env)).await;
+        env.eventually("the rotation at the new time", env.patience(), || async {
+            (env.slack.refreshes(&f.installation_id) == 2).then_some(())
+        })
+        .await;
     });
 }
 

@@ -110,15 +110,22 @@ fn pending_token_from_another_team_is_refused_and_nothing_changes() {
 fn pending_token_of_another_user_needs_allow_identity_change() {
     e2e(|env| async move {
         let old = env.slack.create_legacy_token("T1", "U1", TokenKind::User);
-        let spec = format!(
-            "rotationPeriod: {}\nmanual:\n  kind: LegacyTestToken\n  allowIdentityChange: true",
-            period(&env)
-        );
+        let spec = format!("rotationPeriod: {}\nmanual:\n  kind: LegacyTestToken", period(&env));
         env.manual_token("legacy", &old, &spec).await;
         env.published_token("legacy-token", None).await;
         let other_user = env.slack.create_legacy_token("T1", "U2", TokenKind::User);
         let patch = json!({"stringData": {"pendingToken": other_user}});
         env.secrets().patch("legacy-creds", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+
+        // Refused while the identity may not change: nothing published, the condition says how.
+        let (reason, message) = env.condition("legacy", "PendingToken", "False").await;
+        assert_eq!(reason, "PendingTokenRejected");
+        assert!(message.contains("allowIdentityChange: true"), "{message}");
+        assert_eq!(env.secret_value("legacy-token", "token").await.as_deref(), Some(old.as_str()));
+
+        // Allowed: the same pending token is taken.
+        let allow = json!({"spec": {"manual": {"allowIdentityChange": true}}});
+        env.tokens().patch("legacy", &PatchParams::default(), &Patch::Merge(&allow)).await.unwrap();
         assert_eq!(env.published_token("legacy-token", Some(&old)).await, other_user);
     });
 }

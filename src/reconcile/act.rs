@@ -154,7 +154,7 @@ async fn restart_one(
     target: &RolloutRestartTarget,
     at: &str,
 ) -> Result<(), Error> {
-    let gvk = kube::api::GroupVersionKind::gvk("apps", "v1", &format!("{:?}", target.kind));
+    let gvk = kube::api::GroupVersionKind::gvk("apps", "v1", target.kind.as_str());
     let resource = kube::api::ApiResource::from_gvk_with_plural(&gvk, target.kind.plural());
     let api: Api<kube::api::DynamicObject> = Api::namespaced_with(ctx.client.clone(), namespace, &resource);
     let patch = json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: at}}}}});
@@ -628,8 +628,7 @@ fn without_ours(object: &impl Resource) -> Vec<String> {
 /// finalizer added meanwhile is never dropped (we get a conflict and come back). Gone is done.
 async fn set_finalizers<K>(api: &Api<K>, object: &K, finalizers: Vec<String>) -> Result<(), Error>
 where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-    K::DynamicType: Default,
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": object.resource_version()}});
     let name = object.name_any();
@@ -640,12 +639,21 @@ where
     }
 }
 
-fn resource_name<K: Resource>() -> &'static str
-where
-    K::DynamicType: Default,
-{
-    match K::kind(&K::DynamicType::default()).as_ref() {
-        "Secret" => "secrets",
-        _ => "slacktokens",
+/// The resource (plural) of `K`, for error messages: the type's own (`secrets`, `slacktokens`).
+fn resource_name<K: Resource<DynamicType = ()>>() -> &'static str {
+    match K::plural(&()) {
+        std::borrow::Cow::Borrowed(plural) => plural,
+        // Static types (k8s-openapi's, kube's derive) name their plural as a literal.
+        std::borrow::Cow::Owned(_) => "objects",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn errors_name_the_resource_of_each_type() {
+        assert_eq!(super::resource_name::<k8s_openapi::api::core::v1::Secret>(), "secrets");
+        assert_eq!(super::resource_name::<crate::resource::SlackToken>(), "slacktokens");
+        assert_eq!(super::resource_name::<k8s_openapi::api::apps::v1::Deployment>(), "deployments");
     }
 }

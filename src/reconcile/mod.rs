@@ -158,14 +158,14 @@ async fn fail(
 }
 
 /// The `type` label of a SlackToken's metrics: its `spec.type`.
-fn type_label(stk: &SlackToken) -> String {
-    format!("{:?}", stk.spec.token_type)
+fn type_label(stk: &SlackToken) -> &'static str {
+    stk.spec.token_type.as_str()
 }
 
 /// The per-token series, from the status this reconcile reports.
 fn set_gauges(ctx: &Context, stk: &SlackToken, report: &Report) {
     let gauges = report::token_gauges(stk.spec.token_type, &report.status);
-    ctx.metrics.set_token(&stk.namespace().unwrap_or_default(), &stk.name_any(), &type_label(stk), &gauges);
+    ctx.metrics.set_token(&stk.namespace().unwrap_or_default(), &stk.name_any(), type_label(stk), &gauges);
 }
 
 async fn publish_events(ctx: &Context, stk: &SlackToken, report: &Report) {

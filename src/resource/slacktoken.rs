@@ -144,6 +144,18 @@ pub enum TokenType {
     Manual,
 }
 
+impl TokenType {
+    /// `spec.type` as written in a SlackToken, for labels and output: spelled out, so that
+    /// renaming a variant cannot change a metric series.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OAuth => "OAuth",
+            Self::AppConfiguration => "AppConfiguration",
+            Self::Manual => "Manual",
+        }
+    }
+}
+
 /// A workload (same namespace) restarted when the published token changes.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct RolloutRestartTarget {
@@ -162,6 +174,16 @@ pub enum WorkloadKind {
 }
 
 impl WorkloadKind {
+    /// The kind as the API spells it (`Deployment`), for the API and for labels: spelled out,
+    /// so that renaming a variant cannot change an API call or a metric series.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deployment => "Deployment",
+            Self::StatefulSet => "StatefulSet",
+            Self::DaemonSet => "DaemonSet",
+        }
+    }
+
     /// The resource (plural) in `apps/v1`.
     pub fn plural(self) -> &'static str {
         match self {
@@ -289,4 +311,20 @@ pub struct Identity {
     pub bot_user_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scopes: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{TokenType, WorkloadKind};
+
+    /// The spelled-out names are the ones the API and the CRD use (serde's).
+    #[test]
+    fn kinds_spell_themselves_as_the_api_does() {
+        for t in [TokenType::OAuth, TokenType::AppConfiguration, TokenType::Manual] {
+            assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
+        }
+        for k in [WorkloadKind::Deployment, WorkloadKind::StatefulSet, WorkloadKind::DaemonSet] {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+    }
 }
