@@ -315,7 +315,7 @@ async fn rotate_and_save(
             };
             // The token just presented is spent from here on: this pair is the only copy, so it
             // goes to the journal before anything else is attempted.
-            ctx.pending.put(entry.clone());
+            ctx.pending.put(entry.clone()).await;
             let journal_ms = answered.elapsed().as_secs_f64() * 1000.0;
             debug!(journal_ms, journaled = ctx.pending.journal().is_some(), secret = %name, "new pair kept");
             entry
@@ -330,11 +330,11 @@ async fn rotate_and_save(
         }
         Saved::Superseded => {
             warn!(secret = %name, "dropped a new token pair: the credentials Secret already holds a newer refresh token");
-            ctx.pending.remove(&namespace, &name);
+            ctx.pending.remove(&namespace, &name).await;
             return Err(changed(&name));
         }
     };
-    ctx.pending.remove(&namespace, &name);
+    ctx.pending.remove(&namespace, &name).await;
     let since_slack = ctx.clock.now().duration_since(entry.issued_at);
     debug!(save_ms = since_slack.as_secs_f64() * 1000.0, "new pair saved");
     out.credentials_version = saved.resource_version();

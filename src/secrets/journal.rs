@@ -60,6 +60,7 @@ pub struct Damaged {
     pub why: String,
 }
 
+#[derive(Clone)]
 pub struct Journal {
     dir: PathBuf,
 }

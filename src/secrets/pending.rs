@@ -2,7 +2,8 @@
 //!
 //! The refresh token such a pair replaces is already spent, so the pair is the only copy: a
 //! reconcile that finds one here saves it instead of calling Slack again. With a [`Journal`] the
-//! pair is also on disk, written before it is kept here, so it outlives the process.
+//! pair is also on disk, written before any API call that could fail after it (on the blocking
+//! pool: fsync is slow), so it outlives the process.
 //!
 //! Pairs are keyed by the credentials Secret (`namespace/name`), not by the SlackToken, because a
 //! pair continues that Secret's refresh-token chain: a SlackToken deleted and created again (by
@@ -38,17 +39,22 @@ impl PendingPairs {
         self.map().get(&key(namespace, name)).cloned()
     }
 
-    /// Keeps a pair Slack has just issued: on disk first (when there is a journal), then here.
-    /// A journal that cannot be written is reported, and the pair is still kept and saved: the
+    /// Keeps a pair Slack has just issued: here, then on disk (when there is a journal), both
+    /// before the caller makes any API call. The write and its fsync run on tokio's blocking
+    /// pool, off the workers that drive every other reconcile; the pair is in memory first, so a
+    /// reconcile dropped while the write runs still leaves it here (and the write completes). A
+    /// journal that cannot be written is reported, and the pair is still kept and saved: the
     /// credentials Secret is the other durable place, and the save is what matters now.
-    pub fn put(&self, entry: Entry) {
-        if let Some(journal) = &self.journal {
-            if let Err(e) = journal.write(&entry) {
-                error!(error = %e, journal = %journal.dir().display(), namespace = %entry.namespace, secret = %entry.name,
+    pub async fn put(&self, entry: Entry) {
+        self.load(entry.clone());
+        if let Some(journal) = self.journal.clone() {
+            let (namespace, secret) = (entry.namespace.clone(), entry.name.clone());
+            let dir = journal.dir().display().to_string();
+            if let Err(e) = blocking(move || journal.write(&entry)).await {
+                error!(error = %e, journal = %dir, %namespace, %secret,
                     "could not journal a new token pair; it is kept in memory only until saved");
             }
         }
-        self.load(entry);
     }
 
     /// Keeps a pair read back from the journal (already on disk).
@@ -57,10 +63,11 @@ impl PendingPairs {
     }
 
     /// Forgets the pair once its credentials Secret holds it (or holds a newer one).
-    pub fn remove(&self, namespace: &str, name: &str) {
+    pub async fn remove(&self, namespace: &str, name: &str) {
         self.map().remove(&key(namespace, name));
-        if let Some(journal) = &self.journal {
-            if let Err(e) = journal.remove(namespace, name) {
+        if let Some(journal) = self.journal.clone() {
+            let (ns, secret) = (namespace.to_owned(), name.to_owned());
+            if let Err(e) = blocking(move || journal.remove(&ns, &secret)).await {
                 // Harmless: at the next start the entry no longer matches the Secret and is dropped.
                 error!(error = %e, namespace, secret = name, "could not remove a saved pair from the journal");
             }
@@ -78,6 +85,11 @@ impl PendingPairs {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// A file operation (with its fsyncs) on tokio's blocking pool.
+async fn blocking(op: impl FnOnce() -> std::io::Result<()> + Send + 'static) -> std::io::Result<()> {
+    tokio::task::spawn_blocking(op).await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }
 
 fn key(namespace: &str, name: &str) -> String {

@@ -59,21 +59,21 @@ pub async fn replay(client: &Client, pending: &PendingPairs) -> Replayed {
             Ok(Saved::Written(_)) => {
                 info!(%namespace, secret = %name, "saved a token pair from the journal");
                 replayed.saved += 1;
-                pending.remove(&namespace, &name);
+                pending.remove(&namespace, &name).await;
             }
             Ok(Saved::AlreadyThere(_)) => {
                 replayed.already_saved += 1;
-                pending.remove(&namespace, &name);
+                pending.remove(&namespace, &name).await;
             }
             Ok(Saved::Superseded) => {
                 warn!(%namespace, secret = %name, "dropped a journaled token pair: the credentials Secret already holds a newer refresh token");
                 replayed.superseded += 1;
-                pending.remove(&namespace, &name);
+                pending.remove(&namespace, &name).await;
             }
             Err(e) if namespace_gone(&e) => {
                 warn!(%namespace, secret = %name, "dropped a journaled token pair: its namespace no longer exists");
                 replayed.dropped += 1;
-                pending.remove(&namespace, &name);
+                pending.remove(&namespace, &name).await;
             }
             Err(e) => {
                 warn!(%namespace, secret = %name, error = %e, "could not save a journaled token pair; it stays pending and is retried by the controller");
