@@ -103,8 +103,12 @@ pub async fn converge(ctx: &Context, s: &Snapshot, plan: &Converge, out: &mut Ou
     let mark = plan.restart.as_ref().filter(|r| r.mark()).map(|_| crate::clock::format_time(s.now));
     let mark = mark.as_deref();
     match token {
-        TokenPlan::Rotating(plan) => rotating(ctx, s, &secrets, plan, credentials, parsed, mark, out).await?,
-        TokenPlan::Manual(plan) => manual(ctx, s, &secrets, plan, credentials, parsed, mark, out).await?,
+        TokenPlan::Rotating(plan) => {
+            carry_out_rotation(ctx, s, &secrets, plan, credentials, parsed, mark, out).await?
+        }
+        TokenPlan::Manual(plan) => {
+            carry_out_manual(ctx, s, &secrets, plan, credentials, parsed, mark, out).await?
+        }
     }
     if let Some(restart) = &plan.restart {
         restart_targets(ctx, s, &secrets, restart, out).await;
@@ -168,7 +172,7 @@ async fn restart_one(
 
 /// OAuth and AppConfiguration: steps 4 (rotate and save) and 5 (publish).
 #[allow(clippy::too_many_arguments)]
-async fn rotating(
+async fn carry_out_rotation(
     ctx: &Context,
     s: &Snapshot,
     secrets: &Api<Secret>,
@@ -433,7 +437,7 @@ async fn refused_refresh_token(
 
 /// Manual: steps 4 (start the period), 5 (hand-over), 6 (health check) and 7 (publish).
 #[allow(clippy::too_many_arguments)]
-async fn manual(
+async fn carry_out_manual(
     ctx: &Context,
     s: &Snapshot,
     secrets: &Api<Secret>,

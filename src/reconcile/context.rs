@@ -118,7 +118,8 @@ impl Context {
 
     /// Publishes an Event about `stk`. Never contains a token: callers pass fixed texts and names.
     pub async fn event(&self, stk: &SlackToken, reason: EventReason, note: String) {
-        let event = events::Note { warning: reason.is_warning(), reason: reason.as_str(), note: &note };
+        let event =
+            events::EventToWrite { warning: reason.is_warning(), reason: reason.as_str(), note: &note };
         if let Err(e) = self.recorder.publish(&stk.object_ref(&()), event).await {
             // An Event is a courtesy; failing to record one must not fail the rotation.
             warn!(error = %e, "could not publish event");

@@ -124,6 +124,22 @@ pub enum Trigger {
     TokenDead,
 }
 
+impl Trigger {
+    /// The `trigger` label of the rotations metric: spelled out, so that renaming a variant
+    /// cannot change a series.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FirstToken => "FirstToken",
+            Self::Due => "Due",
+            Self::Requested => "Requested",
+            Self::Exchange => "Exchange",
+            Self::SavePending => "SavePending",
+            Self::HandOver => "HandOver",
+            Self::TokenDead => "TokenDead",
+        }
+    }
+}
+
 /// The Slack method that issues the new pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Call {

@@ -35,7 +35,7 @@ const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
 pub const MAX_SERIES: usize = 1024;
 
 /// One Event to write.
-pub struct Note<'a> {
+pub struct EventToWrite<'a> {
     pub warning: bool,
     pub reason: &'a str,
     pub note: &'a str,
@@ -119,7 +119,11 @@ impl Recorder {
 
     /// Writes one Event about `regarding`: a new one, or one more in the series of the same
     /// reason and note.
-    pub async fn publish(&self, regarding: &ObjectReference, event: Note<'_>) -> Result<(), kube::Error> {
+    pub async fn publish(
+        &self,
+        regarding: &ObjectReference,
+        event: EventToWrite<'_>,
+    ) -> Result<(), kube::Error> {
         let now = self.clock.now();
         let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".into());
         let events: Api<Event> = Api::namespaced(self.client.clone(), &namespace);

@@ -112,7 +112,7 @@ async fn reconcile_one(cached: Arc<CachedToken>, ctx: &Arc<Context>) -> Result<N
             ctx.backoff.clear(&s.uid());
             let first = report::success(&s.slacktoken, s, &plan, &out, &ctx.settings);
             if let Some(trigger) = out.rotated {
-                ctx.metrics.count_rotation(&type_label(&s.slacktoken), &format!("{trigger:?}"));
+                ctx.metrics.count_rotation(type_label(&s.slacktoken), trigger.as_str());
                 let expires =
                     out.times.expires_at.map(crate::clock::format_time).unwrap_or_else(|| "never".into());
                 info!(?trigger, %expires, "rotated");
@@ -145,7 +145,7 @@ async fn fail(
         inputs.credentials_version = credentials_version;
     }
     ctx.backoff.hold(&s.uid(), delay, inputs);
-    ctx.metrics.count_failure(&type_label(&s.slacktoken), error.reason());
+    ctx.metrics.count_failure(type_label(&s.slacktoken), error.reason());
     // Not `message`: the JSON log format writes the event's own message under that key.
     let detail = error.user_message(&s.slacktoken.spec.credentials_ref.name);
     let attempts = first.status.failed_attempts;

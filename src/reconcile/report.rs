@@ -244,7 +244,10 @@ fn rotated_note(stk: &SlackToken, trigger: Trigger, out: &Outcome) -> String {
         ),
         _ => {
             let expiry = out.times.expires_at.map(format_time).unwrap_or_else(|| "never".into());
-            format!("Rotated ({trigger:?}); published to Secret {secret}; new token expires {expiry}")
+            format!(
+                "Rotated ({}); published to Secret {secret}; new token expires {expiry}",
+                trigger.as_str()
+            )
         }
     }
 }

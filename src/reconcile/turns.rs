@@ -97,7 +97,7 @@ impl Key {
 }
 
 /// Asks a controller to reconcile a SlackToken again (the sending half of its `reconcile_on`).
-pub type Trigger = UnboundedSender<ObjectRef<CachedToken>>;
+pub type Summoner = UnboundedSender<ObjectRef<CachedToken>>;
 
 struct State {
     free: usize,
@@ -111,7 +111,7 @@ struct State {
     /// SlackTokens whose reconcile holds a turn.
     running: HashSet<Key>,
     /// The controllers to ask, each with the namespace it watches (`None`: all).
-    triggers: Vec<(Option<String>, Trigger)>,
+    summoners: Vec<(Option<String>, Summoner)>,
 }
 
 /// `slots` reconciles at a time, handed out most urgent first.
@@ -139,7 +139,7 @@ impl Turns {
             parked: HashMap::new(),
             reserved: HashSet::new(),
             running: HashSet::new(),
-            triggers: Vec::new(),
+            summoners: Vec::new(),
         };
         Self(Arc::new(Shared { state: Mutex::new(state), ended: Notify::new() }))
     }
@@ -181,8 +181,8 @@ impl Turns {
     }
 
     /// Where to ask for the reconcile of a parked SlackToken in `namespace` (`None`: all).
-    pub fn connect(&self, namespace: Option<String>, trigger: Trigger) {
-        lock(&self.0.state).triggers.push((namespace, trigger));
+    pub fn connect(&self, namespace: Option<String>, summoner: Summoner) {
+        lock(&self.0.state).summoners.push((namespace, summoner));
     }
 
     /// SlackTokens parked, waiting for a slot.
@@ -278,9 +278,9 @@ fn release(state: &mut State) {
 
 /// Asks the controller watching `key`'s namespace for its reconcile; whether it was asked.
 fn ask(state: &mut State, key: &Key) -> bool {
-    state.triggers.retain(|(_, trigger)| !trigger.is_closed());
-    let trigger = state.triggers.iter().find(|(ns, _)| key.in_namespace(ns.as_deref()));
-    trigger.is_some_and(|(_, trigger)| trigger.unbounded_send(key.object_ref()).is_ok())
+    state.summoners.retain(|(_, summoner)| !summoner.is_closed());
+    let summoner = state.summoners.iter().find(|(ns, _)| key.in_namespace(ns.as_deref()));
+    summoner.is_some_and(|(_, summoner)| summoner.unbounded_send(key.object_ref()).is_ok())
 }
 
 impl Drop for Turn {
