@@ -48,7 +48,7 @@ use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
-use tracing::warn;
+use tracing::{debug, warn};
 
 /// Which SlackTokens one operator looks after.
 #[derive(Debug, Clone, Default)]
@@ -208,13 +208,29 @@ async fn run_scope(ctx: Arc<Context>, namespace: Option<String>, selector: Optio
             Some(slacktoken)
         })
         .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                warn!(error = %e, "reconcile failed");
-            }
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|result| {
+            let ctx = ctx.clone();
+            async move { after_reconcile(&ctx, result) }
         })
         .await;
+}
+
+/// What the controller says of each reconcile it ran, or could not run. One it could not run
+/// because its SlackToken has left the cache (deleted, relabelled out of our selector) may have
+/// had a slot kept for it in the turns: that reconcile will never come, so the slot goes on.
+fn after_reconcile<T, E>(ctx: &Context, result: Result<T, controller::Error<E, watcher::Error>>)
+where
+    E: std::error::Error + 'static,
+{
+    match result {
+        Ok(_) => {}
+        Err(controller::Error::ObjectNotFound(gone)) => {
+            debug!(slacktoken = %gone, "asked for a SlackToken no longer in the cache");
+            ctx.turns.forget(&turns::Key::new(gone.namespace.as_deref().unwrap_or_default(), &gone.name));
+        }
+        Err(e) => warn!(error = %e, "reconcile failed"),
+    }
 }
 
 /// The Secret watch events that are news to us (see [`news`]). Each event waits only for its own
@@ -399,6 +415,27 @@ mod tests {
 
     fn as_secret(meta: &PartialObjectMeta<Secret>) -> Secret {
         Secret { metadata: meta.metadata.clone(), ..Default::default() }
+    }
+
+    #[tokio::test]
+    async fn a_slot_kept_for_a_slacktoken_gone_from_the_cache_goes_on() {
+        let ctx = context();
+        let key = |name: &str| turns::Key::new("ns", name);
+        let mut held: Vec<_> = (0..MAX_CONCURRENT_RECONCILES)
+            .map(|i| ctx.turns.take(&key(&format!("t{i}")), turns::Urgency::MOST).unwrap())
+            .collect();
+        assert!(ctx.turns.take(&key("gone"), turns::Urgency::MOST).is_none(), "parked");
+        let (summoner, mut summoned) = futures::channel::mpsc::unbounded();
+        ctx.turns.connect(None, summoner);
+        drop(held.pop());
+        let asked = summoned.next().await.unwrap();
+        assert_eq!(asked.name, "gone", "a slot is kept for it and its reconcile asked for");
+
+        // The SlackToken was deleted meanwhile: kube-runtime does not run its reconcile.
+        let gone: Result<(), controller::Error<std::io::Error, watcher::Error>> =
+            Err(controller::Error::ObjectNotFound(Box::new(asked.erase())));
+        after_reconcile(&ctx, gone);
+        assert!(ctx.turns.take(&key("next"), turns::Urgency::MOST).is_some(), "the kept slot went on");
     }
 
     #[tokio::test(start_paused = true)]
