@@ -4,9 +4,10 @@
 //! columns) list exactly that.
 
 mod markdown;
+mod scrape;
 
 use markdown::{first_cells, parse, read, repo, section};
-use slack_token_operator::{crd, CallObserver, EventReason, Metrics, SlackError, TokenGauges};
+use slack_token_operator::{crd, EventReason};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -150,19 +151,8 @@ fn every_event_reason_is_documented_with_its_type() {
 }
 
 /// Every metric `/metrics` exposes once each kind of series exists.
-pub fn exposed_metrics() -> BTreeSet<String> {
-    let metrics = Metrics::default();
-    let all =
-        TokenGauges { expiration: Some(1), next_rotation: Some(1), ready: true, rotation_due: Some(true) };
-    metrics.set_token("ns", "n", "Manual", &all);
-    metrics.count_rotation("OAuth", "Due");
-    metrics.count_failure("OAuth", "SlackUnavailable");
-    metrics.count_rollout_restart("Restarted");
-    let limited =
-        SlackError::RateLimited { method: "auth.test", retry_after: std::time::Duration::from_secs(1) };
-    metrics.observe("auth.test", Err(&limited), std::time::Duration::from_millis(1));
-    metrics
-        .encode()
+fn exposed_metrics() -> BTreeSet<String> {
+    scrape::every_family()
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
         .map(|l| {

@@ -11,6 +11,7 @@
 //! emulator (which enforces RBAC) and the Slack emulator.
 
 mod markdown;
+mod scrape;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -742,18 +743,7 @@ fn service_monitor_scrapes_the_metrics_service_when_enabled() {
 /// (a counter `x` is scraped as `x_total`, a histogram as `x_bucket`, `x_sum`, `x_count`), plus
 /// Prometheus' `up`.
 fn exposed_series() -> BTreeSet<String> {
-    use slack_token_operator::{CallObserver, Metrics, SlackError, TokenGauges};
-    let metrics = Metrics::default();
-    let all =
-        TokenGauges { expiration: Some(1), next_rotation: Some(1), ready: true, rotation_due: Some(true) };
-    metrics.set_token("ns", "name", "Manual", &all);
-    metrics.count_rotation("OAuth", "Due");
-    metrics.count_failure("OAuth", "SlackUnavailable");
-    metrics.count_rollout_restart("Restarted");
-    let limited =
-        SlackError::RateLimited { method: "auth.test", retry_after: std::time::Duration::from_secs(1) };
-    metrics.observe("auth.test", Err(&limited), std::time::Duration::from_millis(1));
-    let text = metrics.encode();
+    let text = scrape::every_family();
     let mut names: BTreeSet<String> = ["up".to_owned()].into();
     for line in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
         let (name, kind) = line.split_once(' ').unwrap();

@@ -55,15 +55,12 @@ fn image() -> &'static Image {
     })
 }
 
-/// podman with runc: crun 1.8 (Debian 12's default) refuses hosts with cgroups in hybrid mode.
-fn podman_command() -> Command {
-    let mut command = Command::new("podman");
-    command.args(["--runtime", "runc"]);
-    command
-}
+/// podman's own arguments: runc, since crun 1.8 (Debian 12's default) refuses hosts with cgroups
+/// in hybrid mode.
+const PODMAN: [&str; 2] = ["--runtime", "runc"];
 
 fn podman(args: &[&str]) -> String {
-    let out = podman_command().args(args).output().expect("podman runs");
+    let out = Command::new("podman").args(PODMAN).args(args).output().expect("podman runs");
     assert!(out.status.success(), "podman {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -119,7 +116,7 @@ fn the_image_publishes_and_rotates_a_token_with_the_charts_security_settings() {
         let name = format!("slack-token-operator-test-{}", std::process::id());
         options.container = Some(Container {
             podman: "podman".into(),
-            global_args: vec!["--runtime".into(), "runc".into()],
+            global_args: PODMAN.map(str::to_owned).to_vec(),
             run_args: as_the_chart_runs_it(&name),
             image: image.reference.clone(),
         });

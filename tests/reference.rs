@@ -5,10 +5,11 @@
 //! is stale; `UPDATE=1 cargo test --test reference` rewrites them.
 
 mod markdown;
+mod scrape;
 
 use markdown::{read, repo};
 use serde_json::Value;
-use slack_token_operator::{crd, CallObserver, Metrics, SlackError, TokenGauges};
+use slack_token_operator::crd;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
@@ -236,17 +237,7 @@ fn the_command_line_reference_is_what_clap_prints() {
 // --- Metrics, from the registry ------------------------------------------------------------------
 
 fn metrics_page() -> String {
-    let metrics = Metrics::default();
-    let all =
-        TokenGauges { expiration: Some(1), next_rotation: Some(1), ready: true, rotation_due: Some(true) };
-    metrics.set_token("ns", "n", "Manual", &all);
-    metrics.count_rotation("OAuth", "Due");
-    metrics.count_failure("OAuth", "SlackUnavailable");
-    metrics.count_rollout_restart("Restarted");
-    let limited =
-        SlackError::RateLimited { method: "auth.test", retry_after: std::time::Duration::from_secs(1) };
-    metrics.observe("auth.test", Err(&limited), std::time::Duration::from_millis(1));
-    let text = metrics.encode();
+    let text = scrape::every_family();
     // name -> (type, help, label names)
     let mut families: BTreeMap<String, (String, String, BTreeSet<String>)> = BTreeMap::new();
     let mut order = Vec::new();

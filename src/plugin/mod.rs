@@ -85,6 +85,19 @@ pub async fn handover(args: HandoverArgs) -> i32 {
     exit_code(handover::handover(args).await)
 }
 
+/// SlackToken `name` in `namespace`, or an error that says it is not there.
+async fn slacktoken(
+    api: &kube::Api<crate::resource::SlackToken>,
+    name: &str,
+    namespace: &str,
+) -> anyhow::Result<crate::resource::SlackToken> {
+    use anyhow::Context as _;
+    api.get_opt(name)
+        .await
+        .context("reading the SlackToken")?
+        .with_context(|| format!("SlackToken {name} not found in namespace {namespace}"))
+}
+
 fn exit_code(result: anyhow::Result<i32>) -> i32 {
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");

@@ -32,11 +32,7 @@ pub async fn rotate(args: RotateArgs) -> anyhow::Result<i32> {
     let (client, ns) = args.connect.client().await?;
     let name = &args.name;
     let api: Api<SlackToken> = Api::namespaced(client, &ns);
-    let stk = api
-        .get_opt(name)
-        .await
-        .context("reading the SlackToken")?
-        .with_context(|| format!("SlackToken {name} not found in namespace {ns}"))?;
+    let stk = super::slacktoken(&api, name, &ns).await?;
     if let Some(why) = verdict::no_rotation(&stk) {
         anyhow::bail!("{why}; nothing was asked");
     }
