@@ -149,37 +149,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client =
         slack_token_operator::kube_client::infer().await.context("connecting to the Kubernetes API")?;
     let slack = SlackClient::new(&args.slack_api_url).context("building the Slack client")?;
-    let journal = match &args.journal_dir {
-        Some(dir) => {
-            Some(Journal::open(dir).with_context(|| format!("opening the journal in {}", dir.display()))?)
-        }
-        None => {
-            tracing::warn!("no --journal-dir: a token pair Slack issued lives only in memory until its credentials Secret is written; a restart inside that window loses it and breaks that app's refresh chain");
-            None
-        }
-    };
+    let journal = open_journal(args.journal_dir.as_deref())?;
     let settings = Settings { health_check_interval: args.health_check_interval.as_std() };
     let ctx = Context::with_journal(client.clone(), slack, Arc::new(SystemClock), settings, journal);
-    // The probes answer from the start: /readyz says 503 until the watches have synced.
-    let listener = tokio::net::TcpListener::bind(args.http_addr)
-        .await
-        .with_context(|| format!("listening on {}", args.http_addr))?;
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
-    }
-    let http = tokio::spawn(slack_token_operator::http::serve(listener, ctx.endpoints()));
-    // SIGTERM (or Ctrl-C) sets this. The controller hears the signal too: it stops taking work
+    let http = serve_probes(args.http_addr, &ctx).await?;
+    // SIGTERM (or Ctrl-C) sets `stop`. The controller hears the signal too: it stops taking work
     // and waits for its running reconciles; `deadline` bounds that wait.
     let shutdown_timeout = args.shutdown_timeout.as_std();
-    let (signalled, stop) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!(
-            timeout_secs = shutdown_timeout.as_secs(),
-            "shutting down: no new rotations, running ones may finish"
-        );
-        let _ = signalled.send(true);
-    });
+    let stop = on_shutdown_signal(shutdown_timeout);
     let stopped = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stop.wait_for(|stopped| *stopped).await;
     };
@@ -191,20 +168,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
     let work = async {
-        // Before any work, on every replica: pairs a previous run of this container issued
-        // but did not save are saved now (or found superseded).
-        if ctx.pending.journal().is_some() {
-            let r = ctx.replay_journal().await;
-            tracing::info!(
-                saved = r.saved,
-                already_saved = r.already_saved,
-                superseded = r.superseded,
-                dropped = r.dropped,
-                damaged = r.damaged,
-                left_pending = r.left_pending,
-                "journal replayed"
-            );
-        }
+        replay_journal(&ctx).await;
         let mut leadership = match args.leader_elect {
             true => {
                 let candidate = Candidate::from_env(
@@ -248,21 +212,81 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         () = heap_profile => Ok(()),
         result = http => result.context("http server task")?.context("http server"),
         () = deadline => {
-            // What was cut off, and only when something was: reconciles still running, and
-            // pairs Slack issued that are not saved (by credentials Secret).
-            let running = ctx.turns.running();
-            let mut unsaved: Vec<String> = ctx.pending.all().iter().map(|e| format!("{}/{}", e.namespace, e.name)).collect();
-            unsaved.sort();
-            match (running.is_empty() && unsaved.is_empty(), ctx.pending.journal().is_some()) {
-                (true, _) => tracing::info!("shutdown timeout: the controller had not stopped; no rotation was running and no pair is unsaved"),
-                (false, true) => tracing::warn!(?running, ?unsaved, "shutdown timeout: exiting with rotations still running (their pairs are journaled)"),
-                (false, false) => tracing::warn!(?running, ?unsaved, "shutdown timeout: exiting with rotations still running (unsaved pairs are lost: no --journal-dir)"),
-            }
+            report_cut_off(&ctx);
             Ok(())
         }
     };
     tracing::info!(unsaved = ctx.pending.len(), "stopped");
     result
+}
+
+/// The crash journal in `dir`; without one, a warning of what that risks.
+fn open_journal(dir: Option<&std::path::Path>) -> anyhow::Result<Option<Journal>> {
+    let Some(dir) = dir else {
+        tracing::warn!("no --journal-dir: a token pair Slack issued lives only in memory until its credentials Secret is written; a restart inside that window loses it and breaks that app's refresh chain");
+        return Ok(None);
+    };
+    Ok(Some(Journal::open(dir).with_context(|| format!("opening the journal in {}", dir.display()))?))
+}
+
+/// /healthz, /readyz and /metrics on `addr`. They answer from the start: /readyz says 503 until
+/// the watches have synced.
+async fn serve_probes(
+    addr: SocketAddr,
+    ctx: &Context,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
+    }
+    Ok(tokio::spawn(slack_token_operator::http::serve(listener, ctx.endpoints())))
+}
+
+/// A flag set once SIGTERM (or Ctrl-C) arrives.
+fn on_shutdown_signal(timeout: std::time::Duration) -> tokio::sync::watch::Receiver<bool> {
+    let (signalled, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!(
+            timeout_secs = timeout.as_secs(),
+            "shutting down: no new rotations, running ones may finish"
+        );
+        let _ = signalled.send(true);
+    });
+    stop
+}
+
+/// Before any work, on every replica: pairs a previous run of this container issued but did not
+/// save are saved now (or found superseded).
+async fn replay_journal(ctx: &Context) {
+    if ctx.pending.journal().is_none() {
+        return;
+    }
+    let r = ctx.replay_journal().await;
+    tracing::info!(
+        saved = r.saved,
+        already_saved = r.already_saved,
+        superseded = r.superseded,
+        dropped = r.dropped,
+        damaged = r.damaged,
+        left_pending = r.left_pending,
+        "journal replayed"
+    );
+}
+
+/// After the shutdown timeout: what was cut off, and only when something was: reconciles still
+/// running, and pairs Slack issued that are not saved (by credentials Secret).
+fn report_cut_off(ctx: &Context) {
+    let running = ctx.turns.running();
+    let mut unsaved: Vec<String> =
+        ctx.pending.all().iter().map(|e| format!("{}/{}", e.namespace, e.name)).collect();
+    unsaved.sort();
+    match (running.is_empty() && unsaved.is_empty(), ctx.pending.journal().is_some()) {
+        (true, _) => tracing::info!("shutdown timeout: the controller had not stopped; no rotation was running and no pair is unsaved"),
+        (false, true) => tracing::warn!(?running, ?unsaved, "shutdown timeout: exiting with rotations still running (their pairs are journaled)"),
+        (false, false) => tracing::warn!(?running, ?unsaved, "shutdown timeout: exiting with rotations still running (unsaved pairs are lost: no --journal-dir)"),
+    }
 }
 
 /// With the `dhat-heap` feature and `SLACK_TOKEN_OPERATOR_DHAT=FILE`: every allocation from here
