@@ -41,7 +41,7 @@ pub async fn handover(args: HandoverArgs) -> anyhow::Result<i32> {
     let (client, ns) = args.connect.client().await?;
     let name = &args.name;
     let tokens: Api<SlackToken> = Api::namespaced(client.clone(), &ns);
-    let stk = super::slacktoken(&tokens, name, &ns).await?;
+    let stk = super::lookup::slacktoken(&tokens, name, &ns).await?;
     let manual = match (stk.spec.token_type, &stk.spec.manual) {
         (TokenType::Manual, Some(manual)) => manual.clone(),
         (type_, _) => anyhow::bail!(

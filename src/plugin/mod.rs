@@ -17,6 +17,7 @@
 
 mod answer;
 mod handover;
+mod lookup;
 mod rotate;
 mod verdict;
 
@@ -83,19 +84,6 @@ pub async fn rotate(args: RotateArgs) -> i32 {
 pub async fn handover(args: HandoverArgs) -> i32 {
     init_logging();
     exit_code(handover::handover(args).await)
-}
-
-/// SlackToken `name` in `namespace`, or an error that says it is not there.
-async fn slacktoken(
-    api: &kube::Api<crate::resource::SlackToken>,
-    name: &str,
-    namespace: &str,
-) -> anyhow::Result<crate::resource::SlackToken> {
-    use anyhow::Context as _;
-    api.get_opt(name)
-        .await
-        .context("reading the SlackToken")?
-        .with_context(|| format!("SlackToken {name} not found in namespace {namespace}"))
 }
 
 fn exit_code(result: anyhow::Result<i32>) -> i32 {

@@ -32,7 +32,7 @@ pub async fn rotate(args: RotateArgs) -> anyhow::Result<i32> {
     let (client, ns) = args.connect.client().await?;
     let name = &args.name;
     let api: Api<SlackToken> = Api::namespaced(client, &ns);
-    let stk = super::slacktoken(&api, name, &ns).await?;
+    let stk = super::lookup::slacktoken(&api, name, &ns).await?;
     if let Some(why) = verdict::no_rotation(&stk) {
         anyhow::bail!("{why}; nothing was asked");
     }
