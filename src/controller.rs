@@ -14,8 +14,10 @@
 //! The bound on work in flight and its order (most urgent first) live in `reconcile::turns`: a
 //! reconcile without a turn parks its SlackToken there and returns, and comes back through
 //! `reconcile_on` when a slot is kept for it. kube-runtime's runner holds only a few more than
-//! the running ones. When each SlackToken is next due is `reconcile::alarms`', which asks
-//! through the same `reconcile_on`: kube-runtime's scheduler holds no entry per SlackToken.
+//! the running ones. When each SlackToken is next due (a rotation, a check, a retry after any
+//! failure, a Retry-After) is `reconcile::alarms`' alone, which asks through the same
+//! `reconcile_on`: reconcile hands kube-runtime no error and no requeue, so its scheduler holds no
+//! entry per SlackToken.
 //!
 //! With a label selector (`run --selector`) only matching SlackTokens are watched, so several
 //! operators, each with its own selector and Lease, share a cluster's SlackTokens between them.
@@ -24,7 +26,6 @@
 //! metrics when a SlackToken is gone (its series go with it).
 
 use crate::{
-    error::Error,
     ops::health::Health,
     reconcile::{reconcile, turns, Context, MAX_CONCURRENT_RECONCILES, RUNNER_CONCURRENCY},
     resource::{CachedToken, OUR_ANNOTATIONS, SLACKTOKEN_LABEL},
@@ -44,6 +45,7 @@ use kube::{
 };
 use std::{
     collections::{hash_map::DefaultHasher, HashMap, HashSet},
+    convert::Infallible,
     hash::{BuildHasher, Hash, Hasher},
     sync::{Arc, Mutex},
     time::Duration,
@@ -346,11 +348,9 @@ fn inputs_hash(stk: &CachedToken) -> u64 {
     h.finish()
 }
 
-/// Only reached when reading the SlackToken or writing its status failed; reconcile reports
-/// every other failure in status.
-fn error_policy(_stk: Arc<CachedToken>, error: &Error, _ctx: Arc<Context>) -> Action {
-    warn!(error = %error, "could not record reconcile result");
-    Action::requeue(Duration::from_secs(15))
+/// Never called: `reconcile` hands no error to kube-runtime (it sets its own alarm instead).
+fn error_policy(_stk: Arc<CachedToken>, error: &Infallible, _ctx: Arc<Context>) -> Action {
+    match *error {}
 }
 
 #[cfg(test)]

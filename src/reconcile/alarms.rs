@@ -1,6 +1,7 @@
 //! When each SlackToken wants its next reconcile: one timer for all of them.
 //!
-//! A reconcile ends knowing when its SlackToken is next due (a rotation, a health check, a retry).
+//! A reconcile ends knowing when its SlackToken is next due (a rotation, a health check, a retry;
+//! one whose result could not be recorded, no later than `reconcile::UNRECORDED_RETRY`).
 //! Handed to kube-runtime as `Action::requeue`, that time sat in its scheduler as a
 //! `ReconcileRequest` kept twice (a hash map and a delay queue), each with the object's name,
 //! namespace, uid and resourceVersion: about 700 bytes per SlackToken, 7 MiB of the heap at 10,000
@@ -58,6 +59,14 @@ impl Alarms {
         drop(state);
         if first {
             self.sooner.notify_one();
+        }
+    }
+
+    /// `key` is next reconciled after `after` at the latest: an earlier alarm stays.
+    pub fn no_later_than(&self, key: &Key, after: Duration) {
+        let earlier = lock(&self.state).at.get(key).is_some_and(|at| *at <= Instant::now() + after);
+        if !earlier {
+            self.set(key, Some(after));
         }
     }
 
@@ -222,5 +231,21 @@ mod tests {
         assert!(alarms.when(&Key::new("a", "kept")).is_some());
         assert!(alarms.when(&Key::new("a", "gone")).is_none());
         assert!(alarms.when(&Key::new("b", "other-namespace")).is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_comes_no_later_than_asked_and_keeps_an_earlier_alarm() {
+        let alarms = Alarms::default();
+        let now = Instant::now();
+        let retry = Duration::from_secs(15);
+        // (alarm before, alarm after): none is set; a later one is brought forward; a sooner one
+        // (a rotation due) is kept.
+        let rows = [(None, now + retry), (Some(3600), now + retry), (Some(2), now + Duration::from_secs(2))];
+        for (i, (before, after)) in rows.into_iter().enumerate() {
+            let k = key(&format!("t{i}"));
+            alarms.set(&k, before.map(Duration::from_secs));
+            alarms.no_later_than(&k, retry);
+            assert_eq!(alarms.when(&k), Some(after), "row {i}");
+        }
     }
 }

@@ -32,10 +32,16 @@ use crate::{
 use decide::Plan;
 use kube::{api::Api, runtime::controller::Action, ResourceExt};
 use report::Report;
-use std::{sync::Arc, time::Duration};
+use std::{convert::Infallible, sync::Arc, time::Duration};
 use tracing::{info, info_span, warn, Instrument};
 
-pub async fn reconcile(cached: Arc<CachedToken>, ctx: Arc<Context>) -> Result<Action, Error> {
+/// One reconcile of the SlackToken `cached`, and when it is looked at next.
+///
+/// It never hands an error to kube-runtime: every next reconcile, whether due, a retry after a
+/// failure or after a Retry-After, is an alarm in `alarms`, the one scheduler. (kube-runtime's
+/// requeue would be a second: its own queue, its own order, each entry kept twice.) Its
+/// `Infallible` error type says so to the compiler.
+pub async fn reconcile(cached: Arc<CachedToken>, ctx: Arc<Context>) -> Result<Action, Infallible> {
     // A turn before anything else. Without one, the SlackToken is parked: it is reconciled again
     // when a slot is kept for it, most urgent first (see `turns`), and nothing of this reconcile
     // stays in memory meanwhile. The log span too is made only once there is a turn: a span
@@ -50,14 +56,24 @@ pub async fn reconcile(cached: Arc<CachedToken>, ctx: Arc<Context>) -> Result<Ac
     );
     let started = tokio::time::Instant::now();
     let key = turns::Key::of(&cached);
-    let result = Box::pin(reconcile_one(cached, &ctx)).instrument(span).await;
+    let result = Box::pin(reconcile_one(cached, &ctx)).instrument(span.clone()).await;
     ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
-    // The next reconcile is this one's to say: it replaces any alarm set before. (An error that
-    // escapes leaves the alarm as it was; `error_policy` retries as well.)
-    let next = result?;
-    ctx.alarms.set(&key, next);
+    match result {
+        // The next reconcile is this one's to say: it replaces any alarm set before.
+        Ok(next) => ctx.alarms.set(&key, next),
+        // Reading the SlackToken or writing its status failed, so nothing recorded this
+        // reconcile: look again soon, or when already due if that is sooner.
+        Err(error) => {
+            span.in_scope(|| warn!(error = %error, "could not record reconcile result"));
+            ctx.alarms.no_later_than(&key, UNRECORDED_RETRY);
+        }
+    }
     Ok(Action::await_change())
 }
+
+/// When a SlackToken whose reconcile could not be recorded (its read or status write failed) is
+/// looked at again.
+pub const UNRECORDED_RETRY: Duration = Duration::from_secs(15);
 
 /// When the SlackToken wants its next reconcile, if nothing changes before; `None`: only when
 /// something does.
