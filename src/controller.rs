@@ -296,7 +296,10 @@ async fn news(
 /// Which SlackToken watch events are worth a reconcile: those that change what a reconcile acts
 /// on (see [`inputs_hash`]), or show a SlackToken not seen before (a new uid under a known name
 /// too). kube-runtime's `predicate_filter` does this keyed by three Strings per SlackToken
-/// (1.5 MiB at 10,000); here a SlackToken is a hash of its namespace and name, and what it last
+/// (1.5 MiB at 10,000), forgets only by age (an entry unseen for its TTL, an hour by default,
+/// lets the next event through: our own status write after a rotation would wake one more
+/// reconcile) and never sees a deletion; here a SlackToken is a hash of its namespace and name,
+/// forgotten when it is deleted or missing from a re-list, and what it last
 /// showed a hash of its uid and inputs: 16 bytes. Two SlackTokens whose names collide on 64 bits
 /// would at worst wake each other's reconcile once more than needed.
 #[derive(Default)]
