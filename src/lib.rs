@@ -49,6 +49,7 @@
 #![forbid(unsafe_code)]
 
 mod clock;
+mod conflict;
 mod controller;
 #[cfg(feature = "emulator")]
 pub mod demo;

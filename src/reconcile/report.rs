@@ -14,6 +14,7 @@ use super::{
 };
 use crate::{
     clock::format_time,
+    conflict::{conflict_or, retry_on_conflict},
     error::{Error, RestartFailure},
     ops::metrics::TokenGauges,
     resource::{
@@ -382,12 +383,13 @@ pub fn token_gauges(type_: TokenType, status: &SlackTokenStatus) -> TokenGauges 
 /// object (`compute` is a function of the SlackToken), so a concurrent write is never overwritten.
 pub async fn write_status(
     tokens: &Api<SlackToken>,
-    mut stk: SlackToken,
+    stk: SlackToken,
     compute: impl Fn(&SlackToken) -> SlackTokenStatus,
 ) -> Result<(), Error> {
     const ATTEMPTS: usize = 3;
     let name = stk.name_any();
-    for attempt in 1..=ATTEMPTS {
+    let (name, compute) = (&name, &compute);
+    let write = |stk: SlackToken| async move {
         let old = stk.status.clone().unwrap_or_default();
         let new = compute(&stk);
         if new == old && stk.status.is_some() {
@@ -401,15 +403,11 @@ pub async fn write_status(
             }
         }
         let patch = json!({ "metadata": { "resourceVersion": stk.resource_version() }, "status": value });
-        match tokens.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch)).await {
-            Ok(_) => return Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 409 && attempt < ATTEMPTS => {
-                stk = tokens.get(&name).await.map_err(Error::kube("get", "slacktokens", &name))?;
-            }
-            Err(e) => return Err(Error::kube("patch", "slacktokens/status", &name)(e)),
-        }
-    }
-    Ok(())
+        let written = tokens.patch_status(name, &PatchParams::default(), &Patch::Merge(patch)).await;
+        written.map(drop).map_err(conflict_or(Error::kube("patch", "slacktokens/status", name)))
+    };
+    let reread = || async { tokens.get(name).await.map_err(Error::kube("get", "slacktokens", name)) };
+    retry_on_conflict(ATTEMPTS, ("slacktokens/status", name), stk, write, reread).await
 }
 
 #[cfg(test)]

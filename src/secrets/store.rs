@@ -6,6 +6,7 @@ use super::{
     journal::{fingerprint, Entry},
 };
 use crate::{
+    conflict::{conflict_or, retry_on_conflict, Failed},
     error::Error,
     resource::{MANAGER, ROTATED_FOR_ANNOTATION, SLACKTOKEN_LABEL},
 };
@@ -25,21 +26,17 @@ pub fn write_params() -> PostParams {
 pub async fn update(
     secrets: &Api<Secret>,
     name: &str,
-    mut latest: Secret,
+    latest: Secret,
     change: impl Fn(&mut Secret),
 ) -> Result<Secret, Error> {
-    for _ in 0..SAVE_ATTEMPTS {
-        let mut updated = latest.clone();
+    let change = &change;
+    let write = |mut updated: Secret| async move {
         change(&mut updated);
-        match secrets.replace(name, &write_params(), &updated).await {
-            Ok(saved) => return Ok(saved),
-            Err(kube::Error::Api(e)) if e.code == 409 => {
-                latest = secrets.get(name).await.map_err(Error::kube("get", "secrets", name))?;
-            }
-            Err(e) => return Err(Error::kube("update", "secrets", name)(e)),
-        }
-    }
-    Err(Error::Conflict { resource: "secrets", name: name.to_owned() })
+        let written = secrets.replace(name, &write_params(), &updated).await;
+        written.map_err(conflict_or(Error::kube("update", "secrets", name)))
+    };
+    let reread = || async { secrets.get(name).await.map_err(Error::kube("get", "secrets", name)) };
+    retry_on_conflict(SAVE_ATTEMPTS, ("secrets", name), latest, write, reread).await
 }
 
 /// What became of a pair being saved.
@@ -80,45 +77,44 @@ pub async fn save_pair(
         }
     };
     let new = fingerprint(&entry.issued.refresh_token);
-    let mut latest = latest;
-    for _ in 0..SAVE_ATTEMPTS {
-        let Some(current) = latest.take() else {
-            let mut fresh = Secret {
-                metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() },
-                ..Default::default()
-            };
-            if let Some((id, secret)) = client {
-                let data = fresh.data.get_or_insert_with(Default::default);
-                data.insert(credentials::CLIENT_ID.into(), ByteString(id.as_bytes().to_vec()));
-                data.insert(
-                    credentials::CLIENT_SECRET.into(),
-                    ByteString(secret.expose_secret().as_bytes().to_vec()),
-                );
-            }
+    let (record, new) = (&record, &new);
+    let write = |latest: Option<Secret>| async move {
+        let Some(mut current) = latest else {
+            let mut fresh = new_credentials(name, client);
             record(&mut fresh);
-            match secrets.create(&write_params(), &fresh).await {
-                Ok(saved) => return Ok(Saved::Written(saved)),
-                Err(kube::Error::Api(e)) if e.code == 409 => {
-                    latest = secrets.get_opt(name).await.map_err(Error::kube("get", "secrets", name))?;
-                    continue;
-                }
-                Err(e) => return Err(Error::kube("create", "secrets", name)(e)),
-            }
+            let created = secrets.create(&write_params(), &fresh).await;
+            return created.map(Saved::Written).map_err(conflict_or(Error::kube("create", "secrets", name)));
         };
         match chain_token(&current).map(|t| fingerprint(&t)) {
-            Some(held) if held == new => return Ok(Saved::AlreadyThere(current)),
+            Some(held) if held == *new => return Ok(Saved::AlreadyThere(current)),
             Some(held) if held == entry.replaces => {}
             _ => return Ok(Saved::Superseded),
         }
-        let mut updated = current.clone();
-        record(&mut updated);
-        match secrets.replace(name, &write_params(), &updated).await {
-            Ok(saved) => return Ok(Saved::Written(saved)),
-            Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {
-                latest = secrets.get_opt(name).await.map_err(Error::kube("get", "secrets", name))?;
-            }
-            Err(e) => return Err(Error::kube("update", "secrets", name)(e)),
+        record(&mut current);
+        match secrets.replace(name, &write_params(), &current).await {
+            Ok(saved) => Ok(Saved::Written(saved)),
+            // Deleted meanwhile: read again, and it is created anew.
+            Err(kube::Error::Api(e)) if e.code == 404 => Err(Failed::Conflict),
+            Err(e) => Err(conflict_or(Error::kube("update", "secrets", name))(e)),
         }
+    };
+    let reread = || async { secrets.get_opt(name).await.map_err(Error::kube("get", "secrets", name)) };
+    retry_on_conflict(SAVE_ATTEMPTS, ("secrets", name), latest, write, reread).await
+}
+
+/// A credentials Secret made anew, with the app's id and secret when at hand.
+fn new_credentials(name: &str, client: Option<(&str, &SecretString)>) -> Secret {
+    let mut fresh = Secret {
+        metadata: ObjectMeta { name: Some(name.to_owned()), ..Default::default() },
+        ..Default::default()
+    };
+    if let Some((id, secret)) = client {
+        let data = fresh.data.get_or_insert_with(Default::default);
+        data.insert(credentials::CLIENT_ID.into(), ByteString(id.as_bytes().to_vec()));
+        data.insert(
+            credentials::CLIENT_SECRET.into(),
+            ByteString(secret.expose_secret().as_bytes().to_vec()),
+        );
     }
-    Err(Error::Conflict { resource: "secrets", name: name.to_owned() })
+    fresh
 }
