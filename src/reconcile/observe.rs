@@ -4,7 +4,7 @@ use super::{backoff::Hold, context::Context};
 use crate::{
     error::{CredentialsError, Error},
     resource::{CachedToken, SlackToken, RESTART_PENDING_ANNOTATION},
-    secrets::{output_is_ours, output_shape, Credentials, Entry, KnownOutput},
+    secrets::{output_shape, Credentials, Entry, KnownOutput},
 };
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
@@ -60,11 +60,6 @@ impl Snapshot {
             hold: None,
             now,
         }
-    }
-
-    /// Whether the output Secret exists and belongs to someone else (a Secret we wrote last is ours).
-    pub fn output_is_someone_elses(&self) -> bool {
-        self.output.as_ref().is_some_and(|existing| !output_is_ours(&self.slacktoken, existing))
     }
 
     /// Whether the output Secret carries the restart-pending mark.

@@ -13,7 +13,7 @@ mod written;
 
 pub use credentials::{
     chain_token, hand_over_problem, legacy_token_problem, oauth_secret, refresh_token_problem, set_expiry,
-    set_issued_at, Credentials, ACCESS_TOKEN, PENDING_TOKEN, REFRESH_TOKEN,
+    set_issued_at, Credentials, ACCESS_TOKEN, LEGACY_TOKEN, PENDING_TOKEN, REFRESH_TOKEN,
 };
 pub use journal::{fingerprint, Entry, Journal};
 pub use output::{is_ours as output_is_ours, publish, publish_known, shape as output_shape};

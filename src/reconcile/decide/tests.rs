@@ -5,16 +5,17 @@ use crate::{
     error::CredentialsError,
     reconcile::{backoff::Hold, observe::CredentialsSecret},
     resource::{
-        GoDuration, ManualSpec, SlackTokenStatus, EXPIRY_ASSUMED_ANNOTATION, ISSUED_AT_ANNOTATION,
-        MANAGED_BY, MANAGED_BY_LABEL, RESTART_PENDING_ANNOTATION,
+        GoDuration, ManualKind, ManualSpec, RolloutRestartTarget, SlackTokenStatus,
+        EXPIRY_ASSUMED_ANNOTATION, ISSUED_AT_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL,
+        RESTART_PENDING_ANNOTATION,
     },
-    secrets::{fingerprint, Entry},
-    slack::Issued,
+    secrets::{fingerprint, legacy_token_problem, refresh_token_problem, Entry},
+    slack::{AuthTest, Issued},
 };
 use jiff::Timestamp;
 use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::OwnerReference, ByteString};
 use kube::api::ObjectMeta;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 const T0: &str = "2026-01-01T00:00:00Z";
 const H: u64 = 3600;
@@ -144,6 +145,10 @@ impl World {
     }
     fn output_meta(mut self, f: impl FnOnce(&mut ObjectMeta)) -> Self {
         f(&mut self.output.as_mut().unwrap().metadata);
+        self
+    }
+    fn no_output(mut self) -> Self {
+        self.output = None;
         self
     }
     fn no_credentials(mut self) -> Self {
@@ -827,5 +832,129 @@ fn targets_are_restarted_when_the_token_changed_or_a_restart_is_owed() {
     ];
     for (step, changed, now, mark) in table {
         assert_eq!((step.now(changed), step.mark()), (now, mark), "{step:?} changed={changed}");
+    }
+}
+
+#[test]
+fn a_refused_refresh_token_is_a_broken_chain_only_if_we_saved_it_and_it_is_still_there() {
+    let config = || oauth().spec(|s| s.token_type = TokenType::AppConfiguration);
+    let chain_broken = |config_token| Refused::ChainBroken { app_id: Some("A1".into()), config_token };
+    let holding = |refresh: &str| secret("bot-creds", &[("refreshToken", refresh)]);
+    // (row, world, the credentials Secret read again after the refusal, what the refusal means)
+    let table = [
+        ("saved by us, still there", oauth(), Some(holding("xoxe-1-r")), chain_broken(false)),
+        ("an app configuration token's", config(), Some(holding("xoxe-1-r")), chain_broken(true)),
+        (
+            "put in by a person (no issue time): maybe simply wrong",
+            oauth().creds_meta(|m| m.annotations = None),
+            Some(holding("xoxe-1-r")),
+            Refused::Rejected,
+        ),
+        ("another replica saved its successor", oauth(), Some(holding("xoxe-1-next")), Refused::Superseded),
+        (
+            "the Secret holds no refresh token now",
+            oauth(),
+            Some(secret("bot-creds", &[])),
+            Refused::Superseded,
+        ),
+        ("the Secret is gone", oauth(), None, Refused::Superseded),
+    ];
+    for (row, world, now_held, expected) in table {
+        let s = world
+            .status(|st| {
+                st.identity =
+                    Some(crate::resource::Identity { app_id: Some("A1".into()), ..Default::default() })
+            })
+            .snapshot();
+        let Some(Ok(creds)) = s.credentials.as_ref().map(|c| &c.parsed) else {
+            panic!("{row}: credentials parse")
+        };
+        let presented = creds.refresh_token.clone().expect("a refresh token was presented");
+        assert_eq!(
+            refused_refresh_token(&s.slacktoken, creds, &presented, now_held.as_ref()),
+            expected,
+            "{row}"
+        );
+    }
+}
+
+#[test]
+fn the_output_secret_may_be_written_when_absent_or_ours() {
+    let conflict = Some(Invalid::OutputSecretConflict { name: "bot-token".into() });
+    // (row, world, whether the output Secret is someone else's)
+    let table = [
+        ("owned by this SlackToken", oauth(), None),
+        ("absent", oauth().no_output(), None),
+        ("someone else's", oauth().output_of_someone_else(), conflict.clone()),
+        (
+            "made by us for a SlackToken of this name",
+            oauth().output_of_someone_else().with_output_labels(),
+            None,
+        ),
+        (
+            "labelled for another SlackToken",
+            oauth().output_of_someone_else().with_output_labels().output_meta(|m| {
+                m.labels.as_mut().unwrap().insert(SLACKTOKEN_LABEL.into(), "other".into());
+            }),
+            conflict,
+        ),
+    ];
+    for (row, world, expected) in table {
+        let s = world.snapshot();
+        assert_eq!(output_conflict(&s.slacktoken, s.output.as_ref()), expected, "{row}");
+    }
+}
+
+#[test]
+fn a_call_presents_what_decide_checked_it_needs_and_spends_the_chain_token() {
+    // (row, world, call, the token the call spends, or the key that is missing)
+    let table = [
+        ("refresh", oauth(), Call::RefreshOAuth, Ok("xoxe-1-r")),
+        (
+            "refresh without client secret",
+            oauth().creds_data("clientSecret", None),
+            Call::RefreshOAuth,
+            Err("clientSecret"),
+        ),
+        (
+            "refresh without refresh token",
+            oauth().creds_data("refreshToken", None),
+            Call::RefreshOAuth,
+            Err("refreshToken"),
+        ),
+        (
+            "config token: no client needed",
+            oauth().creds_data("clientId", None),
+            Call::RotateConfigToken,
+            Ok("xoxe-1-r"),
+        ),
+        (
+            "exchange",
+            oauth().creds_data("refreshToken", None).creds_data("legacyToken", Some("xoxb-1-l")),
+            Call::Exchange,
+            Ok("xoxb-1-l"),
+        ),
+        (
+            "exchange without legacy token",
+            oauth().creds_data("refreshToken", None),
+            Call::Exchange,
+            Err("legacyToken"),
+        ),
+    ];
+    for (row, world, call, expected) in table {
+        let s = world.snapshot();
+        let Some(Ok(creds)) = s.credentials.as_ref().map(|c| &c.parsed) else {
+            panic!("{row}: credentials parse")
+        };
+        let got = presented(call, creds).map(|p| p.spent().expose_secret().to_owned()).map_err(|e| match e {
+            CredentialsError::Missing { key, .. } => key,
+            other => panic!("{row}: {other}"),
+        });
+        assert_eq!(got, expected.map(str::to_owned), "{row}");
+        // The spent token is the one the credentials Secret's chain continues from.
+        if let Ok(spent) = &got {
+            let chain = crate::secrets::chain_token(&s.credentials.as_ref().unwrap().secret).unwrap();
+            assert_eq!(chain.expose_secret(), spent, "{row}");
+        }
     }
 }
