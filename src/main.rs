@@ -157,9 +157,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     // and waits for its running reconciles; `deadline` bounds that wait.
     let shutdown_timeout = args.shutdown_timeout.as_std();
     let stop = on_shutdown_signal(shutdown_timeout);
-    let stopped = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = stop.wait_for(|stopped| *stopped).await;
-    };
     let deadline = {
         let stop = stop.clone();
         async move {
@@ -167,45 +164,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             tokio::time::sleep(shutdown_timeout).await;
         }
     };
-    let work = async {
-        replay_journal(&ctx).await;
-        let mut leadership = match args.leader_elect {
-            true => {
-                let candidate = Candidate::from_env(
-                    &leader::lease_name(args.selector.as_deref()),
-                    LeaseTimes::lasting(args.lease_duration.as_std()),
-                );
-                tokio::select! {
-                    leadership = leader::acquire(client, candidate, &ctx.health, ctx.metrics.leader.clone()) => Some(leadership),
-                    // A standby has nothing to finish.
-                    () = stopped(stop.clone()) => return Ok(()),
-                }
-            }
-            false => {
-                ctx.metrics.leader.set(1);
-                None
-            }
-        };
-        if !*stop.borrow() {
-            tracing::info!(namespaces = ?args.namespaces, selector = ?args.selector, slack = %args.slack_api_url, "starting controller");
-            let scope = slack_token_operator::Scope { namespaces: args.namespaces, selector: args.selector };
-            let lost = async {
-                match &mut leadership {
-                    Some(l) => l.lost().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                () = slack_token_operator::run_scoped(ctx.clone(), scope) => {}
-                () = lost => anyhow::bail!("lost leadership; exiting so that only the leader rotates"),
-            }
-        }
-        // A graceful exit hands the Lease over at once instead of leaving it to run out.
-        if let Some(leadership) = leadership {
-            leadership.release().await;
-        }
-        Ok(())
-    };
+    let work = operate(&ctx, client, args, stop);
     let result = tokio::select! {
         biased;
         result = work => result,
@@ -218,6 +177,58 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     tracing::info!(unsaved = ctx.pending.len(), "stopped");
     result
+}
+
+/// The journal replayed, leadership won (with --leader-elect), then the controller until the
+/// shutdown signal or the loss of leadership. A graceful exit hands the Lease over at once
+/// instead of leaving it to run out.
+async fn operate(
+    ctx: &Arc<Context>,
+    client: kube::Client,
+    args: RunArgs,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    replay_journal(ctx).await;
+    let mut leadership = match args.leader_elect {
+        true => {
+            let candidate = Candidate::from_env(
+                &leader::lease_name(args.selector.as_deref()),
+                LeaseTimes::lasting(args.lease_duration.as_std()),
+            );
+            tokio::select! {
+                leadership = leader::acquire(client, candidate, &ctx.health, ctx.metrics.leader.clone()) => Some(leadership),
+                // A standby has nothing to finish.
+                () = stopped(stop.clone()) => return Ok(()),
+            }
+        }
+        false => {
+            ctx.metrics.leader.set(1);
+            None
+        }
+    };
+    if !*stop.borrow() {
+        tracing::info!(namespaces = ?args.namespaces, selector = ?args.selector, slack = %args.slack_api_url, "starting controller");
+        let scope = slack_token_operator::Scope { namespaces: args.namespaces, selector: args.selector };
+        let lost = async {
+            match &mut leadership {
+                Some(l) => l.lost().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = slack_token_operator::run_scoped(ctx.clone(), scope) => {}
+            () = lost => anyhow::bail!("lost leadership; exiting so that only the leader rotates"),
+        }
+    }
+    if let Some(leadership) = leadership {
+        leadership.release().await;
+    }
+    Ok(())
+}
+
+/// Returns once the shutdown flag is set.
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
 /// The crash journal in `dir`; without one, a warning of what that risks.

@@ -167,8 +167,15 @@ impl Default for Metrics {
             tokens: Arc::default(),
             registry: Registry::default(),
         };
-        let m = &metrics;
-        let r = &mut registry;
+        metrics.register(&mut registry);
+        Self { registry, ..metrics }
+    }
+}
+
+impl Metrics {
+    /// Every series, with its help text, in `r`.
+    fn register(&self, r: &mut Registry) {
+        let m = self;
         r.register_collector(Box::new(m.tokens.clone()));
         r.register("slacktoken_rotations", "Rotations, by token type and trigger", m.rotations.clone());
         r.register(
@@ -208,11 +215,10 @@ impl Default for Metrics {
             m.unsaved_tokens.clone(),
         );
         r.register(
-            "slack_token_operator_leader",
-            "1 while this replica leads (holds the leader-election Lease, or runs without leader election), else 0",
-            m.leader.clone(),
-        );
-        Self { registry, ..metrics }
+        "slack_token_operator_leader",
+        "1 while this replica leads (holds the leader-election Lease, or runs without leader election), else 0",
+        m.leader.clone(),
+    );
     }
 }
 

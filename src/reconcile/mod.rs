@@ -100,48 +100,65 @@ async fn reconcile_one(cached: Arc<CachedToken>, ctx: &Arc<Context>) -> Result<N
     match decide::decide(s, &ctx.settings) {
         Plan::Nothing => Ok(None),
         Plan::Wait(left) => Ok(Some(left)),
-        Plan::Finalize(plan) => match act::finalize(&ctx, s, &plan).await {
-            Ok(out) => {
-                let note = match (&plan, out.revoked) {
-                    (decide::Finalize::Skip(why), _) => Some((EventReason::RevokeSkipped, why.clone())),
-                    (decide::Finalize::Revoke, true) => {
-                        Some((EventReason::Revoked, "the token was revoked with auth.revoke".to_owned()))
-                    }
-                    (decide::Finalize::Revoke, false) => None,
-                };
-                if let Some((reason, note)) = note {
-                    ctx.event(&s.slacktoken, reason, note).await;
-                }
-                ctx.metrics.forget_token(&s.namespace(), &s.slacktoken.name_any());
-                Ok(None)
-            }
-            Err(error) => fail(&ctx, &tokens, s, &error, None).await,
-        },
-        Plan::Converge(plan) => {
-            let mut out = act::Outcome::default();
-            let result = act::converge(&ctx, s, &plan, &mut out).await;
-            ctx.metrics.unsaved_tokens.set(ctx.pending.len() as i64);
-            let result = result.and(plan.invalid.clone().map_or(Ok(()), |invalid| Err(invalid.into())));
-            if let Err(error) = result {
-                return fail(&ctx, &tokens, s, &error, out.credentials_version).await;
-            }
-            ctx.backoff.clear(&s.uid());
-            let first = report::success(&s.slacktoken, s, &plan, &out, &ctx.settings);
-            if let Some(trigger) = out.rotated {
-                ctx.metrics.count_rotation(type_label(&s.slacktoken), trigger.as_str());
-                let expires =
-                    out.times.expires_at.map(crate::clock::format_time).unwrap_or_else(|| "never".into());
-                info!(?trigger, %expires, "rotated");
-            }
-            publish_events(&ctx, &s.slacktoken, &first).await;
-            set_gauges(&ctx, &s.slacktoken, &first);
-            report::write_status(&tokens, s.slacktoken.clone(), |stk| {
-                report::success(stk, s, &plan, &out, &ctx.settings).status
-            })
-            .await?;
-            Ok(first.requeue)
-        }
+        Plan::Finalize(plan) => reconcile_deletion(&ctx, &tokens, s, &plan).await,
+        Plan::Converge(plan) => reconcile_convergence(&ctx, &tokens, s, &plan).await,
     }
+}
+
+/// Carries out and reports the letting go of a SlackToken being deleted.
+async fn reconcile_deletion(
+    ctx: &Context,
+    tokens: &Api<SlackToken>,
+    s: &observe::Snapshot,
+    plan: &decide::Finalize,
+) -> Result<Next, Error> {
+    match act::finalize(ctx, s, plan).await {
+        Ok(out) => {
+            let note = match (plan, out.revoked) {
+                (decide::Finalize::Skip(why), _) => Some((EventReason::RevokeSkipped, why.clone())),
+                (decide::Finalize::Revoke, true) => {
+                    Some((EventReason::Revoked, "the token was revoked with auth.revoke".to_owned()))
+                }
+                (decide::Finalize::Revoke, false) => None,
+            };
+            if let Some((reason, note)) = note {
+                ctx.event(&s.slacktoken, reason, note).await;
+            }
+            ctx.metrics.forget_token(&s.namespace(), &s.slacktoken.name_any());
+            Ok(None)
+        }
+        Err(error) => fail(ctx, tokens, s, &error, None).await,
+    }
+}
+
+/// Carries out a converging plan, then reports it: status, Events, metrics and the next wake-up.
+async fn reconcile_convergence(
+    ctx: &Context,
+    tokens: &Api<SlackToken>,
+    s: &observe::Snapshot,
+    plan: &decide::Converge,
+) -> Result<Next, Error> {
+    let mut out = act::Outcome::default();
+    let result = act::converge(ctx, s, plan, &mut out).await;
+    ctx.metrics.unsaved_tokens.set(ctx.pending.len() as i64);
+    let result = result.and(plan.invalid.clone().map_or(Ok(()), |invalid| Err(invalid.into())));
+    if let Err(error) = result {
+        return fail(ctx, tokens, s, &error, out.credentials_version).await;
+    }
+    ctx.backoff.clear(&s.uid());
+    let first = report::success(&s.slacktoken, s, plan, &out, &ctx.settings);
+    if let Some(trigger) = out.rotated {
+        ctx.metrics.count_rotation(type_label(&s.slacktoken), trigger.as_str());
+        let expires = out.times.expires_at.map(crate::clock::format_time).unwrap_or_else(|| "never".into());
+        info!(?trigger, %expires, "rotated");
+    }
+    publish_events(ctx, &s.slacktoken, &first).await;
+    set_gauges(ctx, &s.slacktoken, &first);
+    report::write_status(tokens, s.slacktoken.clone(), |stk| {
+        report::success(stk, s, plan, &out, &ctx.settings).status
+    })
+    .await?;
+    Ok(first.requeue)
 }
 
 /// Reports a failed reconcile: Ready=False with what to do, a `RotationFailed` Event, a hold on

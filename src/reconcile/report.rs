@@ -81,18 +81,7 @@ pub fn success(
             }
             (Some(next), wake)
         }
-        _ => {
-            let period = stk.spec.rotation_period.map(|d| d.as_std());
-            let renew_before = stk.spec.renew_before.map(|d| d.as_std());
-            warnings.extend(schedule_warnings(out.times, period, renew_before));
-            let next = schedule::next_rotation(out.times, period, renew_before);
-            if out.times.expiry_assumed {
-                warnings.push(expiry_assumed(out.times, next));
-            }
-            let last_check = out.checked_at.or_else(|| parse_time(old.last_check_time.as_deref()));
-            let check = schedule::next_expiry_check(out.times, last_check);
-            (next, [next, check].into_iter().flatten().min())
-        }
+        _ => rotating_schedule(stk, &old, out, &mut warnings),
     };
     if let Some(trigger) = out.rotated {
         events.push(Note::new(EventReason::Rotated, rotated_note(stk, trigger, out)));
@@ -100,31 +89,14 @@ pub fn success(
     if stk.spec.rollout_restart_targets.is_empty() {
         cleared.push(ROLLOUT_RESTART);
     }
-    let mut restart_retry = false;
     if !out.restarts.is_empty() {
         let (restarted, note) = restart_report(stk, &out.restarts, s.now);
         conditions = set_condition(&conditions, restarted);
         events.push(note);
-        restart_retry = out.restarts.iter().any(|(_, f)| f.is_some_and(RestartFailure::is_retried));
     }
-    // A warning is announced by an Event once, when it first appears in the Ready message.
-    let ready_before = find_condition(&old.conditions, READY).map(|c| c.message.as_str()).unwrap_or_default();
-    for warning in warnings.iter().filter(|w| !ready_before.contains(w.message.as_str())) {
-        events.push(Note::new(warning.reason, warning.message.clone()));
-    }
-
+    events.extend(new_warnings(&old, &warnings));
     let suspended = stk.spec.suspend;
-    let mut message = format!(
-        "{}token published to Secret {}",
-        if suspended { "rotation suspended; " } else { "" },
-        stk.spec.secret_ref.name
-    );
-    for warning in &warnings {
-        message.push_str("; warning: ");
-        message.push_str(&warning.message);
-    }
-    let reason = if suspended { "Suspended" } else { "TokenPublished" };
-    conditions = set_condition(&conditions, condition(stk, READY, true, reason, &message, s.now));
+    conditions = set_condition(&conditions, ready(stk, &warnings, s.now));
     conditions.retain(|c| !cleared.contains(&c.type_.as_str()));
     let status = SlackTokenStatus {
         conditions,
@@ -137,22 +109,74 @@ pub fn success(
         failed_attempts: 0,
         identity: out.identity.clone().or_else(|| old.identity.clone()),
         last_check_time: out.checked_at.map(format_time).or_else(|| old.last_check_time.clone()),
-        last_rotate_request: match &plan.token {
-            Some(TokenPlan::Rotating(r)) => {
-                r.handled_request.clone().or_else(|| old.last_rotate_request.clone())
-            }
-            _ => old.last_rotate_request.clone(),
-        },
+        last_rotate_request: last_rotate_request(plan, &old),
     };
     let requeue = match wake_at {
         Some(at) if !suspended => Some(schedule::until(s.now, at).max(MIN_REQUEUE)),
         _ => None,
     };
-    let requeue = match restart_retry {
+    Report { status, events, requeue: with_restart_retry(requeue, &out.restarts) }
+}
+
+/// The `slack.rotator.dev/rotate` value satisfied last: this reconcile's, or the one before.
+fn last_rotate_request(plan: &Converge, old: &SlackTokenStatus) -> Option<String> {
+    match &plan.token {
+        Some(TokenPlan::Rotating(r)) => r.handled_request.clone().or_else(|| old.last_rotate_request.clone()),
+        _ => old.last_rotate_request.clone(),
+    }
+}
+
+/// A warning is announced by an Event once, when it first appears in the Ready message.
+fn new_warnings(old: &SlackTokenStatus, warnings: &[Warning]) -> Vec<Note> {
+    let ready_before = find_condition(&old.conditions, READY).map(|c| c.message.as_str()).unwrap_or_default();
+    let new = warnings.iter().filter(|w| !ready_before.contains(w.message.as_str()));
+    new.map(|warning| Note::new(warning.reason, warning.message.clone())).collect()
+}
+
+/// Rotating tokens: schedule warnings; returns (next rotation, wake-up time).
+fn rotating_schedule(
+    stk: &SlackToken,
+    old: &SlackTokenStatus,
+    out: &Outcome,
+    warnings: &mut Vec<Warning>,
+) -> (Option<Timestamp>, Option<Timestamp>) {
+    let period = stk.spec.rotation_period.map(|d| d.as_std());
+    let renew_before = stk.spec.renew_before.map(|d| d.as_std());
+    warnings.extend(schedule_warnings(out.times, period, renew_before));
+    let next = schedule::next_rotation(out.times, period, renew_before);
+    if out.times.expiry_assumed {
+        warnings.push(expiry_assumed(out.times, next));
+    }
+    let last_check = out.checked_at.or_else(|| parse_time(old.last_check_time.as_deref()));
+    let check = schedule::next_expiry_check(out.times, last_check);
+    (next, [next, check].into_iter().flatten().min())
+}
+
+/// Ready=True, with the warnings in its message.
+fn ready(stk: &SlackToken, warnings: &[Warning], now: Timestamp) -> Condition {
+    let suspended = stk.spec.suspend;
+    let mut message = format!(
+        "{}token published to Secret {}",
+        if suspended { "rotation suspended; " } else { "" },
+        stk.spec.secret_ref.name
+    );
+    for warning in warnings {
+        message.push_str("; warning: ");
+        message.push_str(&warning.message);
+    }
+    let reason = if suspended { "Suspended" } else { "TokenPublished" };
+    condition(stk, READY, true, reason, &message, now)
+}
+
+/// A restart to retry comes back within [`RESTART_RETRY`], whatever else is due.
+fn with_restart_retry(
+    requeue: Option<Duration>,
+    restarts: &[(RolloutRestartTarget, Option<RestartFailure>)],
+) -> Option<Duration> {
+    match restarts.iter().any(|(_, f)| f.is_some_and(RestartFailure::is_retried)) {
         true => Some(requeue.map_or(RESTART_RETRY, |r| r.min(RESTART_RETRY))),
         false => requeue,
-    };
-    Report { status, events, requeue }
+    }
 }
 
 /// The `RolloutRestart` condition and the Event for the restarts one reconcile made.
