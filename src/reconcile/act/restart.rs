@@ -32,9 +32,7 @@ pub async fn restart_targets(
             out.restarts.push((target.clone(), failure));
         }
     }
-    let retry = out.restarts.iter().any(|(_, f)| f.is_some_and(RestartFailure::is_retried));
-    let marked = restart.pending || (out.token_changed && restart.mark());
-    if marked && !retry {
+    if restart.clear_mark(out.token_changed, &out.restarts) {
         let name = &s.slacktoken.spec.secret_ref.name;
         let patch = json!({"metadata": {"annotations": {RESTART_PENDING_ANNOTATION: null}}});
         // Not recorded as our own write: it carries no precondition, so the watch must show us

@@ -2,7 +2,7 @@
 //! carries them out.
 
 use crate::{
-    error::Invalid,
+    error::{Invalid, RestartFailure},
     resource::{EventReason, ManualKind, RolloutRestartTarget},
 };
 use std::time::Duration;
@@ -183,6 +183,18 @@ impl Restart {
     /// Whether the publish that changes the token should leave the pending mark.
     pub fn mark(&self) -> bool {
         !self.targets.is_empty()
+    }
+
+    /// Whether to clear the pending mark after the `restarts` made: the output Secret carries
+    /// it, and no restart is to be retried (the next reconcile finds the mark and tries again).
+    pub fn clear_mark(
+        &self,
+        token_changed: bool,
+        restarts: &[(RolloutRestartTarget, Option<RestartFailure>)],
+    ) -> bool {
+        let marked = self.pending || (token_changed && self.mark());
+        let retry = restarts.iter().any(|(_, f)| f.is_some_and(RestartFailure::is_retried));
+        marked && !retry
     }
 }
 

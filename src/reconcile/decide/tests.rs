@@ -836,6 +836,27 @@ fn targets_are_restarted_when_the_token_changed_or_a_restart_is_owed() {
 }
 
 #[test]
+fn the_restart_mark_goes_once_the_restarts_it_owes_are_made_or_cannot_be() {
+    use crate::error::RestartFailure::{Failed, Forbidden, NotFound};
+    let restart = |targets, pending| Restart { targets, pending };
+    let made = |failure| web().into_iter().map(|t| (t, failure)).collect::<Vec<_>>();
+    // (row, restart step, token changed by this publish, restarts made, clear the mark)
+    let table = [
+        ("nothing changed, nothing owed", restart(web(), false), false, vec![], false),
+        ("changed and restarted", restart(web(), false), true, made(None), true),
+        ("owed and restarted", restart(web(), true), false, made(None), true),
+        ("restart failed: retried, mark kept", restart(web(), true), false, made(Some(Failed)), false),
+        ("target not found: not retried", restart(web(), true), false, made(Some(NotFound)), true),
+        ("forbidden: not retried", restart(web(), false), true, made(Some(Forbidden)), true),
+        ("targets removed: a mark left is cleared", restart(vec![], true), false, vec![], true),
+        ("no targets, token changed: never marked", restart(vec![], false), true, vec![], false),
+    ];
+    for (row, step, changed, restarts, clear) in table {
+        assert_eq!(step.clear_mark(changed, &restarts), clear, "{row}");
+    }
+}
+
+#[test]
 fn a_refused_refresh_token_is_a_broken_chain_only_if_we_saved_it_and_it_is_still_there() {
     let config = || oauth().spec(|s| s.token_type = TokenType::AppConfiguration);
     let chain_broken = |config_token| Refused::ChainBroken { app_id: Some("A1".into()), config_token };
