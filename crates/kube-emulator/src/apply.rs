@@ -1,15 +1,25 @@
 //! `metadata.managedFields` bookkeeping and server-side apply.
 //!
-//! Field ownership is tracked per (manager, operation, subresource) as a set of leaf
-//! paths. Maps are merged key by key; lists and scalars are atomic leaves (the real
-//! server additionally merges associative lists by key via schema markers, which is
-//! not emulated). See README.md "Server-side apply".
+//! Field ownership is tracked per manager entry (manager, operation, subresource, and for
+//! Update operations the apiVersion: apimachinery's `BuildManagerIdentifier`) as a set of
+//! field paths, encoded as FieldsV1 (`f:` fields, `k:` map-list items, `v:` set items, `.`
+//! for a node that is itself a member and has members below it).
+//!
+//! Update operations (create, PUT, non-apply PATCH) follow structured-merge-diff's
+//! `Updater.Update`: the old and new objects are compared ([`compare`]); the writer's entry
+//! gains every added or modified path (containers a write creates included, hence the `.`
+//! members), every entry loses the paths removed, and every other entry loses the paths the
+//! writer changed. Apply entries hold the applied configuration's leaves (see [`leaves`]).
+//! Maps are merged key by key; lists are atomic unless the schema marks them set/map.
+//! See README.md "Server-side apply".
 
 use crate::error::{ApiError, ApiResult};
+use crate::fieldset::{
+    compare, is_item_segment, item_matches, item_segment, same_value, value_at, ListKind, ListKinds, Path,
+};
+use crate::managed_fields::{read_entries, upsert, write_entries, Writer};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
-
-pub type Path = Vec<String>;
 
 /// Metadata the server owns, never tracked as a manager's field.
 const SYSTEM_META: &[&str] = &[
@@ -26,70 +36,10 @@ const SYSTEM_META: &[&str] = &[
     "generateName",
 ];
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Entry {
-    pub manager: String,
-    pub operation: String,
-    pub api_version: String,
-    pub time: String,
-    pub subresource: String,
-    pub fields: BTreeSet<Path>,
-}
-
-/// How a list is merged and owned (`x-kubernetes-list-type`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ListKind {
-    /// Replaced and owned as a whole (the default for CRD lists).
-    Atomic,
-    /// Scalar items owned one by one (`v:<value>` path segments).
-    Set,
-    /// Object items identified by these keys (`k:{...}` path segments).
-    Map(Vec<String>),
-}
-
-/// Tells the list kind of the list at a path (segments as in field paths).
-pub type ListKinds<'a> = &'a dyn Fn(&[String]) -> ListKind;
-
-/// List kinds of ObjectMeta, which every resource shares.
-pub fn meta_list_kind(path: &[String]) -> Option<ListKind> {
-    match path {
-        [m, f] if m == "metadata" && f == "finalizers" => Some(ListKind::Set),
-        [m, f] if m == "metadata" && f == "ownerReferences" => Some(ListKind::Map(vec!["uid".into()])),
-        _ => None,
-    }
-}
-
-fn item_segment(kind: &ListKind, item: &Value) -> Option<String> {
-    match kind {
-        ListKind::Set if !item.is_object() && !item.is_array() => Some(format!("v:{item}")),
-        ListKind::Map(keys) => {
-            let mut k = Map::new();
-            for key in keys {
-                k.insert(key.clone(), item.get(key)?.clone());
-            }
-            Some(format!("k:{}", Value::Object(k)))
-        }
-        _ => None,
-    }
-}
-
-fn item_matches(seg: &str, item: &Value) -> bool {
-    if let Some(v) = seg.strip_prefix("v:") {
-        return serde_json::from_str::<Value>(v).is_ok_and(|v| &v == item);
-    }
-    if let Some(k) = seg.strip_prefix("k:") {
-        return serde_json::from_str::<Map<String, Value>>(k)
-            .is_ok_and(|keys| keys.iter().all(|(kk, kv)| item.get(kk) == Some(kv)));
-    }
-    false
-}
-
-fn is_item_segment(seg: &str) -> bool {
-    seg.starts_with("k:") || seg.starts_with("v:")
-}
-
-/// Leaf paths of an object. Empty maps, scalars and atomic lists are leaves; items of
-/// set/map lists are addressed by `v:`/`k:` segments like the real FieldsV1.
+/// Leaf paths of an object: what an applied configuration sets. Empty maps, scalars and
+/// atomic lists are leaves; items of set/map lists are addressed by `v:`/`k:` segments like
+/// the real FieldsV1. (The real ToFieldSet also makes a map-list item's own node a member;
+/// leaving it out keeps an item's node from conflicting as a whole.)
 pub fn leaves(obj: &Value, lists: ListKinds) -> BTreeSet<Path> {
     fn walk(v: &Value, prefix: &mut Path, out: &mut BTreeSet<Path>, lists: ListKinds) {
         match v {
@@ -138,17 +88,6 @@ pub fn leaves(obj: &Value, lists: ListKinds) -> BTreeSet<Path> {
     // `metadata: {}` alone is not a field anyone sets.
     out.remove(&vec!["metadata".to_string()]);
     out
-}
-
-pub fn value_at<'a>(obj: &'a Value, path: &[String]) -> Option<&'a Value> {
-    let mut cur = obj;
-    for seg in path {
-        cur = match cur {
-            Value::Array(items) if is_item_segment(seg) => items.iter().find(|i| item_matches(seg, i))?,
-            _ => cur.as_object()?.get(seg)?,
-        };
-    }
-    Some(cur)
 }
 
 fn remove_at(obj: &mut Value, path: &[String]) {
@@ -213,21 +152,6 @@ fn is_empty_map(v: Option<&Value>) -> bool {
     v.and_then(Value::as_object).is_some_and(Map::is_empty)
 }
 
-/// JSON equality as the server's structured values see it: numbers compare by value, so
-/// an applied `0` equals a stored `0.0`.
-pub fn same_value(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_value(a, b))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same_value(v, w)))
-        }
-        _ => a == b,
-    }
-}
-
 /// Whether applying the leaf `p` changes the live object. An empty map merged into a
 /// live map changes nothing.
 fn changes(live: &Value, applied: &Value, p: &[String]) -> bool {
@@ -274,10 +198,6 @@ fn client_side_applied(live: &Value, lists: ListKinds) -> BTreeSet<Path> {
         .collect()
 }
 
-fn overlaps(a: &[String], b: &[String]) -> bool {
-    a.starts_with(b) || b.starts_with(a)
-}
-
 /// Maps merge recursively, set/map lists merge by item, everything else is replaced.
 pub fn deep_merge(base: &mut Value, patch: &Value, lists: ListKinds) {
     fn merge(base: &mut Value, patch: &Value, path: &mut Path, lists: ListKinds) {
@@ -321,145 +241,6 @@ pub fn deep_merge(base: &mut Value, patch: &Value, lists: ListKinds) {
         }
     }
     merge(base, patch, &mut Vec::new(), lists);
-}
-
-fn fields_v1(fields: &BTreeSet<Path>) -> Value {
-    let mut root = Map::new();
-    for path in fields {
-        let mut cur = &mut root;
-        for seg in path {
-            let key = if is_item_segment(seg) { seg.clone() } else { format!("f:{seg}") };
-            let entry = cur.entry(key).or_insert_with(|| Value::Object(Map::new()));
-            cur = entry.as_object_mut().expect("fieldsV1 nodes are objects");
-        }
-    }
-    Value::Object(root)
-}
-
-fn parse_fields_v1(v: &Value) -> BTreeSet<Path> {
-    fn walk(v: &Value, prefix: &mut Path, out: &mut BTreeSet<Path>) {
-        let children: Vec<(&String, &Value)> =
-            v.as_object().map(|m| m.iter().filter(|(k, _)| k.as_str() != ".").collect()).unwrap_or_default();
-        // `i:` (positional) keys are not emulated; they make the parent an atomic leaf.
-        let known = |k: &str| k.starts_with("f:") || is_item_segment(k);
-        if children.is_empty() || children.iter().any(|(k, _)| !known(k)) {
-            if !prefix.is_empty() {
-                out.insert(prefix.clone());
-            }
-            return;
-        }
-        for (k, child) in children {
-            let seg = if is_item_segment(k) { k.to_string() } else { k[2..].to_string() };
-            prefix.push(seg);
-            walk(child, prefix, out);
-            prefix.pop();
-        }
-    }
-    let mut out = BTreeSet::new();
-    walk(v, &mut Vec::new(), &mut out);
-    out
-}
-
-pub fn read_entries(obj: &Value) -> Vec<Entry> {
-    obj["metadata"]["managedFields"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| Entry {
-            manager: e["manager"].as_str().unwrap_or_default().to_string(),
-            operation: e["operation"].as_str().unwrap_or("Update").to_string(),
-            api_version: e["apiVersion"].as_str().unwrap_or_default().to_string(),
-            time: e["time"].as_str().unwrap_or_default().to_string(),
-            subresource: e["subresource"].as_str().unwrap_or_default().to_string(),
-            fields: parse_fields_v1(&e["fieldsV1"]),
-        })
-        .collect()
-}
-
-pub fn write_entries(obj: &mut Value, entries: &[Entry]) {
-    let list: Vec<Value> = entries
-        .iter()
-        .filter(|e| !e.fields.is_empty())
-        .map(|e| {
-            let mut v = json!({
-                "manager": e.manager,
-                "operation": e.operation,
-                "apiVersion": e.api_version,
-                "time": e.time,
-                "fieldsType": "FieldsV1",
-                "fieldsV1": fields_v1(&e.fields),
-            });
-            if !e.subresource.is_empty() {
-                v["subresource"] = json!(e.subresource);
-            }
-            v
-        })
-        .collect();
-    if list.is_empty() {
-        if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.remove("managedFields");
-        }
-    } else if obj.is_object() {
-        obj["metadata"]["managedFields"] = Value::Array(list);
-    }
-}
-
-/// Who is writing and how.
-#[derive(Debug, Clone)]
-pub struct Writer {
-    pub manager: String,
-    pub api_version: String,
-    pub subresource: String,
-    pub time: String,
-}
-
-fn upsert<'a>(entries: &'a mut Vec<Entry>, w: &Writer, operation: &str) -> &'a mut Entry {
-    let pos = entries
-        .iter()
-        .position(|e| e.manager == w.manager && e.operation == operation && e.subresource == w.subresource);
-    let idx = match pos {
-        Some(i) => i,
-        None => {
-            entries.push(Entry {
-                manager: w.manager.clone(),
-                operation: operation.to_string(),
-                api_version: w.api_version.clone(),
-                time: w.time.clone(),
-                subresource: w.subresource.clone(),
-                fields: BTreeSet::new(),
-            });
-            entries.len() - 1
-        }
-    };
-    let e = &mut entries[idx];
-    e.time = w.time.clone();
-    e.api_version = w.api_version.clone();
-    e
-}
-
-/// Records an Update-operation write: changed fields move to `w`, removed fields are
-/// forgotten by everyone. `new` must not yet carry the result (it is written here).
-pub fn track_update(old: Option<&Value>, new: &mut Value, w: &Writer, lists: ListKinds) {
-    let mut entries = old.map(read_entries).unwrap_or_default();
-    let empty = Value::Object(Map::new());
-    let old = old.unwrap_or(&empty);
-    let old_leaves = leaves(old, lists);
-    let new_leaves = leaves(new, lists);
-    let changed: BTreeSet<Path> =
-        new_leaves.iter().filter(|p| value_at(old, p) != value_at(new, p)).cloned().collect();
-    let removed: Vec<&Path> = old_leaves.difference(&new_leaves).collect();
-    if changed.is_empty() && removed.is_empty() {
-        write_entries(new, &entries);
-        return;
-    }
-    for e in entries.iter_mut() {
-        e.fields
-            .retain(|p| !changed.iter().any(|c| overlaps(c, p)) && !removed.iter().any(|r| overlaps(r, p)));
-    }
-    if !changed.is_empty() {
-        upsert(&mut entries, w, "Update").fields.extend(changed);
-    }
-    write_entries(new, &entries);
 }
 
 /// Server-side apply of `applied` onto `live` (None when creating). Returns the merged
@@ -557,9 +338,14 @@ pub fn apply(
         if still {
             continue;
         }
+        // Owning a map or list item that holds `p` (an Update that created it) does not
+        // keep `p`: only owning `p`, something below it, or an atomic value holding it does.
+        let keeps = |q: &Path| {
+            q.starts_with(p) || (p.starts_with(q) && !value_at(&result, q).is_some_and(Value::is_object))
+        };
         let owned_elsewhere = entries.iter().any(|e| {
             !(e.manager == w.manager && e.operation == "Apply" && e.subresource == w.subresource)
-                && e.fields.iter().any(|q| overlaps(p, q))
+                && e.fields.iter().any(keeps)
         });
         if !owned_elsewhere {
             remove_at(&mut result, p);
@@ -580,25 +366,20 @@ pub fn apply(
         }
     }
 
+    // What the apply removed (fields it no longer applies, items with them) is nobody's now.
+    let removed = compare(live_obj, &result, lists).removed;
+    for e in entries.iter_mut() {
+        e.fields.retain(|q| !removed.contains(q));
+    }
     upsert(&mut entries, w, "Apply").fields = applied_leaves;
     write_entries(&mut result, &entries);
     Ok(result)
 }
 
-/// managedFields without timestamps, for no-op detection.
-pub fn strip_times(obj: &mut Value) {
-    if let Some(list) = obj["metadata"]["managedFields"].as_array_mut() {
-        for e in list {
-            if let Some(m) = e.as_object_mut() {
-                m.remove("time");
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fieldset::{from_fields_v1, meta_list_kind, to_fields_v1};
 
     fn kinds(p: &[String]) -> ListKind {
         meta_list_kind(p).unwrap_or(ListKind::Atomic)
@@ -613,7 +394,7 @@ mod tests {
         let obj = json!({"metadata":{"labels":{"a":"1"},"finalizers":["x/y"],"ownerReferences":[{"uid":"u1","name":"o"}]},"spec":{"x":1,"l":[1]}});
         let f = leaves(&obj, &kinds);
         assert!(f.contains(&vec!["metadata".to_string(), "finalizers".into(), "v:\"x/y\"".into()]));
-        assert_eq!(parse_fields_v1(&fields_v1(&f)), f);
+        assert_eq!(from_fields_v1(&to_fields_v1(&f)), f);
     }
 
     #[test]

@@ -140,13 +140,22 @@ fn list_opts(q: &HashMap<String, String>, storage: &str) -> ApiResult<ListOpts> 
     })
 }
 
+/// The field manager of a write without `fieldManager`: the User-Agent up to its first `/`,
+/// unprintable characters dropped, at most 128 bytes (the apiserver's `prefixFromUserAgent`).
+/// No User-Agent (kube-rs sends none) gives the empty manager, as on a real server.
 fn default_manager(headers: &HeaderMap) -> String {
-    headers
-        .get("user-agent")
-        .and_then(|v| v.to_str().ok())
-        .map(|ua| ua.split('/').next().unwrap_or(ua).to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".into())
+    const FIELD_MANAGER_MAX_LENGTH: usize = 128;
+    let ua = headers.get("user-agent").map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let prefix = ua.as_deref().unwrap_or_default().split('/').next().unwrap_or_default();
+    let mut manager = String::new();
+    // Go's unicode.IsPrint: no control characters, no spacing but the ASCII space.
+    for c in prefix.chars().filter(|c| !c.is_control() && (*c == ' ' || !c.is_whitespace())) {
+        if manager.len() + c.len_utf8() > FIELD_MANAGER_MAX_LENGTH {
+            break;
+        }
+        manager.push(c);
+    }
+    manager
 }
 
 fn success_status(rt: &ResourceType, obj: &Value) -> Value {

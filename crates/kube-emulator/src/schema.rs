@@ -92,8 +92,8 @@ impl CrdSchema {
 
     /// `x-kubernetes-list-type` of the list at `path` (item segments `k:`/`v:` step into
     /// `items`); lists without it are atomic, as in the real server.
-    pub fn list_kind(&self, path: &[String]) -> crate::apply::ListKind {
-        use crate::apply::ListKind;
+    pub fn list_kind(&self, path: &[String]) -> crate::fieldset::ListKind {
+        use crate::fieldset::ListKind;
         let mut cur = &self.raw;
         for seg in path {
             let next = if seg.starts_with("k:") || seg.starts_with("v:") {

@@ -25,6 +25,8 @@ struct Case {
     save: Option<String>,
     #[serde(default)]
     wait: bool,
+    #[serde(default, rename = "userAgent")]
+    user_agent: Option<String>,
     expect: Expect,
 }
 
@@ -47,6 +49,8 @@ struct Expect {
     warnings: Vec<String>,
     #[serde(default)]
     events: Option<Vec<String>>,
+    #[serde(default, rename = "managedFields")]
+    managed_fields: Option<Vec<Value>>,
 }
 
 fn cases() -> Vec<Case> {
@@ -121,6 +125,9 @@ async fn send(client: &kube::Client, run: &Run, case: &Case) -> Response {
     }
     if let Some(a) = &case.accept {
         req = req.header("accept", a);
+    }
+    if let Some(ua) = &case.user_agent {
+        req = req.header("user-agent", ua);
     }
     let req = req.body(body.into_bytes().into()).unwrap();
     let resp = client.send(req).await.expect("the request reached the server");
@@ -208,6 +215,9 @@ async fn run_cases(client: &kube::Client, ns: &str) -> Vec<String> {
                 problems.push(format!("watch events {got:?} (expected {want:?})"));
             }
         }
+        if let Some(want) = &e.managed_fields {
+            problems.extend(managed_fields_problems(&resp.body, want));
+        }
         if let Some(name) = &case.save {
             run.saved.insert(name.clone(), resp.body.clone());
         }
@@ -216,6 +226,39 @@ async fn run_cases(client: &kube::Client, ns: &str) -> Vec<String> {
         }
     }
     diffs
+}
+
+/// The response's managedFields against the expected entries: the same entries, in any order,
+/// each equal to one expected but for its `time`, which every entry has.
+fn managed_fields_problems(body: &Value, want: &[Value]) -> Vec<String> {
+    let got = body["metadata"]["managedFields"].as_array().cloned().unwrap_or_default();
+    let mut problems = Vec::new();
+    let mut untimed = Vec::new();
+    for mut entry in got {
+        match entry.as_object_mut().and_then(|m| m.remove("time")) {
+            Some(Value::String(t)) if t.parse::<jiff::Timestamp>().is_ok() => {}
+            t => problems.push(format!("managedFields entry {entry} has time {t:?}")),
+        }
+        untimed.push(entry);
+    }
+    let mut missing: Vec<&Value> = Vec::new();
+    for w in want {
+        match untimed.iter().position(|g| g == w) {
+            Some(i) => {
+                untimed.remove(i);
+            }
+            None => missing.push(w),
+        }
+    }
+    if !missing.is_empty() || !untimed.is_empty() {
+        let show = |v: &[&Value]| v.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ");
+        problems.push(format!(
+            "managedFields: expected but not found [{}]; found but not expected [{}]",
+            show(&missing),
+            show(&untimed.iter().collect::<Vec<_>>())
+        ));
+    }
+    problems
 }
 
 async fn cleanup(client: &kube::Client, ns: &str) {

@@ -400,3 +400,34 @@ async fn kubectl_create_commands_send_protobuf_and_work() {
     let (ok, _, _) = k.run(&["get", "secret", "bot-creds", "-n", "bots"], None).await;
     assert!(!ok);
 }
+
+/// What kubectl shows of managedFields: nothing by default, each writer's entry with
+/// `--show-managed-fields` (kubectl's own managers: `kubectl-create`, `kubectl-label`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_shows_each_writer_s_managed_fields_when_asked() {
+    let emu = KubeEmulator::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    emu.write_kubeconfig(&kubeconfig).unwrap();
+    let k = Kubectl { kubeconfig };
+
+    k.ok(&["create", "secret", "generic", "mf", "--from-literal=a=b"], None).await;
+    k.ok(&["label", "secret", "mf", "team=x"], None).await;
+    let hidden = k.ok(&["get", "secret", "mf", "-o", "yaml"], None).await;
+    assert!(!hidden.contains("managedFields"), "{hidden}");
+    let shown = k.ok(&["get", "secret", "mf", "-o", "json", "--show-managed-fields"], None).await;
+    let obj: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    let entries = obj["metadata"]["managedFields"].as_array().unwrap_or_else(|| panic!("{shown}"));
+    let by =
+        |m: &str| entries.iter().find(|e| e["manager"] == m).unwrap_or_else(|| panic!("no {m}: {shown}"));
+    assert_eq!(by("kubectl-create")["operation"], "Update");
+    assert_eq!(
+        by("kubectl-create")["fieldsV1"],
+        serde_json::json!({"f:data": {".": {}, "f:a": {}}, "f:type": {}})
+    );
+    assert_eq!(
+        by("kubectl-label")["fieldsV1"],
+        serde_json::json!({"f:metadata": {"f:labels": {".": {}, "f:team": {}}}})
+    );
+    assert_eq!(entries.len(), 2, "{shown}");
+}

@@ -15,8 +15,9 @@ mod list;
 mod validate;
 mod write;
 
-use crate::apply::{self, Writer};
 use crate::error::{ApiError, ApiResult};
+use crate::fieldset::{self, ListKind};
+use crate::managed_fields::Writer;
 use crate::resources::{to_served, Registry, ResourceType};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::store::{EventType, Key, Store};
@@ -126,11 +127,11 @@ fn new_uid() -> String {
 }
 
 /// List merge/ownership kinds for a resource: ObjectMeta's, then the CRD schema's.
-fn list_kinds(rt: &ResourceType) -> impl Fn(&[String]) -> apply::ListKind + '_ {
+fn list_kinds(rt: &ResourceType) -> impl Fn(&[String]) -> ListKind + '_ {
     move |p: &[String]| {
-        apply::meta_list_kind(p)
+        fieldset::meta_list_kind(p)
             .or_else(|| rt.crd.as_ref().and_then(|c| c.schema.as_ref()).map(|s| s.list_kind(p)))
-            .unwrap_or(apply::ListKind::Atomic)
+            .unwrap_or(ListKind::Atomic)
     }
 }
 

@@ -8,6 +8,7 @@ use super::{
 };
 use crate::apply;
 use crate::error::{forbidden_field, invalid_value, required_value, ApiError, ApiResult};
+use crate::managed_fields;
 use crate::patch::{self, PatchType};
 use crate::resources::{to_served, to_stored, ResourceType};
 use crate::store::{EventType, Key};
@@ -169,7 +170,7 @@ impl State {
             obj["metadata"]["generation"] = json!(1);
         }
         let w = self.writer(rt, opts, "");
-        apply::track_update(None, &mut obj, &w, &list_kinds(rt));
+        managed_fields::track_update(None, &mut obj, &w, &list_kinds(rt));
         if opts.dry_run {
             return Ok(obj);
         }
@@ -246,13 +247,13 @@ impl State {
                         m.remove("resourceVersion");
                     }
                     let mut created = apply::apply(None, &applied, &w, opts.force, &list_kinds(rt))?;
-                    let entries = apply::read_entries(&created);
+                    let entries = managed_fields::read_entries(&created);
                     if let Some(m) = created["metadata"].as_object_mut() {
                         m.remove("managedFields");
                     }
                     let mut out =
                         self.create(rt, ns, created, &WriteOpts { dry_run: true, ..opts.clone() })?;
-                    apply::write_entries(&mut out, &entries);
+                    managed_fields::write_entries(&mut out, &entries);
                     if opts.dry_run {
                         return Ok((out, true));
                     }
@@ -368,12 +369,12 @@ impl State {
             merged["metadata"]["generation"] = json!(g + 1);
         }
         if let Managed::Update(w) = &managed {
-            apply::track_update(Some(&old), &mut merged, w, &list_kinds(rt));
+            managed_fields::track_update(Some(&old), &mut merged, w, &list_kinds(rt));
         }
         let mut a = old.clone();
         let mut b = merged.clone();
-        apply::strip_times(&mut a);
-        apply::strip_times(&mut b);
+        managed_fields::strip_times(&mut a);
+        managed_fields::strip_times(&mut b);
         if a == b {
             // The real server skips the write entirely: same RV, no watch event.
             return Ok(old);
