@@ -80,3 +80,21 @@ async fn kubes_default_client_keeps_every_connection_of_a_burst() {
     tokio::time::sleep(2 * kube_client::IDLE_TIMEOUT + Duration::from_secs(5)).await;
     assert!(connections_to(port) >= BURST / 2, "kube's pool keeps them: {} open", connections_to(port));
 }
+
+/// The API server records a write without a field manager under the client's User-Agent up to its
+/// first `/`: the operator's patches and Events are `slack-token-operator`'s, not nobody's.
+#[tokio::test]
+async fn writes_without_a_field_manager_are_recorded_as_the_operators() {
+    let emulator = KubeEmulator::start().await.expect("the emulator starts");
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&emulator.kubeconfig_yaml()).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("config");
+    let client = kube_client::connect(config).expect("client");
+    let namespaces: Api<Namespace> = Api::all(client);
+    let patch = serde_json::json!({"metadata": {"labels": {"team": "a"}}});
+    let params = kube::api::PatchParams::default();
+    let patched =
+        namespaces.patch("default", &params, &kube::api::Patch::Merge(&patch)).await.expect("patched");
+    let managers: Vec<_> =
+        patched.metadata.managed_fields.unwrap_or_default().into_iter().filter_map(|m| m.manager).collect();
+    assert!(managers.iter().any(|m| m == "slack-token-operator"), "{managers:?}");
+}

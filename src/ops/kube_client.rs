@@ -27,8 +27,17 @@ pub const IDLE_CONNECTIONS: usize = 8;
 /// How long an idle connection is kept (kube's and Go's default).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// The User-Agent of the operator's requests, as client-go writes its own (`binary/version`).
+/// The API server names the field manager of a write that gives none after it, up to the first
+/// `/`: without it, the operator's status, label and finalizer patches and its Events would be
+/// recorded under an empty manager in `managedFields`.
+pub const USER_AGENT: &str = concat!("slack-token-operator/", env!("CARGO_PKG_VERSION"));
+
 /// A client for the API server `config` names.
-pub fn connect(config: kube::Config) -> Result<kube::Client, kube::Error> {
+pub fn connect(mut config: kube::Config) -> Result<kube::Client, kube::Error> {
+    if !config.headers.iter().any(|(name, _)| name == http::header::USER_AGENT) {
+        config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_static(USER_AGENT)));
+    }
     if config.proxy_url.is_some() {
         return kube::Client::try_from(config);
     }
