@@ -2,9 +2,9 @@
 //! CRASH_HELD=250, CRASH_TOKENS=3, CRASH_SEED=<random>, CRASH_JOURNAL=1). The operator runs as
 //! its own (release-built) process against the emulators and is SIGKILLed CRASH_KILLS times, at
 //! least CRASH_HELD of them while a pair Slack issued is not yet saved; see
-//! `src/testground/crash.rs`. The bounded form runs in `cargo test` (tests/crash.rs).
+//! `crates/testground/src/crash.rs`. The bounded form runs in `cargo test` (tests/crash.rs).
 
-use slack_token_operator::testground::crash::{self, CrashConfig};
+use testground::crash::{self, CrashConfig};
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)

@@ -36,16 +36,13 @@ use kube::{
     Client,
 };
 use serde_json::{json, Value};
-use slack_token_operator::{
-    oauth_secret,
-    testground::process::{OperatorOptions, OperatorProcess},
-    SlackToken, SlackTokenSpec, TokenType,
-};
+use slack_token_operator::{oauth_secret, SlackToken, SlackTokenSpec, TokenType};
 use std::{
     path::Path,
     process::Stdio,
     time::{Duration, Instant},
 };
+use testground::process::{OperatorOptions, OperatorProcess};
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::{Child, Command},
@@ -131,7 +128,7 @@ async fn scenario(tokens: usize, unrelated: usize) -> anyhow::Result<Row> {
     let kubeconfig = dir.path().join("kubeconfig");
     let (mut emulator, slack_url) = start_emulators(&kubeconfig).await?;
     let client = client_for(&kubeconfig).await?;
-    slack_token_operator::demo::install_crd(&client).await?;
+    testground::install_crd(&client).await?;
     let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": NAMESPACE}}))?;
     Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &namespace).await?;
     seed_unrelated_secrets(&client, unrelated).await?;

@@ -1,6 +1,6 @@
 //! Rotation benchmark: N OAuth SlackTokens whose rotations all fall due in the same second,
 //! rotated by the real controller (cluster-wide) against the test ground's emulators
-//! (`slack_token_operator::testground`), in REAL time.
+//! (the `testground` crate), in REAL time.
 //!
 //! Phases:
 //! 1. seed N installations whose credentials hold a token that falls due at one whole second D,
@@ -25,17 +25,15 @@ use kube::{
     runtime::{watcher, WatchStreamExt},
     Client, ResourceExt,
 };
-use slack_token_operator::{
-    testground::{
-        scale::{idle_requests, settle, PerRotation},
-        Ground, GroundConfig,
-    },
-    Context, SharedClock, SlackClient, SlackToken, MANAGED_BY, MANAGED_BY_LABEL,
-};
+use slack_token_operator::{Context, SharedClock, SlackClient, SlackToken, MANAGED_BY, MANAGED_BY_LABEL};
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
+};
+use testground::{
+    scale::{idle_requests, settle, PerRotation},
+    Ground, GroundConfig,
 };
 
 /// The allocator the operator binary ships with (`src/main.rs`).
@@ -136,7 +134,7 @@ async fn run(n: usize, lead: Duration) -> anyhow::Result<()> {
         cpu.map_or("?".into(), |c| format!("{c:.3} s"))
     );
     println!("broken refresh chains: {} (must be 0)", ground.broken_chains());
-    println!("issued pairs still unsaved in the operator: {}", ctx.pending.len());
+    println!("issued pairs still unsaved in the operator: {}", ctx.pending().len());
     let tokens: Api<SlackToken> = Api::namespaced(ground.client.clone(), NAMESPACE);
     let ready = tokens
         .list(&ListParams::default())

@@ -43,9 +43,13 @@
 //! Secret, pending pairs), `ops` (the Kubernetes client, metrics, probes, leader election), `reconcile`
 //! (observe → decide → act → report), `controller` (watches and the work queue), and beside
 //! them `overview` (the `status` command, a client of the API like kubectl) and `plugin` (the
-//! `kubectl slacktoken` plugin: status, rotate, hand-over). With the `emulator`
-//! feature, `testground` (both emulators, fixtures, the operator in-process or as a process: what
-//! tests and the demo stand on) and `demo` (the `demo` and `emulate` commands) sit on top.
+//! `kubectl slacktoken` plugin: status, rotate, hand-over). With the `emulator` feature, `demo`
+//! (the `demo` and `emulate` commands, and `demo::ground`, which starts both emulators) sits on
+//! top.
+//!
+//! The modules are private; what is re-exported below is what `main.rs`, the test ground
+//! (`crates/testground`, a dev-dependency: the fixtures, the operator as a process, the crash
+//! and scale harnesses), the tests and the benches use.
 #![forbid(unsafe_code)]
 
 mod clock;
@@ -62,25 +66,21 @@ mod reconcile;
 mod resource;
 mod secrets;
 mod slack;
-#[cfg(feature = "emulator")]
-pub mod testground;
 
-pub use clock::{format_time, Clock, SharedClock, SystemClock, TokioClock};
+pub use clock::{format_time, SharedClock, SystemClock, TokioClock};
 pub use controller::{run, run_scoped, Scope};
-pub use error::Error;
 pub use ops::{
     health, http, kube_client, leader, logs,
     metrics::{Metrics, TokenGauges},
 };
 pub use reconcile::{
     schedule::{default_renew_before, until},
-    turns::{Turn, Urgency},
     Context, Settings, MAX_CONCURRENT_RECONCILES,
 };
 pub use resource::{
-    crd, crd_yaml, EventReason, GoDuration, Identity, ManualKind, ManualSpec, RolloutRestartTarget,
-    SlackToken, SlackTokenSpec, SlackTokenStatus, TokenType, WorkloadKind, KNOWN_FORMATS, MANAGED_BY,
-    MANAGED_BY_LABEL, MANAGER, RESTARTED_AT_ANNOTATION, RESTART_PENDING_ANNOTATION, SLACKTOKEN_LABEL,
+    crd, crd_yaml, Condition, EventReason, GoDuration, SlackToken, SlackTokenSpec, SlackTokenStatus,
+    TokenType, KNOWN_FORMATS, MANAGED_BY, MANAGED_BY_LABEL, RESTARTED_AT_ANNOTATION,
+    RESTART_PENDING_ANNOTATION, ROTATE_ANNOTATION,
 };
-pub use secrets::{oauth_secret, Journal, Replayed};
+pub use secrets::{oauth_secret, Journal, PendingPairs, Replayed};
 pub use slack::{check_slack_url, CallObserver, SlackClient, SlackError};

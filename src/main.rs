@@ -175,7 +175,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             Ok(())
         }
     };
-    tracing::info!(unsaved = ctx.pending.len(), "stopped");
+    tracing::info!(unsaved = ctx.pending().len(), "stopped");
     result
 }
 
@@ -196,13 +196,13 @@ async fn operate(
                 LeaseTimes::lasting(args.lease_duration.as_std()),
             );
             tokio::select! {
-                leadership = leader::acquire(client, candidate, &ctx.health, ctx.metrics.leader.clone()) => Some(leadership),
+                leadership = leader::acquire(client, candidate, ctx.health(), ctx.metrics().leader.clone()) => Some(leadership),
                 // A standby has nothing to finish.
                 () = stopped(stop.clone()) => return Ok(()),
             }
         }
         false => {
-            ctx.metrics.leader.set(1);
+            ctx.metrics().leader.set(1);
             None
         }
     };
@@ -271,7 +271,7 @@ fn on_shutdown_signal(timeout: std::time::Duration) -> tokio::sync::watch::Recei
 /// Before any work, on every replica: pairs a previous run of this container issued but did not
 /// save are saved now (or found superseded).
 async fn replay_journal(ctx: &Context) {
-    if ctx.pending.journal().is_none() {
+    if ctx.pending().journal().is_none() {
         return;
     }
     let r = ctx.replay_journal().await;
@@ -289,11 +289,11 @@ async fn replay_journal(ctx: &Context) {
 /// After the shutdown timeout: what was cut off, and only when something was: reconciles still
 /// running, and pairs Slack issued that are not saved (by credentials Secret).
 fn report_cut_off(ctx: &Context) {
-    let running = ctx.turns.running();
+    let running = ctx.running();
     let mut unsaved: Vec<String> =
-        ctx.pending.all().iter().map(|e| format!("{}/{}", e.namespace, e.name)).collect();
+        ctx.pending().all().iter().map(|e| format!("{}/{}", e.namespace, e.name)).collect();
     unsaved.sort();
-    match (running.is_empty() && unsaved.is_empty(), ctx.pending.journal().is_some()) {
+    match (running.is_empty() && unsaved.is_empty(), ctx.pending().journal().is_some()) {
         (true, _) => tracing::info!("shutdown timeout: the controller had not stopped; no rotation was running and no pair is unsaved"),
         (false, true) => tracing::warn!(?running, ?unsaved, "shutdown timeout: exiting with rotations still running (their pairs are journaled)"),
         (false, false) => tracing::warn!(?running, ?unsaved, "shutdown timeout: exiting with rotations still running (unsaved pairs are lost: no --journal-dir)"),

@@ -527,7 +527,7 @@ fn a_slacktoken_deleted_while_slack_answers_loses_no_refresh_token() {
         })
         .await;
         env.advance(env.patience()).await;
-        assert!(env.ctx.pending.is_empty(), "nothing left unsaved");
+        assert!(env.ctx.pending().is_empty(), "nothing left unsaved");
         assert_eq!(env.slack.refreshes(&f.installation_id), 1);
         assert!(env.slack.broken_chains().is_empty());
 
@@ -839,14 +839,13 @@ fn the_type_of_a_slacktoken_cannot_be_changed_by_update_patch_or_apply() {
 fn kubectl_apply_prints_the_refusal_with_the_field_and_what_to_write() {
     // kubectl is a process of its own: the emulator runs on a multi-threaded runtime meanwhile.
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let ground = runtime
-        .block_on(slack_token_operator::testground::Ground::start(Default::default()))
-        .expect("the test ground starts");
+    let ground =
+        runtime.block_on(testground::Ground::start(Default::default())).expect("the test ground starts");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("stk.yaml");
     let apply = |yaml: String| {
         std::fs::write(&file, yaml).unwrap();
-        let out = slack_token_operator::testground::kubectl(
+        let out = testground::kubectl(
             &ground.kubeconfig(),
             &["apply", "-n", "default", "-f", file.to_str().unwrap()],
         );

@@ -1211,8 +1211,8 @@ async fn operator_scenario(
     taken_away: Option<Permission>,
 ) -> Result<(), String> {
     use kube::api::{Api, DeleteParams, PostParams};
-    use slack_token_operator::testground::{spawn_controller, Ground, GroundConfig};
     use std::time::Duration;
+    use testground::{spawn_controller, Ground, GroundConfig};
 
     // The operator takes its Lease in $POD_NAMESPACE (default "default"): the release lives there.
     let release_ns = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into());
@@ -1374,7 +1374,7 @@ where
     Fut: std::future::Future<Output = bool>,
 {
     let every = std::time::Duration::from_millis(100);
-    slack_token_operator::testground::eventually(what, std::time::Duration::from_secs(60), every, || {
+    testground::eventually(what, std::time::Duration::from_secs(60), every, || {
         let done = check();
         async move { done.await.then_some(()) }
     })

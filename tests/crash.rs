@@ -3,13 +3,13 @@
 //! Slack issued are not yet saved. Real time, so these tests take tens of seconds.
 //! The long form is `cargo bench --bench crash`.
 
-use slack_token_operator::testground::{
+use std::time::Duration;
+use testground::{
     crash::{self, CrashConfig},
     eventually,
     process::{OperatorOptions, OperatorProcess},
     Ground, GroundConfig,
 };
-use std::time::Duration;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_slack-token-operator");
 

@@ -2,9 +2,9 @@
 //! next rotation, expiry, identity and the recent Events with their documented reasons. Run with
 //! the real kubectl against the Kubernetes emulator and the real controller.
 
-use slack_token_operator::testground::{eventually, kubectl, spawn_controller, Ground, GroundConfig, TEAM};
 use slack_token_operator::Settings;
 use std::time::Duration;
+use testground::{eventually, kubectl, spawn_controller, Ground, GroundConfig, TEAM};
 
 #[test]
 fn kubectl_describe_shows_conditions_rotations_identity_and_events() {

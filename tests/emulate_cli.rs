@@ -1,11 +1,11 @@
 //! `slack-token-operator emulate`: both emulators in one process, usable by kubectl and over HTTP.
 
-use slack_token_operator::testground::kubectl;
 use std::{
     io::{BufRead, BufReader},
     process::{Child, Command, Stdio},
     time::Duration,
 };
+use testground::kubectl;
 
 struct Killed(Child);
 

@@ -4,12 +4,12 @@
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
-use slack_token_operator::testground::{
+use std::time::Duration;
+use testground::{
     eventually,
     process::{OperatorOptions, OperatorProcess},
     Bot, Ground, GroundConfig,
 };
-use std::time::Duration;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_slack-token-operator");
 const LEASE: Duration = Duration::from_secs(4);

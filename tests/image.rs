@@ -7,16 +7,16 @@
 //! `scripts/container-tools` installs buildah, podman and runc from Debian's packages if they
 //! are missing; elsewhere install them yourself.
 
-use slack_token_operator::testground::{
-    eventually,
-    process::{Container, OperatorOptions, OperatorProcess},
-    Ground, GroundConfig,
-};
 use std::{
     path::{Path, PathBuf},
     process::Command,
     sync::OnceLock,
     time::{Duration, Instant},
+};
+use testground::{
+    eventually,
+    process::{Container, OperatorOptions, OperatorProcess},
+    Ground, GroundConfig,
 };
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");

@@ -33,12 +33,12 @@ async fn rotate_into_a_refused_save(env: &TestEnv, f: &Fixture, journal: Option<
     faults.fail_next(Verb::Update, "secrets", None, u32::MAX, 503);
     rotate_now(env, &f.name, "crash").await;
     env.eventually("Slack answered and the save failed", env.patience(), || async {
-        let held = env.ctx.pending.len() == 1 && env.slack.refreshes(&f.installation_id) == refreshes + 1;
+        let held = env.ctx.pending().len() == 1 && env.slack.refreshes(&f.installation_id) == refreshes + 1;
         let journaled = journal.is_none_or(|dir| journal_entries(dir, "pair") == 1);
         (held && journaled).then_some(())
     })
     .await;
-    env.ctx.pending.all()[0].issued.refresh_token.expose_secret().to_owned()
+    env.ctx.pending().all()[0].issued.refresh_token.expose_secret().to_owned()
 }
 
 #[test]
@@ -233,7 +233,7 @@ fn journaling_and_replaying_a_pair_logs_no_token() {
         env.restart_operator(Some(journal.path())).await;
         let (f, first) = env.ready_bot().await;
         let held = rotate_into_a_refused_save(&env, &f, Some(journal.path())).await;
-        let pending_access = env.ctx.pending.all()[0].issued.access_token.expose_secret().to_owned();
+        let pending_access = env.ctx.pending().all()[0].issued.access_token.expose_secret().to_owned();
         env.fault_injection().clear();
         let replayed = env.restart_operator(Some(journal.path())).await;
         assert_eq!(replayed.saved, 1);

@@ -6,8 +6,9 @@
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{api::Api, Client};
 use kube_emulator::{KubeEmulator, Verb};
-use slack_token_operator::{kube_client, testground::eventually};
+use slack_token_operator::kube_client;
 use std::time::Duration;
+use testground::eventually;
 
 /// Requests in flight at once: more than the idle bound, as a start-up burst of reconciles is.
 const BURST: usize = 32;

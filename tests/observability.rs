@@ -6,9 +6,9 @@ mod support;
 
 use kube::api::DeleteParams;
 use slack_emulator::Fault;
-use slack_token_operator::testground::Times;
 use std::time::Duration;
 use support::{e2e, e2e_before_start, Scrape, TestEnv};
+use testground::Times;
 
 const OAUTH: &str = "oauth.v2.access";
 

@@ -377,7 +377,7 @@ fn api_server_write_failure_after_slack_answered_loses_no_refresh_token() {
             "Slack was not called again for the same rotation"
         );
         assert!(env.slack.broken_chains().is_empty(), "no spent refresh token was presented");
-        assert!(env.ctx.pending.is_empty());
+        assert!(env.ctx.pending().is_empty());
         env.ready("bot", "True").await;
         env.eventually("the completed rotation counts once", env.patience(), || async {
             (env.status("bot").await.rotation_count == 2).then_some(())
@@ -409,7 +409,7 @@ fn slacktoken_recreated_while_a_save_fails_saves_the_pending_pair_first() {
         let (reason, _) = env.ready("bot", "False").await;
         assert_eq!(reason, "KubernetesApiError");
         assert_eq!(env.slack.refreshes(&f.installation_id), 2, "Slack answered; the save failed");
-        assert_eq!(env.ctx.pending.len(), 1);
+        assert_eq!(env.ctx.pending().len(), 1);
 
         env.tokens().delete("bot", &DeleteParams::default()).await.unwrap();
         env.eventually("SlackToken gone", env.patience(), || async {
@@ -423,7 +423,7 @@ fn slacktoken_recreated_while_a_save_fails_saves_the_pending_pair_first() {
         assert!(env.slack.token_is_valid(&second));
         assert_eq!(env.slack.refreshes(&f.installation_id), 2, "the pending pair was saved, not re-fetched");
         assert!(env.slack.broken_chains().is_empty(), "no spent refresh token was presented");
-        assert!(env.ctx.pending.is_empty());
+        assert!(env.ctx.pending().is_empty());
     });
 }
 

@@ -3,9 +3,9 @@
 
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
-use slack_token_operator::testground::{Ground, GroundConfig};
 use slack_token_operator::{SlackToken, SlackTokenSpec, TokenType};
 use std::process::Command;
+use testground::{Ground, GroundConfig};
 
 fn status(kubeconfig: &std::path::Path, args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_slack-token-operator"))

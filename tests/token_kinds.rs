@@ -49,9 +49,9 @@ fn manual_token_due_shows_rotation_due_with_the_steps_for_its_kind() {
             assert!(env.event_reasons(name).await.contains(&"RotationDue".to_owned()));
         }
         // Once due, the controller waits for a person: no busy reconciles.
-        let reconciles = env.ctx.metrics.reconciles.get();
-        env.advance(env.ctx.settings.health_check_interval / 2).await;
-        assert_eq!(env.ctx.metrics.reconciles.get(), reconciles, "idle while due");
+        let reconciles = env.ctx.metrics().reconciles.get();
+        env.advance(env.ctx.settings().health_check_interval / 2).await;
+        assert_eq!(env.ctx.metrics().reconciles.get(), reconciles, "idle while due");
     });
 }
 
@@ -138,7 +138,7 @@ fn revoked_long_lived_token_is_detected_by_the_health_check() {
         env.ready("hubot", "True").await;
         let slack = SlackClient::new(&env.slack.base_url()).unwrap();
         assert!(slack.revoke(&SecretString::from(token.clone())).await.unwrap());
-        env.advance(env.ctx.settings.health_check_interval + env.ttl() / 30).await;
+        env.advance(env.ctx.settings().health_check_interval + env.ttl() / 30).await;
         let (reason, message) = env.ready("hubot", "False").await;
         assert_eq!(reason, "TokenRevoked");
         assert!(message.contains("pendingToken"), "{message}");

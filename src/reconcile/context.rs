@@ -35,29 +35,30 @@ impl Default for Settings {
     }
 }
 
-/// Shared state of all reconciles.
+/// Shared state of all reconciles. Built by [`Context::with_journal`] (or `new`, `with_settings`);
+/// outside the crate only what `main` and the tests read is at hand, through the methods below.
 pub struct Context {
-    pub client: Client,
-    pub slack: SlackClient,
-    pub clock: SharedClock,
-    pub recorder: events::Recorder,
+    pub(crate) client: Client,
+    pub(crate) slack: SlackClient,
+    pub(crate) clock: SharedClock,
+    pub(crate) recorder: events::Recorder,
     /// Pairs Slack issued that are not saved yet (the only copy of their refresh token).
-    pub pending: PendingPairs,
+    pub(crate) pending: PendingPairs,
     /// Retry holds after failures.
-    pub backoff: Gate,
+    pub(crate) backoff: Gate,
     /// What we last wrote to each Secret (so our own writes do not wake us, and the output
     /// Secret need not be read back).
-    pub own_writes: OwnWrites,
+    pub(crate) own_writes: OwnWrites,
     /// Reconciles at once, most urgent first.
-    pub turns: Turns,
+    pub(crate) turns: Turns,
     /// When each SlackToken is next reconciled.
-    pub alarms: Alarms,
+    pub(crate) alarms: Alarms,
     /// Slack's `Retry-After`, per app and workspace.
-    pub rate_limits: RateLimits,
-    pub metrics: Arc<Metrics>,
+    pub(crate) rate_limits: RateLimits,
+    pub(crate) metrics: Arc<Metrics>,
     /// What the probes answer; the controller and leader election update it.
-    pub health: Arc<Health>,
-    pub settings: Settings,
+    pub(crate) health: Arc<Health>,
+    pub(crate) settings: Settings,
 }
 
 impl Context {
@@ -104,6 +105,30 @@ impl Context {
             health: Arc::default(),
             settings,
         })
+    }
+
+    /// The operator's metrics (the leader gauge is set by `main` and leader election).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// What the probes answer.
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Pairs Slack issued that are not saved yet.
+    pub fn pending(&self) -> &PendingPairs {
+        &self.pending
+    }
+
+    /// The SlackTokens (`namespace/name`) whose reconcile is running.
+    pub fn running(&self) -> Vec<String> {
+        self.turns.running()
     }
 
     /// The probes' and metrics' view of this operator, for the HTTP server.

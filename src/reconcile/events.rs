@@ -92,6 +92,7 @@ impl Recorder {
     }
 
     /// Series remembered now.
+    #[cfg(test)]
     pub fn remembered(&self) -> usize {
         self.series().len()
     }

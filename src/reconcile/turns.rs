@@ -36,6 +36,7 @@ pub struct Urgency {
 }
 
 impl Urgency {
+    #[cfg(test)]
     pub const MOST: Urgency = Urgency { published: false, deadline: i64::MIN };
 }
 
@@ -186,6 +187,7 @@ impl Turns {
     }
 
     /// SlackTokens parked, waiting for a slot.
+    #[cfg(test)]
     pub fn waiting(&self) -> usize {
         lock(&self.0.state).parked.len()
     }
@@ -212,16 +214,6 @@ impl Turns {
     /// see `super::alarms`); whether one was there to ask.
     pub fn ask(&self, key: &Key) -> bool {
         ask(&mut lock(&self.0.state), key)
-    }
-
-    /// A free slot, for no SlackToken in particular (tests fill the slots with these).
-    pub fn take_free(&self) -> Option<Turn> {
-        let mut state = lock(&self.0.state);
-        if state.free == 0 {
-            return None;
-        }
-        state.free -= 1;
-        Some(self.turn(&mut state, None))
     }
 
     /// `key` is gone (its SlackToken was deleted): it waits no more, and a slot kept for it is

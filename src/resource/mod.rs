@@ -16,9 +16,11 @@ pub use conditions::{
 pub use crd::{crd, crd_yaml, KNOWN_FORMATS};
 pub use duration::GoDuration;
 pub use events::EventReason;
+#[cfg(test)]
+pub use slacktoken::WorkloadKind;
 pub use slacktoken::{
     Identity, ManualKind, ManualSpec, RolloutRestartTarget, SlackToken, SlackTokenSpec, SlackTokenStatus,
-    TokenType, WorkloadKind,
+    TokenType,
 };
 
 /// Field manager of every write, and the reporting controller of Events.

@@ -141,10 +141,12 @@ impl OwnWrites {
         self.map().remove(&key(namespace, name));
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.map().len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -1,4 +1,4 @@
-//! The end-to-end layer over `slack_token_operator::testground`: the real controller against the
+//! The end-to-end layer over the `testground` crate: the real controller against the
 //! Kubernetes emulator (or a real cluster when `E2E_KUBECONFIG` names a kubeconfig) and the
 //! Slack emulator, each test in a namespace of its own.
 //!
@@ -17,11 +17,11 @@ use kube::{
     api::{Api, DeleteParams},
     Client, ResourceExt,
 };
-use slack_token_operator::testground::{self, Apis, GroundConfig, Task, Times};
 use slack_token_operator::{
     Context, Journal, Replayed, Settings, SharedClock, SlackToken, SlackTokenStatus, TokioClock,
 };
 use std::{future::Future, ops::Deref, sync::Arc, time::Duration};
+use testground::{self, Apis, GroundConfig, Task, Times};
 
 pub use testground::{token_yaml, Fixture, TEAM};
 

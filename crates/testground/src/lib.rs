@@ -1,7 +1,7 @@
 //! The test ground: both emulators in this process, the operator in this process or as its own
-//! process, and the fixtures that tests (end-to-end, chart, CLI, crash, HA, scale), benchmarks
-//! and the `demo`/`emulate` commands share. Built only with the `emulator` feature (the container
-//! image has none of it).
+//! process, and the fixtures that tests (end-to-end, chart, CLI, crash, HA, scale) and benchmarks
+//! share. A dev-dependency of the operator crate: no build of the operator contains it. The
+//! emulators start as the `demo` command starts them ([`slack_token_operator::demo::ground`]).
 //!
 //! - [`Ground`]: the Kubernetes emulator and the Slack emulator, the CRD installed, a kubeconfig
 //!   written. It dereferences to [`Apis`], so `ground.slack`, `ground.client` and the fixtures
@@ -10,6 +10,8 @@
 //!   run against a real cluster too), with the fixtures: SlackTokens of each type with their
 //!   credentials, namespaces, status [`Times`], and an operator [`Context`] to run in-process.
 //! - [`eventually`]: the one polling helper.
+//! - [`process`] the operator as its own process, [`crash`] the crash harness, [`scale`] fleets
+//!   of SlackTokens and what the operator asked of the APIs for them.
 //!
 //! In-process tests usually run on tokio's paused clock; a [`process::OperatorProcess`] lives on
 //! the real clock, so tests that kill processes run the emulators on real time too.
@@ -18,76 +20,24 @@ pub mod crash;
 pub mod process;
 pub mod scale;
 
-use crate::{
-    clock::{SharedClock, TokioClock},
-    controller,
-    reconcile::{schedule::until, Context, Settings},
-    resource::{crd, Condition, SlackToken, SlackTokenStatus, ROTATE_ANNOTATION},
-    secrets::{oauth_secret, Journal},
-    slack::SlackClient,
-};
 use anyhow::Context as _;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
     api::{Api, Patch, PatchParams, PostParams},
     Client, ResourceExt,
+};
+pub use slack_token_operator::demo::ground::{start_kube_emulator, GroundConfig};
+use slack_token_operator::{
+    crd,
+    demo::ground::{install_crd as install, start_slack_emulator},
+    oauth_secret, until, Condition, Context, Journal, Settings, SharedClock, SlackClient, SlackToken,
+    SlackTokenStatus, ROTATE_ANNOTATION,
 };
 use std::{future::Future, ops::Deref, path::PathBuf, sync::Arc, time::Duration};
 
 /// The Slack team of the installations the fixtures make.
 pub const TEAM: &str = "T0GROUND";
-
-/// How the emulators are set up.
-#[derive(Clone)]
-pub struct GroundConfig {
-    /// Lifetime of the access tokens Slack issues.
-    pub token_ttl: Duration,
-    /// How long a spent refresh token still works at Slack (real Slack: "a short grace period").
-    pub refresh_grace: Duration,
-    /// Enforce RBAC in the Kubernetes emulator.
-    pub rbac: bool,
-    /// The clock both emulators read; `None`: wall time at start plus tokio time since.
-    pub clock: Option<SharedClock>,
-    /// The CRD to install (default: the operator's, [`crate::crd`]); `None` installs none.
-    pub crd: Option<CustomResourceDefinition>,
-    /// Ports on 127.0.0.1; 0 picks a free one.
-    pub kube_port: u16,
-    pub slack_port: u16,
-}
-
-impl Default for GroundConfig {
-    fn default() -> Self {
-        Self {
-            token_ttl: Duration::from_secs(12 * 3600),
-            refresh_grace: Duration::ZERO,
-            rbac: false,
-            clock: None,
-            crd: Some(crd()),
-            kube_port: 0,
-            slack_port: 0,
-        }
-    }
-}
-
-fn emulator_clock(clock: &SharedClock) -> slack_emulator::NowFn {
-    let clock = clock.clone();
-    Arc::new(move || clock.now())
-}
-
-/// The Kubernetes emulator as `config` says, reading `clock`.
-pub async fn start_kube_emulator(
-    config: &GroundConfig,
-    clock: &SharedClock,
-) -> anyhow::Result<kube_emulator::KubeEmulator> {
-    kube_emulator::KubeEmulator::start_with(kube_emulator::Config {
-        port: config.kube_port,
-        rbac: config.rbac,
-        now: Some(emulator_clock(clock)),
-    })
-    .await
-}
 
 /// A Kubernetes emulator and a Slack emulator, with the SlackToken CRD installed.
 pub struct Ground {
@@ -105,7 +55,7 @@ impl Deref for Ground {
 
 impl Ground {
     pub async fn start(config: GroundConfig) -> anyhow::Result<Self> {
-        let clock: SharedClock = config.clock.clone().unwrap_or_else(|| Arc::new(TokioClock::new()));
+        let clock = config.clock();
         let kube = start_kube_emulator(&config, &clock).await?;
         let apis = Apis::start(kube.client(), &config, clock).await?;
         let dir = tempfile::tempdir()?;
@@ -144,13 +94,7 @@ pub struct Apis {
 impl Apis {
     /// Starts the Slack emulator on `clock` and installs `config.crd` through `client`.
     pub async fn start(client: Client, config: &GroundConfig, clock: SharedClock) -> anyhow::Result<Self> {
-        let slack = slack_emulator::SlackEmulator::start_with(slack_emulator::Config {
-            port: config.slack_port,
-            access_token_ttl: config.token_ttl,
-            refresh_grace: config.refresh_grace,
-            now: Some(emulator_clock(&clock)),
-        })
-        .await?;
+        let slack = start_slack_emulator(config, &clock).await?;
         if let Some(crd) = &config.crd {
             install(&client, crd).await?;
         }
@@ -409,7 +353,7 @@ impl Drop for Task {
 
 /// Runs the controller on `ctx`, watching `namespaces` (all if empty), until the task is dropped.
 pub fn spawn_controller(ctx: Arc<Context>, namespaces: Vec<String>) -> Task {
-    Task::spawn(controller::run(ctx, namespaces))
+    Task::spawn(slack_token_operator::run(ctx, namespaces))
 }
 
 /// Serves `ctx`'s /healthz, /readyz and /metrics on a free local port.
@@ -418,7 +362,7 @@ pub async fn serve_http(ctx: &Context) -> anyhow::Result<(std::net::SocketAddr, 
     let addr = listener.local_addr()?;
     let endpoints = ctx.endpoints();
     let server = Task::spawn(async move {
-        crate::ops::http::serve(listener, endpoints).await.expect("the HTTP server runs");
+        slack_token_operator::http::serve(listener, endpoints).await.expect("the HTTP server runs");
     });
     Ok((addr, server))
 }
@@ -436,21 +380,6 @@ pub fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> std::process::Out
 /// Installs the operator's CRD into a cluster (emulated or real) and waits until it is served.
 pub async fn install_crd(client: &Client) -> anyhow::Result<()> {
     install(client, &crd()).await
-}
-
-/// Installs `crd` (a SlackToken CRD) and waits until SlackTokens are served.
-async fn install(client: &Client, crd: &CustomResourceDefinition) -> anyhow::Result<()> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    match crds.create(&PostParams::default(), crd).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => return Err(e).context("installing the SlackToken CRD"),
-    }
-    let tokens: Api<SlackToken> = Api::all(client.clone());
-    eventually("the SlackToken CRD served", Duration::from_secs(10), Duration::from_millis(100), || async {
-        tokens.list(&Default::default()).await.ok().map(|_| ())
-    })
-    .await
 }
 
 /// Polls `check` every `every` until it yields `Some`, or fails after `within`.

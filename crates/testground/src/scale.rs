@@ -8,16 +8,12 @@
 //! Benchmarks print the figures; tests check only [`PerRotation::broken_invariants`].
 
 use super::{Bot, Ground};
-use crate::{
-    reconcile::Context,
-    resource::{SlackToken, SlackTokenSpec, TokenType},
-    secrets::oauth_secret,
-};
 use anyhow::Context as _;
 use futures::{stream, StreamExt, TryStreamExt};
 use jiff::Timestamp;
 use k8s_openapi::ByteString;
 use kube::api::PostParams;
+use slack_token_operator::{format_time, oauth_secret, Context, SlackToken, SlackTokenSpec, TokenType};
 use std::sync::Arc;
 
 /// The Slack methods that issue tokens; a rotation makes exactly one call of one of them.
@@ -45,7 +41,7 @@ impl Ground {
             let expires = due.checked_add(RENEW_BEFORE_UNKNOWN_ISSUE)?;
             let data = creds.data.get_or_insert_with(Default::default);
             data.insert("accessToken".into(), ByteString(installation.access_token.into_bytes()));
-            data.insert("expiresAt".into(), ByteString(crate::clock::format_time(expires).into_bytes()));
+            data.insert("expiresAt".into(), ByteString(format_time(expires).into_bytes()));
         }
         self.secrets(ns).create(&PostParams::default(), &creds).await?;
         let token = SlackToken::new(name, SlackTokenSpec::new(TokenType::OAuth, &bot.creds(), &bot.output()));
@@ -75,7 +71,7 @@ impl Ground {
             kube: self.kube.stats(),
             events: self.kube.stats_for("events"),
             slack: SLACK_METHODS.map(|m| self.slack.calls(m)),
-            reconciles: ctx.map_or(0, |c| c.metrics.reconciles.get()),
+            reconciles: ctx.map_or(0, |c| c.metrics().reconciles.get()),
         }
     }
 

@@ -307,8 +307,9 @@ async fn drive(client: kube::Client, bots: Vec<Bot>, driving: Arc<AtomicBool>, s
     let mut n = 0u64;
     while driving.load(Ordering::Relaxed) {
         let bot = &bots[rng.random_range(0..bots.len())];
-        let patch = serde_json::json!({"metadata": {"annotations": {crate::resource::ROTATE_ANNOTATION: format!("auto-{n}")}}});
-        let tokens: kube::Api<crate::resource::SlackToken> = kube::Api::namespaced(client.clone(), &bot.ns);
+        let patch = serde_json::json!({"metadata": {"annotations": {slack_token_operator::ROTATE_ANNOTATION: format!("auto-{n}")}}});
+        let tokens: kube::Api<slack_token_operator::SlackToken> =
+            kube::Api::namespaced(client.clone(), &bot.ns);
         let _ = tokens.patch(&bot.name, &Default::default(), &kube::api::Patch::Merge(&patch)).await;
         n += 1;
         tokio::time::sleep(Duration::from_millis(rng.random_range(100..400))).await;

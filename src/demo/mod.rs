@@ -1,23 +1,29 @@
-//! `demo` and `emulate`: the operator against the project's built-in Kubernetes and Slack emulators.
+//! `demo` and `emulate`: the operator against the project's built-in Kubernetes and Slack
+//! emulators (started by [`ground`]). Built only with the `emulator` feature.
+
+pub mod ground;
 
 use crate::{
+    controller,
     reconcile::Settings,
-    resource::GoDuration,
+    resource::{GoDuration, SlackToken, SlackTokenSpec, TokenType},
+    secrets::oauth_secret,
     slack::redacted,
-    testground::{spawn_controller, Ground, GroundConfig},
 };
+use anyhow::Context as _;
 use futures::StreamExt;
+use ground::{Emulators, GroundConfig};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
-    api::Api,
+    api::{Api, PostParams},
     runtime::{watcher, WatchStreamExt},
     Client, ResourceExt,
 };
 use secrecy::SecretString;
 use std::path::PathBuf;
 
-/// Installs the CRD into a cluster (emulated or real) and waits until it is served.
-pub use crate::testground::install_crd;
+/// The demo's SlackToken, in namespace `default`.
+const NAME: &str = "deploy-bot";
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
@@ -57,7 +63,8 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
     let ground =
-        Ground::start(GroundConfig { token_ttl: args.token_lifetime.as_std(), ..Default::default() }).await?;
+        Emulators::start(&GroundConfig { token_ttl: args.token_lifetime.as_std(), ..Default::default() })
+            .await?;
     if let Some(path) = &args.kubeconfig {
         ground.kube.write_kubeconfig(path)?;
         println!(
@@ -66,7 +73,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             path.display()
         );
     }
-    let bot = ground.bot("default", "deploy-bot").await?;
+    let installation = bot(&ground).await?;
 
     println!(
         "Demo: SlackToken default/deploy-bot rotates a bot token living {} into Secret deploy-bot-token.",
@@ -78,8 +85,8 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         ground.slack.base_url()
     );
 
-    let ctx = ground.context(ground.client.clone(), Settings::default(), None);
-    let controller = spawn_controller(ctx, vec![bot.ns.clone()]);
+    let ctx = ground.context(Settings::default())?;
+    let controller = tokio::spawn(controller::run(ctx, vec!["default".to_owned()]));
     let printer = print_rotations(ground.client.clone());
     let stop = async {
         match args.run_for {
@@ -93,14 +100,32 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         result = printer => result?,
         () = stop => {}
     }
-    controller.stop().await;
+    controller.abort();
+    let _ = controller.await;
     let broken = ground.slack.broken_chains();
     println!(
         "Done: {} refreshes, broken refresh chains: {}.",
-        ground.slack.refreshes(&bot.installation_id),
+        ground.slack.refreshes(&installation),
         if broken.is_empty() { "none".to_owned() } else { broken.join(", ") }
     );
     Ok(())
+}
+
+/// A rotating bot installation in the Slack emulator, its credentials Secret
+/// `default/deploy-bot-creds` and SlackToken `default/deploy-bot` publishing into
+/// `deploy-bot-token`. Returns the installation's id.
+async fn bot(ground: &Emulators) -> anyhow::Result<String> {
+    let app = ground.slack.create_app(true);
+    let installation = ground.slack.install(&app, "T0DEMO", slack_emulator::TokenKind::Bot);
+    let refresh = installation.refresh_token.context("a rotating installation has a refresh token")?;
+    let (creds, output) = (format!("{NAME}-creds"), format!("{NAME}-token"));
+    let secret = oauth_secret(&creds, &app.client_id, &app.client_secret, &refresh);
+    let secrets: Api<Secret> = Api::namespaced(ground.client.clone(), "default");
+    secrets.create(&PostParams::default(), &secret).await.context("creating the credentials")?;
+    let token = SlackToken::new(NAME, SlackTokenSpec::new(TokenType::OAuth, &creds, &output));
+    let tokens: Api<SlackToken> = Api::namespaced(ground.client.clone(), "default");
+    tokens.create(&PostParams::default(), &token).await.context("creating the SlackToken")?;
+    Ok(installation.id)
 }
 
 /// Prints one line each time the output Secret gets a new token.
@@ -150,7 +175,7 @@ pub async fn emulate(args: EmulateArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
     // People and benchmarks install the CRD themselves, as on a cluster.
-    let ground = Ground::start(GroundConfig {
+    let ground = Emulators::start(&GroundConfig {
         kube_port: args.kube_port,
         slack_port: args.slack_port,
         token_ttl: args.token_lifetime.as_std(),
