@@ -152,130 +152,184 @@ impl std::fmt::Display for CrashReport {
     }
 }
 
+/// What a run works on: the emulators, the SlackTokens, the journal directory and how operator
+/// processes are started.
+struct Harness {
+    config: CrashConfig,
+    ground: Ground,
+    bots: Vec<Bot>,
+    journal: PathBuf,
+    options: OperatorOptions,
+    /// Removed at the end of the run.
+    _journal_root: tempfile::TempDir,
+}
+
 pub async fn run(config: CrashConfig) -> anyhow::Result<CrashReport> {
     let started = tokio::time::Instant::now();
-    let ground = Ground::start(GroundConfig {
-        token_ttl: config.token_ttl,
-        refresh_grace: config.refresh_grace,
-        ..Default::default()
-    })
-    .await?;
-    ground.namespace(NAMESPACE).await?;
-    let mut bots = Vec::new();
-    for i in 0..config.tokens {
-        bots.push(ground.bot(NAMESPACE, &format!("bot-{i}")).await?);
-    }
-    // Memory-backed, as the chart's emptyDir (medium: Memory) is: an fsync costs nothing there.
-    let shm = std::path::Path::new("/dev/shm");
-    let journal_root = if shm.is_dir() { tempfile::tempdir_in(shm)? } else { tempfile::tempdir()? };
-    let journal = journal_root.path().to_owned();
-    let mut options = OperatorOptions::new(&config.binary, ground.kubeconfig(), ground.slack.base_url());
-    options.namespaces = vec![NAMESPACE.into()];
-    options.journal_dir = config.journal.then(|| journal.clone());
-    let mut rng = StdRng::seed_from_u64(config.seed);
-    let mut report = CrashReport { seed: config.seed, ..Default::default() };
+    let h = Harness::start(config).await?;
+    let mut rng = StdRng::seed_from_u64(h.config.seed);
+    let mut report = CrashReport { seed: h.config.seed, ..Default::default() };
     let mut logs = Vec::new();
 
-    let mut operator = start(&options).await?;
-    all_healthy(&ground, &bots, Duration::from_secs(30)).await?;
-
+    let mut operator = start(&h.options).await?;
+    all_healthy(&h.ground, &h.bots, Duration::from_secs(30)).await?;
     let driving = Arc::new(AtomicBool::new(true));
-    let driver = tokio::spawn(drive(ground.client.clone(), bots.clone(), driving.clone(), rng.random()));
-    let faults = ground.kube.faults();
+    let driver = tokio::spawn(drive(h.ground.client.clone(), h.bots.clone(), driving.clone(), rng.random()));
     let mut broken_seen = 0;
-    for kill in 0..config.kills {
-        let held_left = config.held_kills.saturating_sub(report.held_kills);
-        let kills_left = config.kills - kill;
-        let hold = held_left >= kills_left || rng.random_bool(0.4);
-        if hold {
-            let stall = rng.random_bool(0.5);
-            let bot = &bots[rng.random_range(0..bots.len())];
-            let answered = ground.slack.refreshes(&bot.installation_id);
-            match stall {
-                true => faults.add_latency(Some(Verb::Update), Some("secrets"), Duration::from_secs(3600)),
-                false => faults.fail_next(Verb::Update, "secrets", None, u32::MAX, 500),
-            }
-            ground.rotate_now(bot, &format!("held-{kill}")).await?;
-            let held = eventually(
-                "Slack to answer while the save cannot happen",
-                Duration::from_secs(10),
-                Duration::from_millis(5),
-                || async {
-                    let slack_answered = ground.slack.refreshes(&bot.installation_id) > answered;
-                    let journaled = !config.journal || entries(&journal) > 0;
-                    (slack_answered && journaled).then_some(())
-                },
-            )
-            .await
-            .is_ok();
-            // The pair is held for longer than Slack's grace: the spent token is dead now, as it
-            // would be after a real API server stall, and only the journal can save the chain.
-            tokio::time::sleep(config.refresh_grace + Duration::from_millis(rng.random_range(100..300)))
-                .await;
-            operator.kill()?;
-            faults.clear();
-            if held {
-                report.held_kills += 1;
-                report.stalled_kills += usize::from(stall);
-            }
-        } else {
-            tokio::time::sleep(Duration::from_millis(rng.random_range(0..1000))).await;
-            operator.kill()?;
-        }
-        report.kills += 1;
+    for kill in 0..h.config.kills {
+        h.kill(kill, &mut operator, &mut rng, &mut report).await?;
         logs.extend(operator.logs());
         // Pairs Slack issued that no process kept (the kill came between Slack's answer and
         // the journal write): only Slack's grace period can save those chains.
-        let unkept = unkept_pairs(&ground, &bots, &logs);
+        let unkept = unkept_pairs(&h.ground, &h.bots, &logs);
         if unkept > report.unkept {
             report.unkept_kills.push(kill);
             report.unkept = unkept;
         }
-        operator = start(&options).await?;
+        operator = start(&h.options).await?;
         report.restart.push(operator.started_in);
-        if ground.slack.broken_chains().len() > broken_seen {
+        if h.ground.slack.broken_chains().len() > broken_seen {
             report.broke_at.push(kill);
-            broken_seen = ground.slack.broken_chains().len();
+            broken_seen = h.ground.slack.broken_chains().len();
         }
-        if let Some(saved) = operator
-            .lines("journal replayed")
-            .first()
-            .and_then(|l| l.pointer("/fields/saved"))
-            .and_then(|v| v.as_u64())
-        {
-            report.replayed += saved as usize;
-        }
+        report.replayed += replayed(&operator);
     }
     driving.store(false, Ordering::Relaxed);
     let _ = driver.await;
 
-    // The end: every SlackToken works, and one more rotation of each works (the chains go on).
-    let settled = all_healthy(&ground, &bots, config.settle).await;
-    for bot in &bots {
-        let before = ground.slack.refreshes(&bot.installation_id);
-        ground.rotate_now(bot, "final").await?;
-        let _ = eventually("one more rotation", config.settle / 3, Duration::from_millis(20), || async {
-            (ground.slack.refreshes(&bot.installation_id) > before && ground.is_healthy(bot).await)
-                .then_some(())
-        })
-        .await;
-    }
-    for bot in &bots {
-        if !ground.is_healthy(bot).await {
-            report.not_ready.push(bot.name.clone());
-        }
-        report.rotations += ground.slack.refreshes(&bot.installation_id);
-    }
-    if settled.is_err() && report.not_ready.is_empty() {
-        report.not_ready.push("(slow to settle)".into());
-    }
-    report.broken_chains = ground.slack.broken_chains();
+    h.settle(&mut report).await?;
     logs.extend(operator.logs());
     drop(operator);
     report.journal_window = Window::of(field_ms(&logs, "new pair kept", "journal_ms"));
     report.save_window = Window::of(field_ms(&logs, "new pair saved", "save_ms"));
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+impl Harness {
+    /// The emulators (Slack with `config`'s token lifetime and grace), the SlackTokens and a
+    /// journal directory.
+    async fn start(config: CrashConfig) -> anyhow::Result<Self> {
+        let ground = Ground::start(GroundConfig {
+            token_ttl: config.token_ttl,
+            refresh_grace: config.refresh_grace,
+            ..Default::default()
+        })
+        .await?;
+        ground.namespace(NAMESPACE).await?;
+        let mut bots = Vec::new();
+        for i in 0..config.tokens {
+            bots.push(ground.bot(NAMESPACE, &format!("bot-{i}")).await?);
+        }
+        // Memory-backed, as the chart's emptyDir (medium: Memory) is: an fsync costs nothing there.
+        let shm = Path::new("/dev/shm");
+        let journal_root = if shm.is_dir() { tempfile::tempdir_in(shm)? } else { tempfile::tempdir()? };
+        let journal = journal_root.path().to_owned();
+        let mut options = OperatorOptions::new(&config.binary, ground.kubeconfig(), ground.slack.base_url());
+        options.namespaces = vec![NAMESPACE.into()];
+        options.journal_dir = config.journal.then(|| journal.clone());
+        Ok(Self { config, ground, bots, journal, options, _journal_root: journal_root })
+    }
+
+    /// Kill number `kill`: with a pair held (as many as `held_kills` asks for, and some more at
+    /// random) or at a random moment.
+    async fn kill(
+        &self,
+        kill: usize,
+        operator: &mut OperatorProcess,
+        rng: &mut StdRng,
+        report: &mut CrashReport,
+    ) -> anyhow::Result<()> {
+        let held_left = self.config.held_kills.saturating_sub(report.held_kills);
+        let kills_left = self.config.kills - kill;
+        if held_left >= kills_left || rng.random_bool(0.4) {
+            self.held_kill(kill, operator, rng, report).await?;
+        } else {
+            tokio::time::sleep(Duration::from_millis(rng.random_range(0..1000))).await;
+            operator.kill()?;
+        }
+        report.kills += 1;
+        Ok(())
+    }
+
+    /// Secret writes refused or stalled, a rotation asked for, and the process killed once Slack
+    /// has answered (and the pair is journaled) and Slack's grace has run out.
+    async fn held_kill(
+        &self,
+        kill: usize,
+        operator: &mut OperatorProcess,
+        rng: &mut StdRng,
+        report: &mut CrashReport,
+    ) -> anyhow::Result<()> {
+        let (ground, faults) = (&self.ground, self.ground.kube.faults());
+        let stall = rng.random_bool(0.5);
+        let bot = &self.bots[rng.random_range(0..self.bots.len())];
+        let answered = ground.slack.refreshes(&bot.installation_id);
+        match stall {
+            true => faults.add_latency(Some(Verb::Update), Some("secrets"), Duration::from_secs(3600)),
+            false => faults.fail_next(Verb::Update, "secrets", None, u32::MAX, 500),
+        }
+        ground.rotate_now(bot, &format!("held-{kill}")).await?;
+        let held = eventually(
+            "Slack to answer while the save cannot happen",
+            Duration::from_secs(10),
+            Duration::from_millis(5),
+            || async {
+                let slack_answered = ground.slack.refreshes(&bot.installation_id) > answered;
+                let journaled = !self.config.journal || entries(&self.journal) > 0;
+                (slack_answered && journaled).then_some(())
+            },
+        )
+        .await
+        .is_ok();
+        // The pair is held for longer than Slack's grace: the spent token is dead now, as it
+        // would be after a real API server stall, and only the journal can save the chain.
+        tokio::time::sleep(self.config.refresh_grace + Duration::from_millis(rng.random_range(100..300)))
+            .await;
+        operator.kill()?;
+        faults.clear();
+        if held {
+            report.held_kills += 1;
+            report.stalled_kills += usize::from(stall);
+        }
+        Ok(())
+    }
+
+    /// The end: every SlackToken works, and one more rotation of each works (the chains go on).
+    async fn settle(&self, report: &mut CrashReport) -> anyhow::Result<()> {
+        let (ground, bots, settle) = (&self.ground, &self.bots, self.config.settle);
+        let settled = all_healthy(ground, bots, settle).await;
+        for bot in bots {
+            let before = ground.slack.refreshes(&bot.installation_id);
+            ground.rotate_now(bot, "final").await?;
+            let _ = eventually("one more rotation", settle / 3, Duration::from_millis(20), || async {
+                (ground.slack.refreshes(&bot.installation_id) > before && ground.is_healthy(bot).await)
+                    .then_some(())
+            })
+            .await;
+        }
+        for bot in bots {
+            if !ground.is_healthy(bot).await {
+                report.not_ready.push(bot.name.clone());
+            }
+            report.rotations += ground.slack.refreshes(&bot.installation_id);
+        }
+        if settled.is_err() && report.not_ready.is_empty() {
+            report.not_ready.push("(slow to settle)".into());
+        }
+        report.broken_chains = ground.slack.broken_chains();
+        Ok(())
+    }
+}
+
+/// Pairs the process saved from the journal when it started.
+fn replayed(operator: &OperatorProcess) -> usize {
+    operator
+        .lines("journal replayed")
+        .first()
+        .and_then(|l| l.pointer("/fields/saved"))
+        .and_then(|v| v.as_u64())
+        .map_or(0, |saved| saved as usize)
 }
 
 async fn start(options: &OperatorOptions) -> anyhow::Result<OperatorProcess> {
