@@ -11,15 +11,7 @@ use kube::{
 };
 use slack_emulator::Fault;
 use slack_token_operator::{Context, Scope, SharedClock, SlackClient, SlackToken, TokioClock};
-use std::{
-    collections::HashMap,
-    future::Future,
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc,
-    },
-    time::Duration,
-};
+use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
 use testground::{
     scale::{idle_requests, settle, PerRotation},
     Bot, Ground, GroundConfig,
@@ -187,23 +179,51 @@ fn when_more_is_due_than_can_run_tokens_without_a_token_go_first_then_the_neares
     });
 }
 
-/// Counts the `reconcile` spans that exist (created, not yet closed).
+/// Counts the `reconcile` spans that exist (created, not yet closed), per thread: each test runs
+/// its runtime on its own thread. A subscriber for the whole process, because a thread's own
+/// (`set_default`) is not reliably asked about a span while other tests run: tracing caches per
+/// call site whether any subscriber wants it.
 #[derive(Clone, Default)]
-struct LiveReconcileSpans(Arc<AtomicUsize>);
+struct LiveReconcileSpans(Arc<std::sync::Mutex<HashMap<std::thread::ThreadId, usize>>>);
+
+impl LiveReconcileSpans {
+    /// The process's (installed on first use).
+    fn installed() -> Self {
+        static LIVE: std::sync::OnceLock<LiveReconcileSpans> = std::sync::OnceLock::new();
+        LIVE.get_or_init(|| {
+            let live = Self::default();
+            tracing::subscriber::set_global_default(tracing_subscriber::registry().with(live.clone()))
+                .expect("no other global subscriber in this test binary");
+            live
+        })
+        .clone()
+    }
+
+    /// Spans of this thread's reconciles alive now.
+    fn here(&self) -> usize {
+        self.0.lock().unwrap().get(&std::thread::current().id()).copied().unwrap_or(0)
+    }
+}
 
 impl<S> Layer<S> for LiveReconcileSpans
 where
     S: tracing::Subscriber + for<'a> LookupSpan<'a>,
 {
-    fn on_new_span(&self, attrs: &span::Attributes<'_>, _: &span::Id, _: layer::Context<'_, S>) {
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: layer::Context<'_, S>) {
         if attrs.metadata().name() == "reconcile" {
-            self.0.fetch_add(1, Ordering::SeqCst);
+            let thread = std::thread::current().id();
+            *self.0.lock().unwrap().entry(thread).or_default() += 1;
+            if let Some(span) = ctx.span(id) {
+                span.extensions_mut().insert(thread);
+            }
         }
     }
 
     fn on_close(&self, id: span::Id, ctx: layer::Context<'_, S>) {
-        if ctx.span(&id).is_some_and(|s| s.name() == "reconcile") {
-            self.0.fetch_sub(1, Ordering::SeqCst);
+        let Some(span) = ctx.span(&id).filter(|s| s.name() == "reconcile") else { return };
+        let Some(thread) = span.extensions().get::<std::thread::ThreadId>().copied() else { return };
+        if let Some(live) = self.0.lock().unwrap().get_mut(&thread) {
+            *live -= 1;
         }
     }
 }
@@ -213,8 +233,7 @@ fn a_slacktoken_waiting_for_its_turn_holds_no_task_and_no_log_span() {
     // Ten thousand SlackTokens at start-up wait for a few dozen slots. Each waiting one is a few bytes in
     // the turn queue: not a task in kube-runtime's runner (whose table of futures never shrinks)
     // nor a span in the subscriber's registry (kept, fields formatted, while the span exists).
-    let live = LiveReconcileSpans::default();
-    let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry().with(live.clone()));
+    let live = LiveReconcileSpans::installed();
     paused(|ground, clock| async move {
         const N: usize = 400;
         const SLOTS: usize = slack_token_operator::MAX_CONCURRENT_RECONCILES;
@@ -237,7 +256,7 @@ fn a_slacktoken_waiting_for_its_turn_holds_no_task_and_no_log_span() {
         // Long enough for the controller to hand over every SlackToken, short of Slack's answer.
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert_eq!(ground.slack.calls("oauth.v2.access"), SLOTS, "a reconcile for each slot, no more");
-        assert_eq!(live.0.load(Ordering::SeqCst), SLOTS, "spans: only the running reconciles'");
+        assert_eq!(live.here(), SLOTS, "spans: only the running reconciles'");
         assert!(
             tasks() < before + TASKS_PER_RUNNING * SLOTS + (N - SLOTS) / 4,
             "tasks: {} before the operator, {} with {SLOTS} running and {} waiting",
@@ -249,7 +268,7 @@ fn a_slacktoken_waiting_for_its_turn_holds_no_task_and_no_log_span() {
         assert!(statuses(&ground).await.values().all(ready));
         assert_eq!(ground.slack.calls("oauth.v2.access"), N, "each waiting SlackToken had its turn, once");
         quiet(&ground, &ctx).await;
-        assert_eq!(live.0.load(Ordering::SeqCst), 0, "spans left");
+        assert_eq!(live.here(), 0, "spans left");
         Ok(())
     });
 }
