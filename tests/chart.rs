@@ -1277,6 +1277,8 @@ async fn operator_scenario(
     let operator = ground.kube.service_account_client(&release_ns, FULLNAME);
     let leader_elect = rendered.args().iter().any(|a| a == "--leader-elect");
     let mut leadership = None;
+    // The leader gauge says whether the Lease is still held.
+    let metrics = slack_token_operator::Metrics::default();
     if leader_elect {
         let acquired = tokio::time::timeout(
             Duration::from_secs(60),
@@ -1287,7 +1289,7 @@ async fn operator_scenario(
                     Default::default(),
                 ),
                 &Default::default(),
-                Default::default(),
+                metrics.leader.clone(),
             ),
         )
         .await
@@ -1342,14 +1344,14 @@ async fn operator_scenario(
     secrets.delete(&bot.output(), &DeleteParams::default()).await.unwrap();
     within_a_minute("restoring the deleted output Secret", || async { published().await.is_some() }).await?;
 
-    if let Some(leadership) = &leadership {
+    if leadership.is_some() {
         // Hold the Lease through renewals.
         let leases = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(admin.clone(), &release_ns);
         let renewed = |l: k8s_openapi::api::coordination::v1::Lease| l.spec.and_then(|s| s.renew_time);
         let before = renewed(leases.get(slack_token_operator::leader::LEASE_NAME).await.unwrap());
         tokio::time::sleep(Duration::from_secs(40)).await;
         let after = renewed(leases.get(slack_token_operator::leader::LEASE_NAME).await.unwrap());
-        if after == before || !leadership.is_leader() {
+        if after == before || metrics.leader.get() != 1 {
             return Err("the Lease was not renewed".into());
         }
     }

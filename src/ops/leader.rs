@@ -424,11 +424,6 @@ pub struct Leadership {
 }
 
 impl Leadership {
-    /// Whether this replica still holds the Lease.
-    pub fn is_leader(&self) -> bool {
-        *self.state.borrow()
-    }
-
     /// Resolves when leadership is lost (it could not be renewed in time, or another replica
     /// took the Lease).
     pub async fn lost(&mut self) {

@@ -35,7 +35,7 @@ impl Default for Settings {
     }
 }
 
-/// Shared state of all reconciles. Built by [`Context::with_journal`] (or `new`, `with_settings`);
+/// Shared state of all reconciles. Built by [`Context::with_journal`] (or [`Context::new`]);
 /// outside the crate only what `main` and the tests read is at hand, through the methods below.
 pub struct Context {
     pub(crate) client: Client,
@@ -62,17 +62,9 @@ pub struct Context {
 }
 
 impl Context {
+    /// With the default settings and no crash journal.
     pub fn new(client: Client, slack: SlackClient, clock: SharedClock) -> Arc<Self> {
-        Self::with_settings(client, slack, clock, Settings::default())
-    }
-
-    pub fn with_settings(
-        client: Client,
-        slack: SlackClient,
-        clock: SharedClock,
-        settings: Settings,
-    ) -> Arc<Self> {
-        Self::with_journal(client, slack, clock, settings, None)
+        Self::with_journal(client, slack, clock, Settings::default(), None)
     }
 
     /// With a crash journal, pairs Slack issues are on disk until saved; call

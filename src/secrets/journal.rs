@@ -75,7 +75,7 @@ impl Journal {
         Ok(Self { dir: dir.to_owned() })
     }
 
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
@@ -86,7 +86,7 @@ impl Journal {
     }
 
     /// Writes `entry` durably: when this returns, a crash of the process or the machine keeps it.
-    pub fn write(&self, entry: &Entry) -> io::Result<()> {
+    pub(crate) fn write(&self, entry: &Entry) -> io::Result<()> {
         let path = self.path(&entry.namespace, &entry.name);
         let tmp = path.with_extension("tmp");
         let payload = serde_json::to_vec(&Stored::from(entry)).map_err(io::Error::other)?;
@@ -104,7 +104,7 @@ impl Journal {
     }
 
     /// Removes the entry of credentials Secret `namespace/name` (done: the Secret holds it).
-    pub fn remove(&self, namespace: &str, name: &str) -> io::Result<()> {
+    pub(crate) fn remove(&self, namespace: &str, name: &str) -> io::Result<()> {
         match fs::remove_file(self.path(namespace, name)) {
             Ok(()) => sync_dir(&self.dir),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -115,7 +115,7 @@ impl Journal {
     /// Every entry in the journal. Damaged ones are renamed `*.corrupt` (kept for a person to
     /// look at, never read again) and returned separately; leftover temporary files of a write
     /// that never finished are removed (the entry they were to replace is still there).
-    pub fn read_all(&self) -> io::Result<(Vec<Entry>, Vec<Damaged>)> {
+    pub(crate) fn read_all(&self) -> io::Result<(Vec<Entry>, Vec<Damaged>)> {
         let mut entries = Vec::new();
         let mut damaged = Vec::new();
         let mut paths: Vec<PathBuf> =

@@ -21,7 +21,7 @@ pub struct PendingPairs {
 }
 
 impl PendingPairs {
-    pub fn new(journal: Option<Journal>) -> Self {
+    pub(crate) fn new(journal: Option<Journal>) -> Self {
         Self { pairs: Mutex::default(), journal }
     }
 
@@ -35,7 +35,7 @@ impl PendingPairs {
     }
 
     /// The pair waiting for credentials Secret `namespace/name`, if any.
-    pub fn get(&self, namespace: &str, name: &str) -> Option<Entry> {
+    pub(crate) fn get(&self, namespace: &str, name: &str) -> Option<Entry> {
         self.map().get(&key(namespace, name)).cloned()
     }
 
@@ -45,7 +45,7 @@ impl PendingPairs {
     /// reconcile dropped while the write runs still leaves it here (and the write completes). A
     /// journal that cannot be written is reported, and the pair is still kept and saved: the
     /// credentials Secret is the other durable place, and the save is what matters now.
-    pub async fn put(&self, entry: Entry) {
+    pub(crate) async fn put(&self, entry: Entry) {
         self.load(entry.clone());
         if let Some(journal) = self.journal.clone() {
             let (namespace, secret) = (entry.namespace.clone(), entry.name.clone());
@@ -58,12 +58,12 @@ impl PendingPairs {
     }
 
     /// Keeps a pair read back from the journal (already on disk).
-    pub fn load(&self, entry: Entry) {
+    pub(crate) fn load(&self, entry: Entry) {
         self.map().insert(key(&entry.namespace, &entry.name), entry);
     }
 
     /// Forgets the pair once its credentials Secret holds it (or holds a newer one).
-    pub async fn remove(&self, namespace: &str, name: &str) {
+    pub(crate) async fn remove(&self, namespace: &str, name: &str) {
         self.map().remove(&key(namespace, name));
         if let Some(journal) = self.journal.clone() {
             let (ns, secret) = (namespace.to_owned(), name.to_owned());
