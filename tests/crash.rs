@@ -76,13 +76,12 @@ async fn sigterm_during_a_refused_or_stalled_save_exits_in_time_and_the_pair_is_
             false => faults.fail_next(kube_emulator::Verb::Update, "secrets", None, u32::MAX, 500),
         }
         ground.rotate_now(&bot, "term").await.unwrap();
-        let journal = options.journal_dir.as_deref().unwrap();
         eventually(
             "Slack answered the second rotation and its pair is journaled, unsaved",
             Duration::from_secs(30),
             Duration::from_millis(10),
             || async {
-                (ground.slack.refreshes(&bot.installation_id) == 2 && journaled(journal) == 1).then_some(())
+                (ground.slack.refreshes(&bot.installation_id) == 2 && operator.journaled() == 1).then_some(())
             },
         )
         .await
@@ -92,7 +91,7 @@ async fn sigterm_during_a_refused_or_stalled_save_exits_in_time_and_the_pair_is_
         // Within the pod's grace period with room to spare, whatever the load on this machine.
         let status = operator.exited(Duration::from_secs(25)).await.expect("exits after SIGTERM");
         assert!(status.success(), "stall={stall}: {status:?}");
-        assert_eq!(journaled(journal), 1, "stall={stall}: the unsaved pair is still on disk");
+        assert_eq!(operator.journaled(), 1, "stall={stall}: the unsaved pair is still on disk");
         // A stalled save keeps its reconcile running: only the shutdown timeout ends it.
         // The cut-off report: a warning naming what was still running or unsaved.
         let timed_out: Vec<_> = operator
@@ -117,12 +116,12 @@ async fn sigterm_during_a_refused_or_stalled_save_exits_in_time_and_the_pair_is_
         }
 
         faults.clear();
-        let _restarted = OperatorProcess::spawn(&options).unwrap();
+        let restarted = OperatorProcess::spawn(&options).unwrap();
         eventually("the new token published", Duration::from_secs(30), Duration::from_millis(50), healthy)
             .await
             .unwrap();
         // Saved from the journal, then taken off it.
-        let emptied = || async { (journaled(journal) == 0).then_some(()) };
+        let emptied = || async { (restarted.journaled() == 0).then_some(()) };
         eventually("the journal emptied", Duration::from_secs(30), Duration::from_millis(50), emptied)
             .await
             .unwrap();
@@ -153,10 +152,4 @@ async fn start_up_logs_a_journal_replay_only_with_a_journal() {
         assert_eq!(!operator.lines("journal replayed").is_empty(), journal, "journal={journal}");
         assert_eq!(warned, !journal, "journal={journal}");
     }
-}
-
-/// Pairs on disk in the journal `dir` (entries not yet taken off: saved ones are removed).
-fn journaled(dir: &std::path::Path) -> usize {
-    let entries = std::fs::read_dir(dir).map(|d| d.flatten().collect::<Vec<_>>()).unwrap_or_default();
-    entries.iter().filter(|e| e.path().extension().is_some_and(|x| x == "pair")).count()
 }

@@ -168,6 +168,14 @@ impl OperatorProcess {
         Ok(())
     }
 
+    /// Pairs in the process's journal (`--journal-dir`): on disk until saved, or dropped as
+    /// superseded. 0 without a journal.
+    pub fn journaled(&self) -> usize {
+        let Some(dir) = &self.options.journal_dir else { return 0 };
+        let entries = std::fs::read_dir(dir).map(|d| d.flatten().collect::<Vec<_>>()).unwrap_or_default();
+        entries.iter().filter(|e| e.path().extension().is_some_and(|x| x == "pair")).count()
+    }
+
     /// SIGKILL: no handler runs, memory is gone; only what is on disk remains.
     pub fn kill(&mut self) -> anyhow::Result<()> {
         self.child.kill()?;
